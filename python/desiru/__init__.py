@@ -1,0 +1,1 @@
+"""desiru: save, load and journal compiled LM programs."""

@@ -1,0 +1,1 @@
+"""Pure-Python implementations of the byte engines (the reference and the fallback)."""

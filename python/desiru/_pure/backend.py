@@ -1,0 +1,17 @@
+"""Pure-Python twin of ``desiru._native``: same functions, same bytes."""
+
+from desiru._pure.codec import content_hash, packb, sha256, unpackb, xxh3_128
+from desiru._pure.diff import apply_edits, diff_states
+from desiru._pure.frame import frame_encode, frame_scan
+
+__all__ = [
+    "apply_edits",
+    "content_hash",
+    "diff_states",
+    "frame_encode",
+    "frame_scan",
+    "packb",
+    "sha256",
+    "unpackb",
+    "xxh3_128",
+]
