@@ -1,0 +1,63 @@
+"""Atomic file writes: a reader sees the old file or the new one, never a mix.
+
+Temp file in the same folder, write, fsync, rename over the target, fsync the
+folder. A failed write leaves the old file untouched and no temp file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+from desiru.errors import DesiruError
+
+
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Make a rename or create in ``folder`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | Iterable[bytes], *, durable: bool = True) -> int:
+    """Replace ``path`` with ``data`` atomically; returns the number of bytes written."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise DesiruError(f"folder {str(folder)!r} does not exist", path=target, hint="create it first")
+    tmp = folder / f".{target.name}.{secrets.token_hex(6)}.tmp"
+    mode = 0o644
+    with contextlib.suppress(OSError):
+        mode = target.stat().st_mode & 0o777
+    size = 0
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as f:
+            chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
+            for chunk in chunks:
+                f.write(chunk)
+                size += len(chunk)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise DesiruError(f"could not write the file: {exc.strerror or exc}", path=target,
+                              hint="check the path, permissions and free space; the previous file is unchanged") from exc
+        raise
+    if durable:
+        fsync_dir(folder)
+    return size

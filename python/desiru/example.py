@@ -1,0 +1,91 @@
+"""Examples: the few-shot demonstrations of a module, and the predictions it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+
+class Example(Mapping[str, Any]):
+    """A read-only mapping of field name to value, with attribute access.
+
+    ``Example(question="q", answer="a").question == "q"``. ``with_inputs`` marks which
+    keys are inputs (as DSPy does); the rest are labels.
+    """
+
+    __slots__ = ("_data", "_input_keys")
+
+    def __init__(self, base: Mapping[str, Any] | None = None, **fields: Any) -> None:
+        data: dict[str, Any] = dict(base) if base is not None else {}
+        data.update(fields)
+        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "_input_keys", None)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no field {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only; build a new one with .copy(**changes)")
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self._data.items())
+        return f"{type(self).__name__}({inner})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Example):
+            return self._data == other._data
+        if isinstance(other, Mapping):
+            return self._data == dict(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A new plain dict of the fields."""
+        return dict(self._data)
+
+    def copy(self, **changes: Any) -> Example:
+        """A copy with some fields changed."""
+        new = type(self)(self._data, **changes)
+        object.__setattr__(new, "_input_keys", self._input_keys)
+        return new
+
+    def with_inputs(self, *keys: str) -> Example:
+        """A copy that marks ``keys`` as the inputs."""
+        new = self.copy()
+        object.__setattr__(new, "_input_keys", tuple(keys))
+        return new
+
+    @property
+    def input_keys(self) -> tuple[str, ...] | None:
+        """The keys marked as inputs, or None when never marked."""
+        return self._input_keys
+
+    def inputs(self) -> Example:
+        """Only the input fields (requires ``with_inputs``)."""
+        if self._input_keys is None:
+            raise ValueError("inputs() needs with_inputs(...) first")
+        return Example({k: v for k, v in self._data.items() if k in self._input_keys})
+
+    def labels(self) -> Example:
+        """The fields that are not inputs."""
+        keys = self._input_keys or ()
+        return Example({k: v for k, v in self._data.items() if k not in keys})
+
+
+class Prediction(Example):
+    """What a module returns: its output fields (and reasoning, for ChainOfThought)."""
+
+    __slots__ = ()

@@ -1,0 +1,139 @@
+"""Modules: one LM step each, with a signature, few-shot demos, parameters and metadata.
+
+``Predict`` asks the configured LM for the signature's outputs; ``ChainOfThought``
+first asks for a ``reasoning`` field. Subclasses register themselves by name so
+that files can name them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+from desiru import registry
+from desiru.errors import DesiruError
+from desiru.example import Example, Prediction
+from desiru.lm import current_lm
+from desiru.prompt import build_prompt, parse_output
+from desiru.signature import Field, Signature, ensure_signature
+from desiru.state import copy_tree, require_mapping
+
+#: parameters that are passed to the LM on each call (others stay module settings)
+LM_PARAMETERS = ("temperature", "max_tokens", "top_p", "stop", "n", "model")
+
+
+class Module:
+    """A step of a program: a signature, demos (list[Example]), parameters and metadata."""
+
+    __desiru_name__: ClassVar[str] = "desiru.Module"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        registry.register(cls)
+
+    def __init__(
+        self,
+        signature: str | Signature,
+        *,
+        demos: Iterable[Mapping[str, Any]] = (),
+        metadata: Mapping[str, Any] | None = None,
+        **parameters: Any,
+    ) -> None:
+        self.signature: Signature = ensure_signature(signature)
+        self.demos: list[Example] = [d if isinstance(d, Example) else Example(d) for d in demos]
+        self.parameters: dict[str, Any] = dict(parameters)
+        self.metadata: dict[str, Any] = dict(metadata or {})
+
+    # -- state -------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """The module as a state tree (see docs/STATE.md)."""
+        return {
+            "kind": "module",
+            "class": registry.class_name(type(self)),
+            "signature": self.signature.to_state(),
+            "demos": [copy_tree(d.to_dict() if isinstance(d, Example) else dict(d)) for d in self.demos],
+            "parameters": copy_tree(self.parameters),
+            "metadata": copy_tree(self.metadata),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], *, path: str | None = None) -> Module:
+        """Build a module from a state tree: the class it names, or ``cls`` when called on a subclass."""
+        require_mapping(state, "module state", path)
+        target = cls
+        if cls is Module:
+            target = registry.resolve(state.get("class"), base=Module, path=path)
+        module = target.__new__(target)
+        module._restore(state)
+        return module
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        self.signature = Signature.from_state(state.get("signature") or {})
+        demos = state.get("demos") or []
+        if not isinstance(demos, list):
+            raise DesiruError(f"demos must be a list, got {type(demos).__name__}")
+        self.demos = [Example(copy_tree(require_mapping(d, "demo", None))) for d in demos]
+        self.parameters = dict(copy_tree(require_mapping(state.get("parameters") or {}, "parameters", None)))
+        self.metadata = dict(copy_tree(require_mapping(state.get("metadata") or {}, "metadata", None)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Module):
+            return NotImplemented
+        return type(self) is type(other) and self.to_state() == other.to_state()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.signature)!r}, demos={len(self.demos)}, parameters={self.parameters})"
+
+    def copy(self) -> Module:
+        """A deep copy (through the state tree)."""
+        return type(self).from_state(self.to_state())
+
+    # -- running -----------------------------------------------------------------------
+    def forward(self, **inputs: Any) -> Prediction:
+        """Run this step; plain Modules have no behaviour of their own."""
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, **inputs: Any) -> Prediction:
+        return self.forward(**inputs)
+
+
+class Predict(Module):
+    """Ask the configured LM for the signature's outputs, with the demos as few-shot examples."""
+
+    __desiru_name__ = "desiru.Predict"
+
+    def lm_params(self) -> dict[str, Any]:
+        """The parameters passed to the LM on each call."""
+        return {k: v for k, v in self.parameters.items() if k in LM_PARAMETERS}
+
+    def forward(self, **inputs: Any) -> Prediction:
+        missing = [name for name in self.signature.inputs if name not in inputs]
+        if missing:
+            raise DesiruError(f"{type(self).__name__} needs inputs {missing}; got {sorted(inputs)}")
+        lm, defaults = current_lm()
+        prompt = build_prompt(self.signature, self.demos, inputs)
+        text = lm(prompt, **{**defaults, **self.lm_params()})
+        return Prediction(parse_output(self.signature, text))
+
+
+REASONING = Field(
+    "reasoning", desc="Think step by step before answering.", prefix="Reasoning: Let's think step by step in order to"
+)
+
+
+class ChainOfThought(Predict):
+    """Predict with a ``reasoning`` output field first, so the LM thinks before it answers."""
+
+    __desiru_name__ = "desiru.ChainOfThought"
+
+    def __init__(self, signature: str | Signature, **kwargs: Any) -> None:
+        super().__init__(signature, **kwargs)
+        if "reasoning" not in self.signature.outputs:
+            self.signature = self.signature.prepend_output(REASONING)
+
+
+registry.register(Module)
+registry.register(Predict)
+registry.register(ChainOfThought)

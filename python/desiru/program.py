@@ -1,0 +1,264 @@
+"""Programs: named modules (and nested programs) with configuration and custom data.
+
+Modules are registered by attribute assignment, in order; ``named_modules()`` walks
+nested programs with dotted names. Subclasses register by qualified name when
+defined, which is how ``ds.load`` finds the class a file names.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from desiru import registry
+from desiru.errors import CorruptDataError, DesiruError, UnknownModuleError
+from desiru.module import Module
+from desiru.state import copy_tree, require_mapping
+
+if TYPE_CHECKING:
+    from desiru.serialization.documents import SaveResult
+
+P = TypeVar("P", bound="Program")
+_INTERNAL = frozenset({"_modules", "configuration", "metadata", "custom_data"})
+
+
+class Program:
+    """A compiled LM program: an ordered set of named modules and nested programs."""
+
+    __desiru_name__: ClassVar[str] = "desiru.Program"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        registry.register(cls)
+
+    def __init__(self, **modules: Module | Program) -> None:
+        object.__setattr__(self, "_modules", {})
+        self.configuration: dict[str, Any] = {}
+        self.metadata: dict[str, Any] = {}
+        self.custom_data: Any = None
+        for name, module in modules.items():
+            setattr(self, name, module)
+
+    # -- module registration -------------------------------------------------------------
+    def _children(self) -> dict[str, Module | Program]:
+        children = self.__dict__.get("_modules")
+        if children is None:  # a subclass that assigns before calling super().__init__()
+            children = {}
+            object.__setattr__(self, "_modules", children)
+        return children
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        children = self._children()
+        if isinstance(value, (Module, Program)) and not name.startswith("_") and name not in _INTERNAL:
+            if value is self:
+                raise DesiruError("a program cannot contain itself")
+            children[name] = value
+        elif name in children:
+            del children[name]
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self._children().pop(name, None)
+        object.__delattr__(self, name)
+
+    @property
+    def modules(self) -> dict[str, Module | Program]:
+        """The direct children, name -> Module or nested Program, in registration order."""
+        return dict(self._children())
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """Every Module in the tree as (dotted name, module), depth first, in order."""
+        for name, child in self._children().items():
+            dotted = f"{prefix}{name}"
+            if isinstance(child, Program):
+                yield from child.named_modules(dotted + ".")
+            else:
+                yield dotted, child
+
+    def get_module(self, path: str) -> Module | Program:
+        """The module or nested program at a dotted path such as ``"sub.answer"``."""
+        node: Module | Program = self
+        for part in path.split("."):
+            if not isinstance(node, Program) or part not in node._children():
+                known = [n for n, _ in self.named_modules()]
+                raise UnknownModuleError(f"no module {path!r} in {type(self).__name__}", hint=f"known: {known}")
+            node = node._children()[part]
+        return node
+
+    def _set_child(self, path: str, child: Module | Program) -> None:
+        parent_path, _, leaf = path.rpartition(".")
+        parent = self.get_module(parent_path) if parent_path else self
+        if not isinstance(parent, Program):
+            raise UnknownModuleError(f"{parent_path!r} is a module, not a program; cannot add {leaf!r} to it")
+        setattr(parent, leaf, child)
+
+    # -- custom data hooks -------------------------------------------------------------------
+    def custom_serialization(self) -> Any:
+        """Extra data to save, as a state tree; override to save your own fields."""
+        return copy_tree(self.custom_data)
+
+    def custom_deserialization(self, data: Any) -> None:
+        """Restore what custom_serialization() returned; override with your own fields."""
+        self.custom_data = data
+
+    # -- state -------------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """The program as a state tree (see docs/STATE.md)."""
+        modules = []
+        for name, child in self._children().items():
+            child_state = child.to_state()
+            modules.append({"name": name, **child_state})
+        return {
+            "kind": "program",
+            "class": registry.class_name(type(self)),
+            "modules": modules,
+            "configuration": copy_tree(self.configuration),
+            "custom_data": self.custom_serialization(),
+            "metadata": copy_tree(self.metadata),
+        }
+
+    @classmethod
+    def from_state(cls: type[P], state: Mapping[str, Any], *, path: str | None = None) -> P:
+        """Build a program from a state tree.
+
+        On ``Program`` itself the class named in the state is used (through the
+        registry); on a subclass, that subclass is built whatever the state names.
+        """
+        require_mapping(state, "program state", path)
+        target: type[Program] = cls
+        if cls is Program:
+            target = registry.resolve(state.get("class"), base=Program, path=path)
+        program = _instantiate(target)
+        program._restore(state, path)
+        return program  # type: ignore[return-value]
+
+    def _restore(self, state: Mapping[str, Any], path: str | None) -> None:
+        children = self._children()
+        for name in list(children):
+            delattr(self, name)
+        modules = state.get("modules") or []
+        if not isinstance(modules, list):
+            raise CorruptDataError(f"'modules' must be a list, got {type(modules).__name__}", path=path)
+        for entry in modules:
+            require_mapping(entry, "module entry", path)
+            name = entry.get("name")
+            if not isinstance(name, str) or not name.isidentifier():
+                raise CorruptDataError(f"module entry has an invalid name {name!r}", path=path)
+            if entry.get("kind") == "program":
+                child: Module | Program = Program.from_state(entry, path=path)
+            else:
+                child = Module.from_state(entry, path=path)
+            setattr(self, name, child)
+        self.configuration = dict(copy_tree(require_mapping(state.get("configuration") or {}, "configuration", path)))
+        self.metadata = dict(copy_tree(require_mapping(state.get("metadata") or {}, "metadata", path)))
+        self.custom_deserialization(copy_tree(state.get("custom_data")))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Program):
+            return NotImplemented
+        return type(self) is type(other) and self.to_state() == other.to_state()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(modules={list(self._children())})"
+
+    def copy(self: P) -> P:
+        """A deep copy (through the state tree)."""
+        return type(self).from_state(self.to_state())
+
+    # -- running -----------------------------------------------------------------------------
+    def forward(self, **inputs: Any) -> Any:
+        """Run the program; subclasses define it. A program of one module runs that module."""
+        children = list(self._children().values())
+        if len(children) == 1:
+            return children[0](**inputs)
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    # -- files -------------------------------------------------------------------------------
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        format: str | None = None,
+        compress: bool | str | None = None,
+        key: bytes | str | None = None,
+    ) -> SaveResult:
+        """Write the program to ``path`` atomically; format from the suffix or ``format=``."""
+        from desiru.serialization.documents import save_document
+
+        return save_document(self.to_state(), path, kind="program", format=format, compress=compress, key=key)
+
+    @classmethod
+    def load(cls: type[P], path: str | os.PathLike[str], *, key: bytes | str | None = None) -> P:
+        """Load a program file; on a subclass, build that subclass whatever the file names."""
+        from desiru.serialization.documents import load_document
+
+        doc = load_document(path, key=key)
+        if doc.kind != "program":
+            raise DesiruError(f"this file holds a {doc.kind}, not a program", path=path,
+                              hint="load it with import_module() or desiru.load()")
+        return cls.from_state(doc.state, path=os.fspath(path))
+
+    def export_module(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        *,
+        format: str | None = None,
+        compress: bool | str | None = None,
+        key: bytes | str | None = None,
+    ) -> SaveResult:
+        """Write one module (or nested program) to its own file, in the same formats as save()."""
+        from desiru.serialization.documents import save_document
+
+        child = self.get_module(name)
+        state = child.to_state()
+        state = {"name": name.rpartition(".")[2], **state}
+        return save_document(state, path, kind=state["kind"], format=format, compress=compress, key=key)
+
+    def import_module(
+        self, path: str | os.PathLike[str], name: str | None = None, *, key: bytes | str | None = None
+    ) -> Module | Program:
+        """Load a module file into this program under ``name`` (default: the name it was saved with)."""
+        from desiru.serialization.documents import load_document
+
+        doc = load_document(path, key=key)
+        state = doc.state
+        target = name or state.get("name")
+        if not isinstance(target, str) or not all(p.isidentifier() for p in target.split(".")):
+            raise DesiruError(f"cannot import under the name {target!r}", path=path,
+                              hint="pass name='some_identifier'")
+        child: Module | Program
+        if doc.kind == "program":
+            child = Program.from_state(state, path=os.fspath(path))
+        else:
+            child = Module.from_state(state, path=os.fspath(path))
+        self._set_child(target, child)
+        return child
+
+
+def _instantiate(cls: type[P]) -> P:
+    """An instance of ``cls`` ready to be restored.
+
+    A class whose ``__init__`` takes no required arguments is constructed normally (so
+    attributes it sets up exist); otherwise the instance is made without calling it.
+    """
+    init = cls.__init__
+    if init is Program.__init__:
+        return cls()
+    try:
+        inspect.signature(cls).bind()
+    except (TypeError, ValueError):
+        program = cls.__new__(cls)
+        Program.__init__(program)
+        return program
+    return cls()
+
+
+registry.register(Program)

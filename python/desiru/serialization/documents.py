@@ -1,0 +1,117 @@
+"""Documents on disk and in memory: the full pipeline in both directions.
+
+save: state -> envelope -> format bytes -> compress -> encrypt -> atomic write.
+load: read -> decrypt -> decompress -> detect format -> check version -> decode ->
+migrate -> verify checksum -> state.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from desiru import _engine
+from desiru.atomic import atomic_write
+from desiru.errors import CorruptDataError, DesiruError
+from desiru.serialization import container, envelope, formats
+from desiru.serialization.envelope import Document
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    """What a save wrote: where, how many bytes, their sha256, and how."""
+
+    path: Path
+    size: int
+    checksum: str
+    format: str
+    compression: str | None
+    encrypted: bool
+
+
+def serialize_document(
+    state: dict[str, Any],
+    *,
+    kind: str = "program",
+    format: str | None = None,
+    compress: bool | str | None = None,
+    key: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> tuple[bytes, str, str | None]:
+    """Bytes of a document holding ``state``; returns (bytes, format, compression)."""
+    fmt = formats.normalize_format(format) or formats.DEFAULT_FORMAT
+    method = container.normalize_compression(compress)
+    tree = envelope.build(state, kind, extra=extra)
+    doc = formats.encode(tree, fmt)
+    return container.seal(doc, fmt=fmt, compression=method, key=key), fmt, method
+
+
+def deserialize_document(
+    data: bytes, *, key: Any = None, path: str | None = None, format: str = "auto", verify: bool = True
+) -> Document:
+    """The Document in ``data``, whatever its format, compression and encryption."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DesiruError(f"expected bytes, got {type(data).__name__}")
+    raw, layers = container.unseal(bytes(data), key=key, path=path)
+    fmt = formats.detect(raw, path) if format in (None, "auto") else formats.normalize_format(format)
+    assert fmt is not None
+    early = envelope.peek_version(raw, fmt, path)
+    if early is not None:
+        envelope.check_newer(early, path)
+    tree = formats.decode(raw, fmt, path)
+    doc = envelope.open_tree(tree, path, verify=verify)
+    doc.format, doc.compression, doc.encrypted, doc.path, doc.key_id = (
+        fmt, layers.compression, layers.encrypted, path, layers.key_id)
+    return doc
+
+
+def target_path(path: str | os.PathLike[str], compression: str | None) -> Path:
+    """``path`` with .zst/.gz added when compressing and not already there."""
+    p = Path(path)
+    if compression is not None:
+        suffix = container.SUFFIX[compression]
+        if not p.name.lower().endswith((suffix, ".zstd") if compression == "zstd" else (suffix,)):
+            p = p.with_name(p.name + suffix)
+    return p
+
+
+def save_document(
+    state: dict[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    kind: str = "program",
+    format: str | None = None,
+    compress: bool | str | None = None,
+    key: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> SaveResult:
+    """Write a document atomically; the format comes from ``format=`` or the suffix."""
+    fmt = formats.normalize_format(format) or formats.format_from_suffix(path) or formats.DEFAULT_FORMAT
+    data, fmt, method = serialize_document(state, kind=kind, format=fmt, compress=compress, key=key, extra=extra)
+    target = target_path(path, method)
+    size = atomic_write(target, data)
+    return SaveResult(target, size, _engine.sha256(data).hex(), fmt, method, key is not None)
+
+
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a file, with a clear error when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise DesiruError("no such file", path=path, hint="check the path") from None
+    except IsADirectoryError:
+        raise DesiruError("this is a folder, not a file", path=path) from None
+    except OSError as exc:
+        raise DesiruError(f"cannot read the file: {exc.strerror or exc}", path=path) from None
+
+
+def load_document(path: str | os.PathLike[str], *, key: Any = None, verify: bool = True) -> Document:
+    """Read and open the document at ``path``."""
+    data = read_bytes(path)
+    try:
+        return deserialize_document(data, key=key, path=os.fspath(path), verify=verify)
+    except RecursionError:
+        raise CorruptDataError("the document is nested too deeply", path=path) from None

@@ -1,0 +1,133 @@
+"""The envelope every document carries around its state tree.
+
+Key order is fixed so that the format and its version come first: a reader checks
+the version before it interprets anything else (docs/FORMAT.md).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from desiru import __version__ as LIBRARY_VERSION
+from desiru import _engine
+from desiru.errors import CorruptDataError, FormatError, IncompatibleVersionError
+from desiru.serialization.version import CURRENT_VERSION, Version
+
+FORMAT_NAME = "desiru"
+CHECKSUM_ALGORITHM = "xxh3-128"
+KINDS = ("program", "module")
+
+
+def checksum_of(state: Any) -> str:
+    """``"xxh3-128:<hex>"`` of the canonical msgpack encoding of ``state``."""
+    return f"{CHECKSUM_ALGORITHM}:{_engine.content_hash(state).hex()}"
+
+
+def build(state: dict[str, Any], kind: str, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The document tree for ``state``: header fields first, the state last."""
+    header: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "format_version": str(CURRENT_VERSION),
+        "kind": kind,
+        "class": state.get("class"),
+        "library_version": LIBRARY_VERSION,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "python_version": platform.python_version(),
+    }
+    for k, v in (extra or {}).items():  # fields a newer minor wrote, kept as they were
+        header.setdefault(k, v)
+    header["checksum"] = checksum_of(state)
+    header["state"] = state
+    return header
+
+
+@dataclass
+class Document:
+    """A loaded document: its kind, state, and what the file said about itself."""
+
+    kind: str
+    state: dict[str, Any]
+    version: Version
+    header: dict[str, Any] = field(default_factory=dict)
+    format: str | None = None
+    compression: str | None = None
+    encrypted: bool = False
+    path: str | None = None
+    key_id: str | None = None
+
+
+def peek_version(data: bytes, fmt: str, path: str | None = None) -> Version | None:
+    """Read the format version of a msgpack document from its first entries only."""
+    if fmt != "msgpack":
+        return None
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 16, strict_map_key=False)
+    unpacker.feed(data[: 1 << 16])
+    try:
+        n = unpacker.read_map_header()
+        for _ in range(min(n, 4)):
+            key = unpacker.unpack()
+            if key in ("format_version", "version"):
+                value = unpacker.unpack()
+                return Version.parse(value) if isinstance(value, str) else None
+            unpacker.skip()
+    except Exception:  # the full decode reports malformed bytes with their offset
+        return None
+    return None
+
+
+def header_version(tree: Any, path: str | None) -> Version:
+    """The format version a decoded document claims."""
+    if not isinstance(tree, dict):
+        raise FormatError(f"not a desiru document: the top level is a {type(tree).__name__}", path=path)
+    raw = tree.get("format_version", tree.get("version") if "program" in tree else None)
+    if raw is None:
+        raise FormatError("not a desiru document: it has no format_version", path=path,
+                          hint="this file was not written by desiru")
+    try:
+        return Version.parse(raw)
+    except Exception:
+        raise IncompatibleVersionError(f"the file's format version {raw!r} is not a version", path=path) from None
+
+
+def check_newer(version: Version, path: str | None) -> None:
+    """A newer major may have changed everything after the version: refuse before reading on."""
+    if version.major > CURRENT_VERSION.major:
+        raise IncompatibleVersionError(
+            f"the file has format {version}, newer than this release reads ({CURRENT_VERSION})",
+            path=path,
+            hint="upgrade desiru to read it",
+        )
+
+
+def open_tree(tree: Any, path: str | None = None, *, verify: bool = True) -> Document:
+    """Check version, shape and checksum of a decoded document tree; returns its Document."""
+    version = header_version(tree, path)
+    check_newer(version, path)
+    if version != CURRENT_VERSION:
+        from desiru.serialization import migrations
+
+        tree = migrations.upgrade_document(tree, version, path)
+    if tree.get("format") != FORMAT_NAME:
+        raise FormatError("not a desiru document", path=path)
+    kind = tree.get("kind")
+    if kind not in KINDS:
+        raise CorruptDataError(f"unknown document kind {kind!r}", path=path)
+    state = tree.get("state")
+    if not isinstance(state, dict):
+        raise CorruptDataError("the document has no state", path=path)
+    if verify:
+        want = tree.get("checksum")
+        got = checksum_of(state)
+        if want != got:
+            raise CorruptDataError(
+                f"content checksum mismatch: the file says {want}, its content hashes to {got}",
+                path=path,
+                hint="the file was altered or damaged; restore it from a backup",
+            )
+    header = {k: v for k, v in tree.items() if k != "state"}
+    return Document(kind=kind, state=state, version=version, header=header)

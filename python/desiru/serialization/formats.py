@@ -1,0 +1,223 @@
+"""Document formats: json (readable), yaml (safe only) and msgpack (binary).
+
+Each turns a document tree (the envelope dict holding a state tree) into bytes and
+back, and ``detect`` names the format from the bytes alone. JSON has no bytes and
+no NaN/Infinity, so those are written as tagged objects (docs/FORMAT.md):
+``{"$bytes": "<base64>"}``, ``{"$float": "nan" | "inf" | "-inf"}``, and a user dict
+that itself has exactly one key starting with "$" is wrapped as ``{"$dict": {...}}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import os
+from typing import Any
+
+import yaml
+
+from desiru import _engine
+from desiru.errors import CorruptDataError, DesiruError, FormatError, SerializationError
+
+FORMATS = ("json", "yaml", "msgpack")
+SUFFIXES = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".msgpack": "msgpack", ".mpk": "msgpack"}
+DEFAULT_FORMAT = "msgpack"
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+
+_SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def normalize_format(fmt: str | None) -> str | None:
+    """Validate a ``format=`` argument ("yml" and "mpk" are accepted aliases)."""
+    if fmt is None:
+        return None
+    name = {"yml": "yaml", "mpk": "msgpack", "mp": "msgpack"}.get(fmt.lower(), fmt.lower())
+    if name not in FORMATS:
+        raise FormatError(f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+    return name
+
+
+def format_from_suffix(path: str | os.PathLike[str]) -> str | None:
+    """The format a file name asks for (".json", ".yaml", ".msgpack", ...), ignoring .zst/.gz."""
+    name = os.fspath(path).lower()
+    for comp in (".zst", ".zstd", ".gz"):
+        if name.endswith(comp):
+            name = name[: -len(comp)]
+    return SUFFIXES.get(os.path.splitext(name)[1])
+
+
+# -- detection -----------------------------------------------------------------------------
+def detect(data: bytes, path: str | None = None) -> str:
+    """Name the format of a (decompressed, decrypted) document from its bytes."""
+    if not data:
+        raise CorruptDataError("the file is empty", path=path, hint="it was never written or was truncated to 0 bytes")
+    first = data[0]
+    if 0x80 <= first <= 0x8F or first in (0xDE, 0xDF):
+        return "msgpack"
+    head = data[:4096].lstrip(b" \t\r\n")
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:].lstrip(b" \t\r\n")
+    if head.startswith(b"{"):
+        return "json"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the 4 KiB boundary
+            raise FormatError(
+                "cannot tell the format: the bytes are neither json, yaml, msgpack, zstd, gzip nor a desiru "
+                "container",
+                path=path,
+                offset=exc.start,
+                hint="is this a desiru file? `desiru inspect` shows what desiru sees",
+            ) from None
+        text = head[: exc.start].decode("utf-8")
+    if any(ch < " " and ch not in "\t\r\n" for ch in text):
+        raise FormatError("cannot tell the format: binary data that is not a known container", path=path,
+                          hint="is this a desiru file? `desiru inspect` shows what desiru sees")
+    return "yaml"
+
+
+# -- the state-tree check and json tagging ----------------------------------------------------
+def _check_int(value: int, where: str) -> None:
+    if not INT_MIN <= value <= INT_MAX:
+        raise SerializationError(
+            f"integer {value} at {where or 'top level'} does not fit in 64 bits",
+            hint="store it as a string, or split it",
+        )
+
+
+def to_portable(value: Any, *, json_tags: bool, where: str = "") -> Any:
+    """Check that ``value`` is a state tree; with ``json_tags`` also tag what JSON cannot hold."""
+    t = type(value)
+    if t is str or value is None or t is bool:
+        return value
+    if t is int:
+        _check_int(value, where)
+        return value
+    if t is float:
+        if json_tags and not math.isfinite(value):
+            return {"$float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise SerializationError(
+                    f"map key {k!r} at {where or 'top level'} is a {type(k).__name__}; state trees use str keys",
+                    hint="convert the key to a string",
+                )
+            out[str(k)] = to_portable(v, json_tags=json_tags, where=f"{where}.{k}" if where else k)
+        if json_tags and len(out) == 1 and next(iter(out)).startswith("$"):
+            return {"$dict": out}
+        return out
+    if isinstance(value, (list, tuple)):
+        return [to_portable(v, json_tags=json_tags, where=f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        return {"$bytes": base64.b64encode(raw).decode("ascii")} if json_tags else raw
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        _check_int(int(value), where)
+        return int(value)
+    if isinstance(value, float):
+        return to_portable(float(value), json_tags=json_tags, where=where)
+    if isinstance(value, str):
+        return str(value)
+    raise SerializationError(
+        f"cannot save a value of type {type(value).__name__} at {where or 'top level'}",
+        hint="state trees hold dict, list, str, int, float, bool, None and bytes; convert it, "
+        "or override custom_serialization()",
+    )
+
+
+_FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _untag(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1:
+        ((k, v),) = obj.items()
+        if k == "$bytes" and isinstance(v, str):
+            try:
+                return base64.b64decode(v, validate=True)
+            except (binascii.Error, ValueError):
+                raise CorruptDataError(f"invalid base64 in a $bytes value: {v[:40]!r}") from None
+        if k == "$float" and v in _FLOATS:
+            return _FLOATS[v]
+        if k == "$dict" and isinstance(v, dict):
+            return v
+    return obj
+
+
+def _check_loaded(value: Any, path: str | None, where: str = "") -> None:
+    """Reject what a YAML file may build that is no state tree (dates, sets, non-str keys)."""
+    t = type(value)
+    if t in (str, int, float, bool, bytes) or value is None:
+        return
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str:
+                raise CorruptDataError(f"map key {k!r} at {where or 'top level'} is not a string", path=path)
+            _check_loaded(v, path, f"{where}.{k}" if where else k)
+        return
+    if t is list:
+        for i, v in enumerate(value):
+            _check_loaded(v, path, f"{where}[{i}]")
+        return
+    raise CorruptDataError(f"a {t.__name__} at {where or 'top level'} is not allowed in a desiru file", path=path)
+
+
+# -- encode / decode -----------------------------------------------------------------------------
+def encode(tree: dict[str, Any], fmt: str) -> bytes:
+    """The bytes of a document tree in ``fmt``."""
+    if fmt == "msgpack":
+        return bytes(_engine.packb(tree))
+    if fmt == "json":
+        text = json.dumps(to_portable(tree, json_tags=True), indent=2, ensure_ascii=False, allow_nan=False)
+        return text.encode("utf-8") + b"\n"
+    if fmt == "yaml":
+        portable = to_portable(tree, json_tags=False)
+        try:
+            text = yaml.dump(portable, Dumper=_SafeDumper, sort_keys=False, allow_unicode=True, width=100)
+        except yaml.YAMLError as exc:
+            raise SerializationError(f"cannot write yaml: {exc}") from None
+        return text.encode("utf-8")
+    raise FormatError(f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+
+
+def decode(data: bytes, fmt: str, path: str | None = None) -> Any:
+    """The document tree in ``data``; any malformation is a CorruptDataError with where it is."""
+    if fmt == "msgpack":
+        return _engine.unpackb(data)
+    if fmt == "json":
+        try:
+            return json.loads(data.decode("utf-8"), object_hook=_untag)
+        except UnicodeDecodeError as exc:
+            raise CorruptDataError("the json document is not valid UTF-8", path=path, offset=exc.start) from None
+        except json.JSONDecodeError as exc:
+            raise CorruptDataError(f"invalid json: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+                                   path=path, offset=exc.pos,
+                                   hint="the file is damaged or truncated; restore it from a backup") from None
+        except RecursionError:
+            raise CorruptDataError("the json document is nested too deeply", path=path) from None
+    if fmt == "yaml":
+        try:
+            tree = yaml.load(data, Loader=_SafeLoader)  # noqa: S506 -- a safe loader: never builds objects
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            raise CorruptDataError(
+                f"invalid or unsafe yaml: {exc.problem or exc}",
+                path=path,
+                offset=mark.index if mark is not None else None,
+                hint="desiru reads plain yaml only; tags such as !!python/... are refused, never executed",
+            ) from None
+        except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
+            raise CorruptDataError(f"invalid yaml: {exc}", path=path) from None
+        except RecursionError:
+            raise CorruptDataError("the yaml document is nested too deeply", path=path) from None
+        _check_loaded(tree, path)
+        return tree
+    raise DesiruError(f"unknown format {fmt!r}")
