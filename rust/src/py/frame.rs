@@ -1,5 +1,130 @@
-use pyo3::prelude::*;
+//! Python bindings of the record framing: `frame_encode` and `frame_scan`.
+//!
+//! Scanning reads the bytes with the GIL released. A `bytes` object (immutable)
+//! is scanned in place; any other buffer (bytearray, memoryview, mmap) is first
+//! copied into one `bytes`, since another thread could change it meanwhile.
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use crate::error::Error;
+use crate::frame::{self, HEADER_LEN, MAX_RECORD};
+
+fn desiru_error(py: Python<'_>, class: &str, message: String, hint: &str) -> PyErr {
+    let make = || -> PyResult<PyErr> {
+        let cls = py.import("desiru.errors")?.getattr(class)?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("hint", hint)?;
+        Ok(PyErr::from_value(
+            cls.call((message.clone(),), Some(&kwargs))?,
+        ))
+    };
+    make().unwrap_or_else(|e| e)
+}
+
+fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
+    match e {
+        Error::Unserializable { message, .. } => desiru_error(
+            py,
+            "SerializationError",
+            message,
+            "split the change into smaller events",
+        ),
+        Error::Corrupt { .. } => desiru_error(
+            py,
+            "CorruptDataError",
+            e.to_string(),
+            "the bytes are damaged",
+        ),
+        Error::InvalidArgument(message) => PyValueError::new_err(message),
+    }
+}
+
+/// The bytes of any buffer object, as Python's `memoryview(obj).cast("B").tobytes()`.
+/// `bytes` come back as they are; other buffers are copied once (the abi3 build
+/// targets Python 3.10, whose limited API has no buffer protocol).
+fn as_pybytes<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    if let Ok(b) = obj.downcast::<PyBytes>() {
+        return Ok(b.clone());
+    }
+    let py = obj.py();
+    let mv = py
+        .import("builtins")?
+        .getattr("memoryview")?
+        .call1((obj,))?;
+    let flat = mv.call_method1("cast", ("B",))?;
+    Ok(flat.call_method0("tobytes")?.downcast_into::<PyBytes>()?)
+}
+
+/// Encode one record: 24-byte header, then the payload.
+#[pyfunction]
+fn frame_encode<'py>(
+    py: Python<'py>,
+    payload: &Bound<'py, PyAny>,
+    seq: u64,
+    salt: u64,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let payload = as_pybytes(payload)?;
+    let data = payload.as_bytes();
+    let header = frame::encode_header(data, seq, salt).map_err(|e| to_pyerr(py, e))?;
+    PyBytes::new_with(py, HEADER_LEN + data.len(), |out| {
+        let (head, body) = out.split_at_mut(HEADER_LEN);
+        head.copy_from_slice(&header);
+        body.copy_from_slice(data);
+        Ok(())
+    })
+}
+
+type ScanOut<'py> = (Bound<'py, PyList>, usize, Option<(usize, &'static str)>);
+
+fn build<'py>(py: Python<'py>, data: &[u8], scan: frame::Scan) -> PyResult<ScanOut<'py>> {
+    let list = PyList::empty(py);
+    for r in &scan.records {
+        let payload = data.get(r.payload.clone()).unwrap_or_default();
+        list.append((r.seq, r.offset, PyBytes::new(py, payload)))?;
+    }
+    let fault = scan.fault.map(|(off, reason)| (off, reason.as_str()));
+    Ok((list, scan.good_end, fault))
+}
+
+/// Scan a buffer of records from `offset`: `(records, good_end, fault)`.
+#[pyfunction]
+#[pyo3(signature = (buf, salt, offset = 0, max_record = MAX_RECORD as i64))]
+fn frame_scan<'py>(
+    py: Python<'py>,
+    buf: &Bound<'py, PyAny>,
+    salt: u64,
+    offset: i64,
+    max_record: i64,
+) -> PyResult<ScanOut<'py>> {
+    let Ok(max_record) = u64::try_from(max_record) else {
+        return Err(PyValueError::new_err(format!(
+            "max_record must be non-negative, got {max_record}"
+        )));
+    };
+    let run = |data: &[u8]| -> PyResult<frame::Scan> {
+        let Ok(start) = usize::try_from(offset) else {
+            return Err(to_pyerr(
+                py,
+                frame::offset_out_of_range(i128::from(offset), data.len()),
+            ));
+        };
+        py.allow_threads(|| frame::scan(data, salt, start, max_record))
+            .map_err(|e| to_pyerr(py, e))
+    };
+    // Bytes are immutable, so they are scanned in place with the GIL released;
+    // payloads are copied out only when the result is built.
+    let buf = as_pybytes(buf)?;
+    let data = buf.as_bytes();
+    let scan = run(data)?;
+    build(py, data, scan)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(frame_encode, m)?)?;
+    m.add_function(wrap_pyfunction!(frame_scan, m)?)?;
+    m.add("MAX_RECORD", MAX_RECORD)?;
+    m.add("FRAME_HEADER_LEN", HEADER_LEN)?;
     Ok(())
 }
