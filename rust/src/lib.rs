@@ -5,6 +5,9 @@
 //! `py` is the thin PyO3 layer that converts between Python objects and the core
 //! and maps core errors to desiru's Python exceptions in one place.
 
+// Input-derived data must never panic across FFI: no unwrap/expect outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod codec;
 pub mod diff;
 pub mod error;
