@@ -11,7 +11,7 @@ use pyo3::types::{PyBytes, PyList};
 use crate::error::Error;
 use crate::frame::{self, HEADER_LEN, MAX_RECORD};
 
-fn desiru_error(py: Python<'_>, class: &str, message: String, hint: &str) -> PyErr {
+pub(crate) fn desiru_error(py: Python<'_>, class: &str, message: String, hint: &str) -> PyErr {
     let make = || -> PyResult<PyErr> {
         let cls = py.import("desiru.errors")?.getattr(class)?;
         let kwargs = pyo3::types::PyDict::new(py);

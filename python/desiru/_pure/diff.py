@@ -1,0 +1,569 @@
+"""Pure-Python twin of the structural diff (``rust/src/diff.rs``, ``rust/src/py/diff.rs``).
+
+``diff_states(old, new)`` returns the list of edits (docs/STATE.md) that turns
+``old`` into ``new``; ``apply_edits(state, edits)`` applies them. The Rust
+extension gives the very same edits: both follow the rules below.
+
+- Values compare *strictly*: same type (``True``, ``1`` and ``1.0`` differ),
+  floats by their bits, lists in order, dicts by keys and values.
+- Demos are matched by content hash (xxh3-128 of canonical msgpack): the common
+  prefix and suffix are trimmed, the middle is matched as a multiset (the k-th
+  copy of a demo in old pairs with its k-th copy in new), unmatched old demos
+  are removed (highest index first), a ``demos_reordered`` follows when the
+  survivors' order differs from new's, then unmatched new demos are added
+  (lowest index first).
+- Modules are matched by name. A module that moved is removed and added again;
+  the modules kept in place are those of the longest increasing run of new
+  positions, so a reorder moves as few modules as possible. A kept module whose
+  changes cannot be said by edits (its class, kind or any other key changed) is
+  replaced (removed and added); at the root that is ``program_created``.
+- Edits share values with ``new`` (no copies); ``apply_edits`` copies the
+  containers it inserts, so the state never aliases the edits.
+"""
+
+from __future__ import annotations
+
+import struct
+from bisect import bisect_left
+from collections import deque
+from typing import Any
+
+from desiru.errors import CorruptDataError, SerializationError, UnknownModuleError
+
+try:
+    from desiru._pure.codec import MAX_DEPTH, content_hash
+except ImportError:  # pragma: no cover - only while the codec twin is absent
+    import msgpack
+    import xxhash
+
+    MAX_DEPTH = 512
+
+    def _sorted(x: Any) -> Any:
+        if type(x) is dict:
+            return {k: _sorted(x[k]) for k in sorted(x)}
+        if type(x) in (list, tuple):
+            return [_sorted(v) for v in x]
+        return x
+
+    def content_hash(obj: Any) -> bytes:
+        return xxhash.xxh3_128_digest(msgpack.packb(_sorted(obj), use_bin_type=True))
+
+
+State = dict[str, Any]
+Edit = dict[str, Any]
+
+PROGRAM_KEYS = ("modules", "configuration", "custom_data", "metadata")
+MODULE_KEYS = ("signature", "demos", "parameters", "metadata")
+EDIT_HINT = "the edits do not fit this state: apply them to the state they were computed from"
+
+_F64 = struct.Struct("<d")
+
+
+def _too_deep() -> SerializationError:
+    return SerializationError(
+        f"containers nest deeper than {MAX_DEPTH} levels (is there a cycle?)",
+        hint="a state tree is plain nested dicts and lists of bounded depth",
+    )
+
+
+def strict_equal(a: Any, b: Any, depth: int = 0) -> bool:
+    """Equality that sees types: ``True``, ``1`` and ``1.0`` differ; floats compare by bits."""
+    if a is b:
+        return True
+    t = type(a)
+    if t is not type(b):
+        return False
+    if t is dict:
+        if depth >= MAX_DEPTH:
+            raise _too_deep()
+        if len(a) != len(b):
+            return False
+        for k, v in a.items():
+            if k not in b or not strict_equal(v, b[k], depth + 1):
+                return False
+        return True
+    if t is list or t is tuple:
+        if depth >= MAX_DEPTH:
+            raise _too_deep()
+        if len(a) != len(b):
+            return False
+        for x, y in zip(a, b):
+            if not strict_equal(x, y, depth + 1):
+                return False
+        return True
+    if t is float:
+        return _F64.pack(a) == _F64.pack(b)
+    return bool(a == b)
+
+
+def copy_tree(x: Any, depth: int = 0) -> Any:
+    """A copy of the containers (dict, list, tuple) of a tree; leaves are shared."""
+    t = type(x)
+    if t is dict:
+        if depth >= MAX_DEPTH:
+            raise _too_deep()
+        out = {}
+        for k, v in x.items():
+            out[k] = copy_tree(v, depth + 1)
+        return out
+    if t is list:
+        if depth >= MAX_DEPTH:
+            raise _too_deep()
+        items = []
+        for v in x:
+            items.append(copy_tree(v, depth + 1))
+        return items
+    if t is tuple:
+        if depth >= MAX_DEPTH:
+            raise _too_deep()
+        items = []
+        for v in x:
+            items.append(copy_tree(v, depth + 1))
+        return tuple(items)
+    return x
+
+
+# ------------------------------------------------------------------ planning
+# These mirror the pure-Rust planners in rust/src/diff.rs step for step.
+
+
+def lis_mask(seq: list[int]) -> list[bool]:
+    """Mark one longest strictly increasing subsequence of distinct ints (patience sorting)."""
+    tails: list[int] = []
+    tail_vals: list[int] = []
+    prev = [-1] * len(seq)
+    for k, v in enumerate(seq):
+        pos = bisect_left(tail_vals, v)
+        if pos > 0:
+            prev[k] = tails[pos - 1]
+        if pos == len(tails):
+            tails.append(k)
+            tail_vals.append(v)
+        else:
+            tails[pos] = k
+            tail_vals[pos] = v
+    keep = [False] * len(seq)
+    k = tails[-1] if tails else -1
+    while k >= 0:
+        keep[k] = True
+        k = prev[k]
+    return keep
+
+
+def plan_list(old: list[Any], new: list[Any]) -> tuple[list[int], list[int] | None, list[int]]:
+    """Plan the edits of a list of hashable keys: (removed, order, added).
+
+    ``removed`` holds old indices, highest first; ``order`` is the permutation
+    of the remaining items (or None when they are already in new's order);
+    ``added`` holds new indices, lowest first.
+    """
+    lo, ln = len(old), len(new)
+    lim = min(lo, ln)
+    p = 0
+    while p < lim and old[p] == new[p]:
+        p += 1
+    s = 0
+    while s < lim - p and old[lo - 1 - s] == new[ln - 1 - s]:
+        s += 1
+    old_mid = old[p : lo - s]
+    new_mid = new[p : ln - s]
+    where: dict[Any, deque[int]] = {}
+    for j, key in enumerate(new_mid):
+        where.setdefault(key, deque()).append(j)
+    removed: list[int] = []
+    survivors: list[int] = []  # new-mid positions of matched old items, in old order
+    taken = [False] * len(new_mid)
+    for i, key in enumerate(old_mid):
+        spots = where.get(key)
+        if spots:
+            j = spots.popleft()
+            taken[j] = True
+            survivors.append(j)
+        else:
+            removed.append(p + i)
+    removed.reverse()
+    order: list[int] | None = None
+    if any(survivors[k] > survivors[k + 1] for k in range(len(survivors) - 1)):
+        ranked = sorted(range(len(survivors)), key=survivors.__getitem__)
+        n_kept = p + len(survivors) + s
+        order = [*range(p), *(p + r for r in ranked), *range(p + len(survivors), n_kept)]
+    added = [p + j for j, t in enumerate(taken) if not t]
+    return removed, order, added
+
+
+def plan_modules(
+    old_names: list[str], new_names: list[str]
+) -> tuple[list[int], list[tuple[int, int]], list[int]]:
+    """Plan a module list matched by name: (removed old indices, kept (old, new) pairs, added new indices).
+
+    Moved modules are removed and added; the kept ones stay in new's order.
+    """
+    new_index = {name: j for j, name in enumerate(new_names)}
+    present = set(old_names)
+    pairs = [(i, new_index[n]) for i, n in enumerate(old_names) if n in new_index]
+    keep = lis_mask([j for _, j in pairs])
+    removed = [i for i, n in enumerate(old_names) if n not in new_index]
+    added = [j for j, n in enumerate(new_names) if n not in present]
+    kept: list[tuple[int, int]] = []
+    for (i, j), k in zip(pairs, keep):
+        if k:
+            kept.append((i, j))
+        else:
+            removed.append(i)
+            added.append(j)
+    removed.sort()
+    added.sort()
+    return removed, kept, added
+
+
+# ---------------------------------------------------------------------- diff
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _module_names(modules: list[Any]) -> list[str] | None:
+    """Names of a module list, or None if they cannot address it (missing, dotted, repeated)."""
+    names: list[str] = []
+    seen: set[str] = set()
+    for m in modules:
+        if type(m) is not dict:
+            return None
+        name = m.get("name")
+        if type(name) is not str or not name or "." in name or name in seen:
+            return None
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def _diff_set(old: State, new: State, key: str, op: str, field: str, path: str, out: list[Edit]) -> bool:
+    if key in new:
+        value = new[key]
+        if key not in old or not strict_equal(old[key], value):
+            out.append({"op": op, "path": path, field: value})
+        return True
+    return key not in old
+
+
+def _diff_demos(old: list[Any], new: list[Any], path: str, out: list[Edit]) -> bool:
+    removed, order, added = plan_list([content_hash(d) for d in old], [content_hash(d) for d in new])
+    for i in removed:
+        out.append({"op": "demo_removed", "path": path, "index": i})
+    if order is not None:
+        out.append({"op": "demos_reordered", "path": path, "order": order})
+    for j in added:
+        out.append({"op": "demo_added", "path": path, "index": j, "demo": new[j]})
+    return True
+
+
+def _diff_parameters(old: State, new: State, path: str, out: list[Edit]) -> bool:
+    for key in old:
+        if key not in new:
+            out.append({"op": "parameter_unset", "path": path, "key": key})
+    for key, value in new.items():
+        if key not in old or not strict_equal(old[key], value):
+            out.append({"op": "parameter_set", "path": path, "key": key, "value": value})
+    return True
+
+
+def _diff_modules(old: list[Any], new: list[Any], path: str, out: list[Edit]) -> bool:
+    old_names = _module_names(old)
+    new_names = _module_names(new)
+    if old_names is None or new_names is None:
+        return strict_equal(old, new)
+    removed, kept, added = plan_modules(old_names, new_names)
+    inner: list[Edit] = []
+    replaced_old: list[int] = []
+    replaced_new: list[int] = []
+    for i, j in kept:
+        sub: list[Edit] = []
+        if _diff_node(old[i], new[j], _join(path, old_names[i]), sub):
+            inner.extend(sub)
+        else:
+            replaced_old.append(i)
+            replaced_new.append(j)
+    if replaced_old:
+        removed = sorted(removed + replaced_old)
+        added = sorted(added + replaced_new)
+    for i in removed:
+        out.append({"op": "module_removed", "path": _join(path, old_names[i])})
+    out.extend(inner)
+    for j in added:
+        out.append({"op": "module_added", "path": _join(path, new_names[j]), "index": j, "state": new[j]})
+    return True
+
+
+def _diff_child(old: State, new: State, key: str, kind: type, fn: Any, path: str, out: list[Edit]) -> bool:
+    """Diff a list/dict field with ``fn`` when both sides have it with the right type."""
+    in_old, in_new = key in old, key in new
+    if in_old and in_new and type(old[key]) is kind and type(new[key]) is kind:
+        return bool(fn(old[key], new[key], path, out))
+    if not in_old and not in_new:
+        return True
+    return in_old and in_new and strict_equal(old[key], new[key])
+
+
+def _diff_node(old: State, new: State, path: str, out: list[Edit]) -> bool:
+    """Append the edits from ``old`` to ``new`` (same path); False if they must be replaced whole."""
+    kind = new.get("kind")
+    if type(kind) is str and kind == "program":
+        managed = PROGRAM_KEYS
+    elif type(kind) is str and kind == "module":
+        managed = MODULE_KEYS
+    else:
+        return strict_equal(old, new)
+    for key, value in old.items():
+        if key not in managed and (key not in new or not strict_equal(value, new[key])):
+            return False
+    for key in new:
+        if key not in managed and key not in old:
+            return False
+    mark = len(out)
+    if managed is PROGRAM_KEYS:
+        ok = (
+            _diff_child(old, new, "modules", list, _diff_modules, path, out)
+            and _diff_set(old, new, "configuration", "configuration_set", "value", path, out)
+            and _diff_set(old, new, "custom_data", "custom_data_set", "value", path, out)
+            and _diff_set(old, new, "metadata", "metadata_set", "value", path, out)
+        )
+    else:
+        ok = (
+            _diff_set(old, new, "signature", "signature_set", "signature", path, out)
+            and _diff_child(old, new, "demos", list, _diff_demos, path, out)
+            and _diff_child(old, new, "parameters", dict, _diff_parameters, path, out)
+            and _diff_set(old, new, "metadata", "metadata_set", "value", path, out)
+        )
+    if not ok:
+        del out[mark:]
+    return ok
+
+
+def diff_states(old: State | None, new: State) -> list[Edit]:
+    """The edits that turn ``old`` into ``new`` (``[program_created]`` when old is None)."""
+    if type(new) is not dict:
+        raise TypeError(f"diff_states() needs a dict as the new state, not '{type(new).__name__}'")
+    if old is not None and type(old) is not dict:
+        raise TypeError(f"diff_states() needs a dict or None as the old state, not '{type(old).__name__}'")
+    if old is not None:
+        out: list[Edit] = []
+        if _diff_node(old, new, "", out):
+            return out
+    return [{"op": "program_created", "path": "", "state": new}]
+
+
+# --------------------------------------------------------------------- apply
+
+
+class _Applier:
+    def __init__(self, root: State) -> None:
+        self.root = root
+        self.cache: dict[str, State] = {}
+
+    def fail(self, n: int, op: str, message: str) -> CorruptDataError:
+        return CorruptDataError(f"edit {n} ({op}): {message}", hint=EDIT_HINT)
+
+    def field(self, n: int, op: str, edit: Edit, key: str) -> Any:
+        if key not in edit:
+            raise self.fail(n, op, f"lacks the key {key!r}")
+        return edit[key]
+
+    def index(self, n: int, op: str, edit: Edit) -> int:
+        index = self.field(n, op, edit, "index")
+        if type(index) is not int:
+            raise self.fail(n, op, f"index must be an int, not '{type(index).__name__}'")
+        return index
+
+    def resolve(self, n: int, op: str, path: str) -> State:
+        node = self.cache.get(path)
+        if node is not None:
+            return node
+        node = self.root
+        if path:
+            for name in path.split("."):
+                modules = node.get("modules")
+                if type(modules) is not list:
+                    break
+                for m in modules:
+                    if type(m) is dict and m.get("name") == name:
+                        node = m
+                        break
+                else:
+                    break
+            else:
+                self.cache[path] = node
+                return node
+            raise UnknownModuleError(f"edit {n} ({op}): no module at path {path!r}", hint=EDIT_HINT)
+        return node
+
+    def container(self, n: int, op: str, node: State, path: str, key: str, kind: type) -> Any:
+        value = node.get(key)
+        if type(value) is not kind:
+            raise self.fail(n, op, f"the node at {path!r} has no {key} {kind.__name__}")
+        return value
+
+    def need_kind(self, n: int, op: str, node: State, path: str, kind: str) -> None:
+        if node.get("kind") != kind:
+            raise self.fail(n, op, f"the node at {path!r} is not a {kind}")
+
+    def apply(self, n: int, edit: Any) -> None:
+        if type(edit) is not dict:
+            raise CorruptDataError(f"edit {n} is not a dict but '{type(edit).__name__}'", hint=EDIT_HINT)
+        op = edit.get("op")
+        handler = _HANDLERS.get(op) if type(op) is str else None
+        if handler is None:
+            raise CorruptDataError(f"edit {n} has an unknown op {op!r}", hint=EDIT_HINT)
+        path = edit.get("path")
+        if type(path) is not str:
+            raise self.fail(n, op, "path must be a str")
+        handler(self, n, op, path, edit)
+
+    # --- one method per op
+
+    def program_created(self, n: int, op: str, path: str, edit: Edit) -> None:
+        if path != "":
+            raise self.fail(n, op, "path must be '' (the root)")
+        state = self.field(n, op, edit, "state")
+        if type(state) is not dict:
+            raise self.fail(n, op, f"state must be a dict, not '{type(state).__name__}'")
+        fresh = copy_tree(state)
+        self.root.clear()
+        self.root.update(fresh)
+        self.cache.clear()
+
+    def module_added(self, n: int, op: str, path: str, edit: Edit) -> None:
+        parent_path, _, name = path.rpartition(".")
+        if not name:
+            raise self.fail(n, op, f"{path!r} does not name a module")
+        index = self.index(n, op, edit)
+        state = self.field(n, op, edit, "state")
+        if type(state) is not dict or state.get("name") != name:
+            raise self.fail(n, op, f"state must be a dict named {name!r}")
+        parent = self.resolve(n, op, parent_path)
+        modules = self.container(n, op, parent, parent_path, "modules", list)
+        if any(type(m) is dict and m.get("name") == name for m in modules):
+            raise self.fail(n, op, f"a module named {name!r} already exists at {parent_path!r}")
+        if not 0 <= index <= len(modules):
+            raise self.fail(n, op, f"index {index} is out of range for {len(modules)} modules")
+        modules.insert(index, copy_tree(state))
+        self.cache.clear()
+
+    def module_removed(self, n: int, op: str, path: str, edit: Edit) -> None:
+        if not path:
+            raise self.fail(n, op, "the root cannot be removed")
+        node = self.resolve(n, op, path)
+        parent_path = path.rpartition(".")[0]
+        modules = self.resolve(n, op, parent_path)["modules"]
+        for k, m in enumerate(modules):
+            if m is node:
+                del modules[k]
+                break
+        self.cache.clear()
+
+    def signature_set(self, n: int, op: str, path: str, edit: Edit) -> None:
+        node = self.resolve(n, op, path)
+        self.need_kind(n, op, node, path, "module")
+        node["signature"] = copy_tree(self.field(n, op, edit, "signature"))
+
+    def demo_added(self, n: int, op: str, path: str, edit: Edit) -> None:
+        node = self.resolve(n, op, path)
+        index = self.index(n, op, edit)
+        demo = self.field(n, op, edit, "demo")
+        demos = self.container(n, op, node, path, "demos", list)
+        if not 0 <= index <= len(demos):
+            raise self.fail(n, op, f"index {index} is out of range for {len(demos)} demos")
+        demos.insert(index, copy_tree(demo))
+
+    def demo_removed(self, n: int, op: str, path: str, edit: Edit) -> None:
+        node = self.resolve(n, op, path)
+        index = self.index(n, op, edit)
+        demos = self.container(n, op, node, path, "demos", list)
+        if not 0 <= index < len(demos):
+            raise self.fail(n, op, f"index {index} is out of range for {len(demos)} demos")
+        del demos[index]
+
+    def demos_reordered(self, n: int, op: str, path: str, edit: Edit) -> None:
+        node = self.resolve(n, op, path)
+        order = self.field(n, op, edit, "order")
+        demos = self.container(n, op, node, path, "demos", list)
+        size = len(demos)
+        seen = [False] * size
+        ok = type(order) is list and len(order) == size
+        if ok:
+            for i in order:
+                if type(i) is not int or not 0 <= i < size or seen[i]:
+                    ok = False
+                    break
+                seen[i] = True
+        if not ok:
+            raise self.fail(n, op, f"order is not a permutation of the {size} demos")
+        demos[:] = [demos[i] for i in order]
+
+    def parameter_set(self, n: int, op: str, path: str, edit: Edit) -> None:
+        node = self.resolve(n, op, path)
+        key = self.field(n, op, edit, "key")
+        value = self.field(n, op, edit, "value")
+        params = self.container(n, op, node, path, "parameters", dict)
+        params[key] = copy_tree(value)
+
+    def parameter_unset(self, n: int, op: str, path: str, edit: Edit) -> None:
+        node = self.resolve(n, op, path)
+        key = self.field(n, op, edit, "key")
+        params = self.container(n, op, node, path, "parameters", dict)
+        if key not in params:
+            raise self.fail(n, op, f"no parameter {key!r} at {path!r}")
+        del params[key]
+
+    def _set(self, n: int, op: str, path: str, edit: Edit, key: str, kind: str | None) -> None:
+        node = self.resolve(n, op, path)
+        if kind is not None:
+            self.need_kind(n, op, node, path, kind)
+        node[key] = copy_tree(self.field(n, op, edit, "value"))
+
+    def metadata_set(self, n: int, op: str, path: str, edit: Edit) -> None:
+        self._set(n, op, path, edit, "metadata", None)
+
+    def configuration_set(self, n: int, op: str, path: str, edit: Edit) -> None:
+        self._set(n, op, path, edit, "configuration", "program")
+
+    def custom_data_set(self, n: int, op: str, path: str, edit: Edit) -> None:
+        self._set(n, op, path, edit, "custom_data", "program")
+
+
+_HANDLERS = {
+    name: getattr(_Applier, name)
+    for name in (
+        "program_created",
+        "module_added",
+        "module_removed",
+        "signature_set",
+        "demo_added",
+        "demo_removed",
+        "demos_reordered",
+        "parameter_set",
+        "parameter_unset",
+        "metadata_set",
+        "configuration_set",
+        "custom_data_set",
+    )
+}
+
+
+def apply_edits(state: State, edits: list[Edit]) -> State:
+    """Apply ``edits`` in order to ``state`` in place and return it.
+
+    Raises CorruptDataError (or UnknownModuleError for a path that names no
+    module) at the first edit that does not fit; the edits before it stay applied.
+    """
+    if type(state) is not dict:
+        raise TypeError(f"apply_edits() needs a dict as the state, not '{type(state).__name__}'")
+    if type(edits) is not list:
+        raise TypeError(f"apply_edits() needs a list of edits, not '{type(edits).__name__}'")
+    applier = _Applier(state)
+    for n, edit in enumerate(edits):
+        applier.apply(n, edit)
+    return state
+
+
+__all__ = ["PROGRAM_KEYS", "apply_edits", "copy_tree", "diff_states", "strict_equal"]
