@@ -15,4 +15,6 @@ def load(path: str | os.PathLike[str], key: bytes | str | None = None) -> Progra
     doc = load_document(path, key=key)
     if doc.kind == "module":
         return Module.from_state(doc.state, path=os.fspath(path))
-    return Program.from_state(doc.state, path=os.fspath(path))
+    program = Program.from_state(doc.state, path=os.fspath(path))
+    program._keep_header(doc.header)
+    return program

@@ -20,6 +20,8 @@ from desiru.state import copy_tree, require_mapping
 
 #: parameters that are passed to the LM on each call (others stay module settings)
 LM_PARAMETERS = ("temperature", "max_tokens", "top_p", "stop", "n", "model")
+#: keys of a module state this release knows; others (from a newer minor) are kept in ``_unknown``
+STATE_KEYS = frozenset({"kind", "name", "class", "signature", "demos", "parameters", "metadata"})
 
 
 class Module:
@@ -47,7 +49,7 @@ class Module:
     # -- state -------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """The module as a state tree (see docs/STATE.md)."""
-        return {
+        state = {
             "kind": "module",
             "class": registry.class_name(type(self)),
             "signature": self.signature.to_state(),
@@ -55,6 +57,10 @@ class Module:
             "parameters": copy_tree(self.parameters),
             "metadata": copy_tree(self.metadata),
         }
+        unknown = getattr(self, "_unknown", None)
+        if unknown:  # fields a newer minor wrote: written back unchanged
+            state.update(copy_tree(unknown))
+        return state
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], *, path: str | None = None) -> Module:
@@ -75,6 +81,7 @@ class Module:
         self.demos = [Example(copy_tree(require_mapping(d, "demo", None))) for d in demos]
         self.parameters = dict(copy_tree(require_mapping(state.get("parameters") or {}, "parameters", None)))
         self.metadata = dict(copy_tree(require_mapping(state.get("metadata") or {}, "metadata", None)))
+        self._unknown = {k: copy_tree(v) for k, v in state.items() if k not in STATE_KEYS}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Module):

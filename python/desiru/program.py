@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 P = TypeVar("P", bound="Program")
 _INTERNAL = frozenset({"_modules", "configuration", "metadata", "custom_data"})
+#: keys of a program state this release knows; others (from a newer minor) are kept in ``_unknown``
+STATE_KEYS = frozenset({"kind", "name", "class", "modules", "configuration", "custom_data", "metadata"})
 
 
 class Program:
@@ -110,7 +112,7 @@ class Program:
         for name, child in self._children().items():
             child_state = child.to_state()
             modules.append({"name": name, **child_state})
-        return {
+        state = {
             "kind": "program",
             "class": registry.class_name(type(self)),
             "modules": modules,
@@ -118,6 +120,10 @@ class Program:
             "custom_data": self.custom_serialization(),
             "metadata": copy_tree(self.metadata),
         }
+        unknown = self.__dict__.get("_unknown")
+        if unknown:  # fields a newer minor wrote: written back unchanged
+            state.update(copy_tree(unknown))
+        return state
 
     @classmethod
     def from_state(cls: type[P], state: Mapping[str, Any], *, path: str | None = None) -> P:
@@ -154,6 +160,7 @@ class Program:
         self.configuration = dict(copy_tree(require_mapping(state.get("configuration") or {}, "configuration", path)))
         self.metadata = dict(copy_tree(require_mapping(state.get("metadata") or {}, "metadata", path)))
         self.custom_deserialization(copy_tree(state.get("custom_data")))
+        self._unknown = {k: copy_tree(v) for k, v in state.items() if k not in STATE_KEYS}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Program):
@@ -192,7 +199,8 @@ class Program:
         """Write the program to ``path`` atomically; format from the suffix or ``format=``."""
         from desiru.serialization.documents import save_document
 
-        return save_document(self.to_state(), path, kind="program", format=format, compress=compress, key=key)
+        return save_document(self.to_state(), path, kind="program", format=format, compress=compress, key=key,
+                             extra=self.__dict__.get("_unknown_header"))
 
     @classmethod
     def load(cls: type[P], path: str | os.PathLike[str], *, key: bytes | str | None = None) -> P:
@@ -203,7 +211,15 @@ class Program:
         if doc.kind != "program":
             raise DesiruError(f"this file holds a {doc.kind}, not a program", path=path,
                               hint="load it with import_module() or desiru.load()")
-        return cls.from_state(doc.state, path=os.fspath(path))
+        program = cls.from_state(doc.state, path=os.fspath(path))
+        program._keep_header(doc.header)
+        return program
+
+    def _keep_header(self, header: Mapping[str, Any]) -> None:
+        """Keep the header fields of the file this program came from that this release does not write."""
+        from desiru.serialization.migrations import unknown_header_fields
+
+        self._unknown_header = unknown_header_fields(dict(header)) or None
 
     def export_module(
         self,

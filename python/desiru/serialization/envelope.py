@@ -106,12 +106,13 @@ def check_newer(version: Version, path: str | None) -> None:
 
 def open_tree(tree: Any, path: str | None = None, *, verify: bool = True) -> Document:
     """Check version, shape and checksum of a decoded document tree; returns its Document."""
+    from desiru.serialization import legacy, migrations
+
+    tree = legacy.normalize_keys(tree)  # Ruby's yaml writes ":version"; read it as "version"
     version = header_version(tree, path)
     check_newer(version, path)
     if version != CURRENT_VERSION:
-        from desiru.serialization import migrations
-
-        tree = migrations.upgrade_document(tree, version, path)
+        tree = migrations.upgrade_document(tree, version, path, verify=verify)
     if tree.get("format") != FORMAT_NAME:
         raise FormatError("not a desiru document", path=path)
     kind = tree.get("kind")

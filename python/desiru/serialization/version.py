@@ -23,7 +23,8 @@ class Version:
             return
         m = _VERSION.match(text) if isinstance(text, str) else None
         if m is None:
-            raise DesiruError(f"invalid version {text!r}", hint="versions look like '2.0.0' (MAJOR.MINOR.PATCH)")
+            raise DesiruError(f"invalid version {text!r}",
+                              hint="versions look like '2.0.0' (MAJOR.MINOR.PATCH)")
         self.major, self.minor, self.patch = (int(g) for g in m.groups())
 
     @classmethod
@@ -38,10 +39,15 @@ class Version:
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, str):
-            other = Version(other)
+            try:
+                other = Version(other)
+            except DesiruError:  # a string that is no version equals no version
+                return False
         return isinstance(other, Version) and self._key() == other._key()
 
-    def __lt__(self, other: Version | str) -> bool:
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, (Version, str)):
+            return NotImplemented
         return self._key() < Version(other)._key()
 
     def __hash__(self) -> int:
@@ -60,3 +66,8 @@ class Version:
 
 #: the format version this release writes
 CURRENT_VERSION = Version("2.0.0")
+
+
+class NewerFormatWarning(UserWarning):
+    """A file was written by a newer minor release of our format: it loads, and the fields
+    this release does not know are kept and written back unchanged."""
