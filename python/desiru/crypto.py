@@ -423,7 +423,6 @@ def _resolve_for_header(key: Any, header: ContainerHeader, path: Any) -> Key:
 def open_document(blob: bytes, key: Key | bytes | str | None, path: Any = None) -> tuple[bytes, str]:
     """Authenticate and decrypt a container; returns (body, key id). Never returns partial data."""
     header = read_header(blob, path)
-    k = _resolve_for_header(key, header, path)
     mv = memoryview(blob)[header.size :]
     seg = 1 << header.segment_log2
     stride = seg + TAG_SIZE
@@ -436,6 +435,7 @@ def open_document(blob: bytes, key: Key | bytes | str | None, path: Any = None) 
             hint="the file was cut short; restore it from a backup",
         )
     count = full + 1
+    k = _resolve_for_header(key, header, path)  # after the cheap shape checks: no scrypt for garbage
     base = int.from_bytes(header.nonce, "big")
     aead = k._aead
     out = []

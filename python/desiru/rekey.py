@@ -1,0 +1,101 @@
+"""``ds.rekey``: re-encrypt a document or a journal under a new key, atomically.
+
+A document is re-sealed without decoding it: the authenticated (compressed)
+body moves from the old container to a new one with a fresh nonce (and, for a
+passphrase, a fresh salt). Journals are handed to desiru.journal.rekey_journal.
+Nothing is written until the old key has opened the data, so a wrong old key
+leaves the file exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from desiru import crypto
+from desiru.atomic import atomic_write
+from desiru.errors import DesiruError
+from desiru.serialization.documents import deserialize_document, read_bytes
+
+KeyLike = crypto.Key | bytes | str
+
+
+@dataclass(frozen=True)
+class RekeyResult:
+    """What a rekey did: the path, "document" or "journal", and the key ids before and after (None: plain)."""
+
+    path: Path
+    kind: str
+    old_key_id: str | None
+    new_key_id: str | None
+
+
+def _is_journal(path: Path) -> bool:
+    try:
+        from desiru.journal import is_journal
+    except ImportError:  # a build without the journal package only has documents
+        return False
+    return bool(is_journal(path))
+
+
+def rekey(path: str | os.PathLike[str], old_key: KeyLike | None, new_key: KeyLike | None) -> RekeyResult:
+    """Re-encrypt the document or journal at ``path`` from ``old_key`` to ``new_key``, atomically.
+
+    ``old_key=None`` encrypts a plain document; ``new_key=None`` writes it back unencrypted.
+    Keys take every form ``key=`` takes (raw, hex, base64, passphrase, ``desiru.crypto.Key``).
+    """
+    target = Path(path)
+    if old_key is None and new_key is None:
+        raise DesiruError(
+            "rekey needs an old key, a new key, or both",
+            path=target,
+            hint="pass old_key=None only to encrypt a plain file, new_key=None only to decrypt one",
+        )
+    if _is_journal(target):
+        return _rekey_journal(target, old_key, new_key)
+    return _rekey_document(target, old_key, new_key)
+
+
+def _rekey_document(target: Path, old_key: KeyLike | None, new_key: KeyLike | None) -> RekeyResult:
+    where = os.fspath(target)
+    data = read_bytes(target)
+    if crypto.is_encrypted(data):
+        if old_key is None:
+            crypto.open_document(data, None, path=where)  # raises MissingKeyError naming the file
+        body, old_id = crypto.open_document(data, old_key, path=where)
+    else:
+        if old_key is not None:
+            raise DesiruError(
+                "the file is not encrypted, but an old key was given",
+                path=target,
+                hint="pass old_key=None to encrypt a plain file",
+            )
+        # a plain file is checked in full (format, version, checksum) so garbage is never sealed
+        deserialize_document(data, path=where)
+        body, old_id = data, None
+    if new_key is None:
+        out, new_id = body, None
+    else:
+        key = crypto.Key.from_user(new_key)  # derived once: the same Key seals and checks
+        out = crypto.seal_document(body, key)
+        opened, new_id = crypto.open_document(out, key, path=where)
+        if opened != body:  # never replace a good file with one that does not open
+            raise DesiruError(
+                "re-encrypted bytes did not open again; the file was left unchanged", path=target
+            )
+    atomic_write(target, out)
+    return RekeyResult(target, "document", old_id, new_id)
+
+
+def _rekey_journal(target: Path, old_key: KeyLike | None, new_key: KeyLike | None) -> RekeyResult:
+    from desiru.journal import rekey_journal
+
+    result: Any = rekey_journal(target, old_key, new_key)
+    old_id = getattr(result, "old_key_id", None)
+    new_id = getattr(result, "new_key_id", None)
+    return RekeyResult(target, "journal", old_id, new_id)
+
+
+__all__ = ["RekeyResult", "rekey"]
