@@ -1,7 +1,8 @@
 """Serialization: documents, versions, encryption and incremental checkpoints."""
 
 from desiru.serialization.documents import SaveResult
+from desiru.serialization.encrypted import EncryptedSerializer
 from desiru.serialization.serializer import Serializer
 from desiru.serialization.version import CURRENT_VERSION, Version
 
-__all__ = ["CURRENT_VERSION", "SaveResult", "Serializer", "Version"]
+__all__ = ["CURRENT_VERSION", "EncryptedSerializer", "SaveResult", "Serializer", "Version"]
