@@ -26,6 +26,7 @@ from desiru.program import Program  # noqa: E402
 from desiru.signature import Field, Signature  # noqa: E402
 from desiru.api import load  # noqa: E402
 from desiru.serialization.documents import SaveResult  # noqa: E402
+from desiru.rekey import rekey
 from desiru.migrate import migrate  # noqa: E402
 
 __all__ = [
@@ -52,5 +53,6 @@ __all__ = [
     "__version__",
     "configure",
     "load",
+    "rekey",
     "migrate",
 ]
