@@ -121,7 +121,8 @@ def _walk(obj: Any, depth: int, canonical: bool, full: bool) -> Any:
     # the fast path skips children needing no check: plain scalars (str and int
     # only when not in the full pass)
     skip = _SCALARS if not full else _SCALARS - {str, int}
-    if t is list or t is tuple or isinstance(obj, (list, tuple)):
+    # tuple subclasses are refused: msgpack packs its ExtType (a namedtuple) as an ext
+    if t is list or t is tuple or isinstance(obj, list):
         depth += 1
         _check_depth(depth)
         out: list[Any] | None = [] if canonical else None

@@ -180,6 +180,8 @@ impl<'py, S: Sink> Encoder<'py, S> {
     }
 
     /// Subclasses of the accepted types, bytearray, memoryview, and errors.
+    /// Tuple subclasses are refused: msgpack packs its own `ExtType` (a
+    /// namedtuple) as an ext, so accepting them would break byte equality.
     #[cold]
     unsafe fn other(&mut self, obj: *mut ffi::PyObject, depth: usize) -> EResult {
         if ffi::PyUnicode_Check(obj) != 0 {
@@ -189,8 +191,6 @@ impl<'py, S: Sink> Encoder<'py, S> {
             self.dict(obj, depth + 1)
         } else if ffi::PyList_Check(obj) != 0 {
             self.list(obj, depth + 1)
-        } else if ffi::PyTuple_Check(obj) != 0 {
-            self.tuple(obj, depth + 1)
         } else if ffi::PyLong_Check(obj) != 0 {
             self.int(obj)
         } else if ffi::PyFloat_Check(obj) != 0 {
