@@ -188,11 +188,11 @@ def test_truncated_files_are_clear_errors(tmp_path: Path, fmt: str, compress: st
     for n in cuts:
         cut.write_bytes(data[:n])
         try:
-            ds.load(cut)
+            back = ds.load(cut)
         except ds.DesiruError:
             continue
-        # a yaml or json prefix may still parse as a smaller document: it must not pass the checksum
-        pytest.fail(f"truncation at {n} of {len(data)} loaded without error")
+        # only a cut of the trailing newline of a text format leaves the document whole
+        assert data[n:].strip() == b"" and back == sample_program(), f"truncation at {n} of {len(data)} loaded"
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -276,7 +276,7 @@ def test_unserializable_value_leaves_old_file_intact(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["qa.msgpack"]
     huge = sample_program()
     huge.configuration["n"] = 2**70
-    with pytest.raises(ds.SerializationError, match="64 bits"):
+    with pytest.raises(ds.SerializationError, match="configuration.n"):
         huge.save(target, format="json")
 
 

@@ -7,7 +7,8 @@
 
 __version__ = "0.1.0"
 
-from desiru.errors import (  # noqa: E402
+from desiru.api import load
+from desiru.errors import (
     CorruptDataError,
     DecryptionError,
     DesiruError,
@@ -19,15 +20,14 @@ from desiru.errors import (  # noqa: E402
     UnknownClassError,
     UnknownModuleError,
 )
-from desiru.example import Example, Prediction  # noqa: E402
-from desiru.lm import ScriptedLM, configure  # noqa: E402
-from desiru.module import ChainOfThought, Module, Predict  # noqa: E402
-from desiru.program import Program  # noqa: E402
-from desiru.signature import Field, Signature  # noqa: E402
-from desiru.api import load  # noqa: E402
-from desiru.serialization.documents import SaveResult  # noqa: E402
+from desiru.example import Example, Prediction
+from desiru.lm import ScriptedLM, configure
+from desiru.migrate import migrate
+from desiru.module import ChainOfThought, Module, Predict
+from desiru.program import Program
 from desiru.rekey import rekey
-from desiru.migrate import migrate  # noqa: E402
+from desiru.serialization.documents import SaveResult
+from desiru.signature import Field, Signature
 
 __all__ = [
     "ChainOfThought",
@@ -53,6 +53,6 @@ __all__ = [
     "__version__",
     "configure",
     "load",
-    "rekey",
     "migrate",
+    "rekey",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from desiru.module import Module
 from desiru.program import Program

@@ -56,7 +56,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | Iterable[bytes], *,
             os.unlink(tmp)
         if isinstance(exc, OSError):
             raise DesiruError(f"could not write the file: {exc.strerror or exc}", path=target,
-                              hint="check the path, permissions and free space; the previous file is unchanged") from exc
+                              hint="check the path, permissions and free space; "
+                              "the previous file is unchanged") from exc
         raise
     if durable:
         fsync_dir(folder)

@@ -35,6 +35,11 @@ def build_prompt(sig: Signature, demos: Sequence[Mapping[str, Any]], inputs: Map
     return SEPARATOR.join(sections)
 
 
+def _label(prefix: str) -> str:
+    """The label of a prefix: "Reasoning: Let's think step by step" -> "Reasoning"."""
+    return prefix.split(":", 1)[0].strip()
+
+
 def parse_output(sig: Signature, text: str) -> dict[str, str]:
     """The output fields found in ``text`` as "Prefix: value" sections.
 
@@ -42,11 +47,12 @@ def parse_output(sig: Signature, text: str) -> dict[str, str]:
     prefix (the prompt ends with it), the leading text belongs to the first field.
     """
     fields = list(sig.outputs.values())
+    labels = {_label(f.prefix): f.name for f in fields}
     pattern = re.compile(
-        r"^\s*(" + "|".join(re.escape(f.prefix.rstrip(":")) for f in fields) + r")\s*:",
+        r"^\s*(" + "|".join(re.escape(label) for label in labels) + r")\s*:",
         re.IGNORECASE | re.MULTILINE,
     )
-    by_label = {f.prefix.rstrip(":").lower(): f.name for f in fields}
+    by_label = {label.lower(): name for label, name in labels.items()}
     found: dict[str, str] = {}
     matches = list(pattern.finditer(text))
     head = text[: matches[0].start()] if matches else text

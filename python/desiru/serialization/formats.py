@@ -4,7 +4,7 @@ Each turns a document tree (the envelope dict holding a state tree) into bytes a
 back, and ``detect`` names the format from the bytes alone. JSON has no bytes and
 no NaN/Infinity, so those are written as tagged objects (docs/FORMAT.md):
 ``{"$bytes": "<base64>"}``, ``{"$float": "nan" | "inf" | "-inf"}``, and a user dict
-that itself has exactly one key starting with "$" is wrapped as ``{"$dict": {...}}``.
+that itself has exactly one key starting with "$" is wrapped as ``{"$dict": [[key, value]]}``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,18 @@ DEFAULT_FORMAT = "msgpack"
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 
 _SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _SafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader, with NaN as Python's own quiet NaN (PyYAML builds -nan as inf/inf),
+    so that a state's canonical bytes, and so its checksum, are the same in every format."""
+
+    def construct_yaml_float(self, node: yaml.Node) -> float:
+        value = super().construct_yaml_float(node)
+        return math.nan if math.isnan(value) else value
+
+
+_SafeLoader.add_constructor("tag:yaml.org,2002:float", _SafeLoader.construct_yaml_float)
 
 
 def normalize_format(fmt: str | None) -> str | None:
@@ -111,7 +122,8 @@ def to_portable(value: Any, *, json_tags: bool, where: str = "") -> Any:
                 )
             out[str(k)] = to_portable(v, json_tags=json_tags, where=f"{where}.{k}" if where else k)
         if json_tags and len(out) == 1 and next(iter(out)).startswith("$"):
-            return {"$dict": out}
+            # pairs, not a map: json.loads hooks run inside-out and must not see a tag here
+            return {"$dict": [[k, v] for k, v in out.items()]}
         return out
     if isinstance(value, (list, tuple)):
         return [to_portable(v, json_tags=json_tags, where=f"{where}[{i}]") for i, v in enumerate(value)]
@@ -145,10 +157,10 @@ def _untag(obj: dict[str, Any]) -> Any:
                 return base64.b64decode(v, validate=True)
             except (binascii.Error, ValueError):
                 raise CorruptDataError(f"invalid base64 in a $bytes value: {v[:40]!r}") from None
-        if k == "$float" and v in _FLOATS:
+        if k == "$float" and isinstance(v, str) and v in _FLOATS:
             return _FLOATS[v]
-        if k == "$dict" and isinstance(v, dict):
-            return v
+        if k == "$dict" and isinstance(v, list) and len(v) == 1 and isinstance(v[0], list) and len(v[0]) == 2:
+            return {str(v[0][0]): v[0][1]}
     return obj
 
 
@@ -205,7 +217,7 @@ def decode(data: bytes, fmt: str, path: str | None = None) -> Any:
             raise CorruptDataError("the json document is nested too deeply", path=path) from None
     if fmt == "yaml":
         try:
-            tree = yaml.load(data, Loader=_SafeLoader)  # noqa: S506 -- a safe loader: never builds objects
+            tree = yaml.load(data, Loader=_SafeLoader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
             raise CorruptDataError(
