@@ -1,0 +1,21 @@
+"""The ``desiru`` command line: inspect, diff, convert, replay and repair files and journals.
+
+``main`` is the console-script entry point (pyproject.toml) and ``python -m desiru``.
+Each command group lives in its own module and registers itself on the click group
+in :mod:`desiru.cli.app` when imported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from desiru.cli import convert, demo_cmd, diff, inspect, modules  # noqa: F401  (registers the commands)
+from desiru.cli.app import cli
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run ``desiru`` with ``argv`` (default: the process arguments) and exit with its code."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="desiru")
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,136 @@
+"""The ``desiru`` click group: global options, the output consoles and the one error handler.
+
+Every command receives an :class:`Env` (``click.pass_obj``). Errors desiru raises on
+purpose print one line (what, where, what to do) and exit non-zero; a traceback is
+shown only with ``--debug``, because users meet files, not stack frames.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from desiru import __version__
+from desiru.errors import DesiruError, MissingKeyError
+
+#: exit codes, as documented in docs/cli.md
+EXIT_OK = 0
+#: ``diff`` found differences; ``verify`` found a fault
+EXIT_DIFFERENT = 1
+#: an error desiru reports on purpose (missing file, bad bytes, wrong key, ...), or bad usage
+EXIT_ERROR = 2
+#: a bug in desiru: please report it with the --debug traceback
+EXIT_INTERNAL = 3
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console for stdout or stderr; piped output gets a wide fixed width so tables are not folded."""
+    probe = Console(stderr=stderr)
+    if probe.is_terminal or "COLUMNS" in os.environ:
+        return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, width=WIDE)
+
+
+#: the width of piped output: wide enough for a table row of a real program on one line
+WIDE = 160
+
+
+@dataclass
+class Env:
+    """Settings shared by every command of one invocation."""
+
+    quiet: bool = False
+    debug: bool = False
+    out: Console = field(default_factory=make_console)
+    err: Console = field(default_factory=lambda: make_console(stderr=True))
+
+    def say(self, text: str = "", **kwargs: Any) -> None:
+        """Print a line of human output (rich markup allowed) unless --quiet."""
+        if not self.quiet:
+            self.out.print(text, **kwargs)
+
+    def result(self, text: str = "", **kwargs: Any) -> None:
+        """Print output that is the answer of the command; --quiet does not hide it."""
+        self.out.print(text, **kwargs)
+
+
+def _cli_hint(exc: DesiruError) -> None:
+    """Rewrite library hints that speak Python into what a command-line user types."""
+    if isinstance(exc, MissingKeyError):
+        exc.hint = "give the key with --key-env VAR (the name of an environment variable) or --ask-key"
+
+
+def report_error(env: Env | None, exc: BaseException) -> int:
+    """Print one clear line for ``exc`` on stderr and return the exit code."""
+    err = env.err if env is not None else make_console(stderr=True)
+    if isinstance(exc, DesiruError):
+        _cli_hint(exc)
+        text = exc._render()
+        code = EXIT_ERROR
+    elif isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        text = f"{where}{exc.strerror or exc}"
+        code = EXIT_ERROR
+    else:
+        text = f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback and report it)"
+        code = EXIT_INTERNAL
+    err.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)
+    return code
+
+
+class DesiruGroup(click.Group):
+    """A click group whose invoke turns any error into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            raise click.exceptions.Abort() from None
+        except Exception as exc:
+            env = ctx.obj if isinstance(ctx.obj, Env) else None
+            if env is not None and env.debug:
+                raise
+            ctx.exit(report_error(env, exc))
+
+
+def _debug_default() -> bool:
+    return os.environ.get("DESIRU_DEBUG", "") not in ("", "0")
+
+
+@click.group(cls=DesiruGroup, context_settings=CONTEXT_SETTINGS)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars and no chatter; results and errors only.")
+@click.option("--debug", is_flag=True, default=_debug_default,
+              help="Show the full traceback of an error (also DESIRU_DEBUG=1).")
+@click.version_option(__version__, "-V", "--version", prog_name="desiru")
+@click.pass_context
+def cli(ctx: click.Context, quiet: bool, debug: bool) -> None:
+    """Look inside, compare, convert and repair desiru program files and journals.
+
+    \b
+    Start here:
+      desiru demo                          run an optimization into a journal, replay and save the best
+      desiru inspect qa.msgpack.zst        what is in a file or journal
+      desiru log runs/qa.dsj --module answer
+      desiru diff runs/qa.dsj@tag:baseline runs/qa.dsj@tag:best
+      desiru replay runs/qa.dsj --tag best -o best.json
+
+    A journal point is written PATH@tag:NAME, PATH@seq:N or PATH@head. Keys are never
+    given as values on the command line: use --key-env VAR or --ask-key.
+    Exit codes: 0 ok, 1 diff found differences / verify found a fault, 2 error, 3 bug.
+    """
+    ctx.obj = Env(quiet=quiet, debug=debug)
+
+
+def env_of(ctx: click.Context) -> Env:
+    """The Env of this invocation (a default one when a command is invoked on its own)."""
+    obj = ctx.find_object(Env)
+    return obj if obj is not None else Env()

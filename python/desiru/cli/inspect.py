@@ -1,0 +1,237 @@
+"""``desiru inspect PATH``: what a document or a journal holds, without writing Python."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import click
+from rich import box
+from rich.table import Table
+
+from desiru import _engine
+from desiru.cli import keys, progress, render, sources
+from desiru.cli.app import Env, cli, env_of
+from desiru.errors import MissingKeyError
+from desiru.serialization import container
+from desiru.serialization.documents import deserialize_document, read_bytes
+
+
+def module_rows(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per module of a program state (or the module itself for a module document)."""
+    if state.get("kind") == "module":
+        items = [(str(state.get("name", "")), state)]
+    else:
+        items = list(sources.iter_modules(state))
+    return [
+        {
+            "path": path,
+            "class": m.get("class"),
+            "signature": sources.signature_text(m),
+            "instructions": (m.get("signature") or {}).get("instructions") if isinstance(m.get("signature"), dict)
+            else None,
+            "demos": len(m.get("demos") or []),
+            "parameters": m.get("parameters") or {},
+        }
+        for path, m in items
+    ]
+
+
+def modules_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
+    """The modules as a rich table."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("module", style="bold")
+    table.add_column("class")
+    table.add_column("signature")
+    table.add_column("demos", justify="right")
+    table.add_column("parameters")
+    for r in rows:
+        table.add_row(r["path"], str(r["class"]), r["signature"], str(r["demos"]),
+                      render.params_text(r["parameters"]))
+    return table
+
+
+def _fields_table(fields: list[tuple[str, str]]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim")
+    grid.add_column()
+    for name, value in fields:
+        grid.add_row(name, value)
+    return grid
+
+
+def inspect_document(env: Env, path: str, key: str | None, as_json: bool) -> None:
+    """Show a document's header, layers and modules."""
+    data = read_bytes(path)
+    size = len(data)
+    sha = _engine.sha256(data).hex()
+    try:
+        with progress.task(env, f"reading {os.path.basename(path)}"):
+            doc = keys.with_key(lambda k: deserialize_document(data, key=k, path=path), key)
+    except MissingKeyError:
+        if not data.startswith(container.CONTAINER_MAGIC):
+            raise
+        _encrypted_summary(env, path, data, sha, as_json)
+        return
+    header = doc.header
+    rows = module_rows(doc.state)
+    info = {
+        "path": path,
+        "kind": f"{doc.kind} document",
+        "format": doc.format,
+        "format_version": str(doc.version),
+        "compression": doc.compression,
+        "encrypted": doc.encrypted,
+        "key_id": doc.key_id,
+        "size": size,
+        "sha256": sha,
+        "checksum": header.get("checksum"),
+        "checksum_ok": True,  # load_document verified it, or raised
+        "class": doc.state.get("class"),
+        "library_version": header.get("library_version"),
+        "created_at": header.get("created_at"),
+        "modules": rows,
+        "demos": sum(r["demos"] for r in rows),
+    }
+    if doc.kind == "program":
+        info["configuration"] = doc.state.get("configuration") or {}
+        info["metadata"] = doc.state.get("metadata") or {}
+    if as_json:
+        click.echo(render.dumps(info))
+        return
+    layers = [doc.format or "?", doc.compression or "not compressed",
+              f"encrypted (key id {doc.key_id})" if doc.encrypted else "not encrypted"]
+    fields = [
+        ("kind", info["kind"]),
+        ("format", ", ".join(layers)),
+        ("version", f"format {doc.version}, written by desiru {header.get('library_version', '?')} "
+                    f"at {header.get('created_at', '?')}"),
+        ("size", _size_text(size)),
+        ("sha256", sha),
+        ("checksum", f"{header.get('checksum')} [green]verified[/]"),
+        ("class", str(doc.state.get("class"))),
+        ("modules", f"{len(rows)} with {info['demos']:,} demos in all"),
+    ]
+    if doc.kind == "program":
+        if info["configuration"]:
+            fields.append(("configuration", render.short(info["configuration"], 90)))
+        if info["metadata"]:
+            fields.append(("metadata", render.short(info["metadata"], 90)))
+    env.result(f"[bold]{path}[/]")
+    env.result(_fields_table(fields))
+    if rows:
+        env.result()
+        env.result(modules_table(rows))
+
+
+def _encrypted_summary(env: Env, path: str, data: bytes, sha: str, as_json: bool) -> None:
+    """What can be said about an encrypted document without its key: its container header."""
+    from desiru import crypto
+
+    header = crypto.read_header(data, path=path)
+    key_kind = "passphrase (scrypt)" if header.kdf else "raw key"
+    hint = "give the key with --key-env VAR or --ask-key to see inside"
+    info = {"path": path, "kind": "encrypted document", "encrypted": True, "key_id": header.key_id,
+            "key_kind": key_kind, "size": len(data), "sha256": sha, "note": hint}
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    env.result(f"[bold]{path}[/]")
+    env.result(_fields_table([("kind", "encrypted document (AES-256-GCM)"),
+                              ("key", f"key id {header.key_id}, {key_kind}"),
+                              ("size", _size_text(len(data))),
+                              ("sha256", sha), ("note", hint)]))
+
+
+def _size_text(n: int) -> str:
+    return f"{n:,} bytes" + (f" ({render.human_size(n)})" if n >= 1000 else "")
+
+
+def inspect_journal(env: Env, path: str, key: str | None, as_json: bool) -> None:
+    """Show a journal's head, tags and the modules of the program at its head."""
+    size = os.path.getsize(path)
+
+    def read(k: str | None) -> dict[str, Any]:
+        with sources.open_journal(path, k) as j:
+            events = list(j.events())
+            state = j.replay_state() if events else None
+            return {"head": j.head, "tags": dict(j.tags()), "events": events, "state": state,
+                    "encrypted": bool(getattr(j, "encrypted", False)),
+                    "format_version": str(getattr(j, "format_version", "") or "") or None}
+
+    with progress.task(env, f"reading {os.path.basename(path)}"):
+        facts = keys.with_key(read, key)
+    events = facts["events"]
+    counts: dict[str, int] = {}
+    for e in events:
+        counts[e.type] = counts.get(e.type, 0) + 1
+    state = facts["state"]
+    rows = module_rows(state) if state else []
+    first = events[0].timestamp if events else None
+    last = events[-1].timestamp if events else None
+    info = {
+        "path": path, "kind": "journal", "size": size, "format_version": facts["format_version"],
+        "encrypted": facts["encrypted"], "head": facts["head"], "events": len(events),
+        "event_types": counts, "tags": facts["tags"], "first_event_at": first, "last_event_at": last,
+        "class": state.get("class") if state else None, "modules": rows,
+        "demos": sum(r["demos"] for r in rows),
+    }
+    if as_json:
+        click.echo(render.dumps(info))
+        return
+    tags = ", ".join(f"{name}@{seq}" for name, seq in facts["tags"].items()) or "none"
+    fields = [
+        ("kind", "journal" + (f", format {facts['format_version']}" if facts["format_version"] else "")),
+        ("encrypted", "yes" if facts["encrypted"] else "no"),
+        ("size", _size_text(size)),
+        ("head", f"seq {facts['head']}, {len(events):,} events"),
+        ("events", ", ".join(f"{t} {n:,}" for t, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"),
+        ("tags", tags),
+    ]
+    if first is not None:
+        fields.append(("written", f"{_when(first)} .. {_when(last)}"))
+    if state:
+        fields.append(("class", str(state.get("class"))))
+        fields.append(("modules", f"{len(rows)} with {info['demos']:,} demos in all (at head)"))
+    env.result(f"[bold]{path}[/]")
+    env.result(_fields_table(fields))
+    if rows:
+        env.result()
+        env.result(modules_table(rows))
+
+
+def _when(ts: Any) -> str:
+    """A timestamp as text (journals store float seconds or ISO text)."""
+    if isinstance(ts, (int, float)):
+        import datetime as dt
+
+        return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return str(ts)
+
+
+@cli.command("inspect")
+@click.argument("path", type=click.Path(dir_okay=False))
+@keys.key_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of tables.")
+@click.pass_context
+def inspect_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: bool, as_json: bool) -> None:
+    """Show what a document or a journal holds.
+
+    For a document: kind, format, version, compression, encryption, size, sha256,
+    content checksum (verified), class, and every module with its signature, demo
+    count and parameters. For a journal: head, events by type, tags, and the
+    modules of the program at its head.
+
+    \b
+    Examples:
+      desiru inspect qa.msgpack.zst
+      desiru inspect runs/qa.dsj --json
+      MYKEY=... desiru inspect secret.bin --key-env MYKEY
+    """
+    env = env_of(ctx)
+    key = keys.input_key(key_env, ask_key)
+    if sources.is_journal(path):
+        inspect_journal(env, path, key, as_json)
+    else:
+        inspect_document(env, path, key, as_json)

@@ -1,0 +1,77 @@
+"""Progress display for long work: a rich bar on a terminal, nothing otherwise.
+
+Bars go to stderr so that piped stdout stays clean; they are off when stderr is
+not a terminal or with ``--quiet``. Work of unknown length (one library call such
+as a large save) shows a spinner with the elapsed time instead of a bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+if TYPE_CHECKING:
+    from desiru.cli.app import Env
+
+
+class Ticker:
+    """What a command advances while it works; a no-op when progress is hidden."""
+
+    def __init__(self, progress: Progress | None = None, task: int | None = None) -> None:
+        self._progress = progress
+        self._task = task
+
+    @property
+    def shown(self) -> bool:
+        """True when a bar is on screen."""
+        return self._progress is not None
+
+    def advance(self, n: float = 1) -> None:
+        """Mark ``n`` more units done."""
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, n)  # type: ignore[arg-type]
+
+    def update(self, *, description: str | None = None, total: float | None = None,
+               completed: float | None = None) -> None:
+        """Change the label, the total or the position."""
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, description=description, total=total,  # type: ignore[arg-type]
+                                  completed=completed)
+
+    def log(self, text: str) -> None:
+        """Print a line above the bar (so it does not tear the bar)."""
+        if self._progress is not None:
+            self._progress.console.print(text, highlight=False)
+
+
+def enabled(env: Env) -> bool:
+    """Bars only for a person watching a terminal."""
+    return not env.quiet and env.err.is_terminal
+
+
+@contextmanager
+def task(env: Env, description: str, total: float | None = None) -> Iterator[Ticker]:
+    """Show progress for one piece of work; ``total=None`` shows a spinner."""
+    if not enabled(env):
+        yield Ticker()
+        return
+    if total is None:
+        columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
+    else:
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                   TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=env.err, transient=total is None) as progress:
+        handle = progress.add_task(description, total=total)
+        yield Ticker(progress, handle)

@@ -1,0 +1,184 @@
+"""What commands read and write: documents and journal points, as state trees.
+
+The command line works on state trees (docs/STATE.md), not on Program objects,
+so that it can open any file whatever class it names: the classes of a user's
+program are not imported by ``desiru``, and loading never imports what a file names.
+
+A *source* is ``PATH`` (a document, or a journal at its head) or a journal point:
+``PATH@tag:NAME``, ``PATH@seq:N`` or ``PATH@head``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from desiru import _engine
+from desiru.atomic import atomic_write
+from desiru.errors import DesiruError, UnknownModuleError
+from desiru.serialization import container, formats
+from desiru.serialization.documents import (
+    Document,
+    SaveResult,
+    load_document,
+    save_document,
+    serialize_document,
+)
+
+_SEQ = re.compile(r"^seq:(\d+)$")
+SELECTOR_HINT = "write PATH@tag:NAME, PATH@seq:N or PATH@head"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file, optionally with a point in it (only journals have points)."""
+
+    text: str
+    path: Path
+    tag: str | None = None
+    seq: int | None = None
+    head: bool = False
+
+    @property
+    def has_point(self) -> bool:
+        """True when a tag, a seq or @head was given."""
+        return self.tag is not None or self.seq is not None or self.head
+
+
+def parse_source(text: str) -> Source:
+    """Split ``PATH@tag:NAME`` / ``PATH@seq:N`` / ``PATH@head``; a path that exists is taken whole."""
+    if "@" not in text or os.path.exists(text):
+        return Source(text, Path(text))
+    base, _, selector = text.rpartition("@")
+    if not base:
+        raise DesiruError(f"{text!r} has no path before '@'", hint=SELECTOR_HINT)
+    if selector == "head":
+        return Source(text, Path(base), head=True)
+    if selector.startswith("tag:") and len(selector) > 4:
+        return Source(text, Path(base), tag=selector[4:])
+    match = _SEQ.match(selector)
+    if match:
+        return Source(text, Path(base), seq=int(match.group(1)))
+    raise DesiruError(f"cannot read the journal point {selector!r} in {text!r}", hint=SELECTOR_HINT)
+
+
+def is_journal(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a desiru journal (the journal package decides)."""
+    from desiru import journal
+
+    check = getattr(journal, "is_journal", None)  # TEMP until the journal package lands
+    return bool(check(path)) if check is not None else False
+
+
+@contextmanager
+def open_journal(path: str | os.PathLike[str], key: Any = None, **options: Any) -> Iterator[Any]:
+    """An existing journal, opened and closed again; never creates one."""
+    from desiru import journal
+
+    if not os.path.exists(path):
+        raise DesiruError("no such journal", path=path, hint="check the path")
+    with journal.Journal.open(path, key=key, create=False, **options) as j:
+        yield j
+
+
+@dataclass
+class Loaded:
+    """A state tree read from a source, with what is known about where it came from."""
+
+    state: dict[str, Any]
+    kind: str
+    label: str
+    document: Document | None = None
+
+
+def read_source(src: Source, key: Any = None) -> Loaded:
+    """The state tree at ``src``: a whole document, or a journal replayed to its point."""
+    if is_journal(src.path):
+        with open_journal(src.path, key) as j:
+            state = j.replay_state(seq=src.seq, tag=src.tag)
+        return Loaded(state, "program", src.text)
+    if src.has_point:
+        raise DesiruError(f"{src.path} is a document, not a journal; only journals have points such as "
+                          f"@tag:NAME", path=src.path, hint=f"use the path alone: {src.path}")
+    doc = load_document(src.path, key=key)
+    return Loaded(doc.state, doc.kind, src.text, doc)
+
+
+# -- writing -------------------------------------------------------------------------------------
+_SUFFIX_COMPRESSION = {suffix: method for method, suffix in container.SUFFIX.items()}
+_SUFFIX_COMPRESSION[".zstd"] = "zstd"
+
+
+def compression_for(path: str | os.PathLike[str], option: str | None) -> str | None:
+    """Compression asked for by ``--compress`` ("none" turns it off) or else by the suffix."""
+    if option is not None:
+        return None if option == "none" else container.normalize_compression(option)
+    return _SUFFIX_COMPRESSION.get(os.path.splitext(os.fspath(path).lower())[1])
+
+
+def format_for(path: str | os.PathLike[str], option: str | None) -> str:
+    """Format asked for by ``--format`` or else by the suffix (msgpack when neither says)."""
+    return (formats.normalize_format(option) or formats.format_from_suffix(path)
+            or formats.DEFAULT_FORMAT)
+
+
+def write_state(state: dict[str, Any], out: str | os.PathLike[str], *, kind: str, fmt: str | None = None,
+                compress: str | None = None, key: Any = None) -> SaveResult:
+    """Save a state tree as a document at ``out`` (atomically), the way its options and suffix ask."""
+    return save_document(state, out, kind=kind, format=format_for(out, fmt),
+                         compress=compression_for(out, compress), key=key)
+
+
+def rewrite_document(doc: Document, state: dict[str, Any], key: Any = None) -> SaveResult:
+    """Replace a loaded document in place with ``state``, keeping its path, format, compression
+    and encryption (``key`` is the key that opened it)."""
+    assert doc.path is not None
+    data, fmt, method = serialize_document(state, kind=doc.kind, format=doc.format,
+                                           compress=doc.compression, key=key if doc.encrypted else None)
+    size = atomic_write(doc.path, data)
+    return SaveResult(Path(doc.path), size, _engine.sha256(data).hex(), fmt, method, doc.encrypted)
+
+
+# -- walking a state tree --------------------------------------------------------------------------
+def iter_modules(state: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every module state in a program state as (dotted path, state), depth first, in order."""
+    for child in state.get("modules") or []:
+        if not isinstance(child, dict):
+            continue
+        path = f"{prefix}{child.get('name', '?')}"
+        if child.get("kind") == "program":
+            yield from iter_modules(child, path + ".")
+        else:
+            yield path, child
+
+
+def find_child(state: dict[str, Any], path: str) -> dict[str, Any]:
+    """The module or nested program state at a dotted path."""
+    node = state
+    for part in path.split("."):
+        match = None
+        if node.get("kind") == "program":
+            match = next((c for c in node.get("modules") or [] if isinstance(c, dict) and c.get("name") == part),
+                         None)
+        if match is None:
+            known = [p for p, _ in iter_modules(state)]
+            raise UnknownModuleError(f"no module {path!r} in this program", hint=f"known modules: {known}")
+        node = match
+    return node
+
+
+def signature_text(module: dict[str, Any]) -> str:
+    """``"question, context -> reasoning, answer"`` from a module state."""
+    sig = module.get("signature") or {}
+    if isinstance(sig, str):
+        return sig
+
+    def names(side: str) -> str:
+        return ", ".join(str(f.get("name")) for f in sig.get(side) or [] if isinstance(f, dict))
+
+    return f"{names('inputs')} -> {names('outputs')}"
