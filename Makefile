@@ -2,7 +2,7 @@
 PY ?= python3
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install build test test-rust test-python test-pure lint bench
+.PHONY: help install demo build test test-rust test-python test-pure lint bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -10,6 +10,9 @@ help:  ## list the targets
 install:  ## install desiru (builds the Rust extension) with test and dspy extras, editable
 	$(PY) -m pip install -q --upgrade "maturin>=1.5,<2.0"
 	$(PY) -m pip install -q -e ".[test,bench,dspy]"
+
+demo: install  ## install, then run the demo: a journaled optimization run, replayed and saved
+	desiru demo
 
 build:  ## rebuild the Rust extension in place after changing rust/
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
