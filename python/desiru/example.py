@@ -52,6 +52,18 @@ class Example(Mapping[str, Any]):
 
     __hash__ = None  # type: ignore[assignment]
 
+    @classmethod
+    def _adopt(cls, data: dict[str, Any]) -> Example:
+        """An Example that takes ownership of ``data`` without copying it (for loaders)."""
+        ex = cls.__new__(cls)
+        object.__setattr__(ex, "_data", data)
+        object.__setattr__(ex, "_input_keys", None)
+        return ex
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # read-only attributes defeat pickle's default slot restore; rebuild through __init__
+        return (_rebuild, (type(self), self._data, self._input_keys))
+
     def to_dict(self) -> dict[str, Any]:
         """A new plain dict of the fields."""
         return dict(self._data)
@@ -83,6 +95,12 @@ class Example(Mapping[str, Any]):
         """The fields that are not inputs."""
         keys = self._input_keys or ()
         return Example({k: v for k, v in self._data.items() if k not in keys})
+
+
+def _rebuild(cls: type[Example], data: dict[str, Any], input_keys: tuple[str, ...] | None) -> Example:
+    ex = cls(data)
+    object.__setattr__(ex, "_input_keys", input_keys)
+    return ex
 
 
 class Prediction(Example):

@@ -78,7 +78,9 @@ class Module:
         demos = state.get("demos") or []
         if not isinstance(demos, list):
             raise DesiruError(f"demos must be a list, got {type(demos).__name__}")
-        self.demos = [Example(copy_tree(require_mapping(d, "demo", None))) for d in demos]
+        for d in demos:
+            require_mapping(d, "demo", None)
+        self.demos = [Example._adopt(copy_tree(d)) for d in demos]
         self.parameters = dict(copy_tree(require_mapping(state.get("parameters") or {}, "parameters", None)))
         self.metadata = dict(copy_tree(require_mapping(state.get("metadata") or {}, "metadata", None)))
         self._unknown = {k: copy_tree(v) for k, v in state.items() if k not in STATE_KEYS}

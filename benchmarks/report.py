@@ -1,0 +1,83 @@
+"""Shared helpers for the benchmark scripts: timing medians, the machine, and docs/benchmarks.md sections.
+
+Each script owns one "## Title" section of docs/benchmarks.md and replaces only that
+section, so the scripts can run in any order and separately.
+"""
+
+from __future__ import annotations
+
+import gc
+import platform
+import re
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+HEADER = """# Benchmarks
+
+Method: every figure is the median of several runs of the same operation on the
+same data in one process run, with the peers measured side by side in that run,
+so ratios are comparable even on a noisy machine. Each section says the command
+that produced it. Data: `benchmarks/data.py` (small = 5 modules x 8 demos; large =
+50 modules x 2,000 demos of realistic text, about 100 MB as msgpack).
+
+"""
+
+
+def median_time(fn: Callable[[], Any], runs: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds, with garbage collection kept out of the timings."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        gc.collect()
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        finally:
+            gc.enable()
+    return statistics.median(times)
+
+
+def machine() -> str:
+    """One line describing the machine, Python and Rust."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        rustc = "rustc unknown"
+    import os
+
+    return f"{os.cpu_count()} cores, {cpu}; Python {platform.python_version()}; {rustc}"
+
+
+def write_section(title: str, body: str) -> None:
+    """Replace (or add) the ``## title`` section of docs/benchmarks.md."""
+    text = DOC.read_text() if DOC.exists() else HEADER
+    if not text.startswith("# Benchmarks"):
+        text = HEADER + text
+    section = f"## {title}\n\n{body.strip()}\n\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    DOC.write_text(text)
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A markdown table."""
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
