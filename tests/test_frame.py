@@ -17,10 +17,11 @@ from types import ModuleType
 
 import pytest
 import xxhash
-from desiru._pure import frame as pure
-from desiru.errors import SerializationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from desiru._pure import frame as pure
+from desiru.errors import SerializationError
 
 VECTORS = Path(__file__).parent / "vectors" / "frames"
 SALT = 0xA5A5_0000_DEAD_BEEF

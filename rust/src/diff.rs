@@ -65,7 +65,12 @@ pub fn lis_mask(seq: &[usize]) -> Vec<bool> {
 pub fn plan_list<K: Eq + Hash>(old: &[K], new: &[K]) -> ListPlan {
     let (lo, ln) = (old.len(), new.len());
     let lim = lo.min(ln);
-    let p = old.iter().zip(new).take_while(|(a, b)| a == b).count().min(lim);
+    let p = old
+        .iter()
+        .zip(new)
+        .take_while(|(a, b)| a == b)
+        .count()
+        .min(lim);
     let s = old
         .iter()
         .rev()
@@ -115,7 +120,11 @@ pub fn plan_list<K: Eq + Hash>(old: &[K], new: &[K]) -> ListPlan {
         .filter(|(_, &t)| !t)
         .map(|(j, _)| p + j)
         .collect();
-    ListPlan { removed, order, added }
+    ListPlan {
+        removed,
+        order,
+        added,
+    }
 }
 
 /// The edits of a module list matched by name.
@@ -165,7 +174,11 @@ pub fn plan_modules<N: Eq + Hash>(old_names: &[N], new_names: &[N]) -> ModulePla
     }
     removed.sort_unstable();
     added.sort_unstable();
-    ModulePlan { removed, kept, added }
+    ModulePlan {
+        removed,
+        kept,
+        added,
+    }
 }
 
 /// Whether `order` is a permutation of `0..len`.
@@ -209,7 +222,10 @@ mod tests {
         assert_eq!(lis_mask(&[]), Vec::<bool>::new());
         assert_eq!(lis_mask(&[0, 1, 2]), vec![true; 3]);
         assert_eq!(lis_mask(&[2, 1, 0]), vec![false, false, true]);
-        assert_eq!(lis_mask(&[3, 0, 1, 4, 2]), vec![false, true, true, false, true]);
+        assert_eq!(
+            lis_mask(&[3, 0, 1, 4, 2]),
+            vec![false, true, true, false, true]
+        );
     }
 
     #[test]
@@ -218,7 +234,14 @@ mod tests {
         let mut new = old.clone();
         new[50_000] = 1_000_000;
         let plan = plan_list(&old, &new);
-        assert_eq!(plan, ListPlan { removed: vec![50_000], order: None, added: vec![50_000] });
+        assert_eq!(
+            plan,
+            ListPlan {
+                removed: vec![50_000],
+                order: None,
+                added: vec![50_000]
+            }
+        );
     }
 
     #[test]
@@ -249,7 +272,10 @@ mod tests {
         assert_eq!(plan.kept, vec![(1, 0), (2, 1), (3, 2)]);
         assert_eq!(plan.added, vec![3, 4]);
         let plan = plan_modules(&["a", "b"], &["c"]);
-        assert_eq!((plan.removed, plan.kept, plan.added), (vec![0, 1], vec![], vec![0]));
+        assert_eq!(
+            (plan.removed, plan.kept, plan.added),
+            (vec![0, 1], vec![], vec![0])
+        );
     }
 
     #[test]

@@ -191,9 +191,7 @@ def plan_list(old: list[Any], new: list[Any]) -> tuple[list[int], list[int] | No
     return removed, order, added
 
 
-def plan_modules(
-    old_names: list[str], new_names: list[str]
-) -> tuple[list[int], list[tuple[int, int]], list[int]]:
+def plan_modules(old_names: list[str], new_names: list[str]) -> tuple[list[int], list[tuple[int, int]], list[int]]:
     """Plan a module list matched by name: (removed old indices, kept (old, new) pairs, added new indices).
 
     Moved modules are removed and added; the kept ones stay in new's order.

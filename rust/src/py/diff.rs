@@ -19,7 +19,8 @@ use crate::diff::{is_permutation, plan_list, plan_modules};
 
 const PROGRAM_KEYS: [&str; 4] = ["modules", "configuration", "custom_data", "metadata"];
 const MODULE_KEYS: [&str; 4] = ["signature", "demos", "parameters", "metadata"];
-const EDIT_HINT: &str = "the edits do not fit this state: apply them to the state they were computed from";
+const EDIT_HINT: &str =
+    "the edits do not fit this state: apply them to the state they were computed from";
 
 fn too_deep(py: Python<'_>) -> PyErr {
     desiru_error(
@@ -43,7 +44,9 @@ fn str_repr(py: Python<'_>, s: &str) -> PyResult<String> {
 }
 
 /// `(key, value)` pairs of a dict, as a snapshot safe against mutation.
-fn dict_items<'py>(d: &Bound<'py, PyDict>) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+fn dict_items<'py>(
+    d: &Bound<'py, PyDict>,
+) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
     d.items().iter().map(|kv| kv.extract()).collect()
 }
 
@@ -134,14 +137,20 @@ fn copy_tree<'py>(x: &Bound<'py, PyAny>, depth: usize) -> PyResult<Bound<'py, Py
         if depth >= MAX_DEPTH {
             return Err(too_deep(py));
         }
-        let items = l.iter().map(|v| copy_tree(&v, depth + 1)).collect::<PyResult<Vec<_>>>()?;
+        let items = l
+            .iter()
+            .map(|v| copy_tree(&v, depth + 1))
+            .collect::<PyResult<Vec<_>>>()?;
         return Ok(PyList::new(py, items)?.into_any());
     }
     if let Ok(t) = x.downcast_exact::<PyTuple>() {
         if depth >= MAX_DEPTH {
             return Err(too_deep(py));
         }
-        let items = t.iter().map(|v| copy_tree(&v, depth + 1)).collect::<PyResult<Vec<_>>>()?;
+        let items = t
+            .iter()
+            .map(|v| copy_tree(&v, depth + 1))
+            .collect::<PyResult<Vec<_>>>()?;
         return Ok(PyTuple::new(py, items)?.into_any());
     }
     Ok(x.clone())
@@ -173,7 +182,12 @@ struct Differ<'py> {
 type Edits<'py> = Vec<Bound<'py, PyDict>>;
 
 impl<'py> Differ<'py> {
-    fn edit(&self, op: &str, path: &str, extra: &[(&str, &Bound<'py, PyAny>)]) -> PyResult<Bound<'py, PyDict>> {
+    fn edit(
+        &self,
+        op: &str,
+        path: &str,
+        extra: &[(&str, &Bound<'py, PyAny>)],
+    ) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(self.py);
         d.set_item("op", op)?;
         d.set_item("path", path)?;
@@ -227,7 +241,11 @@ impl<'py> Differ<'py> {
         }
         let plan = plan_list(&old_h, &new_h);
         for &i in &plan.removed {
-            out.push(self.edit("demo_removed", path, &[("index", &i.into_pyobject(self.py)?.into_any())])?);
+            out.push(self.edit(
+                "demo_removed",
+                path,
+                &[("index", &i.into_pyobject(self.py)?.into_any())],
+            )?);
         }
         if let Some(order) = plan.order {
             let order = PyList::new(self.py, order)?.into_any();
@@ -296,7 +314,9 @@ impl<'py> Differ<'py> {
         path: &str,
         out: &mut Edits<'py>,
     ) -> PyResult<bool> {
-        let (Some(old_names), Some(new_names)) = (Self::module_names(old)?, Self::module_names(new)?) else {
+        let (Some(old_names), Some(new_names)) =
+            (Self::module_names(old)?, Self::module_names(new)?)
+        else {
             return strict_eq(old.as_any(), new.as_any(), 0);
         };
         let plan = plan_modules(&old_names, &new_names);
@@ -304,7 +324,8 @@ impl<'py> Differ<'py> {
         let mut inner: Edits<'py> = Vec::new();
         let mut replaced = false;
         for &(i, j) in &plan.kept {
-            let (Some(name), om, nm) = (old_names.get(i), old.get_item(i)?, new.get_item(j)?) else {
+            let (Some(name), om, nm) = (old_names.get(i), old.get_item(i)?, new.get_item(j)?)
+            else {
                 continue;
             };
             let mut sub: Edits<'py> = Vec::new();
@@ -334,7 +355,11 @@ impl<'py> Differ<'py> {
             if let Some(name) = new_names.get(j) {
                 let index = j.into_pyobject(self.py)?.into_any();
                 let state = new.get_item(j)?;
-                out.push(self.edit("module_added", &join(path, name), &[("index", &index), ("state", &state)])?);
+                out.push(self.edit(
+                    "module_added",
+                    &join(path, name),
+                    &[("index", &index), ("state", &state)],
+                )?);
             }
         }
         Ok(true)
@@ -357,7 +382,9 @@ impl<'py> Differ<'py> {
         };
         match key {
             "modules" | "demos" => {
-                if let (Ok(ol), Ok(nl)) = (o.downcast_exact::<PyList>(), n.downcast_exact::<PyList>()) {
+                if let (Ok(ol), Ok(nl)) =
+                    (o.downcast_exact::<PyList>(), n.downcast_exact::<PyList>())
+                {
                     return if key == "modules" {
                         self.diff_modules(ol, nl, path, out)
                     } else {
@@ -366,7 +393,9 @@ impl<'py> Differ<'py> {
                 }
             }
             _ => {
-                if let (Ok(od), Ok(nd)) = (o.downcast_exact::<PyDict>(), n.downcast_exact::<PyDict>()) {
+                if let (Ok(od), Ok(nd)) =
+                    (o.downcast_exact::<PyDict>(), n.downcast_exact::<PyDict>())
+                {
                     return self.diff_parameters(od, nd, path, out);
                 }
             }
@@ -383,7 +412,10 @@ impl<'py> Differ<'py> {
         out: &mut Edits<'py>,
     ) -> PyResult<bool> {
         let kind = new.get_item("kind")?;
-        let kind = kind.as_ref().and_then(exact_str).and_then(|s| s.to_str().ok());
+        let kind = kind
+            .as_ref()
+            .and_then(exact_str)
+            .and_then(|s| s.to_str().ok());
         let (managed, is_program) = match kind {
             Some("program") => (&PROGRAM_KEYS, true),
             Some("module") => (&MODULE_KEYS, false),
@@ -405,12 +437,29 @@ impl<'py> Differ<'py> {
         let mark = out.len();
         let ok = if is_program {
             self.diff_child(old, new, "modules", path, out)?
-                && self.diff_set(old, new, ("configuration", "configuration_set", "value"), path, out)?
-                && self.diff_set(old, new, ("custom_data", "custom_data_set", "value"), path, out)?
+                && self.diff_set(
+                    old,
+                    new,
+                    ("configuration", "configuration_set", "value"),
+                    path,
+                    out,
+                )?
+                && self.diff_set(
+                    old,
+                    new,
+                    ("custom_data", "custom_data_set", "value"),
+                    path,
+                    out,
+                )?
                 && self.diff_set(old, new, ("metadata", "metadata_set", "value"), path, out)?
         } else {
-            self.diff_set(old, new, ("signature", "signature_set", "signature"), path, out)?
-                && self.diff_child(old, new, "demos", path, out)?
+            self.diff_set(
+                old,
+                new,
+                ("signature", "signature_set", "signature"),
+                path,
+                out,
+            )? && self.diff_child(old, new, "demos", path, out)?
                 && self.diff_child(old, new, "parameters", path, out)?
                 && self.diff_set(old, new, ("metadata", "metadata_set", "value"), path, out)?
         };
@@ -441,7 +490,10 @@ fn diff_states<'py>(
                 type_name(old)?
             )));
         };
-        let mut differ = Differ { py, enc: Encoder::new(py, Vec::new(), true) };
+        let mut differ = Differ {
+            py,
+            enc: Encoder::new(py, Vec::new(), true),
+        };
         let mut out: Edits<'py> = Vec::new();
         if differ.diff_node(old_d, new_d, "", &mut out)? {
             return PyList::new(py, out);
@@ -464,25 +516,48 @@ struct Applier<'py> {
 
 impl<'py> Applier<'py> {
     fn fail(&self, n: usize, op: &str, message: &str) -> PyErr {
-        desiru_error(self.py, "CorruptDataError", format!("edit {n} ({op}): {message}"), EDIT_HINT)
+        desiru_error(
+            self.py,
+            "CorruptDataError",
+            format!("edit {n} ({op}): {message}"),
+            EDIT_HINT,
+        )
     }
 
-    fn field(&self, n: usize, op: &str, edit: &Bound<'py, PyDict>, key: &str) -> PyResult<Bound<'py, PyAny>> {
-        edit.get_item(key)?.ok_or_else(|| self.fail(n, op, &format!("lacks the key '{key}'")))
+    fn field(
+        &self,
+        n: usize,
+        op: &str,
+        edit: &Bound<'py, PyDict>,
+        key: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        edit.get_item(key)?
+            .ok_or_else(|| self.fail(n, op, &format!("lacks the key '{key}'")))
     }
 
     /// The edit's index: an exact int, or an error. Returns the value when it
     /// fits an isize and its text (for messages) either way.
-    fn index(&self, n: usize, op: &str, edit: &Bound<'py, PyDict>) -> PyResult<(Option<isize>, String)> {
+    fn index(
+        &self,
+        n: usize,
+        op: &str,
+        edit: &Bound<'py, PyDict>,
+    ) -> PyResult<(Option<isize>, String)> {
         let index = self.field(n, op, edit, "index")?;
         if index.downcast_exact::<PyInt>().is_err() {
-            return Err(self.fail(n, op, &format!("index must be an int, not '{}'", type_name(&index)?)));
+            return Err(self.fail(
+                n,
+                op,
+                &format!("index must be an int, not '{}'", type_name(&index)?),
+            ));
         }
         Ok((index.extract::<isize>().ok(), index.str()?.to_string()))
     }
 
     fn in_range(index: Option<isize>, upto: usize) -> Option<usize> {
-        index.and_then(|i| usize::try_from(i).ok()).filter(|&i| i <= upto)
+        index
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|&i| i <= upto)
     }
 
     fn resolve(&mut self, n: usize, op: &str, path: &str) -> PyResult<Bound<'py, PyDict>> {
@@ -513,7 +588,10 @@ impl<'py> Applier<'py> {
                     return Err(desiru_error(
                         self.py,
                         "UnknownModuleError",
-                        format!("edit {n} ({op}): no module at path {}", str_repr(self.py, path)?),
+                        format!(
+                            "edit {n} ({op}): no module at path {}",
+                            str_repr(self.py, path)?
+                        ),
                         EDIT_HINT,
                     ))
                 }
@@ -531,9 +609,16 @@ impl<'py> Applier<'py> {
         path: &str,
         key: &str,
     ) -> PyResult<Bound<'py, PyList>> {
-        match node.get_item(key)?.and_then(|v| v.downcast_exact::<PyList>().ok().cloned()) {
+        match node
+            .get_item(key)?
+            .and_then(|v| v.downcast_exact::<PyList>().ok().cloned())
+        {
             Some(v) => Ok(v),
-            _ => Err(self.fail(n, op, &format!("the node at {} has no {key} list", str_repr(self.py, path)?))),
+            _ => Err(self.fail(
+                n,
+                op,
+                &format!("the node at {} has no {key} list", str_repr(self.py, path)?),
+            )),
         }
     }
 
@@ -545,17 +630,35 @@ impl<'py> Applier<'py> {
         path: &str,
         key: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
-        match node.get_item(key)?.and_then(|v| v.downcast_exact::<PyDict>().ok().cloned()) {
+        match node
+            .get_item(key)?
+            .and_then(|v| v.downcast_exact::<PyDict>().ok().cloned())
+        {
             Some(v) => Ok(v),
-            _ => Err(self.fail(n, op, &format!("the node at {} has no {key} dict", str_repr(self.py, path)?))),
+            _ => Err(self.fail(
+                n,
+                op,
+                &format!("the node at {} has no {key} dict", str_repr(self.py, path)?),
+            )),
         }
     }
 
-    fn need_kind(&self, n: usize, op: &str, node: &Bound<'py, PyDict>, path: &str, kind: &str) -> PyResult<()> {
+    fn need_kind(
+        &self,
+        n: usize,
+        op: &str,
+        node: &Bound<'py, PyDict>,
+        path: &str,
+        kind: &str,
+    ) -> PyResult<()> {
         if node.get_item("kind")?.is_some_and(|k| str_eq(&k, kind)) {
             return Ok(());
         }
-        Err(self.fail(n, op, &format!("the node at {} is not a {kind}", str_repr(self.py, path)?)))
+        Err(self.fail(
+            n,
+            op,
+            &format!("the node at {} is not a {kind}", str_repr(self.py, path)?),
+        ))
     }
 
     fn apply(&mut self, n: usize, edit: &Bound<'py, PyAny>) -> PyResult<()> {
@@ -595,7 +698,13 @@ impl<'py> Applier<'py> {
         self.dispatch(n, op, &path, edit)
     }
 
-    fn dispatch(&mut self, n: usize, op: &str, path: &str, edit: &Bound<'py, PyDict>) -> PyResult<()> {
+    fn dispatch(
+        &mut self,
+        n: usize,
+        op: &str,
+        path: &str,
+        edit: &Bound<'py, PyDict>,
+    ) -> PyResult<()> {
         match op {
             "program_created" => self.program_created(n, op, path, edit),
             "module_added" => self.module_added(n, op, path, edit),
@@ -603,7 +712,10 @@ impl<'py> Applier<'py> {
             "signature_set" => {
                 let node = self.resolve(n, op, path)?;
                 self.need_kind(n, op, &node, path, "module")?;
-                node.set_item("signature", copy_tree(&self.field(n, op, edit, "signature")?, 0)?)
+                node.set_item(
+                    "signature",
+                    copy_tree(&self.field(n, op, edit, "signature")?, 0)?,
+                )
             }
             "demo_added" => {
                 let node = self.resolve(n, op, path)?;
@@ -612,7 +724,11 @@ impl<'py> Applier<'py> {
                 let demos = self.list_field(n, op, &node, path, "demos")?;
                 let Some(i) = Self::in_range(index, demos.len()) else {
                     let len = demos.len();
-                    return Err(self.fail(n, op, &format!("index {shown} is out of range for {len} demos")));
+                    return Err(self.fail(
+                        n,
+                        op,
+                        &format!("index {shown} is out of range for {len} demos"),
+                    ));
                 };
                 demos.insert(i, copy_tree(&demo, 0)?)
             }
@@ -624,7 +740,11 @@ impl<'py> Applier<'py> {
                     Some(i) => demos.del_item(i),
                     None => {
                         let len = demos.len();
-                        Err(self.fail(n, op, &format!("index {shown} is out of range for {len} demos")))
+                        Err(self.fail(
+                            n,
+                            op,
+                            &format!("index {shown} is out of range for {len} demos"),
+                        ))
                     }
                 }
             }
@@ -641,7 +761,11 @@ impl<'py> Applier<'py> {
                 let key = self.field(n, op, edit, "key")?;
                 let params = self.dict_field(n, op, &node, path, "parameters")?;
                 if !params.contains(&key)? {
-                    let msg = format!("no parameter {} at {}", pyrepr(&key)?, str_repr(self.py, path)?);
+                    let msg = format!(
+                        "no parameter {} at {}",
+                        pyrepr(&key)?,
+                        str_repr(self.py, path)?
+                    );
                     return Err(self.fail(n, op, &msg));
                 }
                 params.del_item(key)
@@ -652,13 +776,23 @@ impl<'py> Applier<'py> {
         }
     }
 
-    fn program_created(&mut self, n: usize, op: &str, path: &str, edit: &Bound<'py, PyDict>) -> PyResult<()> {
+    fn program_created(
+        &mut self,
+        n: usize,
+        op: &str,
+        path: &str,
+        edit: &Bound<'py, PyDict>,
+    ) -> PyResult<()> {
         if !path.is_empty() {
             return Err(self.fail(n, op, "path must be '' (the root)"));
         }
         let state = self.field(n, op, edit, "state")?;
         let Ok(state) = state.downcast_exact::<PyDict>() else {
-            return Err(self.fail(n, op, &format!("state must be a dict, not '{}'", type_name(&state)?)));
+            return Err(self.fail(
+                n,
+                op,
+                &format!("state must be a dict, not '{}'", type_name(&state)?),
+            ));
         };
         let fresh = copy_tree(state.as_any(), 0)?;
         self.root.clear();
@@ -667,13 +801,23 @@ impl<'py> Applier<'py> {
         Ok(())
     }
 
-    fn module_added(&mut self, n: usize, op: &str, path: &str, edit: &Bound<'py, PyDict>) -> PyResult<()> {
+    fn module_added(
+        &mut self,
+        n: usize,
+        op: &str,
+        path: &str,
+        edit: &Bound<'py, PyDict>,
+    ) -> PyResult<()> {
         let (parent_path, name) = match path.rfind('.') {
             Some(i) => (path.get(..i).unwrap_or(""), path.get(i + 1..).unwrap_or("")),
             None => ("", path),
         };
         if name.is_empty() {
-            return Err(self.fail(n, op, &format!("{} does not name a module", str_repr(self.py, path)?)));
+            return Err(self.fail(
+                n,
+                op,
+                &format!("{} does not name a module", str_repr(self.py, path)?),
+            ));
         }
         let (index, shown) = self.index(n, op, edit)?;
         let state = self.field(n, op, edit, "state")?;
@@ -701,7 +845,11 @@ impl<'py> Applier<'py> {
         }
         let Some(i) = Self::in_range(index, modules.len()) else {
             let len = modules.len();
-            return Err(self.fail(n, op, &format!("index {shown} is out of range for {len} modules")));
+            return Err(self.fail(
+                n,
+                op,
+                &format!("index {shown} is out of range for {len} modules"),
+            ));
         };
         modules.insert(i, copy_tree(&state, 0)?)?;
         self.cache.clear();
@@ -724,7 +872,13 @@ impl<'py> Applier<'py> {
         Ok(())
     }
 
-    fn demos_reordered(&mut self, n: usize, op: &str, path: &str, edit: &Bound<'py, PyDict>) -> PyResult<()> {
+    fn demos_reordered(
+        &mut self,
+        n: usize,
+        op: &str,
+        path: &str,
+        edit: &Bound<'py, PyDict>,
+    ) -> PyResult<()> {
         let node = self.resolve(n, op, path)?;
         let order = self.field(n, op, edit, "order")?;
         let demos = self.list_field(n, op, &node, path, "demos")?;
@@ -735,7 +889,11 @@ impl<'py> Applier<'py> {
             if order.len() == size {
                 ok = true;
                 for i in order.iter() {
-                    match i.downcast_exact::<PyInt>().ok().and_then(|i| i.extract::<usize>().ok()) {
+                    match i
+                        .downcast_exact::<PyInt>()
+                        .ok()
+                        .and_then(|i| i.extract::<usize>().ok())
+                    {
                         Some(v) if v < size => idx.push(v),
                         _ => {
                             ok = false;
@@ -746,9 +904,16 @@ impl<'py> Applier<'py> {
             }
         }
         if !ok || !is_permutation(&idx, size) {
-            return Err(self.fail(n, op, &format!("order is not a permutation of the {size} demos")));
+            return Err(self.fail(
+                n,
+                op,
+                &format!("order is not a permutation of the {size} demos"),
+            ));
         }
-        let items = idx.iter().map(|&i| demos.get_item(i)).collect::<PyResult<Vec<_>>>()?;
+        let items = idx
+            .iter()
+            .map(|&i| demos.get_item(i))
+            .collect::<PyResult<Vec<_>>>()?;
         let reordered = PyList::new(self.py, items)?;
         demos.set_slice(0, size, reordered.as_any())
     }
@@ -805,7 +970,11 @@ fn apply_edits<'py>(
             type_name(edits)?
         )));
     };
-    let mut applier = Applier { py, root: root.clone(), cache: HashMap::new() };
+    let mut applier = Applier {
+        py,
+        root: root.clone(),
+        cache: HashMap::new(),
+    };
     for (n, edit) in edits.iter().enumerate() {
         applier.apply(n, &edit)?;
     }

@@ -14,6 +14,7 @@ import struct
 from pathlib import Path
 
 import xxhash
+
 from desiru._pure.frame import MAX_RECORD, frame_encode, frame_scan
 
 HERE = Path(__file__).resolve().parent
