@@ -114,90 +114,91 @@ impl<'a> Reader<'a> {
             ));
         };
         self.pos += 1;
-        let tok =
-            match marker {
-                0x00..=0x7f => Token::Int(i64::from(marker)),
-                0x80..=0x8f => {
-                    Token::Map(self.container(usize::from(marker & 0x0f), 2, start, "map")?)
+        let tok = match marker {
+            0x00..=0x7f => Token::Int(i64::from(marker)),
+            0x80..=0x8f => {
+                Token::Map(self.container(usize::from(marker & 0x0f), 2, start, "map")?)
+            }
+            0x90..=0x9f => {
+                Token::Array(self.container(usize::from(marker & 0x0f), 1, start, "array")?)
+            }
+            0xa0..=0xbf => Token::Str(self.take(usize::from(marker & 0x1f), start, "str")?),
+            0xc0 => Token::Nil,
+            0xc2 => Token::Bool(false),
+            0xc3 => Token::Bool(true),
+            0xc4 => {
+                let n = self.len8(start, "bin8 header")?;
+                Token::Bin(self.take(n, start, "bin")?)
+            }
+            0xc5 => {
+                let n = self.len16(start, "bin16 header")?;
+                Token::Bin(self.take(n, start, "bin")?)
+            }
+            0xc6 => {
+                let n = self.len32(start, "bin32 header")?;
+                Token::Bin(self.take(n, start, "bin")?)
+            }
+            0xca => Token::Float(f64::from(f32::from_be_bytes(self.fixed(start, "float32")?))),
+            0xcb => Token::Float(f64::from_be_bytes(self.fixed(start, "float64")?)),
+            0xcc => Token::Int(i64::from(self.fixed::<1>(start, "uint8")?[0])),
+            0xcd => Token::Int(i64::from(u16::from_be_bytes(self.fixed(start, "uint16")?))),
+            0xce => Token::Int(i64::from(u32::from_be_bytes(self.fixed(start, "uint32")?))),
+            0xcf => {
+                let v = u64::from_be_bytes(self.fixed(start, "uint64")?);
+                match i64::try_from(v) {
+                    Ok(i) => Token::Int(i),
+                    Err(_) => Token::UInt(v),
                 }
-                0x90..=0x9f => {
-                    Token::Array(self.container(usize::from(marker & 0x0f), 1, start, "array")?)
-                }
-                0xa0..=0xbf => Token::Str(self.take(usize::from(marker & 0x1f), start, "str")?),
-                0xc0 => Token::Nil,
-                0xc2 => Token::Bool(false),
-                0xc3 => Token::Bool(true),
-                0xc4 => {
-                    let n = self.len8(start, "bin8 header")?;
-                    Token::Bin(self.take(n, start, "bin")?)
-                }
-                0xc5 => {
-                    let n = self.len16(start, "bin16 header")?;
-                    Token::Bin(self.take(n, start, "bin")?)
-                }
-                0xc6 => {
-                    let n = self.len32(start, "bin32 header")?;
-                    Token::Bin(self.take(n, start, "bin")?)
-                }
-                0xca => Token::Float(f64::from(f32::from_be_bytes(self.fixed(start, "float32")?))),
-                0xcb => Token::Float(f64::from_be_bytes(self.fixed(start, "float64")?)),
-                0xcc => Token::Int(i64::from(self.fixed::<1>(start, "uint8")?[0])),
-                0xcd => Token::Int(i64::from(u16::from_be_bytes(self.fixed(start, "uint16")?))),
-                0xce => Token::Int(i64::from(u32::from_be_bytes(self.fixed(start, "uint32")?))),
-                0xcf => {
-                    let v = u64::from_be_bytes(self.fixed(start, "uint64")?);
-                    match i64::try_from(v) {
-                        Ok(i) => Token::Int(i),
-                        Err(_) => Token::UInt(v),
-                    }
-                }
-                0xd0 => Token::Int(i64::from(i8::from_be_bytes(self.fixed(start, "int8")?))),
-                0xd1 => Token::Int(i64::from(i16::from_be_bytes(self.fixed(start, "int16")?))),
-                0xd2 => Token::Int(i64::from(i32::from_be_bytes(self.fixed(start, "int32")?))),
-                0xd3 => Token::Int(i64::from_be_bytes(self.fixed(start, "int64")?)),
-                0xd9 => {
-                    let n = self.len8(start, "str8 header")?;
-                    Token::Str(self.take(n, start, "str")?)
-                }
-                0xda => {
-                    let n = self.len16(start, "str16 header")?;
-                    Token::Str(self.take(n, start, "str")?)
-                }
-                0xdb => {
-                    let n = self.len32(start, "str32 header")?;
-                    Token::Str(self.take(n, start, "str")?)
-                }
-                0xdc => {
-                    let n = self.len16(start, "array16 header")?;
-                    Token::Array(self.container(n, 1, start, "array")?)
-                }
-                0xdd => {
-                    let n = self.len32(start, "array32 header")?;
-                    Token::Array(self.container(n, 1, start, "array")?)
-                }
-                0xde => {
-                    let n = self.len16(start, "map16 header")?;
-                    Token::Map(self.container(n, 2, start, "map")?)
-                }
-                0xdf => {
-                    let n = self.len32(start, "map32 header")?;
-                    Token::Map(self.container(n, 2, start, "map")?)
-                }
-                0xe0..=0xff => Token::Int(i64::from(marker as i8)),
-                0xc1 => {
-                    return Err(Error::corrupt(
-                        start,
-                        "reserved marker 0xc1 is never valid msgpack",
-                    ))
-                }
-                // 0xc7..=0xc9 and 0xd4..=0xd8: ext types.
-                _ => return Err(Error::corrupt(
+            }
+            0xd0 => Token::Int(i64::from(i8::from_be_bytes(self.fixed(start, "int8")?))),
+            0xd1 => Token::Int(i64::from(i16::from_be_bytes(self.fixed(start, "int16")?))),
+            0xd2 => Token::Int(i64::from(i32::from_be_bytes(self.fixed(start, "int32")?))),
+            0xd3 => Token::Int(i64::from_be_bytes(self.fixed(start, "int64")?)),
+            0xd9 => {
+                let n = self.len8(start, "str8 header")?;
+                Token::Str(self.take(n, start, "str")?)
+            }
+            0xda => {
+                let n = self.len16(start, "str16 header")?;
+                Token::Str(self.take(n, start, "str")?)
+            }
+            0xdb => {
+                let n = self.len32(start, "str32 header")?;
+                Token::Str(self.take(n, start, "str")?)
+            }
+            0xdc => {
+                let n = self.len16(start, "array16 header")?;
+                Token::Array(self.container(n, 1, start, "array")?)
+            }
+            0xdd => {
+                let n = self.len32(start, "array32 header")?;
+                Token::Array(self.container(n, 1, start, "array")?)
+            }
+            0xde => {
+                let n = self.len16(start, "map16 header")?;
+                Token::Map(self.container(n, 2, start, "map")?)
+            }
+            0xdf => {
+                let n = self.len32(start, "map32 header")?;
+                Token::Map(self.container(n, 2, start, "map")?)
+            }
+            0xe0..=0xff => Token::Int(i64::from(marker as i8)),
+            0xc1 => {
+                return Err(Error::corrupt(
+                    start,
+                    "reserved marker 0xc1 is never valid msgpack",
+                ))
+            }
+            // 0xc7..=0xc9 and 0xd4..=0xd8: ext types.
+            _ => {
+                return Err(Error::corrupt(
                     start,
                     format!(
                         "msgpack ext type (marker 0x{marker:02x}) is not allowed in a state tree"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         Ok(tok)
     }
 }
@@ -248,16 +249,117 @@ pub fn utf8_error(bytes: &[u8], offset: usize) -> Error {
     Error::corrupt(offset + at, "invalid UTF-8 in a str")
 }
 
+/// An open container of the decoding walk.
+enum Frame<B: Build> {
+    Array {
+        array: B::Array,
+        len: usize,
+        next: usize,
+    },
+    Map {
+        map: B::Map,
+        left: usize,
+        key: Option<B::Key>,
+    },
+}
+
 /// Decode exactly one value from `data` with `builder`. Containers nest at most
 /// `max_depth` deep (the root container is depth 1); map keys must be str; ext
 /// types and bytes after the value are errors.
+///
+/// The walk keeps its open containers on a heap stack, not the call stack, so
+/// no input and no thread stack size can make it overflow.
 pub fn decode<B: Build>(
     data: &[u8],
     max_depth: usize,
-    builder: &mut B,
+    b: &mut B,
 ) -> std::result::Result<B::Value, B::Error> {
     let mut r = Reader::new(data);
-    let value = decode_value(&mut r, builder, max_depth, 1)?;
+    let mut stack: Vec<Frame<B>> = Vec::new();
+    let value = 'next: loop {
+        // inside a map, a key comes before each value
+        if let Some(Frame::Map { key, .. }) = stack.last_mut() {
+            let key_at = r.pos();
+            match r.next_token()? {
+                Token::Str(k) => *key = Some(b.key(k, r.pos() - k.len())?),
+                _ => {
+                    return Err(Error::corrupt(
+                        key_at,
+                        "map key is not a str (state-tree keys are str)",
+                    )
+                    .into())
+                }
+            }
+        }
+        let start = r.pos();
+        let mut value = match r.next_token()? {
+            Token::Nil => b.nil()?,
+            Token::Bool(v) => b.bool(v)?,
+            Token::Int(v) => b.int(v)?,
+            Token::UInt(v) => b.uint(v)?,
+            Token::Float(v) => b.float(v)?,
+            Token::Str(v) => b.str(v, r.pos() - v.len())?,
+            Token::Bin(v) => b.bin(v)?,
+            Token::Array(len) => {
+                if stack.len() >= max_depth {
+                    return Err(too_deep(start, max_depth).into());
+                }
+                let array = b.begin_array(len)?;
+                if len > 0 {
+                    stack.push(Frame::Array {
+                        array,
+                        len,
+                        next: 0,
+                    });
+                    continue 'next;
+                }
+                b.end_array(array)?
+            }
+            Token::Map(left) => {
+                if stack.len() >= max_depth {
+                    return Err(too_deep(start, max_depth).into());
+                }
+                let map = b.begin_map(left)?;
+                if left > 0 {
+                    stack.push(Frame::Map {
+                        map,
+                        left,
+                        key: None,
+                    });
+                    continue 'next;
+                }
+                b.end_map(map)?
+            }
+        };
+        // hand the value to its container, closing every container it completes
+        loop {
+            match stack.last_mut() {
+                None => break 'next value,
+                Some(Frame::Array { array, len, next }) => {
+                    b.push(array, *next, value)?;
+                    *next += 1;
+                    if *next < *len {
+                        continue 'next;
+                    }
+                }
+                Some(Frame::Map { map, left, key }) => {
+                    let Some(k) = key.take() else {
+                        return Err(Error::corrupt(r.pos(), "map value without a key").into());
+                    };
+                    b.insert(map, k, value)?;
+                    *left -= 1;
+                    if *left > 0 {
+                        continue 'next;
+                    }
+                }
+            }
+            value = match stack.pop() {
+                Some(Frame::Array { array, .. }) => b.end_array(array)?,
+                Some(Frame::Map { map, .. }) => b.end_map(map)?,
+                None => return Err(Error::corrupt(r.pos(), "decoder stack underflow").into()),
+            };
+        }
+    };
     if r.pos() != data.len() {
         return Err(Error::corrupt(
             r.pos(),
@@ -276,55 +378,4 @@ fn too_deep(start: usize, max_depth: usize) -> Error {
         start,
         format!("containers nest deeper than max_depth={max_depth}"),
     )
-}
-
-fn decode_value<B: Build>(
-    r: &mut Reader<'_>,
-    b: &mut B,
-    max_depth: usize,
-    depth: usize,
-) -> std::result::Result<B::Value, B::Error> {
-    let start = r.pos();
-    match r.next_token()? {
-        Token::Nil => b.nil(),
-        Token::Bool(v) => b.bool(v),
-        Token::Int(v) => b.int(v),
-        Token::UInt(v) => b.uint(v),
-        Token::Float(v) => b.float(v),
-        Token::Str(v) => b.str(v, r.pos() - v.len()),
-        Token::Bin(v) => b.bin(v),
-        Token::Array(n) => {
-            if depth > max_depth {
-                return Err(too_deep(start, max_depth).into());
-            }
-            let mut array = b.begin_array(n)?;
-            for i in 0..n {
-                let item = decode_value(r, b, max_depth, depth + 1)?;
-                b.push(&mut array, i, item)?;
-            }
-            b.end_array(array)
-        }
-        Token::Map(n) => {
-            if depth > max_depth {
-                return Err(too_deep(start, max_depth).into());
-            }
-            let mut map = b.begin_map(n)?;
-            for _ in 0..n {
-                let key_at = r.pos();
-                let key = match r.next_token()? {
-                    Token::Str(k) => b.key(k, r.pos() - k.len())?,
-                    _ => {
-                        return Err(Error::corrupt(
-                            key_at,
-                            "map key is not a str (state-tree keys are str)",
-                        )
-                        .into())
-                    }
-                };
-                let value = decode_value(r, b, max_depth, depth + 1)?;
-                b.insert(&mut map, key, value)?;
-            }
-            b.end_map(map)
-        }
-    }
 }
