@@ -107,7 +107,10 @@ def test_vector_loads_through_the_public_api(name: str) -> None:
         assert same(obj.to_state(), state)
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if expected(n)["error"] is None and expected(n)["kind"] == "program"])
+PROGRAMS = [n for n in CASES if expected(n)["error"] is None and expected(n)["kind"] == "program"]
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
 def test_vector_saved_again_loads_to_the_same_state_and_header(name: str, tmp_path: Path) -> None:
     exp = expected(name)
     warns = pytest.warns(NewerFormatWarning) if exp["warning"] else contextlib.nullcontext()
