@@ -21,6 +21,7 @@ from desiru.errors import (
     UnknownModuleError,
 )
 from desiru.example import Example, Prediction
+from desiru.journal import CommitResult, Journal
 from desiru.lm import ScriptedLM, configure
 from desiru.migrate import migrate
 from desiru.module import ChainOfThought, Module, Predict
@@ -31,6 +32,7 @@ from desiru.signature import Field, Signature
 
 __all__ = [
     "ChainOfThought",
+    "CommitResult",
     "CorruptDataError",
     "DecryptionError",
     "DesiruError",
@@ -38,6 +40,7 @@ __all__ = [
     "Field",
     "FormatError",
     "IncompatibleVersionError",
+    "Journal",
     "JournalLockedError",
     "MissingKeyError",
     "Module",

@@ -1,0 +1,618 @@
+"""The file store: a journal as one directory of framed log segments and snapshot files.
+
+Layout (docs/FORMAT.md, "Journal")::
+
+    <name>.journal/
+      header                     magic, format version, salt, journal meta; checksummed
+      lock                       the writer's flock target
+      log/<first seq>.log        framed records; a new segment starts after each snapshot
+      snapshots/<seq>.snap       framed chunks of one snapshot blob, written atomically
+      damaged/                   bytes cut off a torn tail or moved aside by repair
+
+Records are framed by ``_engine.frame_encode`` with the journal's random salt, so a
+length is trusted only once its header checksum holds and bytes of another journal
+or an old file never validate. Readers take no lock and read with ``pread`` (no
+mmap: the writer may truncate a torn tail, which would fault a mapping).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import os
+import secrets
+import struct
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from desiru import _engine
+from desiru.atomic import atomic_write, fsync_dir
+from desiru.errors import CorruptDataError, DesiruError, FormatError, IncompatibleVersionError
+from desiru.journal.lock import WriterLock
+from desiru.journal.store import CutReport, Fault, JournalStore
+from desiru.serialization.version import CURRENT_VERSION, Version
+
+#: first 8 bytes of a journal header file: a high byte (binary), "DSRJ", CR LF SUB
+MAGIC = b"\x89DSRJ\r\n\x1a"
+HEADER_FILE = "header"
+LOCK_FILE = "lock"
+LOG_DIR = "log"
+SNAPSHOT_DIR = "snapshots"
+DAMAGED_DIR = "damaged"
+LOG_SUFFIX = ".log"
+SNAPSHOT_SUFFIX = ".snap"
+#: the framing's record header size and the largest record it accepts
+RECORD_HEADER = 24
+MAX_RECORD = 256 * 1024 * 1024
+#: bytes read per pread while scanning: bounds the memory of a scan, whatever the log size
+SCAN_CHUNK = 8 * 1024 * 1024
+#: snapshot blobs are split into framed chunks of at most this size
+SNAPSHOT_CHUNK = 64 * 1024 * 1024
+#: how many following seqs the tail check looks for after a fault (see _valid_record_after)
+TAIL_PROBE_SEQS = 256
+_HEADER_TAIL = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_TORN = ("torn header", "torn payload")
+
+
+def _seg_name(first_seq: int) -> str:
+    return f"{first_seq:020d}{LOG_SUFFIX}"
+
+
+def _snap_name(seq: int) -> str:
+    return f"{seq:020d}{SNAPSHOT_SUFFIX}"
+
+
+def encode_header(salt: int, meta: dict[str, Any], version: Version = CURRENT_VERSION) -> bytes:
+    """Header bytes: magic, u8 len + version text, u32 len + msgpack body, xxh3-128 of all before."""
+    text = str(version).encode("ascii")
+    body = _engine.packb({"salt": salt, "meta": meta})
+    head = MAGIC + bytes([len(text)]) + text + _HEADER_TAIL.pack(len(body)) + body
+    return head + _engine.xxh3_128(head)
+
+
+def peek_version(data: bytes, path: str | None = None) -> Version:
+    """The format version of a header, read before anything else in it is trusted."""
+    if not data.startswith(MAGIC):
+        raise FormatError("not a desiru journal header (bad magic)", path=path,
+                          hint="is this path a journal made by desiru.Journal.open()?")
+    n = data[len(MAGIC)] if len(data) > len(MAGIC) else 0
+    text = data[len(MAGIC) + 1: len(MAGIC) + 1 + n]
+    try:
+        return Version(text.decode("ascii"))
+    except (UnicodeDecodeError, DesiruError):
+        raise CorruptDataError("the journal header's version is unreadable", path=path, offset=len(MAGIC),
+                               hint="the header is damaged; restore the journal from a copy") from None
+
+
+def decode_header(data: bytes, path: str | None = None, *, check_version: bool = True) -> tuple[Version, dict]:
+    """(format version, {"salt", "meta"}) of header bytes; version checked first, then the checksum."""
+    version = peek_version(data, path)
+    if check_version and version.major != CURRENT_VERSION.major:
+        raise IncompatibleVersionError(
+            f"journal format {version} cannot be read by this release (format {CURRENT_VERSION})",
+            path=path,
+            hint="run desiru.journal.migrate_journal(path) with a release that reads both"
+            if version < CURRENT_VERSION else "upgrade desiru to read this journal",
+        )
+    pos = len(MAGIC) + 1 + data[len(MAGIC)]
+    if len(data) < pos + 4 + 16:
+        raise CorruptDataError("the journal header is truncated", path=path, offset=len(data))
+    (n,) = _HEADER_TAIL.unpack_from(data, pos)
+    end = pos + 4 + n
+    if len(data) != end + 16 or _engine.xxh3_128(data[:end]) != data[end:]:
+        raise CorruptDataError("the journal header fails its checksum", path=path, offset=0,
+                               hint="the header is damaged; restore the journal from a copy")
+    body = _engine.unpackb(data[pos + 4: end])
+    if not isinstance(body, dict) or not isinstance(body.get("salt"), int) or not isinstance(body.get("meta"), dict):
+        raise CorruptDataError("the journal header body is malformed", path=path, offset=pos + 4)
+    return version, body
+
+
+class FileStore(JournalStore):
+    """A journal directory on a local file system (see the module docstring for the layout)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, check_version: bool = True
+                 ) -> None:
+        self.check_version = check_version
+        self.root = Path(path)
+        self.name = os.fspath(path)
+        self.readonly = readonly
+        self.salt = 0
+        self.version: Version = CURRENT_VERSION
+        self._lock = WriterLock(str(self.root / LOCK_FILE), self.name)
+        self._segments: list[int] = []  # first seqs, ascending
+        self._last_seq = 0
+        self._fd: int | None = None  # the writer's append descriptor, on the last segment
+        self._end = 0  # the writer's offset at the end of the last segment
+        self._roll = False  # start a new segment at the next append (a snapshot was taken at the head)
+        # reader's incremental view of the last segment: (segment first seq, scanned offset)
+        self._tail_pos: tuple[int, int] = (0, 0)
+        # where the last read() stopped: (segment first seq, next seq, offset), to resume cheaply
+        self._cursor: tuple[int, int, int] = (0, 0, 0)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return (self.root / HEADER_FILE).is_file()
+
+    def create(self, meta: dict[str, Any]) -> None:
+        """Build the directory under a temporary name, then rename it into place (atomic)."""
+        parent = self.root.parent
+        if not parent.is_dir():
+            raise DesiruError(f"folder {str(parent)!r} does not exist", path=self.name, hint="create it first")
+        tmp = parent / f".{self.root.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            tmp.mkdir()
+            for sub in (LOG_DIR, SNAPSHOT_DIR):
+                (tmp / sub).mkdir()
+            atomic_write(tmp / HEADER_FILE, encode_header(secrets.randbits(64), meta))
+            fsync_dir(tmp)
+            try:
+                os.rename(tmp, self.root)  # fails if the target exists and is not empty
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and self.exists():
+                    return  # someone else created it first: theirs wins, we open it
+                raise
+        except OSError as exc:
+            raise DesiruError(f"could not create the journal: {exc.strerror or exc}", path=self.name,
+                              hint="check that the path is free and writable") from exc
+        finally:
+            if tmp.exists():
+                import shutil
+
+                shutil.rmtree(tmp, ignore_errors=True)
+        fsync_dir(parent)
+
+    def open(self) -> dict[str, Any]:
+        try:
+            data = (self.root / HEADER_FILE).read_bytes()
+        except FileNotFoundError:
+            raise DesiruError("no journal here", path=self.name,
+                              hint="create it with desiru.Journal.open(path) (create=True)") from None
+        self.version, body = decode_header(data, self.name, check_version=self.check_version)
+        self.salt = body["salt"]
+        self._segments = self._list_segments()
+        self._last_seq = self._scan_last()
+        return dict(body["meta"])
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        self._lock.release()
+
+    def lock(self) -> None:
+        if self.readonly:
+            raise DesiruError("this store was opened read-only", path=self.name)
+        self._lock.acquire()
+
+    def unlock(self) -> None:
+        self._lock.release()
+
+    # -- segments ---------------------------------------------------------------------------------
+    def _list_segments(self) -> list[int]:
+        firsts = []
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.root / LOG_DIR):
+                stem = entry.name[: -len(LOG_SUFFIX)]
+                if entry.name.endswith(LOG_SUFFIX) and stem.isdigit():
+                    firsts.append(int(stem))
+        return sorted(firsts)
+
+    def _seg_path(self, first: int) -> Path:
+        return self.root / LOG_DIR / _seg_name(first)
+
+    def _scan_segment(self, first: int, offset: int = 0, *, tail_ok: bool, expect: int | None = None
+                      ) -> Iterator[tuple[int, int, bytes]]:
+        """(seq, offset, payload) of one segment's records from ``offset``.
+
+        Damage raises CorruptDataError naming seq and offset, except a torn or corrupt
+        tail of the last segment when ``tail_ok`` (nothing valid follows it): there the
+        scan just ends (a writer may be midway through an append, or recover() will cut it).
+        """
+        path = self._seg_path(first)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise CorruptDataError("a log segment vanished while reading (compacted?)", path=str(path),
+                                   seq=expect, hint="reopen the journal and read again") from None
+        try:
+            size = os.fstat(fd).st_size
+            pos = offset
+            expected = first if expect is None else expect
+            while pos < size:
+                window = min(SCAN_CHUNK, size - pos)
+                buf = os.pread(fd, window, pos)
+                records, good_end, fault = _engine.frame_scan(buf, self.salt, 0, MAX_RECORD)
+                for seq, off, payload in records:
+                    if seq != expected:
+                        raise CorruptDataError(f"record has seq {seq}, expected {expected}", path=str(path),
+                                               seq=expected, offset=pos + off,
+                                               hint="run desiru.journal.repair(path)")
+                    expected += 1
+                    yield seq, pos + off, payload
+                if fault is None:
+                    pos += good_end
+                    continue
+                f_off, reason = fault
+                at = pos + f_off
+                if reason in _TORN and pos + len(buf) < size:
+                    # the record runs past this window: widen to its whole length (trusted:
+                    # a torn payload means its header checksum held)
+                    if f_off == 0:
+                        need = RECORD_HEADER
+                        if reason == "torn payload":
+                            need += struct.unpack_from("<I", buf, 0)[0]
+                        if need <= window:  # cannot happen, but never loop forever
+                            raise CorruptDataError(f"record is unreadable ({reason})", path=str(path),
+                                                   seq=expected, offset=at)
+                        records2, good2, fault2 = _engine.frame_scan(os.pread(fd, need, pos), self.salt, 0,
+                                                                     MAX_RECORD)
+                        if fault2 is None and records2:
+                            seq, _, payload = records2[0]
+                            if seq != expected:
+                                raise CorruptDataError(f"record has seq {seq}, expected {expected}",
+                                                       path=str(path), seq=expected, offset=pos)
+                            expected += 1
+                            yield seq, pos, payload
+                            pos += good2
+                            continue
+                        f_off, reason = fault2 if fault2 is not None else (0, "bad record")
+                        at = pos + f_off
+                    else:
+                        pos += good_end
+                        continue
+                if tail_ok and not self._valid_record_after(fd, at, size, expected):
+                    return
+                raise CorruptDataError(f"damaged record ({reason})", path=str(path), seq=expected, offset=at,
+                                       hint="run journal.verify() to see every fault, and "
+                                       "desiru.journal.repair(path) to cut the journal before it")
+        finally:
+            os.close(fd)
+
+    def _valid_record_after(self, fd: int, at: int, size: int, expected: int) -> bool:
+        """Whether any valid record follows the fault at ``at``: then it is damage, not a torn tail.
+
+        We look for the seq fields of the next TAIL_PROBE_SEQS seqs (bytes 4..12 of a record
+        header) and check each hit with the framing's checksums.
+        """
+        rest = os.pread(fd, size - at, at) if size - at <= 64 * SCAN_CHUNK else None
+        if rest is None:  # a huge unreadable region: treat as damage, never as a tail
+            return True
+        for seq in range(expected, expected + TAIL_PROBE_SEQS):
+            needle = _U64.pack(seq)
+            hit = rest.find(needle, 1)
+            while hit != -1:
+                start = hit - 4
+                if start > 0:
+                    records, _, _ = _engine.frame_scan(rest, self.salt, start, MAX_RECORD)
+                    if records:
+                        return True
+                hit = rest.find(needle, hit + 1)
+        return False
+
+    def _scan_last(self) -> int:
+        """The last complete seq, scanning only the last segment (earlier ones are checked on read)."""
+        if not self._segments:
+            return 0
+        first = self._segments[-1]
+        last, offset = first - 1, 0  # an empty last segment continues the one before it
+        for seq, off, payload in self._scan_segment(first, tail_ok=True):
+            last, offset = seq, off + RECORD_HEADER + len(payload)
+        self._tail_pos = (first, offset)
+        return last
+
+    # -- records --------------------------------------------------------------------------------------
+    def last_seq(self) -> int:
+        if self._lock.held:
+            return self._last_seq
+        # a reader: pick up new segments and records since the last look
+        segments = self._list_segments()
+        if segments != self._segments:
+            self._segments = segments
+            if not segments:
+                self._last_seq = 0
+                return 0
+            if self._tail_pos[0] != segments[-1]:
+                self._tail_pos = (segments[-1], 0)
+                self._last_seq = segments[-1] - 1
+        if not self._segments:
+            return 0
+        first, offset = self._tail_pos
+        for seq, off, payload in self._scan_segment(first, offset, tail_ok=True, expect=self._last_seq + 1
+                                                    if offset else first):
+            self._last_seq = seq
+            self._tail_pos = (first, off + RECORD_HEADER + len(payload))
+        return self._last_seq
+
+    def first_seq(self) -> int:
+        if not self._segments:
+            return 0
+        first = self._segments[0]
+        return first if self._last_seq >= first else 0
+
+    def append(self, records: Sequence[tuple[int, bytes]]) -> None:
+        if not self._lock.held:
+            raise DesiruError("append needs the writer lock", path=self.name)
+        if not records:
+            return
+        # an empty store starts wherever the first record says (a rewrite of a compacted journal)
+        expected = self._last_seq + 1 if self._segments else records[0][0]
+        parts = []
+        for seq, payload in records:
+            if seq != expected:
+                raise DesiruError(f"append of seq {seq}, expected {expected}", path=self.name)
+            parts.append(_engine.frame_encode(payload, seq, self.salt))
+            expected += 1
+        data = b"".join(parts)
+        fd = self._writer_fd(records[0][0])
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+            self._end += n
+        self._last_seq = expected - 1
+
+    def _writer_fd(self, next_seq: int) -> int:
+        if self._roll or not self._segments:
+            self._roll = False
+            if not (self._segments and self._segments[-1] == next_seq):
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
+                fd = os.open(self._seg_path(next_seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                fsync_dir(self.root / LOG_DIR)
+                self._segments.append(next_seq)
+                self._fd, self._end = fd, 0
+                return fd
+        if self._fd is None:
+            fd = os.open(self._seg_path(self._segments[-1]), os.O_WRONLY)
+            self._end = os.lseek(fd, 0, os.SEEK_END)
+            self._fd = fd
+        return self._fd
+
+    def sync(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    def read(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes]]:
+        segments = list(self._segments) if self._lock.held else self._list_segments()
+        if not segments:
+            return
+        start = max(start, segments[0])
+        # the segment holding ``start``: the last whose first seq is <= start
+        idx = max(i for i, first in enumerate(segments) if first <= start)
+        for i in range(idx, len(segments)):
+            first = segments[i]
+            if stop is not None and first >= stop:
+                return
+            is_last = i == len(segments) - 1
+            offset, expect = 0, first
+            c_first, c_next, c_off = self._cursor
+            if c_first == first and first < c_next <= start:  # resume where the last read stopped
+                offset, expect = c_off, c_next
+            last_seen = expect - 1
+            for seq, off, payload in self._scan_segment(first, offset, tail_ok=is_last, expect=expect):
+                last_seen = seq
+                self._cursor = (first, seq + 1, off + RECORD_HEADER + len(payload))
+                if seq < start:
+                    continue
+                if stop is not None and seq >= stop:
+                    return
+                yield seq, payload
+            if not is_last and last_seen != segments[i + 1] - 1:
+                raise CorruptDataError(
+                    f"log segment ends at seq {last_seen} but the next one starts at {segments[i + 1]}",
+                    path=str(self._seg_path(first)), seq=last_seen + 1,
+                    hint="run desiru.journal.repair(path)")
+
+    def recover(self) -> CutReport | None:
+        """Cut a torn/corrupt tail of the last segment into damaged/ (never appending after garbage)."""
+        if not self._segments:
+            return None
+        first = self._segments[-1]
+        path = self._seg_path(first)
+        size = path.stat().st_size
+        good_end = self._tail_pos[1] if self._tail_pos[0] == first else 0
+        if good_end >= size:
+            return None
+        return self._cut(first, good_end, size, self._last_seq, "torn or corrupt tail")
+
+    def _cut(self, first: int, offset: int, size: int, after_seq: int, reason: str) -> CutReport:
+        self._cursor = (0, 0, 0)
+        path = self._seg_path(first)
+        with open(path, "rb") as f:
+            f.seek(offset)
+            cut = f.read(size - offset)
+        kept = self._keep_aside(cut, f"{first:020d}-at-{offset}")
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, offset)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if self._fd is not None and self._segments and first == self._segments[-1]:
+            self._end = offset
+        self._tail_pos = (first, offset)
+        return CutReport(after_seq=after_seq, reason=reason, nbytes=len(cut), kept_in=kept)
+
+    def _keep_aside(self, data: bytes, label: str) -> str:
+        folder = self.root / DAMAGED_DIR
+        folder.mkdir(exist_ok=True)
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        target = folder / f"{stamp}-{label}.bin"
+        atomic_write(target, data)
+        return str(target)
+
+    def cut_after(self, seq: int, reason: str) -> CutReport | None:
+        if seq >= self._last_seq:
+            return None
+        self._cursor = (0, 0, 0)
+        kept: list[str] = []
+        nbytes = 0
+        # whole segments after seq move aside; the one holding seq is truncated after it
+        for first in reversed(list(self._segments)):
+            if first > seq + 1 or (first == seq + 1 and first != self._segments[0]):
+                path = self._seg_path(first)
+                data = path.read_bytes()
+                kept.append(self._keep_aside(data, f"{first:020d}-whole"))
+                nbytes += len(data)
+                if self._fd is not None and first == self._segments[-1]:
+                    os.close(self._fd)
+                    self._fd = None
+                path.unlink()
+                self._segments.remove(first)
+        fsync_dir(self.root / LOG_DIR)
+        if self._segments:
+            first = self._segments[-1]
+            end = 0
+            with contextlib.suppress(CorruptDataError):  # damage after seq is what we cut
+                for s, off, payload in self._scan_segment(first, tail_ok=True):
+                    if s > seq:
+                        break
+                    end = off + RECORD_HEADER + len(payload)
+            size = self._seg_path(first).stat().st_size
+            if end < size:
+                report = self._cut(first, end, size, seq, reason)
+                nbytes += report.nbytes
+                kept.append(report.kept_in or "")
+            self._tail_pos = (first, end)
+        self._last_seq = seq
+        return CutReport(after_seq=seq, reason=reason, nbytes=nbytes, kept_in=", ".join(k for k in kept if k))
+
+    def drop_before(self, seq: int) -> int:
+        self._cursor = (0, 0, 0)
+        freed = 0
+        segments = list(self._segments)
+        for i, first in enumerate(segments[:-1]):
+            if segments[i + 1] - 1 <= seq:  # every record of this segment is <= seq
+                path = self._seg_path(first)
+                freed += path.stat().st_size
+                path.unlink()
+                self._segments.remove(first)
+            else:
+                break
+        # the last segment goes too when a roll is pending and all of it is covered
+        if self._roll and self._segments and self._last_seq <= seq and len(self._segments) > 0:
+            first = self._segments[-1]
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            path = self._seg_path(first)
+            freed += path.stat().st_size
+            path.unlink()
+            self._segments.remove(first)
+        fsync_dir(self.root / LOG_DIR)
+        return freed
+
+    def check(self) -> tuple[int, list[Fault]]:
+        faults: list[Fault] = []
+        count = 0
+        segments = self._list_segments()
+        prev_last: int | None = None
+        for i, first in enumerate(segments):
+            path = self._seg_path(first)
+            if prev_last is not None and first != prev_last + 1:
+                faults.append(Fault(f"seq gap: previous segment ends at {prev_last}", seq=first,
+                                    file=str(path)))
+            last = first - 1
+            try:
+                for seq, _off, _payload in self._scan_segment(first, tail_ok=False):
+                    last = seq
+                    count += 1
+            except CorruptDataError as exc:
+                faults.append(Fault(exc.message, seq=exc.seq, offset=exc.offset, file=str(path)))
+            prev_last = last
+            del i
+        for seq in self.snapshot_seqs():
+            try:
+                self.get_snapshot(seq)
+            except CorruptDataError as exc:
+                faults.append(Fault(f"snapshot: {exc.message}", seq=seq, offset=exc.offset,
+                                    file=str(self.root / SNAPSHOT_DIR / _snap_name(seq))))
+        return count, faults
+
+    # -- snapshots -------------------------------------------------------------------------------------
+    def put_snapshot(self, seq: int, blob: bytes) -> None:
+        view = memoryview(blob)
+        pieces = [view[i: i + SNAPSHOT_CHUNK] for i in range(0, len(view), SNAPSHOT_CHUNK)] or [view[:0]]
+        meta = _engine.packb({"seq": seq, "chunks": len(pieces), "size": len(blob)})
+        frames = [_engine.frame_encode(meta, 0, self.salt)]
+        frames.extend(_engine.frame_encode(bytes(p), i + 1, self.salt) for i, p in enumerate(pieces))
+        atomic_write(self.root / SNAPSHOT_DIR / _snap_name(seq), frames)
+        if seq == self._last_seq:
+            self._roll = True
+
+    def get_snapshot(self, seq: int) -> bytes:
+        path = self.root / SNAPSHOT_DIR / _snap_name(seq)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise DesiruError(f"no snapshot at seq {seq}", path=str(path), seq=seq) from None
+        records, _end, fault = _engine.frame_scan(data, self.salt, 0, MAX_RECORD)
+        if fault is not None or not records:
+            off = fault[0] if fault else 0
+            raise CorruptDataError(f"snapshot is damaged ({fault[1] if fault else 'empty'})", path=str(path),
+                                   seq=seq, offset=off, hint="delete this snapshot file; replay falls back "
+                                   "to an older snapshot or the log")
+        try:
+            meta = _engine.unpackb(records[0][2])
+            ok = meta["seq"] == seq and meta["chunks"] == len(records) - 1 and records[0][0] == 0
+        except Exception:
+            ok = False
+        if not ok:
+            raise CorruptDataError("snapshot file does not match its name or is incomplete", path=str(path),
+                                   seq=seq)
+        blob = b"".join(r[2] for r in records[1:])
+        if len(blob) != meta["size"]:
+            raise CorruptDataError("snapshot size does not match", path=str(path), seq=seq)
+        return blob
+
+    def snapshot_seqs(self) -> list[int]:
+        seqs = []
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.root / SNAPSHOT_DIR):
+                stem = entry.name[: -len(SNAPSHOT_SUFFIX)]
+                if entry.name.endswith(SNAPSHOT_SUFFIX) and stem.isdigit():
+                    seqs.append(int(stem))
+        return sorted(seqs)
+
+    def delete_snapshot(self, seq: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / SNAPSHOT_DIR / _snap_name(seq)).unlink()
+        fsync_dir(self.root / SNAPSHOT_DIR)
+
+    def quarantine_snapshot(self, seq: int) -> str | None:
+        """Move a snapshot file into damaged/ (repair uses this for damaged or orphaned snapshots)."""
+        path = self.root / SNAPSHOT_DIR / _snap_name(seq)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        kept = self._keep_aside(data, f"snapshot-{seq:020d}")
+        self.delete_snapshot(seq)
+        return kept
+
+    def size(self) -> int:
+        total = 0
+        for folder in (self.root / LOG_DIR, self.root / SNAPSHOT_DIR):
+            with contextlib.suppress(FileNotFoundError):
+                total += sum(e.stat().st_size for e in os.scandir(folder) if e.is_file())
+        with contextlib.suppress(FileNotFoundError):
+            total += (self.root / HEADER_FILE).stat().st_size
+        return total
+
+
+def is_file_journal(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a journal directory (its header starts with the journal magic)."""
+    try:
+        with open(Path(path) / HEADER_FILE, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+__all__ = ["MAGIC", "FileStore", "decode_header", "encode_header", "is_file_journal", "peek_version"]

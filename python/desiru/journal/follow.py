@@ -1,0 +1,38 @@
+"""Follow a growing journal: yield each new event once, in order, as commits complete."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from desiru.journal.events import Event
+    from desiru.journal.journal import Journal
+
+
+def follow(journal: Journal, start: int | None = None, timeout: float | None = None,
+           poll: float = 0.02) -> Iterator[Event]:
+    """Events from ``start`` (default: after the current head) as they are committed.
+
+    Polls the store every ``poll`` seconds; only whole commits are yielded (a reader
+    never sees half of one). Ends when no new event came for ``timeout`` seconds
+    (None: follows until the caller stops iterating).
+    """
+    next_seq = journal.head + 1 if start is None else max(start, 1)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        head = journal.head  # a reader refreshes its view here
+        if head >= next_seq:
+            for event in journal.events(next_seq, head + 1):
+                next_seq = event.seq + 1
+                yield event
+            if timeout is not None:
+                deadline = time.monotonic() + timeout
+            continue
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
+
+
+__all__ = ["follow"]

@@ -1,0 +1,70 @@
+"""The one-writer lock: an OS advisory lock (flock) on a file inside the journal.
+
+flock locks belong to an open file description, so a second writer is refused
+whether it lives in another process or in this one, and the OS drops the lock
+when its holder dies (even by SIGKILL): no stale lock files to clean up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+
+from desiru.errors import DesiruError, JournalLockedError
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+class WriterLock:
+    """An exclusive, non-blocking lock on ``path``; ``acquire`` raises JournalLockedError at once."""
+
+    def __init__(self, path: str, journal: str) -> None:
+        self.path = path
+        self.journal = journal
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock or raise JournalLockedError naming the holder when known."""
+        if self._fd is not None:
+            return
+        if fcntl is None:  # pragma: no cover
+            raise DesiruError("journal writers need POSIX file locks (fcntl)", path=self.journal,
+                              hint="open the journal with readonly=True on this platform")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = ""
+            with contextlib.suppress(OSError):
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise JournalLockedError(
+                "another writer holds this journal" + (f" ({holder})" if holder else ""),
+                path=self.journal,
+                hint="close the other writer first, or open with readonly=True to read while it writes",
+            ) from None
+        # who holds it, for the message a refused writer sees (information only; the flock is the lock)
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Drop the lock (closing the descriptor releases the flock)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)
+
+
+__all__ = ["WriterLock"]

@@ -1,0 +1,150 @@
+"""The storage interface under a journal: records by seq, snapshots, one writer's lock.
+
+A store keeps opaque payloads (the journal encodes, encrypts and interprets them)
+under strictly increasing seqs, plus snapshot blobs keyed by seq, plus a small
+metadata dict written once at creation. The journal's logic (diffing, events,
+replay, tags, encryption) never looks below this interface, so another backend
+(e.g. PostgreSQL for many workers) only has to implement it and pass the contract
+suite in tests/journal_contract.py.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One damaged place found by a check: where (seq, offset, file) and what."""
+
+    reason: str
+    seq: int | None = None
+    offset: int | None = None
+    file: str | None = None
+
+    def __str__(self) -> str:
+        where = [f"{k} {v}" for k, v in (("file", self.file), ("seq", self.seq), ("offset", self.offset))
+                 if v is not None]
+        return f"{self.reason} ({', '.join(where)})" if where else self.reason
+
+
+@dataclass(frozen=True)
+class CutReport:
+    """What a store cut off its tail: the seqs and bytes removed, and where they were kept."""
+
+    after_seq: int
+    reason: str
+    nbytes: int
+    kept_in: str | None
+    seqs: tuple[int, ...] = field(default=())
+
+
+class JournalStore(abc.ABC):
+    """Where a journal's records and snapshots live.
+
+    Contract (checked by tests/journal_contract.py):
+    - ``append`` takes records with seqs greater than ``last_seq()``, in increasing order;
+      after it returns, readers of the same store see them (durability needs ``sync``).
+    - ``read(start, stop)`` yields ``(seq, payload)`` for start <= seq < stop in order,
+      and raises CorruptDataError naming seq/offset when it meets damage.
+    - ``lock()`` raises JournalLockedError at once when another writer holds the store.
+    - snapshots are written atomically: ``get_snapshot`` returns the whole blob or raises.
+    - ``drop_before(seq)`` removes records with seq <= ``seq`` (whole storage units may be
+      kept; the journal only relies on records after the newest snapshot).
+    - ``cut_after(seq)`` removes records after ``seq``, keeping the bytes aside.
+    """
+
+    #: a readable name (path or URL) for messages
+    name: str = "<store>"
+    readonly: bool = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def exists(self) -> bool:
+        """Whether the store has been created."""
+
+    @abc.abstractmethod
+    def create(self, meta: dict[str, Any]) -> None:
+        """Create an empty store holding ``meta`` (journal id, encryption info); atomic."""
+
+    @abc.abstractmethod
+    def open(self) -> dict[str, Any]:
+        """Open an existing store; checks its format version first; returns the stored meta."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release files, connections and the lock."""
+
+    # -- one writer ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def lock(self) -> None:
+        """Become the only writer, or raise JournalLockedError at once."""
+
+    @abc.abstractmethod
+    def unlock(self) -> None:
+        """Stop being the writer."""
+
+    # -- records ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def append(self, records: Sequence[tuple[int, bytes]]) -> None:
+        """Append ``(seq, payload)`` records after ``last_seq()``; visible to readers on return."""
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Make every appended record durable (fsync)."""
+
+    @abc.abstractmethod
+    def read(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """``(seq, payload)`` of stored records with start <= seq < stop, in order."""
+
+    @abc.abstractmethod
+    def last_seq(self) -> int:
+        """The seq of the newest complete record (0 when empty); refreshes a reader's view."""
+
+    @abc.abstractmethod
+    def first_seq(self) -> int:
+        """The seq of the oldest stored record (0 when empty)."""
+
+    @abc.abstractmethod
+    def recover(self) -> CutReport | None:
+        """Writer only: find a torn or corrupt tail, keep its bytes aside and cut it off."""
+
+    @abc.abstractmethod
+    def cut_after(self, seq: int, reason: str) -> CutReport | None:
+        """Writer only: remove records after ``seq`` (kept aside, never replayed)."""
+
+    @abc.abstractmethod
+    def drop_before(self, seq: int) -> int:
+        """Writer only: remove records with seq <= ``seq`` that are no longer needed; bytes freed."""
+
+    @abc.abstractmethod
+    def check(self) -> tuple[int, list[Fault]]:
+        """Scan every record: (number of good records, faults with seq and offset)."""
+
+    # -- snapshots -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def put_snapshot(self, seq: int, blob: bytes) -> None:
+        """Store a snapshot blob for ``seq`` atomically (replacing one at the same seq)."""
+
+    @abc.abstractmethod
+    def get_snapshot(self, seq: int) -> bytes:
+        """The snapshot blob for ``seq``; CorruptDataError if it is damaged."""
+
+    @abc.abstractmethod
+    def snapshot_seqs(self) -> list[int]:
+        """Seqs that have a snapshot, ascending."""
+
+    @abc.abstractmethod
+    def delete_snapshot(self, seq: int) -> None:
+        """Remove the snapshot at ``seq`` (no error when absent)."""
+
+    # -- whole-store operations ----------------------------------------------------------------
+    def size(self) -> int:
+        """Bytes the store takes (0 when unknown)."""
+        return 0
+
+
+__all__ = ["CutReport", "Fault", "JournalStore"]
