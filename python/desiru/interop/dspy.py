@@ -343,6 +343,9 @@ def _field_names(
         outs = re.findall(r"`([^`]*)`", match.group(2))
         if len(ins) + len(outs) == n:
             return _unique(ins + outs), len(ins), False
+        # ChainOfThought keeps the instructions of the signature it extends, without its reasoning
+        if len(ins) + len(outs) + 1 == n and _from_prefix(fields[len(ins)]["prefix"], 0) == "reasoning":
+            return _unique([*ins, "reasoning", *outs]), len(ins), False
     names = [_from_prefix(f["prefix"], i) for i, f in enumerate(fields)]
     # ChainOfThought puts its reasoning first among the outputs; otherwise the last field is the output
     reasoning = [i for i, f in enumerate(fields) if f["prefix"].lower().startswith("reasoning") and i > 0]
