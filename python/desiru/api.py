@@ -13,7 +13,7 @@ def load(path: str | os.PathLike[str], key: bytes | str | None = None) -> Progra
     """Load a document as the registered class it names (a Program, or a Module file)."""
     doc = load_document(path, key=key)
     if doc.kind == "module":
-        return Module.from_state(doc.state, path=os.fspath(path))
-    program = Program.from_state(doc.state, path=os.fspath(path))
+        return Module.from_state(doc.state, path=os.fspath(path), copy=False)
+    program = Program.from_state(doc.state, path=os.fspath(path), copy=False)
     program._keep_header(doc.header)
     return program

@@ -24,6 +24,10 @@ LM_PARAMETERS = ("temperature", "max_tokens", "top_p", "stop", "n", "model")
 STATE_KEYS = frozenset({"kind", "name", "class", "signature", "demos", "parameters", "metadata"})
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 class Module:
     """A step of a program: a signature, demos (list[Example]), parameters and metadata."""
 
@@ -47,15 +51,20 @@ class Module:
         self.metadata: dict[str, Any] = dict(metadata or {})
 
     # -- state -------------------------------------------------------------------------
-    def to_state(self) -> dict[str, Any]:
-        """The module as a state tree (see docs/STATE.md)."""
+    def to_state(self, *, copy: bool = True) -> dict[str, Any]:
+        """The module as a state tree (see docs/STATE.md).
+
+        ``copy=False`` shares containers with the module instead of copying them: only for
+        a state that is serialized at once and never kept (saving 100,000 demos copies a lot).
+        """
+        keep = copy_tree if copy else _same
         state = {
             "kind": "module",
             "class": registry.class_name(type(self)),
             "signature": self.signature.to_state(),
-            "demos": [copy_tree(d.to_dict() if isinstance(d, Example) else dict(d)) for d in self.demos],
-            "parameters": copy_tree(self.parameters),
-            "metadata": copy_tree(self.metadata),
+            "demos": [keep(d._data if type(d) is Example else dict(d)) for d in self.demos],
+            "parameters": keep(self.parameters),
+            "metadata": keep(self.metadata),
         }
         unknown = getattr(self, "_unknown", None)
         if unknown:  # fields a newer minor wrote: written back unchanged
@@ -63,26 +72,30 @@ class Module:
         return state
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any], *, path: str | None = None) -> Module:
-        """Build a module from a state tree: the class it names, or ``cls`` when called on a subclass."""
+    def from_state(cls, state: Mapping[str, Any], *, path: str | None = None, copy: bool = True) -> Module:
+        """Build a module from a state tree: the class it names, or ``cls`` when called on a subclass.
+
+        ``copy=False`` adopts the state's containers (for a state just decoded and owned by no one).
+        """
         require_mapping(state, "module state", path)
         target = cls
         if cls is Module:
             target = registry.resolve(state.get("class"), base=Module, path=path)
         module = target.__new__(target)
-        module._restore(state)
+        module._restore(state, copy)
         return module
 
-    def _restore(self, state: Mapping[str, Any]) -> None:
+    def _restore(self, state: Mapping[str, Any], copy: bool = True) -> None:
+        keep = copy_tree if copy else _same
         self.signature = Signature.from_state(state.get("signature") or {})
         demos = state.get("demos") or []
         if not isinstance(demos, list):
             raise DesiruError(f"demos must be a list, got {type(demos).__name__}")
         for d in demos:
             require_mapping(d, "demo", None)
-        self.demos = [Example._adopt(copy_tree(d)) for d in demos]
-        self.parameters = dict(copy_tree(require_mapping(state.get("parameters") or {}, "parameters", None)))
-        self.metadata = dict(copy_tree(require_mapping(state.get("metadata") or {}, "metadata", None)))
+        self.demos = [Example._adopt(keep(d)) for d in demos]
+        self.parameters = dict(keep(require_mapping(state.get("parameters") or {}, "parameters", None)))
+        self.metadata = dict(keep(require_mapping(state.get("metadata") or {}, "metadata", None)))
         self._unknown = {k: copy_tree(v) for k, v in state.items() if k not in STATE_KEYS}
 
     def __eq__(self, other: object) -> bool:

@@ -106,19 +106,23 @@ class Program:
         self.custom_data = data
 
     # -- state -------------------------------------------------------------------------------
-    def to_state(self) -> dict[str, Any]:
-        """The program as a state tree (see docs/STATE.md)."""
+    def to_state(self, *, copy: bool = True) -> dict[str, Any]:
+        """The program as a state tree (see docs/STATE.md).
+
+        ``copy=False`` shares containers with the program instead of copying them: only for
+        a state that is serialized at once and never kept.
+        """
         modules = []
         for name, child in self._children().items():
-            child_state = child.to_state()
+            child_state = child.to_state(copy=copy)
             modules.append({"name": name, **child_state})
         state = {
             "kind": "program",
             "class": registry.class_name(type(self)),
             "modules": modules,
-            "configuration": copy_tree(self.configuration),
+            "configuration": copy_tree(self.configuration) if copy else self.configuration,
             "custom_data": self.custom_serialization(),
-            "metadata": copy_tree(self.metadata),
+            "metadata": copy_tree(self.metadata) if copy else self.metadata,
         }
         unknown = self.__dict__.get("_unknown")
         if unknown:  # fields a newer minor wrote: written back unchanged
@@ -126,7 +130,7 @@ class Program:
         return state
 
     @classmethod
-    def from_state(cls: type[P], state: Mapping[str, Any], *, path: str | None = None) -> P:
+    def from_state(cls: type[P], state: Mapping[str, Any], *, path: str | None = None, copy: bool = True) -> P:
         """Build a program from a state tree.
 
         On ``Program`` itself the class named in the state is used (through the
@@ -137,10 +141,10 @@ class Program:
         if cls is Program:
             target = registry.resolve(state.get("class"), base=Program, path=path)
         program = _instantiate(target)
-        program._restore(state, path)
+        program._restore(state, path, copy)
         return program  # type: ignore[return-value]
 
-    def _restore(self, state: Mapping[str, Any], path: str | None) -> None:
+    def _restore(self, state: Mapping[str, Any], path: str | None, copy: bool = True) -> None:
         children = self._children()
         for name in list(children):
             delattr(self, name)
@@ -153,9 +157,9 @@ class Program:
             if not isinstance(name, str) or not name.isidentifier():
                 raise CorruptDataError(f"module entry has an invalid name {name!r}", path=path)
             if entry.get("kind") == "program":
-                child: Module | Program = Program.from_state(entry, path=path)
+                child: Module | Program = Program.from_state(entry, path=path, copy=copy)
             else:
-                child = Module.from_state(entry, path=path)
+                child = Module.from_state(entry, path=path, copy=copy)
             setattr(self, name, child)
         self.configuration = dict(copy_tree(require_mapping(state.get("configuration") or {}, "configuration", path)))
         self.metadata = dict(copy_tree(require_mapping(state.get("metadata") or {}, "metadata", path)))
@@ -199,7 +203,8 @@ class Program:
         """Write the program to ``path`` atomically; format from the suffix or ``format=``."""
         from desiru.serialization.documents import save_document
 
-        return save_document(self.to_state(), path, kind="program", format=format, compress=compress, key=key,
+        return save_document(self.to_state(copy=False), path, kind="program", format=format, compress=compress,
+                             key=key,
                              extra=self.__dict__.get("_unknown_header"))
 
     @classmethod
@@ -211,7 +216,7 @@ class Program:
         if doc.kind != "program":
             raise DesiruError(f"this file holds a {doc.kind}, not a program", path=path,
                               hint="load it with import_module() or desiru.load()")
-        program = cls.from_state(doc.state, path=os.fspath(path))
+        program = cls.from_state(doc.state, path=os.fspath(path), copy=False)
         program._keep_header(doc.header)
         return program
 
@@ -234,7 +239,7 @@ class Program:
         from desiru.serialization.documents import save_document
 
         child = self.get_module(name)
-        state = child.to_state()
+        state = child.to_state(copy=False)
         state = {"name": name.rpartition(".")[2], **state}
         return save_document(state, path, kind=state["kind"], format=format, compress=compress, key=key)
 
@@ -252,9 +257,9 @@ class Program:
                               hint="pass name='some_identifier'")
         child: Module | Program
         if doc.kind == "program":
-            child = Program.from_state(state, path=os.fspath(path))
+            child = Program.from_state(state, path=os.fspath(path), copy=False)
         else:
-            child = Module.from_state(state, path=os.fspath(path))
+            child = Module.from_state(state, path=os.fspath(path), copy=False)
         self._set_child(target, child)
         return child
 

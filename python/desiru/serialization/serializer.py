@@ -29,7 +29,7 @@ class Serializer:
         if not isinstance(program, Program):
             raise DesiruError(f"serialize() takes a Program, got {type(program).__name__}")
         data, _, _ = serialize_document(
-            program.to_state(),
+            program.to_state(copy=False),
             kind="program",
             format=format or self.format,
             compress=self.compress if compress is None else compress,
@@ -44,4 +44,4 @@ class Serializer:
         doc = deserialize_document(data, key=self.key if key is None else key, format=format)
         if doc.kind != "program":
             raise DesiruError(f"these bytes hold a {doc.kind}, not a program")
-        return (cls or Program).from_state(doc.state)
+        return (cls or Program).from_state(doc.state, copy=False)
