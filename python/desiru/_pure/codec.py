@@ -25,9 +25,7 @@ HARD_MAX_DEPTH = 1024
 #: Longest str/bin/array/map msgpack can describe.
 MAX_LEN = 2**32 - 1
 
-CORRUPT_HINT = (
-    "the bytes are damaged, truncated or not a desiru msgpack document; restore them from a good copy"
-)
+CORRUPT_HINT = "the bytes are damaged, truncated or not a desiru msgpack document; restore them from a good copy"
 UNSERIALIZABLE_HINT = (
     "a state tree holds only dict (str keys), list, tuple, str, int, float, bool, None and bytes; "
     "convert the value (e.g. str() it or make it a dict) before saving"
@@ -116,17 +114,24 @@ def _walk(obj: Any, depth: int, canonical: bool, full: bool) -> Any:
         if full and not _INT_MIN <= obj <= _INT_MAX:
             raise _Bad(f"int {_short_repr(obj)} is outside msgpack's range [-2**63, 2**64-1]")
         return obj
-    if t is float or t is bytes or isinstance(obj, (float, bytes, bytearray, memoryview)):
+    if t is float or t is bytes or isinstance(obj, (float, bytes, bytearray)):
+        return obj
+    if isinstance(obj, memoryview):
+        if not obj.c_contiguous:
+            raise _Bad("a memoryview that is not C-contiguous cannot be written (pass bytes(view))")
         return obj
     # the fast path skips children needing no check: plain scalars (str and int
     # only when not in the full pass)
     skip = _SCALARS if not full else _SCALARS - {str, int}
-    # tuple subclasses are refused: msgpack packs its ExtType (a namedtuple) as an ext
+    # tuple subclasses are refused: msgpack packs its ExtType (a namedtuple) as an ext.
+    # Subclasses of list and dict are read through the base class (their stored
+    # items, as the Rust encoder does), never through overridden methods.
     if t is list or t is tuple or isinstance(obj, list):
         depth += 1
         _check_depth(depth)
-        out: list[Any] | None = [] if canonical else None
-        for i, item in enumerate(obj):
+        items = obj if t is list or t is tuple else list.copy(obj)
+        out: list[Any] | None = [] if canonical or items is not obj else None
+        for i, item in enumerate(items):
             if type(item) in skip:
                 new = item
             else:
@@ -135,24 +140,38 @@ def _walk(obj: Any, depth: int, canonical: bool, full: bool) -> Any:
                 except _Bad as bad:
                     bad.rev_path.append(("index", i))
                     raise
+            if out is None and new is not item:
+                out = list(items[:i])
             if out is not None:
                 out.append(new)
         return obj if out is None else out
     if t is dict or isinstance(obj, dict):
         depth += 1
         _check_depth(depth)
+        plain = obj if t is dict else dict(dict.items(obj))
         if not canonical:
-            for key, value in obj.items():
-                for part in (key, value):
-                    if type(part) in skip:
-                        continue
+            changed: dict[Any, Any] | None = None if plain is obj else {}
+            for i, (key, value) in enumerate(plain.items()):
+                if type(key) not in skip:
                     try:
-                        _walk(part, depth, False, full)
+                        _walk(key, depth, False, full)  # keys are hashable: nothing to rebuild
                     except _Bad as bad:
                         bad.rev_path.append(_key_seg(key))
                         raise
-            return obj
-        for key in obj:
+                if type(value) in skip:
+                    new = value
+                else:
+                    try:
+                        new = _walk(value, depth, False, full)
+                    except _Bad as bad:
+                        bad.rev_path.append(_key_seg(key))
+                        raise
+                if changed is None and new is not value:
+                    changed = dict(list(plain.items())[:i])
+                if changed is not None:
+                    changed[key] = new
+            return obj if changed is None else changed
+        for key in plain:
             if not isinstance(key, str):
                 bad = _Bad(
                     f"a dict key of type '{type(key).__name__}' cannot be encoded canonically: "
@@ -166,15 +185,17 @@ def _walk(obj: Any, depth: int, canonical: bool, full: bool) -> Any:
                 bad.rev_path.append(_key_seg(key))
                 raise
         sorted_dict = {}
-        for key in sorted(obj):
-            value = obj[key]
+        # UTF-8 byte order, as in Rust (equal to code point order for exact str)
+        for key in sorted(plain) if t is dict else sorted(plain, key=str.encode):
+            value = plain[key]
+            name = str.__str__(key)
             if type(value) in skip:
-                sorted_dict[str(key)] = value
+                sorted_dict[name] = value
                 continue
             try:
-                sorted_dict[str(key)] = _walk(value, depth, True, full)
+                sorted_dict[name] = _walk(value, depth, True, full)
             except _Bad as bad:
-                bad.rev_path.append(("key", str(key)))
+                bad.rev_path.append(("key", name))
                 raise
         return sorted_dict
     raise _Bad(f"cannot serialize a value of type '{t.__name__}'")
@@ -190,7 +211,7 @@ def packb(obj: Any, canonical: bool = False) -> bytes:
     else:
         try:
             return msgpack.packb(tree, use_bin_type=True)
-        except (TypeError, ValueError, OverflowError, UnicodeEncodeError):
+        except (TypeError, ValueError, OverflowError, UnicodeEncodeError, BufferError):
             pass
     try:
         _walk(obj, 0, canonical, full=True)
@@ -327,9 +348,7 @@ class _Scanner:
         try:
             self._values()
             if self.pos != len(self.data):
-                raise _Corrupt(
-                    self.pos, f"{len(self.data) - self.pos} trailing bytes after the msgpack value"
-                )
+                raise _Corrupt(self.pos, f"{len(self.data) - self.pos} trailing bytes after the msgpack value")
         except _Corrupt as bad:
             return CorruptDataError(bad.message, offset=bad.offset, hint=CORRUPT_HINT)
         return None
@@ -339,8 +358,7 @@ class _Scanner:
         if n > left:
             raise _Corrupt(
                 start,
-                f"truncated {what}: needs {n} more bytes, only {left} left "
-                f"before the end at {len(self.data)}",
+                f"truncated {what}: needs {n} more bytes, only {left} left before the end at {len(self.data)}",
             )
         chunk = self.data[self.pos : self.pos + n]
         self.pos += n

@@ -216,6 +216,14 @@ impl<'py, S: Sink> Encoder<'py, S> {
             write::write_bin(&mut self.out, slice).map_err(too_long)
         } else if ffi::PyMemoryView_Check(obj) != 0 {
             let view = Bound::from_borrowed_ptr(self.py, obj);
+            // msgpack refuses non-contiguous views; so do we, to stay byte-equal
+            let contiguous = view.getattr("c_contiguous").and_then(|c| c.is_truthy());
+            if !matches!(contiguous, Ok(true)) {
+                clear_error();
+                return Err(EncodeError::new(
+                    "a memoryview that is not C-contiguous cannot be written (pass bytes(view))",
+                ));
+            }
             let copy = view.call_method0("tobytes").map_err(|_| {
                 clear_error();
                 EncodeError::new("a memoryview could not be read as contiguous bytes")
