@@ -336,8 +336,10 @@ class Journal:
 
         With ``tag`` a CheckpointTagged event follows, even when nothing else changed.
         """
-        if not isinstance(program, Program):
-            raise DesiruError(f"commit() takes a Program, got {type(program).__name__}")
+        if not isinstance(program, Program):  # a live dspy module, through the adapter (dspy is optional)
+            from desiru.interop.dspy import as_program
+
+            program = as_program(program)
         return self._commit_state(program.to_state(), tag)
 
     def _commit_state(self, new_state: dict[str, Any], tag: str | None,
@@ -595,10 +597,19 @@ class Journal:
             raise DesiruError(f"no program at seq {target}", path=self._name)
         return state
 
-    def replay(self, seq: int | None = None, tag: str | None = None, at: Any = None) -> Program:
-        """The program exactly as it was at ``seq`` / ``tag`` / time ``at`` (default: the head)."""
+    def replay(self, seq: int | None = None, tag: str | None = None, at: Any = None, *,
+               into: Any = None) -> Program | Any:
+        """The program exactly as it was at ``seq`` / ``tag`` / time ``at`` (default: the head).
+
+        With ``into=`` a dspy module (a template, left unchanged), a copy of it holding that state.
+        """
         state = self.replay_state(seq, tag, at, _copy=False)
-        return Program.from_state(state, path=self._name)
+        program = Program.from_state(state, path=self._name)
+        if into is None:
+            return program
+        from desiru.interop.dspy import to_dspy
+
+        return to_dspy(program, into, copy=True)
 
     # -- snapshots and compaction ---------------------------------------------------------------------
     def snapshot(self) -> int:

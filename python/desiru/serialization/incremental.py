@@ -51,8 +51,10 @@ class IncrementalSerializer:
 
     def save_checkpoint(self, program: Program, tag: str | None = None) -> Checkpoint:
         """Record ``program`` as the next checkpoint (version 1, 2, ...), optionally tagged."""
-        if not isinstance(program, Program):
-            raise DesiruError(f"save_checkpoint() takes a Program, got {type(program).__name__}")
+        if not isinstance(program, Program):  # a live dspy module, through the adapter (dspy is optional)
+            from desiru.interop.dspy import as_program
+
+            program = as_program(program)
         journal = self._journal()
         existing = journal.checkpoints()
         version = existing[-1].version + 1 if existing else 1
