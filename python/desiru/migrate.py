@@ -4,19 +4,22 @@ A document is read (through every registered migration), a copy of its original
 bytes is kept next to it as ``PATH.bak-<old version>``, and the migrated document
 replaces it atomically, in the same format, compression and encryption. A reader
 sees the old file or the new one, never a mix; if anything fails the original is
-untouched. Journals are handed to ``desiru.journal.migrate_journal``.
+untouched. A journal (a directory) is copied to ``PATH.bak-<old version>``, then
+rewritten by ``desiru.journal.migrate_journal`` (format header and every event
+brought to the current version through the upcasters) and swapped in atomically.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from desiru.atomic import atomic_write
-from desiru.errors import DesiruError
+from desiru.atomic import atomic_write, fsync_dir
+from desiru.errors import IncompatibleVersionError
 from desiru.serialization import container, envelope, formats
 from desiru.serialization.documents import deserialize_document, read_bytes
 from desiru.serialization.migrations import unknown_header_fields
@@ -33,7 +36,7 @@ class MigrateResult:
     to_version: Version
     backup: Path | None
     changed: bool
-    detail: Any = None  # the journal helper's own report, for journals
+    records: int | None = None  # for journals: how many records were rewritten
 
 
 def migrate(path: str | os.PathLike[str], *, key: bytes | str | None = None) -> MigrateResult:
@@ -44,10 +47,7 @@ def migrate(path: str | os.PathLike[str], *, key: bytes | str | None = None) -> 
     """
     target = Path(path)
     if _is_journal(target):
-        from desiru import journal
-
-        detail = journal.migrate_journal(target)
-        return _journal_result(target, detail)
+        return _migrate_journal(target, key)
     data = read_bytes(target)
     with warnings.catch_warnings():  # a newer minor is reported by the result, not by a warning
         from desiru.serialization.version import NewerFormatWarning
@@ -77,25 +77,48 @@ def backup_path(path: Path, version: Version) -> Path:
 
 
 def _is_journal(path: Path) -> bool:
-    try:
-        from desiru.journal import is_journal
-    except ImportError:  # a build without the journal: every path is a document
+    if not path.is_dir():
         return False
+    from desiru.journal import is_journal
+
     return bool(is_journal(path))
 
 
-def _journal_result(path: Path, detail: Any) -> MigrateResult:
-    """Our result for a journal, from whatever the journal helper reports."""
-    def get(name: str) -> Any:
-        return detail.get(name) if isinstance(detail, dict) else getattr(detail, name, None)
+def _copy_durably(src: Path, dst: Path) -> None:
+    """Copy a journal directory and fsync every file and folder of the copy before it counts as a backup."""
+    shutil.copytree(src, dst, symlinks=True)
+    for folder, _, files in os.walk(dst):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(folder)
+    fsync_dir(dst.parent)
 
-    before, after = get("from_version"), get("to_version")
-    try:
-        v_from = Version.parse(str(before)) if before is not None else CURRENT_VERSION
-        v_to = Version.parse(str(after)) if after is not None else CURRENT_VERSION
-    except DesiruError:
-        v_from = v_to = CURRENT_VERSION
-    backup = get("backup")
-    changed = get("changed")
-    return MigrateResult(path, "journal", v_from, v_to, Path(backup) if backup else None,
-                         bool(changed) if changed is not None else v_from != v_to, detail)
+
+def _journal_version(root: Path) -> Version:
+    from desiru.journal.file_store import HEADER_FILE, peek_version
+
+    return peek_version(read_bytes(root / HEADER_FILE), os.fspath(root))
+
+
+def _migrate_journal(root: Path, key: Any) -> MigrateResult:
+    """Copy the journal aside as the backup, then let the journal rewrite itself (events upcast)."""
+    from desiru.journal import migrate_journal
+
+    before = _journal_version(root)
+    if before > CURRENT_VERSION:
+        raise IncompatibleVersionError(
+            f"the journal has format {before}, newer than this release writes ({CURRENT_VERSION})",
+            path=root, hint="migrate it with the release that wrote it, or a newer one")
+    backup = backup_path(root, before)
+    _copy_durably(root, backup)
+    try:  # an open writer holds the journal's lock: the rewrite then fails with JournalLockedError
+        records = migrate_journal(root, key=key)
+    except BaseException:
+        shutil.rmtree(backup, ignore_errors=True)  # nothing changed: no backup to keep
+        raise
+    fsync_dir(root.parent)
+    return MigrateResult(root, "journal", before, _journal_version(root), backup, True, records)

@@ -305,6 +305,51 @@ def make_other_versions() -> None:
                error="IncompatibleVersionError")
 
 
+# -- journals (format 2.0.0, event schema 1): directories written by ds.Journal -----------------------------
+def make_journals() -> None:
+    for name, key in (("journal_2_0_0.journal", None), ("journal_2_0_0_encrypted.journal", RAW_KEY)):
+        if not (OUT / name).exists():
+            write_journal(name, key)
+
+
+def write_journal(name: str, key: str | None) -> None:
+    """A journal of four commits (every event type), a snapshot between the third and the fourth."""
+    p = ds.Program()
+    p.answer = ds.Predict("question -> answer", temperature=0.2)
+    history: list[dict[str, Any]] = []
+    tags: dict[str, int] = {}
+    with ds.Journal.open(OUT / name, key=key, fsync="always") as j:
+        def commit(tag: str | None = None) -> None:
+            r = j.commit(p, tag=tag)
+            history.append({"seq": j.head, "state": p.to_state()})
+            if tag is not None:
+                tags[tag] = r.seq
+        commit()
+        p.answer.demos.append(ds.Example(question="2+2?", answer="4"))
+        p.answer.demos.append(ds.Example(question="日本の首都は?", answer="東京", raw=b"\x00\xff"))
+        commit("epoch_1")
+        p.answer.parameters["temperature"] = 0.7
+        del p.answer.parameters["temperature"]
+        p.answer.parameters["max_tokens"] = 64
+        p.answer.demos.reverse()
+        p.reason = ds.ChainOfThought("question -> answer")
+        p.configuration = {"optimizer": "MIPROv2"}
+        p.metadata = {"run": 2}
+        commit()
+        j.snapshot()
+        p.answer.demos.pop(0)
+        p.answer.signature = p.answer.signature.with_instructions("Answer in one word.")
+        del p.reason
+        p.custom_data = {"best": 0.91}
+        commit("epoch_2")
+        events = [{"seq": e.seq, "type": e.type, "path": e.path, "schema_version": e.schema_version}
+                  for e in j.events()]
+    (OUT / name / "lock").unlink(missing_ok=True)  # the writer's lock target: recreated on open
+    expect(name, version="2.0.0", kind="journal", format=None, compression=None, encrypted=key is not None,
+           key=key, head=history[-1]["seq"], tags=tags, events=events,
+           commits=[{"seq": h["seq"], "state": tag(h["state"])} for h in history])
+
+
 def main() -> int:
     global OUT
     if len(sys.argv) > 1:  # a scratch folder, to look at what would be written
@@ -313,6 +358,7 @@ def main() -> int:
     make_v2()
     make_legacy()
     make_other_versions()
+    make_journals()
     print(f"vectors in {OUT}: {len(list(OUT.glob('*.expected.json')))}")
     return 0
 
