@@ -157,6 +157,15 @@ def _wrong(answer: str, salt: str) -> str:
     return pool[int(_unit(salt) * len(pool)) % len(pool)] if pool else answer
 
 
+def _kind(text: str) -> str:
+    """Which kind of question a prompt section is about."""
+    if "capital of" in text:
+        return "capital"
+    if "chemical symbol" in text:
+        return "symbol"
+    return "sum"
+
+
 def simulated_lm(prompt: str, **params: Any) -> str:
     """Reply like an LM would to a desiru prompt; accuracy depends on instructions, demos and temperature."""
     sections = prompt.split("\n\n---\n\n")
@@ -173,9 +182,13 @@ def simulated_lm(prompt: str, **params: Any) -> str:
         question, context = inputs.get("Question", ""), inputs.get("Context", "")
         found = _lookup(question)
         gold = found[1] if found else "unknown"
+        # demos of the same kind of question help most; instructions and a low temperature help too
+        kinds = [_kind(section) for section in sections[2:-1]]
+        relevant = min(3, kinds.count(_kind(current)))
         bonus = dict(INSTRUCTIONS).get(instructions, 0.0)
         temperature = float(params.get("temperature", 0.0) or 0.0)
-        skill = 0.30 + bonus + 0.06 * min(n_demos, 6) - 0.18 * temperature + (0.05 if gold in context else -0.1)
+        skill = (0.34 + bonus + 0.09 * relevant + 0.01 * min(len(kinds) - relevant, 5) - 0.2 * temperature
+                 + (0.05 if gold in context else -0.15))
         right = _unit(question, instructions, n_demos, temperature) < min(skill, 0.97)
         answer = gold if right else _wrong(gold, question + instructions)
         return f"the context says: {context} So the answer is {answer}.\nAnswer: {answer}"
@@ -185,6 +198,17 @@ def simulated_lm(prompt: str, **params: Any) -> str:
     if current.rstrip().endswith("Citation:"):
         return inputs.get("Context", "")
     raise DesiruError("the demo's simulated LM met a prompt it does not know", hint=current[-200:])
+
+
+def scripted_lm() -> ds.ScriptedLM:
+    """A ScriptedLM running :func:`simulated_lm`, which also sees the call's parameters (temperature)."""
+    lm: ds.ScriptedLM
+
+    def script(prompt: str) -> str:
+        return simulated_lm(prompt, **lm.calls[-1][1])  # ScriptedLM records the call before replying
+
+    lm = ds.ScriptedLM(script)
+    return lm
 
 
 def exact_match(example: ds.Example, pred: ds.Prediction) -> float:
@@ -267,6 +291,8 @@ class DemoReport:
     timings: dict[str, float] = field(default_factory=dict)
     answers: list[tuple[str, str, str]] = field(default_factory=list)
     lm_calls: int = 0
+    commits: int = 0
+    journal_ok: bool = False
     replay_matches: bool = False
     loads_match: bool = False
 
@@ -309,7 +335,7 @@ def run_demo(
         shutil.rmtree(journal_path)
     report = DemoReport(folder, journal_path)
     rng = random.Random(seed)
-    lm = ds.ScriptedLM(simulated_lm)
+    lm = scripted_lm()
     ds.configure(lm=lm)
     trainset, devset = make_dataset(train, rng), make_dataset(dev, rng)
 
@@ -318,16 +344,22 @@ def run_demo(
     program.metadata = {"trial": 0}
     best, best_score = program, evaluate(program, devset)
     report.baseline_score = best_score
+    commit_time = 0.0
     with Journal.open(journal_path, fsync="batch") as j:
         first = j.commit(program, tag="baseline")
         report.best_seq = first.seq
+        report.commits = 1
         for n in range(1, trials + 1):
             candidate = best.copy()
             changes = mutate(candidate, trainset, rng, n)
             score = evaluate(candidate, devset)
             candidate.metadata["score"] = round(score, 4)
             better = score > best_score
-            result = j.commit(candidate, tag=f"best-{n}" if better else None)
+            # a tag names the point after its commit; tagging "best" again moves it to the new best
+            t0 = time.perf_counter()
+            result = j.commit(candidate, tag="best" if better else None)
+            commit_time += time.perf_counter() - t0
+            report.commits += 1
             if better:
                 best, best_score = candidate, score
                 report.best_trial, report.best_seq = n, result.seq
@@ -337,10 +369,10 @@ def run_demo(
             report.trials.append(trial)
             if on_trial is not None:
                 on_trial(trial)
-        j.tag("best", seq=report.best_seq)
         report.events = j.head
     report.best_score = best_score
     done()
+    report.timings["of which journal commits"] = commit_time
 
     done = _timed(report, "replay")
     with Journal.open(journal_path) as j:
@@ -370,5 +402,9 @@ def run_demo(
         pred = from_msgpack(question=ex.question)
         report.answers.append((ex.question, str(pred.answer), str(ex.answer)))
     done()
-    report.sizes["journal"] = sum(p.stat().st_size for p in journal_path.rglob("*") if p.is_file())
+    done = _timed(report, "verify journal")
+    with Journal.open(journal_path, readonly=True) as j:
+        report.journal_ok = j.verify().ok
+        report.sizes["journal"] = j.size()
+    done()
     return report

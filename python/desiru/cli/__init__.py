@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from desiru.cli import convert, demo_cmd, diff, inspect, modules  # noqa: F401  (registers the commands)
+from desiru.cli import (  # noqa: F401  (importing registers the commands)
+    convert,
+    demo_cmd,
+    diff,
+    inspect,
+    journal_cmds,
+    maintenance,
+    modules,
+)
 from desiru.cli.app import cli
 
 

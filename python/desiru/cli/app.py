@@ -8,6 +8,7 @@ shown only with ``--debug``, because users meet files, not stack frames.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,17 +90,34 @@ class DesiruGroup(click.Group):
     """A click group whose invoke turns any error into one line and an exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise
-        except KeyboardInterrupt:
-            raise click.exceptions.Abort() from None
-        except Exception as exc:
-            env = ctx.obj if isinstance(ctx.obj, Env) else None
-            if env is not None and env.debug:
+        with warnings.catch_warnings(record=True) as caught:
+            # library warnings (e.g. a torn tail cut on open) become "warning:" lines, not Python noise
+            warnings.simplefilter("always", UserWarning)
+            try:
+                return super().invoke(ctx)
+            except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
                 raise
-            ctx.exit(report_error(env, exc))
+            except KeyboardInterrupt:
+                raise click.exceptions.Abort() from None
+            except Exception as exc:
+                env = ctx.obj if isinstance(ctx.obj, Env) else None
+                if env is not None and env.debug:
+                    raise
+                ctx.exit(report_error(env, exc))
+            finally:
+                _show_warnings(ctx, caught)
+
+
+def _show_warnings(ctx: click.Context, caught: list[warnings.WarningMessage]) -> None:
+    env = ctx.obj if isinstance(ctx.obj, Env) else Env()
+    seen = set()
+    for w in caught:
+        if not issubclass(w.category, UserWarning):
+            continue
+        text = str(w.message)
+        if text not in seen:
+            seen.add(text)
+            env.err.print(f"[bold yellow]warning:[/] {escape(text)}", soft_wrap=True)
 
 
 def _debug_default() -> bool:

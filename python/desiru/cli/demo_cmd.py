@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 
 import click
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
 from desiru.cli import progress, render
 from desiru.cli.app import cli, env_of
+from desiru.errors import DesiruError
 
 
 @cli.command("demo")
@@ -64,23 +66,25 @@ def demo_cmd(ctx: click.Context, directory: str, trials: int, train: int, dev: i
     def rel(p: os.PathLike[str] | str) -> str:
         return escape(str(p))
 
-    ok = "[green]yes[/]"
-    no = "[red]NO[/]"
+    def yes(flag: bool) -> str:
+        return "[green]yes[/]" if flag else "[bold red]NO[/]"
+
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    grid.add_row("journal", f"{rel(report.journal)}  ({report.events:,} events from {len(report.trials):,} commits, "
-                            f"{render.human_size(report.sizes['journal'])}, {report.lm_calls:,} LM calls)")
+    grid.add_row("journal", f"{rel(report.journal)}: {report.events:,} events from {report.commits:,} commits, "
+                            f"{render.human_size(report.sizes['journal'])}; verified: {yes(report.journal_ok)}")
+    grid.add_row("search", f"{len(report.trials):,} trials, {report.lm_calls:,} calls to the scripted LM")
     grid.add_row("best", f"trial {report.best_trial} at seq {report.best_seq}: exact match "
                          f"{report.best_score:.3f} (baseline {report.baseline_score:.3f}), tagged 'best'")
-    grid.add_row("replayed", f"tag 'best' from the journal; same as the best trial: "
-                             f"{ok if report.replay_matches else no}")
+    grid.add_row("replayed", f"tag 'best' from the journal; same as the best trial: {yes(report.replay_matches)}")
     for name in ("json", "msgpack+zstd"):
-        grid.add_row("saved", f"{rel(report.files[name])}  ({name}, {report.sizes[name]:,} bytes)")
-    grid.add_row("loaded", f"both files back; same as the replayed program: {ok if report.loads_match else no}")
+        grid.add_row("saved", f"{rel(report.files[name])} ({name}, {report.sizes[name]:,} bytes)")
+    grid.add_row("loaded", f"both files back; same as the replayed program: {yes(report.loads_match)}")
     env.result(grid)
     env.result()
-    answers = Table(title="forward() of the loaded program", title_justify="left", show_edge=False)
+    answers = Table(title="forward() of the program loaded from msgpack+zstd", title_justify="left",
+                    box=box.SIMPLE_HEAD, show_edge=False)
     answers.add_column("question")
     answers.add_column("answer")
     answers.add_column("gold")
@@ -88,7 +92,7 @@ def demo_cmd(ctx: click.Context, directory: str, trials: int, train: int, dev: i
         answers.add_row(escape(q), escape(a), escape(gold))
     env.result(answers)
     env.result()
-    timings = Table(title="timings", title_justify="left", show_edge=False)
+    timings = Table(title="timings", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
     timings.add_column("step")
     timings.add_column("time", justify="right")
     for step, seconds in report.timings.items():
@@ -101,5 +105,6 @@ def demo_cmd(ctx: click.Context, directory: str, trials: int, train: int, dev: i
     env.say(f"  desiru log {j} --type SignatureSet")
     env.say(f"  desiru diff {j}@tag:baseline {j}@tag:best")
     env.say(f"  desiru replay {j} --tag best -o best.yaml")
-    if not (report.replay_matches and report.loads_match):
-        ctx.exit(1)
+    if not (report.replay_matches and report.loads_match and report.journal_ok):
+        raise DesiruError("the demo's checks failed (see NO above)", path=directory,
+                          hint="this is a bug in desiru; please report it with this output")

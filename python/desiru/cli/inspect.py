@@ -68,7 +68,8 @@ def inspect_document(env: Env, path: str, key: str | None, as_json: bool) -> Non
     sha = _engine.sha256(data).hex()
     try:
         with progress.task(env, f"reading {os.path.basename(path)}"):
-            doc = keys.with_key(lambda k: deserialize_document(data, key=k, path=path), key)
+            with sources.about(path):
+                doc = keys.with_key(lambda k: deserialize_document(data, key=k, path=path), key)
     except MissingKeyError:
         if not data.startswith(container.CONTAINER_MAGIC):
             raise
@@ -211,7 +212,7 @@ def _when(ts: Any) -> str:
 
 
 @cli.command("inspect")
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path")
 @keys.key_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of tables.")
 @click.pass_context

@@ -56,7 +56,13 @@ def from_env(var: str, *, option: str = "--key-env") -> str:
 
 def prompt_key(label: str = "Key", *, confirm: bool = False) -> str:
     """Ask for a key without echo (twice when ``confirm``, for a key that will encrypt)."""
-    value = click.prompt(label, hide_input=True, confirmation_prompt=confirm, err=True)
+    try:
+        value = click.prompt(label, hide_input=True, confirmation_prompt=confirm, err=True)
+    except click.Abort:
+        if interactive():
+            raise
+        raise DesiruError(f"{label.lower()} needed, and the input ended before one was typed",
+                          hint="give it with --key-env VAR (or --new-key-env / --out-key-env)") from None
     if not value:
         raise DesiruError("an empty key was entered", hint="type the key or passphrase")
     return str(value)

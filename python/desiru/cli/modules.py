@@ -76,12 +76,12 @@ def import_module_cmd(ctx: click.Context, program: str, module_file: str, name: 
     """
     env = env_of(ctx)
     in_key = keys.input_key(key_env, ask_key)
-    doc, key_used = keys.with_key_used(lambda k: sources.load_document(program, key=k), in_key)
+    doc, key_used = keys.with_key_used(lambda k: sources.read_document(program, key=k), in_key)
     if doc.kind != "program":
         raise DesiruError(f"holds a {doc.kind}, not a program", path=program,
                           hint="import-module takes a program file first, then the module file")
     module_key = keys.from_env(module_key_env, option="--module-key-env") if module_key_env else key_used
-    mod = keys.with_key(lambda k: sources.load_document(module_file, key=k), module_key, label="Module file key")
+    mod = keys.with_key(lambda k: sources.read_document(module_file, key=k), module_key, label="Module file key")
     target = name or mod.state.get("name")
     if not isinstance(target, str) or not all(p.isidentifier() for p in target.split(".")):
         raise DesiruError(f"cannot import under the name {target!r}", path=module_file,

@@ -71,19 +71,44 @@ def is_journal(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is a desiru journal (the journal package decides)."""
     from desiru import journal
 
-    check = getattr(journal, "is_journal", None)  # TEMP until the journal package lands
-    return bool(check(path)) if check is not None else False
+    return bool(journal.is_journal(path))
 
 
 @contextmanager
-def open_journal(path: str | os.PathLike[str], key: Any = None, **options: Any) -> Iterator[Any]:
-    """An existing journal, opened and closed again; never creates one."""
+def open_journal(path: str | os.PathLike[str], key: Any = None, *, write: bool = False,
+                 **options: Any) -> Iterator[Any]:
+    """An existing journal, opened and closed again; never creates one.
+
+    Readers (the default) take no lock and never cut a torn tail, so looking at a
+    journal changes nothing and works while an optimization is writing to it.
+    """
     from desiru import journal
 
     if not os.path.exists(path):
         raise DesiruError("no such journal", path=path, hint="check the path")
-    with journal.Journal.open(path, key=key, create=False, **options) as j:
+    if not journal.is_journal(path):
+        raise DesiruError("not a desiru journal", path=path,
+                          hint="journal commands take a journal directory; `desiru inspect` shows what this is")
+    with journal.Journal.open(path, key=key, create=False, readonly=not write, **options) as j:
         yield j
+
+
+@contextmanager
+def about(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Name ``path`` in any DesiruError raised inside that does not say which file it is about."""
+    try:
+        yield
+    except DesiruError as exc:
+        if exc.path is None:
+            exc.path = os.fspath(path)
+            exc.args = (exc._render(),)
+        raise
+
+
+def read_document(path: str | os.PathLike[str], key: Any = None) -> Document:
+    """``load_document``, naming the file in every error."""
+    with about(path):
+        return load_document(path, key=key)
 
 
 @dataclass
@@ -99,13 +124,13 @@ class Loaded:
 def read_source(src: Source, key: Any = None) -> Loaded:
     """The state tree at ``src``: a whole document, or a journal replayed to its point."""
     if is_journal(src.path):
-        with open_journal(src.path, key) as j:
+        with about(src.path), open_journal(src.path, key) as j:
             state = j.replay_state(seq=src.seq, tag=src.tag)
         return Loaded(state, "program", src.text)
     if src.has_point:
         raise DesiruError(f"{src.path} is a document, not a journal; only journals have points such as "
                           f"@tag:NAME", path=src.path, hint=f"use the path alone: {src.path}")
-    doc = load_document(src.path, key=key)
+    doc = read_document(src.path, key=key)
     return Loaded(doc.state, doc.kind, src.text, doc)
 
 

@@ -1,0 +1,430 @@
+"""Journal commands: log, replay, tag, snapshot, compact, verify and repair.
+
+Reading commands open the journal as a reader (no lock, nothing changed), so they
+work while an optimization is writing to it; writing commands take the writer's
+lock and fail at once with JournalLockedError when another writer holds it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+import click
+
+from desiru.cli import keys, progress, render, sources
+from desiru.cli.app import EXIT_DIFFERENT, Env, cli, env_of
+from desiru.cli.convert import output_options, report_saved
+from desiru.cli.diff import describe
+from desiru.errors import CorruptDataError, DecryptionError, DesiruError, MissingKeyError
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _journal_arg(text: str) -> sources.Source:
+    """A journal path (a point such as @tag:x is refused where a whole journal is meant)."""
+    src = sources.parse_source(text)
+    if src.has_point:
+        raise DesiruError(f"{text!r} names a point; this command takes the journal itself",
+                          hint=f"use {src.path}")
+    return src
+
+
+def _event_types() -> dict[str, str]:
+    """Every spelling of an event type a user may type -> its stored name."""
+    from desiru.journal import EVENT_TYPES
+
+    names: dict[str, str] = {}
+    for name in EVENT_TYPES:
+        names[name.lower()] = name
+    return names
+
+
+def _normalize_type(text: str) -> str:
+    known = _event_types()
+    key = text.replace("_", "").replace("-", "").lower()
+    if key not in known:
+        raise DesiruError(f"unknown event type {text!r}", hint=f"known types: {', '.join(sorted(known.values()))}")
+    return known[key]
+
+
+def _point(j: Any, text: str | None, what: str) -> int | None:
+    """A seq from ``N`` or ``tag:NAME`` (or a bare tag name)."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    name = text[4:] if text.startswith("tag:") else text
+    tags = j.tags()
+    if name not in tags:
+        raise DesiruError(f"{what} {text!r} is neither a seq nor a tag of this journal", path=j.path,
+                          hint=f"known tags: {sorted(tags)}" if tags else "this journal has no tags yet")
+    return int(tags[name])
+
+
+def event_details(event: Any) -> str:
+    """What an event did, in a few words."""
+    if event.type == "CheckpointTagged":
+        extra = {k: v for k, v in event.payload.items() if k != "tag"}
+        text = f"tag {event.payload.get('tag')!s}"
+        return text + (f" {render.short(extra, 50)}" if extra else "")
+    edit = event.to_edit()
+    if edit is None:
+        return render.short(dict(event.payload), 70)
+    text = describe(edit)[1]
+    if event.type == "ModuleImported" and "source" in event.payload:
+        text += f" from {event.payload['source']}"
+    return text
+
+
+def _when(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _plain(report: Any) -> Any:
+    """A library report (a dataclass) as JSON-safe data."""
+    if is_dataclass(report) and not isinstance(report, type):
+        return render.to_json({k: _plain(v) for k, v in asdict(report).items()})
+    if isinstance(report, (list, tuple)):
+        return [_plain(x) for x in report]
+    if isinstance(report, os.PathLike):
+        return os.fspath(report)
+    if isinstance(report, dict):
+        return {str(k): _plain(v) for k, v in report.items()}
+    if isinstance(report, (str, int, float, bool, bytes)) or report is None:
+        return render.to_json(report)
+    return str(report)
+
+
+# -- log ---------------------------------------------------------------------------------------------
+@cli.command("log")
+@click.argument("journal", metavar="JOURNAL")
+@click.option("-m", "--module", "modules", multiple=True, metavar="PATH",
+              help="Only events of this module (dotted path) and what is inside it. Repeatable.")
+@click.option("-t", "--type", "types", multiple=True, metavar="TYPE",
+              help="Only events of this type, e.g. DemoAdded or demo_added. Repeatable.")
+@click.option("--from", "start", metavar="SEQ|tag:NAME", help="First seq to show (a number or a tag).")
+@click.option("--to", "stop", metavar="SEQ|tag:NAME", help="Last seq to show, inclusive (a number or a tag).")
+@click.option("--tag", metavar="NAME", help="Only the history up to the point tagged NAME (same as --to tag:NAME).")
+@click.option("-n", "--limit", type=click.IntRange(min=1), help="Show at most this many events.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (the stored event records).")
+@keys.key_options
+@click.pass_context
+def log_cmd(ctx: click.Context, journal: str, modules: tuple[str, ...], types: tuple[str, ...], start: str | None,
+            stop: str | None, tag: str | None, limit: int | None, as_json: bool, key_env: str | None,
+            ask_key: bool) -> None:
+    """List the events of a journal, oldest first, with filters.
+
+    Columns: seq, time (UTC), event type, module path, and what changed.
+
+    \b
+    Examples:
+      desiru log runs/qa.journal
+      desiru log runs/qa.journal --module answer --type DemoAdded --type DemoRemoved
+      desiru log runs/qa.journal --from tag:baseline --to tag:best
+      desiru log runs/qa.journal --from 100 --limit 20 --json | jq .payload
+    """
+    env = env_of(ctx)
+    src = _journal_arg(journal)
+    wanted = {_normalize_type(t) for t in types}
+    if tag is not None and stop is not None:
+        raise DesiruError("give --to or --tag, not both")
+    key = keys.input_key(key_env, ask_key)
+
+    def show(k: str | None) -> None:
+        with sources.open_journal(src.path, k) as j:
+            first = _point(j, start, "--from") or 0
+            last = _point(j, f"tag:{tag}" if tag is not None else stop, "--to")
+            stop_seq = None if last is None else last + 1
+            shown = 0
+            seq_width = max(3, len(str(j.head)))
+            if not as_json:
+                env.result(f"[dim]{'seq':>{seq_width}}  {'time (UTC)':<19}  {'type':<16}  {'module':<16}  "
+                           f"change[/]")
+            for event in j.events(first, stop_seq):
+                if wanted and event.type not in wanted:
+                    continue
+                if modules and not any(event.path == m or event.path.startswith(m + ".") for m in modules):
+                    continue
+                if as_json:
+                    click.echo(json.dumps(render.to_json(event.to_record()), ensure_ascii=False))
+                else:
+                    _row(env, event, seq_width)
+                shown += 1
+                if limit is not None and shown >= limit:
+                    break
+            if not as_json and not env.quiet:
+                env.err.print(f"{shown:,} event{'s' if shown != 1 else ''} shown; head is seq {j.head:,}",
+                              style="dim")
+
+    keys.with_key(show, key)
+
+
+def _row(env: Env, event: Any, seq_width: int) -> None:
+    from rich.markup import escape
+
+    colour = {"Added": "green", "Removed": "red", "Imported": "green", "Tagged": "cyan"}
+    style = next((c for suffix, c in colour.items() if event.type.endswith(suffix)), "yellow")
+    env.result(f"{event.seq:>{seq_width}}  {_when(event.timestamp)}  [{style}]{event.type:<16}[/]  "
+               f"[bold]{escape(event.path or '(program)'):<16}[/]  {escape(event_details(event))}",
+               soft_wrap=True)
+
+
+# -- replay ------------------------------------------------------------------------------------------
+@cli.command("replay")
+@click.argument("journal", metavar="JOURNAL")
+@click.option("--tag", help="Replay to the point tagged NAME.")
+@click.option("--seq", type=click.IntRange(min=1), help="Replay to this seq.")
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
+              help="The document to write (format and compression from the suffix or the options).")
+@output_options
+@keys.key_options
+@click.pass_context
+def replay_cmd(ctx: click.Context, journal: str, tag: str | None, seq: int | None, out: str, fmt: str | None,
+               compress: str | None, encrypt: bool, out_key_env: str | None, key_env: str | None,
+               ask_key: bool) -> None:
+    """Write the program as it was at a tag or seq of a journal (default: its head) to a document.
+
+    \b
+    Examples:
+      desiru replay runs/qa.journal --tag best -o best.json
+      desiru replay runs/qa.journal --seq 1200 -o at-1200.msgpack.zst
+      desiru replay runs/qa.journal@tag:best -o best.yaml
+    """
+    env = env_of(ctx)
+    src = sources.parse_source(journal)
+    if tag is not None or seq is not None:
+        if src.has_point or (tag is not None and seq is not None):
+            raise DesiruError("give one point: --tag, --seq or JOURNAL@tag:NAME")
+        src = sources.Source(src.text, src.path, tag=tag, seq=seq)
+    if not sources.is_journal(src.path):
+        if not os.path.exists(src.path):
+            raise DesiruError("no such journal", path=src.path, hint="check the path")
+        raise DesiruError("not a desiru journal", path=src.path,
+                          hint="replay reads a journal; to rewrite a document use `desiru convert`")
+    in_key = keys.input_key(key_env, ask_key)
+    with progress.task(env, f"replaying {os.path.basename(src.path)}"):
+        loaded, used = keys.with_key_used(lambda k: sources.read_source(src, k), in_key)
+    out_key = keys.output_key(encrypt, out_key_env, used)
+    with progress.task(env, f"writing {os.path.basename(out)}"):
+        result = sources.write_state(loaded.state, out, kind="program", fmt=fmt, compress=compress, key=out_key)
+    point = f"tag {src.tag}" if src.tag else f"seq {src.seq}" if src.seq is not None else "head"
+    report_saved(env, result, f"replayed {point} of {src.path}; wrote")
+
+
+# -- tag / snapshot / compact --------------------------------------------------------------------------
+@cli.command("tag")
+@click.argument("journal", metavar="JOURNAL")
+@click.argument("name")
+@keys.key_options
+@click.pass_context
+def tag_cmd(ctx: click.Context, journal: str, name: str, key_env: str | None, ask_key: bool) -> None:
+    """Tag the journal's head as NAME (a CheckpointTagged event), to replay or diff it later.
+
+    A tag marks the point where the history is now; tagging a name again moves it.
+
+    \b
+    Examples:
+      desiru tag runs/qa.journal deployed-2026-11
+      desiru diff runs/qa.journal@tag:deployed-2026-11 runs/qa.journal
+    """
+    from desiru.journal import CheckpointTagged
+
+    env = env_of(ctx)
+    src = _journal_arg(journal)
+    if not name.strip():
+        raise DesiruError("a tag name cannot be empty")
+
+    def tag(k: str | None) -> Any:
+        with sources.open_journal(src.path, k, write=True) as j:
+            if j.head == 0:
+                raise DesiruError("the journal is empty: there is nothing to tag", path=src.path)
+            moved = j.tags().get(name)
+            event = j.append(CheckpointTagged(path="", payload={"tag": name}))
+            return event, moved
+
+    event, moved = keys.with_key(tag, keys.input_key(key_env, ask_key))
+    note = f" (moved from seq {moved})" if moved is not None else ""
+    env.say(f"tagged [bold]{name}[/] at seq {event.seq}{note}")
+
+
+@cli.command("snapshot")
+@click.argument("journal", metavar="JOURNAL")
+@keys.key_options
+@click.pass_context
+def snapshot_cmd(ctx: click.Context, journal: str, key_env: str | None, ask_key: bool) -> None:
+    """Write a full snapshot of the head, so replays start from it instead of the first event.
+
+    \b
+    Example:
+      desiru snapshot runs/qa.journal
+    """
+    env = env_of(ctx)
+    src = _journal_arg(journal)
+
+    def snap(k: str | None) -> tuple[int, int]:
+        with sources.open_journal(src.path, k, write=True) as j:
+            with progress.task(env, "writing the snapshot"):
+                seq = j.snapshot()
+            return seq, j.size()
+
+    seq, size = keys.with_key(snap, keys.input_key(key_env, ask_key))
+    env.say(f"snapshot at seq {seq:,}; the journal takes {render.human_size(size)}")
+
+
+@cli.command("compact")
+@click.argument("journal", metavar="JOURNAL")
+@click.option("--snapshot", "take_snapshot", is_flag=True,
+              help="Snapshot the head first, so everything before the head is dropped.")
+@keys.key_options
+@click.pass_context
+def compact_cmd(ctx: click.Context, journal: str, take_snapshot: bool, key_env: str | None, ask_key: bool) -> None:
+    """Drop the events and snapshots before the newest snapshot, to free space.
+
+    Every seq and tag from that snapshot on replays exactly as before; older points
+    can no longer be replayed.
+
+    \b
+    Examples:
+      desiru compact runs/qa.journal
+      desiru compact runs/qa.journal --snapshot
+    """
+    env = env_of(ctx)
+    src = _journal_arg(journal)
+
+    def compact(k: str | None) -> dict[str, Any]:
+        with sources.open_journal(src.path, k, write=True) as j:
+            before = j.size()
+            with progress.task(env, "compacting"):
+                if take_snapshot and j.head > 0:
+                    j.snapshot()
+                freed = j.compact()
+            return {"before": before, "after": j.size(), "freed": freed, "first": j.first_replayable(),
+                    "head": j.head}
+
+    r = keys.with_key(compact, keys.input_key(key_env, ask_key))
+    if r["freed"] == 0 and r["before"] == r["after"]:
+        env.say("nothing freed: compaction drops what comes before the newest snapshot "
+                "(take one with `desiru snapshot`, or pass --snapshot)")
+        return
+    env.say(f"freed {render.human_size(r['freed'])}: {render.human_size(r['before'])} -> "
+            f"{render.human_size(r['after'])}; replayable from seq {r['first']:,} to {r['head']:,}")
+
+
+# -- verify / repair -----------------------------------------------------------------------------------
+@cli.command("verify")
+@click.argument("path")
+@keys.key_options
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def verify_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: bool, as_json: bool) -> None:
+    """Check every byte of a journal or document; exit 1 naming each fault, 0 when sound.
+
+    For a journal: every record's framing, decryption and decoding, every snapshot, and
+    that each snapshot equals what the events replay to. For a document: format, version,
+    decryption and content checksum. Verifying changes nothing (see `desiru repair`).
+
+    \b
+    Examples:
+      desiru verify runs/qa.journal
+      desiru verify best.msgpack.zst && deploy best.msgpack.zst
+    """
+    env = env_of(ctx)
+    src = _journal_arg(path)
+    key = keys.input_key(key_env, ask_key)
+    if sources.is_journal(src.path):
+        report, faults = _verify_journal(env, src, key)
+    else:
+        report, faults = _verify_document(env, src, key)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for fault in faults:
+            env.result(f"[red]fault:[/] {fault}")
+        env.result(report["summary"])
+    if faults:
+        ctx.exit(EXIT_DIFFERENT)
+
+
+def _verify_journal(env: Env, src: sources.Source, key: str | None) -> tuple[dict[str, Any], list[str]]:
+    def check(k: str | None) -> Any:
+        with sources.open_journal(src.path, k) as j, progress.task(env, "verifying"):
+            return j.verify()
+
+    try:
+        report = keys.with_key(check, key)
+    except MissingKeyError:
+        raise
+    except (CorruptDataError, DecryptionError) as exc:  # damage found before verify could even start
+        faults = [exc._render()]
+        return {"path": str(src.path), "kind": "journal", "ok": False, "faults": faults,
+                "summary": f"{src.path}: 1 fault; try `desiru repair {src.path}`"}, faults
+    faults = [str(f) for f in report.faults]
+    summary = (f"{src.path}: ok: {report.records:,} records, {report.snapshots} snapshot"
+               f"{'s' if report.snapshots != 1 else ''}, head seq {report.head:,}"
+               if not faults else
+               f"{src.path}: {len(faults)} fault{'s' if len(faults) != 1 else ''} in {report.records:,} records; "
+               f"`desiru repair {src.path}` cuts a damaged tail")
+    return {"path": str(src.path), "kind": "journal", "ok": not faults, "head": report.head,
+            "records": report.records, "snapshots": report.snapshots, "faults": faults,
+            "summary": summary}, faults
+
+
+def _verify_document(env: Env, src: sources.Source, key: str | None) -> tuple[dict[str, Any], list[str]]:
+    try:
+        with progress.task(env, "verifying"):
+            doc = keys.with_key(lambda k: sources.read_document(src.path, key=k), key)
+    except MissingKeyError:
+        raise
+    except (CorruptDataError, DecryptionError) as exc:
+        faults = [exc._render()]
+        return {"path": str(src.path), "kind": "document", "ok": False, "faults": faults,
+                "summary": f"{src.path}: damaged; restore it from a backup"}, faults
+    checksum = doc.header.get("checksum")
+    return {"path": str(src.path), "kind": "document", "ok": True, "checksum": checksum, "faults": [],
+            "summary": f"{src.path}: ok: {doc.kind} document, format {doc.version}, {doc.format}, "
+                       f"checksum {checksum} verified"}, []
+
+
+@cli.command("repair")
+@click.argument("journal", metavar="JOURNAL")
+@keys.key_options
+@click.pass_context
+def repair_cmd(ctx: click.Context, journal: str, key_env: str | None, ask_key: bool) -> None:
+    """Cut a torn or damaged tail off a journal, keeping the cut bytes in JOURNAL/damaged/.
+
+    Everything before the first damaged record stays and replays as before; the cut
+    bytes are moved aside, never deleted. Run `desiru verify` afterwards.
+
+    \b
+    Examples:
+      desiru verify runs/qa.journal || desiru repair runs/qa.journal
+    """
+    from desiru import journal as journal_pkg
+
+    env = env_of(ctx)
+    src = _journal_arg(journal)
+    if not sources.is_journal(src.path):
+        if not os.path.exists(src.path):
+            raise DesiruError("no such journal", path=src.path, hint="check the path")
+        raise DesiruError("not a desiru journal", path=src.path,
+                          hint="repair works on journals; a damaged document must be restored from a backup")
+    with progress.task(env, "repairing"):
+        report = keys.with_key(lambda k: journal_pkg.repair(src.path, key=k), keys.input_key(key_env, ask_key))
+    _print_repair(env, report)
+
+
+def _print_repair(env: Env, report: Any) -> None:
+    """Say what repair did, from its report."""
+    data = _plain(report)
+    if isinstance(data, dict):
+        text = getattr(report, "summary", None) or getattr(report, "message", None)
+        if isinstance(text, str):
+            env.result(text)
+        else:
+            for k, v in data.items():
+                env.result(f"{k}: {v}")
+    else:
+        env.result(str(report))
