@@ -7,6 +7,7 @@ migrate -> verify checksum -> state.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +44,30 @@ def serialize_document(
     """Bytes of a document holding ``state``; returns (bytes, format, compression)."""
     fmt = formats.normalize_format(format) or formats.DEFAULT_FORMAT
     method = container.normalize_compression(compress)
-    tree = envelope.build(state, kind, extra=extra)
-    doc = formats.encode(tree, fmt)
+    if fmt == "msgpack":
+        doc = b"".join(msgpack_chunks(state, kind, extra))
+    else:
+        doc = formats.encode(envelope.build(state, kind, extra=extra), fmt)
     return container.seal(doc, fmt=fmt, compression=method, key=key), fmt, method
+
+
+def _map_header(n: int) -> bytes:
+    return bytes([0x80 | n]) if n < 16 else b"\xde" + n.to_bytes(2, "big")
+
+
+def msgpack_chunks(state: dict[str, Any], kind: str, extra: dict[str, Any] | None) -> list[bytes]:
+    """A msgpack document as chunks: the header map entries, then the canonical state.
+
+    The state is encoded once, canonically, and its checksum is XXH3 of those very bytes,
+    so neither saving nor loading walks the tree a second time (docs/FORMAT.md).
+    """
+    body = _engine.packb(state, canonical=True)
+    checksum = f"{envelope.CHECKSUM_ALGORITHM}:{_engine.xxh3_128(body).hex()}"
+    tree = envelope.build(state, kind, extra=extra, checksum=checksum)
+    del tree["state"]
+    head = _engine.packb(tree)
+    head = head[len(_map_header(len(tree))):]
+    return [_map_header(len(tree) + 1), head, _engine.packb("state"), body]
 
 
 def deserialize_document(
@@ -61,7 +83,11 @@ def deserialize_document(
     if early is not None:
         envelope.check_newer(early, path)
     tree = formats.decode(raw, fmt, path)
-    doc = envelope.open_tree(tree, path, verify=verify)
+    raw_state = None
+    if fmt == "msgpack" and verify:
+        offset = envelope.raw_state_offset(raw)
+        raw_state = memoryview(raw)[offset:] if offset is not None else None
+    doc = envelope.open_tree(tree, path, verify=verify, raw_state=raw_state)
     doc.format, doc.compression, doc.encrypted, doc.path, doc.key_id = (
         fmt, layers.compression, layers.encrypted, path, layers.key_id)
     return doc
@@ -89,8 +115,17 @@ def save_document(
 ) -> SaveResult:
     """Write a document atomically; the format comes from ``format=`` or the suffix."""
     fmt = formats.normalize_format(format) or formats.format_from_suffix(path) or formats.DEFAULT_FORMAT
-    data, fmt, method = serialize_document(state, kind=kind, format=fmt, compress=compress, key=key, extra=extra)
+    method = container.normalize_compression(compress)
     target = target_path(path, method)
+    if fmt == "msgpack" and method is None and key is None:
+        # the common large case: write the chunks as they are, no joined copy of the whole file
+        chunks = msgpack_chunks(state, kind, extra)
+        digest = hashlib.sha256()
+        for chunk in chunks:
+            digest.update(chunk)
+        size = atomic_write(target, chunks)
+        return SaveResult(target, size, digest.hexdigest(), fmt, None, False)
+    data, fmt, method = serialize_document(state, kind=kind, format=fmt, compress=method, key=key, extra=extra)
     size = atomic_write(target, data)
     return SaveResult(target, size, _engine.sha256(data).hex(), fmt, method, key is not None)
 
