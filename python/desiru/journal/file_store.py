@@ -329,10 +329,9 @@ class FileStore(JournalStore):
         return self._last_seq
 
     def first_seq(self) -> int:
-        if not self._segments:
-            return 0
-        first = self._segments[0]
-        return first if self._last_seq >= first else 0
+        if not self._lock.held:
+            self._segments = self._list_segments()
+        return self._segments[0] if self._segments else self._last_seq + 1
 
     def append(self, records: Sequence[tuple[int, bytes]]) -> None:
         if not self._lock.held:
@@ -350,8 +349,8 @@ class FileStore(JournalStore):
         data = b"".join(parts)
         fd = self._writer_fd(records[0][0])
         view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
+        while view:  # pwrite at our own end: a cut tail never leaves a hole before new records
+            n = os.pwrite(fd, view, self._end)
             view = view[n:]
             self._end += n
         self._last_seq = expected - 1
@@ -373,6 +372,13 @@ class FileStore(JournalStore):
             self._end = os.lseek(fd, 0, os.SEEK_END)
             self._fd = fd
         return self._fd
+
+    def start_at(self, first_seq: int) -> None:
+        """Writer of an empty store: the log begins at ``first_seq`` (a rewrite of a compacted journal)."""
+        if self._segments or self._last_seq:
+            raise DesiruError("start_at() needs an empty store", path=self.name)
+        self._writer_fd(first_seq)
+        self._last_seq = first_seq - 1
 
     def sync(self) -> None:
         if self._fd is not None:
@@ -485,22 +491,15 @@ class FileStore(JournalStore):
 
     def drop_before(self, seq: int) -> int:
         self._cursor = (0, 0, 0)
+        if self._roll and self._last_seq <= seq and self._segments:
+            # the last segment is wholly covered: roll now, so it is no longer the last one and
+            # the empty new segment keeps saying where the log continues
+            self._writer_fd(self._last_seq + 1)
         freed = 0
         segments = list(self._segments)
         for i, first in enumerate(segments[:-1]):
-            if segments[i + 1] - 1 <= seq:  # every record of this segment is <= seq
-                path = self._seg_path(first)
-                freed += path.stat().st_size
-                path.unlink()
-                self._segments.remove(first)
-            else:
+            if segments[i + 1] - 1 > seq:  # this segment holds records after seq: keep it and the rest
                 break
-        # the last segment goes too when a roll is pending and all of it is covered
-        if self._roll and self._segments and self._last_seq <= seq and len(self._segments) > 0:
-            first = self._segments[-1]
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
             path = self._seg_path(first)
             freed += path.stat().st_size
             path.unlink()

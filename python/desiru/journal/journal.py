@@ -231,21 +231,29 @@ class Journal:
     def _settle_tail(self) -> None:
         """Find the last whole commit; a writer cuts a commit a crash left half written."""
         head = self._head
-        if head == 0:
+        if head == 0 or head < self._store.first_seq():  # empty, or compacted up to a snapshot at the head
+            self._head_ts = self._timestamp_of(head)
             return
         record = self._read_record(head)
-        self._head_ts = float(record.get("timestamp", 0.0))
         first, last = record.get("commit") or (head, head)
-        if last <= head:
-            return
-        if self.readonly:  # the writer may be midway through this commit: hide it
-            self._head = first - 1
+        if last > head:
+            if self.readonly:  # the writer may be midway through this commit: hide it
+                self._head = first - 1
+            else:
+                cut = self._store.cut_after(first - 1, "a commit a crash left half written")
+                if cut is not None:
+                    self._warn_cut(cut)
+                self._head = self._store.last_seq()
+            self._head_ts = self._timestamp_of(self._head)
         else:
-            cut = self._store.cut_after(first - 1, "a commit a crash left half written")
-            if cut is not None:
-                self._warn_cut(cut)
-            self._head = self._store.last_seq()
-        self._head_ts = float(self._read_record(self._head).get("timestamp", 0.0)) if self._head else 0.0
+            self._head_ts = float(record.get("timestamp", 0.0))
+
+    def _timestamp_of(self, seq: int) -> float:
+        if seq == 0:
+            return 0.0
+        if seq < self._store.first_seq():
+            return float(self._codec.snapshot_meta(seq, self._store.get_snapshot(seq)).get("timestamp", 0.0))
+        return float(self._read_record(seq).get("timestamp", 0.0))
 
     def _read_record(self, seq: int) -> dict[str, Any]:
         for s, payload in self._store.read(seq, seq + 1):
@@ -364,6 +372,7 @@ class Journal:
                 return CommitResult(self._head, ())
             self._write(events)
             self._head_state = new_state
+            self._maybe_snapshot()
             return CommitResult(self._head, tuple(events))
 
     def append(self, event: Event) -> Event:
@@ -388,6 +397,7 @@ class Journal:
             self._write([stored])
             if edit is not None:
                 self._head_state = state
+            self._maybe_snapshot()
             return stored
 
     def _write(self, events: list[Event]) -> None:
@@ -407,6 +417,8 @@ class Journal:
         self._sync.appended(len(records))
         if self._tags is not None:
             self._index(events)
+
+    def _maybe_snapshot(self) -> None:
         if self.snapshot_every is not None and self._head - self._last_snapshot >= self.snapshot_every:
             self.snapshot()
 

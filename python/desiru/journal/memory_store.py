@@ -24,6 +24,7 @@ class MemoryBackend:
     def __init__(self) -> None:
         self.meta: dict[str, Any] | None = None
         self.seqs: list[int] = []
+        self.last = 0
         self.payloads: list[bytes] = []
         self.snapshots: dict[int, bytes] = {}
         self.aside: list[tuple[int, bytes]] = []
@@ -79,7 +80,7 @@ class MemoryStore(JournalStore):
     def append(self, records: Sequence[tuple[int, bytes]]) -> None:
         self._need_writer()
         b = self.backend
-        expected = b.seqs[-1] + 1 if b.seqs else (records[0][0] if records else 1)
+        expected = b.last + 1 if b.last else (records[0][0] if records else 1)
         for seq, _ in records:
             if seq != expected:
                 raise DesiruError(f"append of seq {seq}, expected {expected}", path=self.name)
@@ -88,6 +89,7 @@ class MemoryStore(JournalStore):
             for seq, payload in records:
                 b.seqs.append(seq)
                 b.payloads.append(bytes(payload))
+                b.last = seq
 
     def sync(self) -> None:
         self._need_writer()
@@ -106,10 +108,10 @@ class MemoryStore(JournalStore):
             i += 1
 
     def last_seq(self) -> int:
-        return self.backend.seqs[-1] if self.backend.seqs else 0
+        return self.backend.last
 
     def first_seq(self) -> int:
-        return self.backend.seqs[0] if self.backend.seqs else 0
+        return self.backend.seqs[0] if self.backend.seqs else self.backend.last + 1
 
     def recover(self) -> CutReport | None:
         self._need_writer()
@@ -125,6 +127,7 @@ class MemoryStore(JournalStore):
             cut = list(zip(b.seqs[i:], b.payloads[i:]))
             del b.seqs[i:], b.payloads[i:]
             b.aside.extend(cut)
+            b.last = seq
         return CutReport(after_seq=seq, reason=reason, nbytes=sum(len(p) for _, p in cut), kept_in="memory",
                          seqs=tuple(s for s, _ in cut))
 

@@ -97,7 +97,8 @@ def _rewrite(path: str | os.PathLike[str], old_key: Any, new_key: Any, *, keep_k
 
             batch: list[tuple[int, bytes]] = []
             first = src.first_seq()
-            if first:
+            if first > 1:  # compacted: the log starts after the snapshot there
+                dst.start_at(first)
                 put_snapshots(first - 1)
             for seq, payload in src.read(0):
                 if snaps and snaps[0] < seq:

@@ -106,7 +106,10 @@ class JournalStore(abc.ABC):
 
     @abc.abstractmethod
     def first_seq(self) -> int:
-        """The seq of the oldest stored record (0 when empty)."""
+        """The seq of the oldest stored record; ``last_seq() + 1`` when none is stored (1 when empty).
+
+        ``drop_before`` may move it forward; ``last_seq`` never goes back because of it.
+        """
 
     @abc.abstractmethod
     def recover(self) -> CutReport | None:
