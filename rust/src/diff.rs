@@ -63,26 +63,34 @@ pub fn lis_mask(seq: &[usize]) -> Vec<bool> {
 /// The common prefix and suffix are kept as they are; the middle is matched as a
 /// multiset (the k-th copy of a key in old pairs with its k-th copy in new).
 pub fn plan_list<K: Eq + Hash>(old: &[K], new: &[K]) -> ListPlan {
+    plan_window(old, new, 0, 0)
+}
+
+/// [`plan_list`] for the middle of two lists whose first `prefix` and last
+/// `suffix` items the caller already found equal (so it never had to hash them).
+/// `old` and `new` are the middles; indices in the plan refer to the whole lists.
+pub fn plan_window<K: Eq + Hash>(old: &[K], new: &[K], prefix: usize, suffix: usize) -> ListPlan {
     let (lo, ln) = (old.len(), new.len());
     let lim = lo.min(ln);
-    let p = old
+    let p2 = old
         .iter()
         .zip(new)
         .take_while(|(a, b)| a == b)
         .count()
         .min(lim);
-    let s = old
+    let s2 = old
         .iter()
         .rev()
         .zip(new.iter().rev())
-        .take(lim - p)
+        .take(lim - p2)
         .take_while(|(a, b)| a == b)
         .count();
-    let old_mid = old.get(p..lo - s).unwrap_or_default();
-    let new_mid = new.get(p..ln - s).unwrap_or_default();
+    let old_mid = old.get(p2..lo - s2).unwrap_or_default();
+    let new_mid = new.get(p2..ln - s2).unwrap_or_default();
     if old_mid.is_empty() && new_mid.is_empty() {
         return ListPlan::default();
     }
+    let (p, s) = (prefix + p2, suffix + s2);
     let mut spots: HashMap<&K, VecDeque<usize>> = HashMap::with_capacity(new_mid.len());
     for (j, key) in new_mid.iter().enumerate() {
         spots.entry(key).or_default().push_back(j);

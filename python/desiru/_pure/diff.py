@@ -7,7 +7,8 @@ extension gives the very same edits: both follow the rules below.
 - Values compare *strictly*: same type (``True``, ``1`` and ``1.0`` differ),
   floats by their bits, lists in order, dicts by keys and values.
 - Demos are matched by content hash (xxh3-128 of canonical msgpack): the common
-  prefix and suffix are trimmed, the middle is matched as a multiset (the k-th
+  prefix and suffix are trimmed (compared strictly, then by hash), the middle is
+  matched as a multiset (the k-th
   copy of a demo in old pairs with its k-th copy in new), unmatched old demos
   are removed (highest index first), a ``demos_reordered`` follows when the
   survivors' order differs from new's, then unmatched new demos are added
@@ -30,24 +31,7 @@ from typing import Any
 
 from desiru.errors import CorruptDataError, SerializationError, UnknownModuleError
 
-try:
-    from desiru._pure.codec import MAX_DEPTH, content_hash
-except ImportError:  # pragma: no cover - only while the codec twin is absent
-    import msgpack
-    import xxhash
-
-    MAX_DEPTH = 512
-
-    def _sorted(x: Any) -> Any:
-        if type(x) is dict:
-            return {k: _sorted(x[k]) for k in sorted(x)}
-        if type(x) in (list, tuple):
-            return [_sorted(v) for v in x]
-        return x
-
-    def content_hash(obj: Any) -> bytes:
-        return xxhash.xxh3_128_digest(msgpack.packb(_sorted(obj), use_bin_type=True))
-
+from desiru._pure.codec import MAX_DEPTH, content_hash
 
 State = dict[str, Any]
 Edit = dict[str, Any]
@@ -150,12 +134,16 @@ def lis_mask(seq: list[int]) -> list[bool]:
     return keep
 
 
-def plan_list(old: list[Any], new: list[Any]) -> tuple[list[int], list[int] | None, list[int]]:
+def plan_list(
+    old: list[Any], new: list[Any], prefix: int = 0, suffix: int = 0
+) -> tuple[list[int], list[int] | None, list[int]]:
     """Plan the edits of a list of hashable keys: (removed, order, added).
 
-    ``removed`` holds old indices, highest first; ``order`` is the permutation
-    of the remaining items (or None when they are already in new's order);
-    ``added`` holds new indices, lowest first.
+    ``old`` and ``new`` may be the middles of two lists whose first ``prefix``
+    and last ``suffix`` items are already known equal; indices refer to the
+    whole lists. ``removed`` holds old indices, highest first; ``order`` is the
+    permutation of the remaining items (or None when they are already in new's
+    order); ``added`` holds new indices, lowest first.
     """
     lo, ln = len(old), len(new)
     lim = min(lo, ln)
@@ -167,6 +155,10 @@ def plan_list(old: list[Any], new: list[Any]) -> tuple[list[int], list[int] | No
         s += 1
     old_mid = old[p : lo - s]
     new_mid = new[p : ln - s]
+    if not old_mid and not new_mid:
+        return [], None, []
+    p += prefix
+    s += suffix
     where: dict[Any, deque[int]] = {}
     for j, key in enumerate(new_mid):
         where.setdefault(key, deque()).append(j)
@@ -246,7 +238,19 @@ def _diff_set(old: State, new: State, key: str, op: str, field: str, path: str, 
 
 
 def _diff_demos(old: list[Any], new: list[Any], path: str, out: list[Edit]) -> bool:
-    removed, order, added = plan_list([content_hash(d) for d in old], [content_hash(d) for d in new])
+    # Unchanged ends are found by strict equality (which implies equal hashes),
+    # so a small change in a long list hashes only the demos around it.
+    lo, ln = len(old), len(new)
+    lim = min(lo, ln)
+    p = 0
+    while p < lim and strict_equal(old[p], new[p]):
+        p += 1
+    s = 0
+    while s < lim - p and strict_equal(old[lo - 1 - s], new[ln - 1 - s]):
+        s += 1
+    old_keys = [content_hash(d) for d in old[p : lo - s]]
+    new_keys = [content_hash(d) for d in new[p : ln - s]]
+    removed, order, added = plan_list(old_keys, new_keys, p, s)
     for i in removed:
         out.append({"op": "demo_removed", "path": path, "index": i})
     if order is not None:

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use xxhash_rust::xxh3::xxh3_128;
@@ -15,7 +16,7 @@ use xxhash_rust::xxh3::xxh3_128;
 use super::encode::Encoder;
 use super::frame::desiru_error;
 use crate::codec::MAX_DEPTH;
-use crate::diff::{is_permutation, plan_list, plan_modules};
+use crate::diff::{is_permutation, plan_modules, plan_window};
 
 const PROGRAM_KEYS: [&str; 4] = ["modules", "configuration", "custom_data", "metadata"];
 const MODULE_KEYS: [&str; 4] = ["signature", "demos", "parameters", "metadata"];
@@ -62,12 +63,34 @@ fn str_eq(obj: &Bound<'_, PyAny>, want: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The next `(key, value)` of a dict walk, as owned references: unlike PyO3's
+/// dict iterator this never panics if Python code run meanwhile (a custom
+/// `__eq__`) changes the dict, and owning the references keeps them alive.
+fn dict_next<'py>(
+    d: &Bound<'py, PyDict>,
+    pos: &mut ffi::Py_ssize_t,
+) -> Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let mut key: *mut ffi::PyObject = std::ptr::null_mut();
+    let mut value: *mut ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: `d` is a live dict; PyDict_Next bounds-checks `pos` itself and
+    // returns borrowed references, which we turn into owned ones at once.
+    unsafe {
+        if ffi::PyDict_Next(d.as_ptr(), pos, &mut key, &mut value) == 0 {
+            return None;
+        }
+        Some((
+            Bound::from_borrowed_ptr(d.py(), key),
+            Bound::from_borrowed_ptr(d.py(), value),
+        ))
+    }
+}
+
 /// Equality that sees types: `True`, `1` and `1.0` differ; floats compare by bits.
 fn strict_eq(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>, depth: usize) -> PyResult<bool> {
     if a.is(b) {
         return Ok(true);
     }
-    if !a.get_type().is(&b.get_type()) {
+    if a.get_type_ptr() != b.get_type_ptr() {
         return Ok(false);
     }
     let py = a.py();
@@ -78,7 +101,8 @@ fn strict_eq(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>, depth: usize) -> PyResu
         if da.len() != db.len() {
             return Ok(false);
         }
-        for (k, v) in dict_items(da)? {
+        let mut pos: ffi::Py_ssize_t = 0;
+        while let Some((k, v)) = dict_next(da, &mut pos) {
             match db.get_item(&k)? {
                 Some(w) if strict_eq(&v, &w, depth + 1)? => {}
                 _ => return Ok(false),
@@ -117,7 +141,12 @@ fn strict_eq(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>, depth: usize) -> PyResu
     if let (Ok(fa), Ok(fb)) = (a.downcast_exact::<PyFloat>(), b.downcast_exact::<PyFloat>()) {
         return Ok(fa.value().to_bits() == fb.value().to_bits());
     }
-    a.eq(b)
+    // `bool(a == b)`, without building a bool object (this is the hot path for str).
+    // SAFETY: both pointers are live objects for the duration of the call.
+    match unsafe { ffi::PyObject_RichCompareBool(a.as_ptr(), b.as_ptr(), ffi::Py_EQ) } {
+        -1 => Err(PyErr::fetch(py)),
+        r => Ok(r == 1),
+    }
 }
 
 /// A copy of the containers (dict, list, tuple) of a tree; leaves are shared.
@@ -231,15 +260,27 @@ impl<'py> Differ<'py> {
         path: &str,
         out: &mut Edits<'py>,
     ) -> PyResult<bool> {
-        let mut old_h = Vec::with_capacity(old.len());
-        for d in old.iter() {
-            old_h.push(self.content_hash(&d)?);
+        // Unchanged ends are found by strict equality (which implies equal
+        // hashes), so a small change in a long list hashes only the middle.
+        let (lo, ln) = (old.len(), new.len());
+        let lim = lo.min(ln);
+        let mut p = 0;
+        while p < lim && strict_eq(&old.get_item(p)?, &new.get_item(p)?, 0)? {
+            p += 1;
         }
-        let mut new_h = Vec::with_capacity(new.len());
-        for d in new.iter() {
-            new_h.push(self.content_hash(&d)?);
+        let mut s = 0;
+        while s < lim - p && strict_eq(&old.get_item(lo - 1 - s)?, &new.get_item(ln - 1 - s)?, 0)? {
+            s += 1;
         }
-        let plan = plan_list(&old_h, &new_h);
+        let mut old_h = Vec::with_capacity(lo - p - s);
+        for i in p..lo - s {
+            old_h.push(self.content_hash(&old.get_item(i)?)?);
+        }
+        let mut new_h = Vec::with_capacity(ln - p - s);
+        for j in p..ln - s {
+            new_h.push(self.content_hash(&new.get_item(j)?)?);
+        }
+        let plan = plan_window(&old_h, &new_h, p, s);
         for &i in &plan.removed {
             out.push(self.edit(
                 "demo_removed",
