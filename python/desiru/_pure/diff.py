@@ -29,9 +29,8 @@ from bisect import bisect_left
 from collections import deque
 from typing import Any
 
-from desiru.errors import CorruptDataError, SerializationError, UnknownModuleError
-
 from desiru._pure.codec import MAX_DEPTH, content_hash
+from desiru.errors import CorruptDataError, SerializationError, UnknownModuleError
 
 State = dict[str, Any]
 Edit = dict[str, Any]
