@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from pathlib import Path
 
-import desiru as ds
 import pytest
+from programs import QA, sample_program
+
+import desiru as ds
 from desiru import crypto
 from desiru.serialization import EncryptedSerializer, Serializer
 from desiru.serialization.container import CONTAINER_MAGIC
-from programs import QA, sample_program
 
 FORMATS = ["json", "yaml", "msgpack"]
 COMPRESSIONS = [None, "zstd", "gzip"]
@@ -98,9 +100,8 @@ def test_missing_and_wrong_keys(tmp_path: Path) -> None:
     with pytest.raises(ds.DecryptionError) as wrong:
         QA.load(path, key=other)
     assert not isinstance(wrong.value, ds.MissingKeyError)
-    assert (
-        f"encrypted with key id {crypto.key_id_of(RAW)}; the key given has id {crypto.key_id_of(other)}"
-        in str(wrong.value)
+    assert f"encrypted with key id {crypto.key_id_of(RAW)}; the key given has id {crypto.key_id_of(other)}" in str(
+        wrong.value
     )
     assert str(path) in str(wrong.value)
     with pytest.raises(ds.DesiruError, match="exactly 32 bytes; got 31"):
@@ -302,3 +303,15 @@ def test_rekey_keeps_the_file_mode(tmp_path: Path) -> None:
     path.chmod(0o600)
     ds.rekey(path, RAW, os.urandom(32))
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_docs_encryption_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = Path(__file__).resolve().parent.parent / "docs" / "encryption.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+    assert len(blocks) >= 5
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODEL_ENCRYPTION_KEY", raising=False)
+    namespace = {"__name__": "encryption_doc_example"}
+    for code in blocks:  # one namespace: later blocks use what earlier ones defined, as a reader would
+        exec(compile(code, str(doc), "exec"), namespace)
+    assert (tmp_path / "bot.journal").is_dir() and (tmp_path / "bot.msgpack.zst").is_file()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from desiru import crypto
 from desiru.atomic import atomic_write
@@ -82,20 +81,26 @@ def _rekey_document(target: Path, old_key: KeyLike | None, new_key: KeyLike | No
         out = crypto.seal_document(body, key)
         opened, new_id = crypto.open_document(out, key, path=where)
         if opened != body:  # never replace a good file with one that does not open
-            raise DesiruError(
-                "re-encrypted bytes did not open again; the file was left unchanged", path=target
-            )
+            raise DesiruError("re-encrypted bytes did not open again; the file was left unchanged", path=target)
     atomic_write(target, out)
     return RekeyResult(target, "document", old_id, new_id)
+
+
+def _journal_key_id(target: Path) -> str | None:
+    """The key id a journal's header names (None: not encrypted)."""
+    from desiru.journal.file_store import HEADER_FILE, decode_header
+
+    _, body = decode_header((target / HEADER_FILE).read_bytes(), os.fspath(target), check_version=False)
+    enc = body["meta"].get("encryption")
+    return enc.get("key_id") if isinstance(enc, dict) else None
 
 
 def _rekey_journal(target: Path, old_key: KeyLike | None, new_key: KeyLike | None) -> RekeyResult:
     from desiru.journal import rekey_journal
 
-    result: Any = rekey_journal(target, old_key, new_key)
-    old_id = getattr(result, "old_key_id", None)
-    new_id = getattr(result, "new_key_id", None)
-    return RekeyResult(target, "journal", old_id, new_id)
+    old_id = _journal_key_id(target)
+    rekey_journal(target, old_key, new_key)  # checks the old key before it writes anything
+    return RekeyResult(target, "journal", old_id, _journal_key_id(target))
 
 
 __all__ = ["RekeyResult", "rekey"]
