@@ -24,4 +24,25 @@ def xxh3_128(data: bytes | bytearray | memoryview) -> bytes:
 
 # --- frame (rust/src/py/frame.rs) ---------------------------------------------
 
+#: Largest payload of one record (256 MiB); see docs/FORMAT.md "Record framing".
+MAX_RECORD: int
+#: Size of a record header in bytes.
+FRAME_HEADER_LEN: int
+
+def frame_encode(payload: bytes | bytearray | memoryview, seq: int, salt: int) -> bytes:
+    """One record: 24-byte header (length, seq, xxh3 payload and header checksums) + payload."""
+
+def frame_scan(
+    buf: bytes | bytearray | memoryview, salt: int, offset: int = 0, max_record: int = 268435456
+) -> tuple[list[tuple[int, int, bytes]], int, tuple[int, str] | None]:
+    """Scan records from ``offset``: ``(records as (seq, offset, payload), good_end, fault)``;
+    ``fault`` is ``(offset, reason)`` of the first torn or corrupt record, or None."""
+
 # --- diff (rust/src/py/diff.rs) -----------------------------------------------
+
+def diff_states(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
+    """The edits (docs/STATE.md) that turn ``old`` into ``new``; ``[program_created]`` if old is None."""
+
+def apply_edits(state: dict[str, Any], edits: list[dict[str, Any]]) -> dict[str, Any]:
+    """Apply ``edits`` to ``state`` in place and return it; raises desiru.CorruptDataError or
+    desiru.UnknownModuleError at the first edit that does not fit."""
