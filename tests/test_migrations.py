@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -343,3 +344,22 @@ def test_migrate_reports_missing_and_foreign_files(tmp_path: Path) -> None:
     (tmp_path / "other.json").write_text('{"hello": "world"}')
     with pytest.raises(ds.FormatError):
         ds.migrate(tmp_path / "other.json")
+
+
+# -- docs/VERSIONING.md runs --------------------------------------------------------------------------------
+DOC = Path(__file__).resolve().parent.parent / "docs" / "VERSIONING.md"
+
+
+def test_versioning_doc_examples_run(registry: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    blocks = re.findall(r"^```python\n(.*?)^```", DOC.read_text(encoding="utf-8"), flags=re.S | re.M)
+    assert len(blocks) == 2 and "register_migration" in blocks[0] and "register_upcaster" in blocks[1]
+    monkeypatch.chdir(tmp_path)
+    # the upcaster example bumps DemoAdded's schema as a release would: undone after the test
+    monkeypatch.setattr(journal_events.DemoAdded, "schema_version", journal_events.DemoAdded.schema_version)
+    namespace: dict[str, Any] = {"__name__": "versioning_doc"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"{DOC.name}[block {i}]", "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert "missing step: 0.9.0" in printed and "schema 3, newer than this release reads (2)" in printed
+    assert (tmp_path / "prerelease.json.bak-0.9.0").exists()
