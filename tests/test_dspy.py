@@ -5,7 +5,10 @@ No LM is ever called: dspy builds, dumps and loads state without one.
 
 from __future__ import annotations
 
+import enum
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,8 +127,34 @@ def test_dspy_save_read_write_dspy_load(tmp_path: Path) -> None:
     loaded = QA()
     loaded.load(tmp_path / "again.json")
     assert loaded.dump_state() == p.dump_state()
-    # what we write is byte for byte what dspy wrote
+    # what we write is byte for byte what dspy wrote, from the program or from the live module
     assert (tmp_path / "again.json").read_bytes() == (tmp_path / "qa.json").read_bytes()
+    dd.write_dspy_save(p, tmp_path / "live.json")
+    assert (tmp_path / "live.json").read_bytes() == (tmp_path / "qa.json").read_bytes()
+
+
+def test_dspy_files_convert_without_dspy_installed(tmp_path: Path) -> None:
+    compiled().save(tmp_path / "qa.json")
+    script = f"""
+import sys
+sys.modules["dspy"] = None  # as if DSPy were not installed
+import desiru as ds
+from desiru.interop import dspy as dd
+prog = dd.read_dspy_save({str(tmp_path / "qa.json")!r})
+dd.write_dspy_save(prog, {str(tmp_path / "out.json")!r})
+with ds.Journal.open({str(tmp_path / "run.journal")!r}) as j:
+    j.commit(prog)
+try:
+    dd.to_dspy(prog, into=object())
+except ds.DesiruError as exc:
+    assert "pip install" in str(exc), exc
+else:
+    raise AssertionError("to_dspy worked without dspy")
+assert "dspy" not in [m.split(".")[0] for m in sys.modules if sys.modules[m] is not None]
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "out.json").read_bytes() == (tmp_path / "qa.json").read_bytes()
 
 
 def test_save_metadata_is_kept(tmp_path: Path) -> None:
@@ -291,6 +320,20 @@ def test_values_json_cannot_hold_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "nan.json").exists()
     with pytest.raises(ds.FormatError, match=".json"):
         dd.write_dspy_save(dd.from_dspy(compiled()), tmp_path / "qa.yaml")
+
+
+def test_demo_values_become_json_values() -> None:
+    class Color(str, enum.Enum):
+        RED = "red"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    p = dspy.Predict("question -> answer")
+    p.demos = [{"question": ("a", "b"), "answer": {"color": Color.RED, "level": Level.HIGH}}]
+    demo = dd.from_dspy(p).get_module("self").demos[0]
+    assert demo == {"question": ["a", "b"], "answer": {"color": "red", "level": 3}}
+    assert type(demo["answer"]["color"]) is str and type(demo["answer"]["level"]) is int
 
 
 def test_reserved_demo_key_collision() -> None:

@@ -388,34 +388,58 @@ def _demos(where: str, demos: list[Any], live_demos: Any, path: str | None) -> l
     return out
 
 
+_LEAVES = frozenset({str, bool, int, float, bytes, type(None)})
+
+
 def _plain(value: Any, where: str, path: str | None = None) -> Any:
-    """``value`` as a state tree (what dspy's JSON save would write), or a SerializationError."""
-    if value is None or type(value) in (str, bool, int, float, bytes):
-        return value
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise SerializationError(f"{where}: key {k!r} is not a string", path=path)
-            out[str.__str__(k)] = _plain(v, f"{where}.{k}", path)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, f"{where}[{i}]", path) for i, v in enumerate(value)]
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str.__str__(value)
-    if hasattr(value, "model_dump"):  # pydantic models, as dspy's serialize_object writes them
-        return _plain(value.model_dump(mode="json"), where, path)
-    raise SerializationError(
-        f"{where}: a {type(value).__qualname__} cannot be saved",
-        path=path,
-        hint="keep demos, config and LM settings to JSON values (str, number, bool, null, list, dict)",
-    )
+    """``value`` as a fresh state tree (what dspy's JSON save would write), or a SerializationError.
+
+    A copy, because dspy's dump_state shares lists and dicts with the live module.
+    """
+    trail: list[str] = []  # where we are, formatted only for an error (this runs per demo field)
+
+    def walk(v: Any) -> Any:
+        t = type(v)
+        if t in _LEAVES:
+            return v
+        if t is dict or isinstance(v, dict):
+            out = {}
+            for k, item in v.items():
+                if type(k) is not str:
+                    if not isinstance(k, str):
+                        raise SerializationError(f"{_trail(where, trail)}: key {k!r} is not a string", path=path)
+                    k = str.__str__(k)
+                if type(item) in _LEAVES:
+                    out[k] = item
+                else:
+                    trail.append(f".{k}")
+                    out[k] = walk(item)
+                    trail.pop()
+            return out
+        if t is list or t is tuple or isinstance(v, (list, tuple)):
+            items = []
+            for i, item in enumerate(v):
+                trail.append(f"[{i}]")
+                items.append(walk(item))
+                trail.pop()
+            return items
+        if isinstance(v, str):  # subclasses (str enums, ...) as their plain value
+            return str.__str__(v)
+        if isinstance(v, (bool, int, float)):
+            return bool(v) if isinstance(v, bool) else int(v) if isinstance(v, int) else float(v)
+        if hasattr(v, "model_dump"):  # pydantic models, as dspy's serialize_object writes them
+            return walk(v.model_dump(mode="json"))
+        raise SerializationError(
+            f"{_trail(where, trail)}: a {t.__qualname__} cannot be saved",
+            path=path,
+            hint="keep demos, config and LM settings to JSON values (str, number, bool, null, list, dict)",
+        )
+
+    return walk(value)
+
+
+def _trail(where: str, trail: list[str]) -> str:
+    return where + "".join(trail)
 
 
 def _class_path(cls: type) -> str:
