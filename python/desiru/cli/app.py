@@ -8,6 +8,7 @@ shown only with ``--debug``, because users meet files, not stack frames.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,10 +63,29 @@ class Env:
         self.out.print(text, **kwargs)
 
 
+#: library hints that name a Python call, and what a command-line user types instead
+_CLI_HINTS = (
+    ("journal.repair(", "`desiru verify JOURNAL` lists every fault; `desiru repair JOURNAL` cuts the journal "
+                        "before the damage, keeping the cut bytes"),
+    ("journal.verify()", "`desiru verify JOURNAL` lists every fault"),
+    ("migrate_journal(", "run `desiru migrate JOURNAL` with a release that reads both versions"),
+    ("key_id_of(", "check the key in your --key-env variable; `desiru inspect FILE` shows the key id the file needs"),
+    ("Journal.open(", "check the path: journal commands take the journal directory"),
+    ("rekey_journal(", "drop --key-env, or encrypt it with `desiru rekey JOURNAL --new-key-env VAR`"),
+)
+
+
 def _cli_hint(exc: DesiruError) -> None:
     """Rewrite library hints that speak Python into what a command-line user types."""
     if isinstance(exc, MissingKeyError):
         exc.hint = "give the key with --key-env VAR (the name of an environment variable) or --ask-key"
+        return
+    for needle, text in _CLI_HINTS:
+        if exc.hint and needle in exc.hint:
+            exc.hint = text
+            return
+    if exc.hint and exc.hint.startswith("pass key="):
+        exc.hint = "give the key with --key-env VAR or --ask-key"
 
 
 def report_error(env: Env | None, exc: BaseException) -> int:
@@ -108,13 +128,23 @@ class DesiruGroup(click.Group):
                 _show_warnings(ctx, caught)
 
 
+def cli_text(text: str) -> str:
+    """A library warning with its Python-speaking hint, e.g. "(run journal.verify() ...)",
+    replaced by the command to type."""
+    for needle, hint in _CLI_HINTS:
+        if needle in text:
+            return re.sub(r" \((?:run|pass|call|create) [^;]*\)(?=;|$)", lambda _, h=hint: f" ({h})", text,
+                          count=1)
+    return text
+
+
 def _show_warnings(ctx: click.Context, caught: list[warnings.WarningMessage]) -> None:
     env = ctx.obj if isinstance(ctx.obj, Env) else Env()
     seen = set()
     for w in caught:
         if not issubclass(w.category, UserWarning):
             continue
-        text = str(w.message)
+        text = cli_text(str(w.message))
         if text not in seen:
             seen.add(text)
             env.err.print(f"[bold yellow]warning:[/] {escape(text)}", soft_wrap=True)

@@ -62,8 +62,10 @@ def _dict_change(old: Any, new: Any) -> str:
 
 
 def _signature_change(old: Any, new: Any) -> str:
-    old = old if isinstance(old, dict) else {}
     new = new if isinstance(new, dict) else {}
+    if not isinstance(old, dict):  # no earlier state at hand (the log): say what it became
+        text = sources.signature_text({"signature": new})
+        return f"{text}; instructions {render.short(new.get('instructions'), 60)}"
     parts = []
     for side in ("inputs", "outputs"):
         a = [f.get("name") for f in old.get(side) or [] if isinstance(f, dict)]
@@ -73,11 +75,8 @@ def _signature_change(old: Any, new: Any) -> str:
         elif old.get(side) != new.get(side):
             parts.append(f"{side} descriptions or prefixes changed")
     if old.get("instructions") != new.get("instructions"):
-        if old:
-            parts.append(f"instructions {render.short(old.get('instructions'), 40)} -> "
-                         f"{render.short(new.get('instructions'), 40)}")
-        else:
-            parts.append(f"instructions {render.short(new.get('instructions'), 60)}")
+        parts.append(f"instructions {render.short(old.get('instructions'), 40)} -> "
+                     f"{render.short(new.get('instructions'), 40)}")
     return "; ".join(parts) or "(same)"
 
 

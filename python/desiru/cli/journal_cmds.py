@@ -10,13 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from dataclasses import asdict, is_dataclass
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from desiru.cli import keys, progress, render, sources
-from desiru.cli.app import EXIT_DIFFERENT, Env, cli, env_of
+from desiru.cli.app import EXIT_DIFFERENT, Env, _cli_hint, cli, env_of
 from desiru.cli.convert import output_options, report_saved
 from desiru.cli.diff import describe
 from desiru.errors import CorruptDataError, DecryptionError, DesiruError, MissingKeyError
@@ -81,21 +81,6 @@ def event_details(event: Any) -> str:
 
 def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _plain(report: Any) -> Any:
-    """A library report (a dataclass) as JSON-safe data."""
-    if is_dataclass(report) and not isinstance(report, type):
-        return render.to_json({k: _plain(v) for k, v in asdict(report).items()})
-    if isinstance(report, (list, tuple)):
-        return [_plain(x) for x in report]
-    if isinstance(report, os.PathLike):
-        return os.fspath(report)
-    if isinstance(report, dict):
-        return {str(k): _plain(v) for k, v in report.items()}
-    if isinstance(report, (str, int, float, bool, bytes)) or report is None:
-        return render.to_json(report)
-    return str(report)
 
 
 # -- log ---------------------------------------------------------------------------------------------
@@ -163,8 +148,6 @@ def log_cmd(ctx: click.Context, journal: str, modules: tuple[str, ...], types: t
 
 
 def _row(env: Env, event: Any, seq_width: int) -> None:
-    from rich.markup import escape
-
     colour = {"Added": "green", "Removed": "red", "Imported": "green", "Tagged": "cyan"}
     style = next((c for suffix, c in colour.items() if event.type.endswith(suffix)), "yellow")
     env.result(f"{event.seq:>{seq_width}}  {_when(event.timestamp)}  [{style}]{event.type:<16}[/]  "
@@ -342,8 +325,8 @@ def verify_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: bool
         click.echo(json.dumps(report, indent=2))
     else:
         for fault in faults:
-            env.result(f"[red]fault:[/] {fault}")
-        env.result(report["summary"])
+            env.result(f"[red]fault:[/] {escape(fault)}", soft_wrap=True)
+        env.result(escape(report["summary"]), soft_wrap=True)
     if faults:
         ctx.exit(EXIT_DIFFERENT)
 
@@ -355,9 +338,8 @@ def _verify_journal(env: Env, src: sources.Source, key: str | None) -> tuple[dic
 
     try:
         report = keys.with_key(check, key)
-    except MissingKeyError:
-        raise
-    except (CorruptDataError, DecryptionError) as exc:  # damage found before verify could even start
+    except CorruptDataError as exc:  # damage found before verify could even start
+        _cli_hint(exc)
         faults = [exc._render()]
         return {"path": str(src.path), "kind": "journal", "ok": False, "faults": faults,
                 "summary": f"{src.path}: 1 fault; try `desiru repair {src.path}`"}, faults
@@ -376,9 +358,9 @@ def _verify_document(env: Env, src: sources.Source, key: str | None) -> tuple[di
     try:
         with progress.task(env, "verifying"):
             doc = keys.with_key(lambda k: sources.read_document(src.path, key=k), key)
-    except MissingKeyError:
-        raise
     except (CorruptDataError, DecryptionError) as exc:
+        if isinstance(exc, MissingKeyError) or "key id" in exc.message:
+            raise  # a key problem, not damage: an error, not a fault
         faults = [exc._render()]
         return {"path": str(src.path), "kind": "document", "ok": False, "faults": faults,
                 "summary": f"{src.path}: damaged; restore it from a backup"}, faults
@@ -417,14 +399,18 @@ def repair_cmd(ctx: click.Context, journal: str, key_env: str | None, ask_key: b
 
 
 def _print_repair(env: Env, report: Any) -> None:
-    """Say what repair did, from its report."""
-    data = _plain(report)
-    if isinstance(data, dict):
-        text = getattr(report, "summary", None) or getattr(report, "message", None)
-        if isinstance(text, str):
-            env.result(text)
-        else:
-            for k, v in data.items():
-                env.result(f"{k}: {v}")
-    else:
-        env.result(str(report))
+    """Say what repair found and did, from its RepairReport."""
+    if not report.changed:
+        env.result(f"{report.path}: nothing to repair; head is seq {report.head:,}")
+        for fault in report.faults:  # e.g. damage only a key could confirm
+            env.result(f"[yellow]note:[/] {fault}")
+        return
+    for fault in report.faults:
+        env.result(f"[red]fault:[/] {fault}")
+    for cut in report.cuts:
+        seqs = f" (seqs {cut.seqs[0]}..{cut.seqs[-1]})" if cut.seqs else ""
+        env.result(f"cut {cut.nbytes:,} bytes after seq {cut.after_seq:,}{seqs}: {cut.reason}; "
+                   f"kept in {cut.kept_in}")
+    for seq in report.snapshots_removed:
+        env.result(f"moved the snapshot at seq {seq:,} aside (damaged or past the new head)")
+    env.result(f"{report.path}: repaired; head is now seq {report.head:,}. Check it with `desiru verify`.")
