@@ -63,25 +63,55 @@ fn str_eq(obj: &Bound<'_, PyAny>, want: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The next `(key, value)` of a dict walk, as owned references: unlike PyO3's
-/// dict iterator this never panics if Python code run meanwhile (a custom
-/// `__eq__`) changes the dict, and owning the references keeps them alive.
-fn dict_next<'py>(
-    d: &Bound<'py, PyDict>,
-    pos: &mut ffi::Py_ssize_t,
-) -> Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let mut key: *mut ffi::PyObject = std::ptr::null_mut();
-    let mut value: *mut ffi::PyObject = std::ptr::null_mut();
-    // SAFETY: `d` is a live dict; PyDict_Next bounds-checks `pos` itself and
-    // returns borrowed references, which we turn into owned ones at once.
-    unsafe {
-        if ffi::PyDict_Next(d.as_ptr(), pos, &mut key, &mut value) == 0 {
-            return None;
+/// `strict_eq` of two exact dicts of the same length.
+///
+/// The hot path of a diff: for str keys it looks values up with borrowed
+/// pointers and skips identical values without touching them (no refcount
+/// writes), which is what makes comparing two states that share their strings
+/// cheap. Only values that differ by identity are compared in depth.
+fn dict_eq(da: &Bound<'_, PyDict>, db: &Bound<'_, PyDict>, depth: usize) -> PyResult<bool> {
+    let py = da.py();
+    let mut pos: ffi::Py_ssize_t = 0;
+    loop {
+        let mut key: *mut ffi::PyObject = std::ptr::null_mut();
+        let mut value: *mut ffi::PyObject = std::ptr::null_mut();
+        // SAFETY: `da` and `db` are live dicts. PyDict_Next bounds-checks `pos`
+        // against the dict as it is now. The borrowed `key` and `value` are used
+        // only until Python code may run: lookups with an exact-str key run no
+        // Python code (cached hash, C comparison); other keys, and any value
+        // that is not the very same object, are turned into owned references
+        // before anything else happens.
+        unsafe {
+            if ffi::PyDict_Next(da.as_ptr(), &mut pos, &mut key, &mut value) == 0 {
+                return Ok(true);
+            }
+            let (v, w) = if ffi::PyUnicode_CheckExact(key) != 0 {
+                let other = ffi::PyDict_GetItemWithError(db.as_ptr(), key);
+                if other.is_null() {
+                    return match PyErr::take(py) {
+                        Some(err) => Err(err),
+                        None => Ok(false),
+                    };
+                }
+                if other == value {
+                    continue;
+                }
+                (
+                    Bound::from_borrowed_ptr(py, value),
+                    Bound::from_borrowed_ptr(py, other),
+                )
+            } else {
+                let k = Bound::from_borrowed_ptr(py, key);
+                let v = Bound::from_borrowed_ptr(py, value);
+                match db.get_item(&k)? {
+                    Some(w) => (v, w),
+                    None => return Ok(false),
+                }
+            };
+            if !strict_eq(&v, &w, depth + 1)? {
+                return Ok(false);
+            }
         }
-        Some((
-            Bound::from_borrowed_ptr(d.py(), key),
-            Bound::from_borrowed_ptr(d.py(), value),
-        ))
     }
 }
 
@@ -101,14 +131,7 @@ fn strict_eq(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>, depth: usize) -> PyResu
         if da.len() != db.len() {
             return Ok(false);
         }
-        let mut pos: ffi::Py_ssize_t = 0;
-        while let Some((k, v)) = dict_next(da, &mut pos) {
-            match db.get_item(&k)? {
-                Some(w) if strict_eq(&v, &w, depth + 1)? => {}
-                _ => return Ok(false),
-            }
-        }
-        return Ok(true);
+        return dict_eq(da, db, depth);
     }
     if let (Ok(la), Ok(lb)) = (a.downcast_exact::<PyList>(), b.downcast_exact::<PyList>()) {
         if depth >= MAX_DEPTH {
