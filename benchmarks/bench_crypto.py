@@ -11,11 +11,14 @@ speed of the container and the scrypt cost of a passphrase.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,30 +41,49 @@ def _verdict(ok: bool, text: str) -> str:
     return f"{text}: " + ("met" if ok else "MISSED")
 
 
+def _timed(fn: Callable[[], Any]) -> float:
+    gc.collect()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+    finally:
+        gc.enable()
+
+
 def documents(program: ds.Program, folder: Path, key: crypto.Key, runs: int) -> tuple[list[list[Any]], list[str]]:
-    """Program.save + ds.load with and without a key, per compression; rows and verdicts."""
+    """Program.save + ds.load with and without a key, per compression; rows and verdicts.
+
+    Plain and encrypted runs alternate (and swap order every round), so a load spike from
+    other processes on this shared machine hits both sides alike instead of one.
+    """
     rows, verdicts = [], []
     for compress in (None, "zstd"):
-        times: dict[bool, tuple[float, float, int]] = {}
-        for encrypted in (False, True):
-            k = key if encrypted else None
-            target = folder / f"p{'-enc' if encrypted else ''}.msgpack"
-            saved = program.save(target, compress=compress, key=k)
-            t_save = median_time(lambda t=target, c=compress, k=k: program.save(t, compress=c, key=k), runs)
-            t_load = median_time(lambda p=saved.path, k=k: ds.load(p, key=k), runs)
-            times[encrypted] = (t_save, t_load, saved.size)
-        plain, enc = times[False], times[True]
-        ratio = (enc[0] + enc[1]) / (plain[0] + plain[1])
+        paths = {enc: folder / f"p{'-enc' if enc else ''}.msgpack" for enc in (False, True)}
+        keys = {False: None, True: key}
+        saved = {enc: program.save(paths[enc], compress=compress, key=keys[enc]) for enc in (False, True)}
+        for enc in (False, True):  # warm up both
+            ds.load(saved[enc].path, key=keys[enc])
+        saves: dict[bool, list[float]] = {False: [], True: []}
+        loads: dict[bool, list[float]] = {False: [], True: []}
+        for r in range(runs):
+            for enc in (False, True) if r % 2 == 0 else (True, False):
+                saves[enc].append(_timed(partial(program.save, paths[enc], compress=compress, key=keys[enc])))
+                loads[enc].append(_timed(partial(ds.load, saved[enc].path, key=keys[enc])))
+        med = {enc: (statistics.median(saves[enc]), statistics.median(loads[enc])) for enc in (False, True)}
+        ratio = sum(med[True]) / sum(med[False])
         name = f"msgpack{'+' + compress if compress else ''}"
-        for label, (t_save, t_load, size) in (("plain", plain), ("encrypted", enc)):
+        for enc in (False, True):
+            t_save, t_load = med[enc]
             rows.append(
                 [
-                    f"{name} {label}",
+                    f"{name} {'encrypted' if enc else 'plain'}",
                     f"{t_save * 1e3:.0f}",
                     f"{t_load * 1e3:.0f}",
                     f"{(t_save + t_load) * 1e3:.0f}",
-                    f"{size / 1e6:.1f}",
-                    f"{ratio:.3f}x" if label == "encrypted" else "",
+                    f"{saved[enc].size / 1e6:.1f}",
+                    f"{ratio:.3f}x" if enc else "",
                 ]
             )
         verdicts.append(
@@ -97,34 +119,34 @@ def scrypt_cost(runs: int) -> list[str]:
     ]
 
 
-def _append_rate(folder: Path, name: str, key: crypto.Key | None, fsync: str, n: int, runs: int) -> float:
-    """Events per second of Journal.append of one small ParameterSet each, median over runs."""
+def _append_rate(path: Path, key: crypto.Key | None, fsync: str, n: int) -> float:
+    """Events per second of Journal.append of one small ParameterSet each, into a fresh journal."""
     from desiru.journal import ParameterSet
 
     base = BigProgram.from_state(program_state(2, 4, seed=3))
-    rates = []
-    for r in range(runs + 1):
-        path = folder / f"{name}-{r}.journal"
-        with ds.Journal.open(path, key=key, fsync=fsync) as j:
-            j.commit(base)
-            t0 = time.perf_counter()
-            for i in range(n):
-                j.append(ParameterSet(path="step_0", payload={"key": "temperature", "value": i / n}))
-            j.flush()
-            elapsed = time.perf_counter() - t0
-        if r:  # the first run warms up
-            rates.append(n / elapsed)
-    return statistics.median(rates)
+    with ds.Journal.open(path, key=key, fsync=fsync) as j:
+        j.commit(base)
+        gc.collect()
+        t0 = time.perf_counter()
+        for i in range(n):
+            j.append(ParameterSet(path="step_0", payload={"key": "temperature", "value": i / n}))
+        j.flush()
+        return n / (time.perf_counter() - t0)
 
 
 def journal(folder: Path, key: crypto.Key, n: int, runs: int) -> tuple[list[list[Any]], list[str]]:
-    """Encrypted vs plain append throughput under fsync="batch" and "never"."""
+    """Encrypted vs plain append throughput under fsync="batch" and "never", runs alternating."""
     rows, verdicts = [], []
     for fsync in ("batch", "never"):
-        plain = _append_rate(folder, f"plain-{fsync}", None, fsync, n, runs)
-        enc = _append_rate(folder, f"enc-{fsync}", key, fsync, n, runs)
-        share = enc / plain
-        rows.append([f'fsync="{fsync}"', f"{plain:,.0f}", f"{enc:,.0f}", f"{share:.0%}"])
+        rates: dict[bool, list[float]] = {False: [], True: []}
+        for r in range(runs + 1):  # round 0 warms up
+            for enc in (False, True) if r % 2 == 0 else (True, False):
+                rate = _append_rate(folder / f"{fsync}-{r}-{enc}.journal", key if enc else None, fsync, n)
+                if r:
+                    rates[enc].append(rate)
+        plain, enc_rate = statistics.median(rates[False]), statistics.median(rates[True])
+        share = enc_rate / plain
+        rows.append([f'fsync="{fsync}"', f"{plain:,.0f}", f"{enc_rate:,.0f}", f"{share:.0%}"])
         verdicts.append(
             _verdict(
                 share >= 0.5,
@@ -143,6 +165,7 @@ def main() -> None:
     state = program_state(10, 100, seed=2) if args.quick else large_state()
     program = BigProgram.from_state(state)
     size_mb = len(_engine.packb(state)) / 1e6
+    load = os.getloadavg()[0]
     key = crypto.Key.from_user(crypto.generate_key())
     n_events = 2_000 if args.quick else 20_000
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
@@ -158,7 +181,8 @@ def main() -> None:
         [
             f"Command: `python benchmarks/bench_crypto.py{' --quick' if args.quick else ''}`; "
             f"{'a 10 x 100 program' if args.quick else 'the large program'} ({size_mb:.1f} MB as msgpack); "
-            f"medians of {runs} runs; engine: {_engine.BACKEND}. Machine: {machine()}.",
+            f"medians of {runs} runs; engine: {_engine.BACKEND}. Machine: {machine()}; load average "
+            f"{load:.1f} when the run started (the machine is shared).",
             "",
             "Documents: `Program.save` + `ds.load` of the same program with and without `key=` (a raw "
             "256-bit key), in the same run. Both saves are durable (fsync); the encrypted one adds AES-256-GCM "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import os
@@ -164,9 +165,7 @@ class Key:
 
     __slots__ = ("_aead", "_derived", "_passphrase", "_raw", "kdf", "key_id")
 
-    def __init__(
-        self, raw: bytes, *, kdf: dict[str, Any] | None = None, passphrase: str | None = None
-    ) -> None:
+    def __init__(self, raw: bytes, *, kdf: dict[str, Any] | None = None, passphrase: str | None = None) -> None:
         if len(raw) != KEY_SIZE:
             raise DesiruError(f"a key must be {KEY_SIZE} bytes; got {len(raw)}")
         self._raw = bytes(raw)
@@ -442,9 +441,7 @@ def open_document(blob: bytes, key: Key | bytes | str | None, path: Any = None) 
     for i in range(count):
         chunk = mv[i * stride : i * stride + (stride if i < full else last)]
         try:
-            out.append(
-                aead.decrypt(_segment_nonce(base, i), chunk, _segment_aad(header.raw, i, i == count - 1))
-            )
+            out.append(aead.decrypt(_segment_nonce(base, i), chunk, _segment_aad(header.raw, i, i == count - 1)))
         except InvalidTag:
             raise DecryptionError(
                 f"authentication failed in segment {i}: the encrypted data was altered, truncated or damaged",
@@ -456,12 +453,17 @@ def open_document(blob: bytes, key: Key | bytes | str | None, path: Any = None) 
 
 
 # -- journal records ------------------------------------------------------------------------------
-def _record_aad(journal_id: bytes, seq: int) -> bytes:
+@functools.lru_cache(maxsize=64)
+def _record_aad_prefix(journal_id: bytes) -> bytes:
     if len(journal_id) > MAX_JOURNAL_ID_SIZE:
         raise DesiruError(f"journal id too long ({len(journal_id)} bytes, at most {MAX_JOURNAL_ID_SIZE})")
+    return RECORD_AAD_TAG + bytes((len(journal_id),)) + journal_id
+
+
+def _record_aad(journal_id: bytes, seq: int) -> bytes:
     if not 0 <= seq < 2**64:
         raise DesiruError(f"seq {seq} out of range for a journal record")
-    return RECORD_AAD_TAG + bytes((len(journal_id),)) + bytes(journal_id) + _U64.pack(seq)
+    return _record_aad_prefix(bytes(journal_id)) + _U64.pack(seq)
 
 
 def _require_key(key: Any) -> Key:
@@ -499,13 +501,10 @@ def open_record(key: Key, journal_id: bytes, seq: int, blob: bytes) -> bytes:
         )
     mv = memoryview(blob)
     try:
-        return k._aead.decrypt(
-            bytes(mv[1 : 1 + NONCE_SIZE]), mv[1 + NONCE_SIZE :], _record_aad(journal_id, seq)
-        )
+        return k._aead.decrypt(bytes(mv[1 : 1 + NONCE_SIZE]), mv[1 + NONCE_SIZE :], _record_aad(journal_id, seq))
     except InvalidTag:
         raise DecryptionError(
-            "authentication failed: the record was altered, moved from another seq or journal, or the key "
-            "is wrong",
+            "authentication failed: the record was altered, moved from another seq or journal, or the key is wrong",
             seq=seq,
             hint="run `desiru verify` on the journal; restore it from a backup if it was damaged",
         ) from None
