@@ -210,6 +210,7 @@ def test_custom_and_empty_prefixes_round_trip(tmp_path: Path) -> None:
     other = dspy.Predict("text -> label")
     dd.to_dspy(dd.from_dspy(loaded), into=other)
     assert other.dump_state() == loaded.dump_state()
+    assert dd.read_dspy_save(tmp_path / "q.json", template=dspy.Predict("text -> label")) == dd.from_dspy(loaded)
 
 
 @pytest.mark.parametrize(("name", "options"), [
@@ -247,6 +248,17 @@ def test_non_predict_parameters_are_kept_whole() -> None:
     assert prog.get_module("search").metadata["dspy"]["raw"] == {"k": 7}
     back = dd.to_dspy(prog, into=WithRetrieve())
     assert back.search.k == 7
+
+
+def test_bare_flex_round_trips(tmp_path: Path) -> None:
+    flex = dspy.Flex("question -> answer")  # a parameter that is not a predictor: state kept whole
+    prog = dd.from_dspy(flex)
+    assert prog.get_module("self").metadata["dspy"]["raw"] == flex.dump_state()
+    dd.write_dspy_save(prog, tmp_path / "flex.json")
+    loaded = dspy.Flex("question -> answer")
+    loaded.load(tmp_path / "flex.json")
+    assert loaded.dump_state() == flex.dump_state()
+    assert dd.read_dspy_save(tmp_path / "flex.json", template=dspy.Flex("question -> answer")) == prog
 
 
 def test_as_program() -> None:
@@ -294,6 +306,8 @@ def test_pickle_and_folders_are_refused(tmp_path: Path) -> None:
     (b'{"a": {', ds.CorruptDataError, "not valid JSON"),
     (b"[1, 2]", ds.CorruptDataError, "JSON object"),
     (b'{"a": 3}', ds.CorruptDataError, "must be an object"),
+    (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", ds.CorruptDataError, "nested too deeply"),
+    (b'{"a": {}, "metadata": 3}', ds.CorruptDataError, "'metadata'"),
     (b'{"a": {"demos": [1], "signature": {"instructions": "", "fields": []}, "lm": null}}',
      ds.CorruptDataError, "demo 0"),
     (b'{"a": {"demos": [], "signature": {"instructions": "", "fields": [{"prefix": 1}]}, "lm": null}}',

@@ -129,13 +129,13 @@ def read_dspy_save(path: str | os.PathLike[str], template: Any = None) -> Progra
                                hint="is this a DSPy state file written by module.save('x.json')?") from None
     except UnicodeDecodeError as exc:
         raise CorruptDataError("not UTF-8 JSON", path=where, offset=exc.start) from None
+    except RecursionError:
+        raise CorruptDataError("the JSON is nested too deeply", path=where) from None
     if not isinstance(doc, dict):
         raise CorruptDataError(f"a DSPy state file holds a JSON object, got {type(doc).__name__}", path=where)
     save_metadata = doc.pop("metadata", None)
     if save_metadata is not None and not isinstance(save_metadata, dict):
         raise CorruptDataError("'metadata' must be an object", path=where)
-    if _is_predictor_state(doc):  # a bare predictor saves its own state, not a name -> state map
-        doc = {ROOT: doc}
     live: dict[str, Any] = {}
     if template is not None:
         _require_dspy()
@@ -143,6 +143,9 @@ def read_dspy_save(path: str | os.PathLike[str], template: Any = None) -> Progra
             raise DesiruError(f"template must be a dspy module, got {type(template).__qualname__}",
                               path=where)
         live = dict(template.named_parameters())
+    # a bare predictor saves its own state, not a name -> state map
+    if _is_parameter(template) if template is not None else _is_predictor_state(doc):
+        doc = {ROOT: doc}
     tree = _program_tree(doc, live, root=template, save_metadata=save_metadata, path=where)
     return Program.from_state(tree, path=where)
 
