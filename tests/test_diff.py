@@ -532,3 +532,40 @@ def test_engine_seam_exposes_the_diff() -> None:
     old, new = program(module("m")), program(module("m", t=1))
     assert _engine.diff_states(old, new) == [{"op": "parameter_set", "path": "m", "key": "t", "value": 1}]
     assert _engine.apply_edits(old, _engine.diff_states(old, new)) == new
+
+
+class _Meddler:
+    """A value whose ``__eq__`` mutates the dict being compared: no panic may follow."""
+
+    def __init__(self, target: dict[str, Any]) -> None:
+        self.target = target
+
+    def __eq__(self, other: object) -> bool:
+        for i in range(20):
+            self.target[f"k{i}"] = i
+        self.target.clear()
+        return True
+
+    __hash__ = object.__hash__
+
+
+@impl_param
+def test_user_code_that_mutates_during_a_diff_cannot_crash(impl: ModuleType) -> None:
+    a_params: dict[str, Any] = {}
+    b_params: dict[str, Any] = {}
+    a_params["x"] = _Meddler(a_params)
+    b_params["x"] = _Meddler(b_params)
+    old, new = program(module("m", **a_params)), program(module("m", **b_params))
+    old["modules"][0]["parameters"] = a_params
+    new["modules"][0]["parameters"] = b_params
+    # Also inside a dict compared as a whole (metadata), which is walked live.
+    a_meta: dict[str, Any] = {"a": 1}
+    b_meta: dict[str, Any] = {"a": 1}
+    a_meta["x"] = _Meddler(a_meta)
+    b_meta["x"] = _Meddler(b_meta)
+    old["metadata"], new["metadata"] = a_meta, b_meta
+    for _ in range(2):
+        try:
+            impl.diff_states(old, new)
+        except Exception:  # an ordinary error is fine; a PanicException (BaseException) is not
+            pass
