@@ -295,13 +295,20 @@ class FileStore(JournalStore):
         return False
 
     def _scan_last(self) -> int:
-        """The last complete seq, scanning only the last segment (earlier ones are checked on read)."""
+        """The last complete seq, scanning only the last segment (earlier ones are checked on read).
+
+        Damage with valid records after it is remembered in ``self.damage`` (recover() raises
+        it for a writer; a reader reads up to it), the seq returned is the last one before it.
+        """
         if not self._segments:
             return 0
         first = self._segments[-1]
         last, offset = first - 1, 0  # an empty last segment continues the one before it
-        for seq, off, payload in self._scan_segment(first, tail_ok=True):
-            last, offset = seq, off + RECORD_HEADER + len(payload)
+        try:
+            for seq, off, payload in self._scan_segment(first, tail_ok=True):
+                last, offset = seq, off + RECORD_HEADER + len(payload)
+        except CorruptDataError as exc:
+            self.damage = exc
         self._tail_pos = (first, offset)
         return last
 
@@ -322,10 +329,13 @@ class FileStore(JournalStore):
         if not self._segments:
             return 0
         first, offset = self._tail_pos
-        for seq, off, payload in self._scan_segment(first, offset, tail_ok=True, expect=self._last_seq + 1
-                                                    if offset else first):
-            self._last_seq = seq
-            self._tail_pos = (first, off + RECORD_HEADER + len(payload))
+        try:
+            for seq, off, payload in self._scan_segment(first, offset, tail_ok=True,
+                                                        expect=self._last_seq + 1 if offset else first):
+                self._last_seq = seq
+                self._tail_pos = (first, off + RECORD_HEADER + len(payload))
+        except CorruptDataError as exc:
+            self.damage = exc
         return self._last_seq
 
     def first_seq(self) -> int:
@@ -409,6 +419,8 @@ class FileStore(JournalStore):
                 if stop is not None and seq >= stop:
                     return
                 yield seq, payload
+                if stop is not None and seq >= stop - 1:
+                    return  # do not scan on into bytes nobody asked for
             if not is_last and last_seen != segments[i + 1] - 1:
                 raise CorruptDataError(
                     f"log segment ends at seq {last_seen} but the next one starts at {segments[i + 1]}",
@@ -416,7 +428,12 @@ class FileStore(JournalStore):
                     hint="run desiru.journal.repair(path)")
 
     def recover(self) -> CutReport | None:
-        """Cut a torn/corrupt tail of the last segment into damaged/ (never appending after garbage)."""
+        """Cut a torn/corrupt tail of the last segment into damaged/ (never appending after garbage).
+
+        Damage with valid records after it is not a tail: CorruptDataError naming seq and offset.
+        """
+        if self.damage is not None:
+            raise self.damage
         if not self._segments:
             return None
         first = self._segments[-1]
@@ -454,7 +471,7 @@ class FileStore(JournalStore):
         return str(target)
 
     def cut_after(self, seq: int, reason: str) -> CutReport | None:
-        if seq >= self._last_seq:
+        if seq >= self._last_seq and self.damage is None:
             return None
         self._cursor = (0, 0, 0)
         kept: list[str] = []
@@ -487,6 +504,7 @@ class FileStore(JournalStore):
                 kept.append(report.kept_in or "")
             self._tail_pos = (first, end)
         self._last_seq = seq
+        self.damage = None
         return CutReport(after_seq=seq, reason=reason, nbytes=nbytes, kept_in=", ".join(k for k in kept if k))
 
     def drop_before(self, seq: int) -> int:

@@ -166,6 +166,9 @@ class Journal:
                 cut = store.recover()
                 if cut is not None:
                     self._warn_cut(cut)
+            elif store.damage is not None:
+                warnings.warn(f"{store.damage}; this reader sees the events before it only", JournalWarning,
+                              stacklevel=3)
             self._head = store.last_seq()
             self._head_ts = 0.0
             self._settle_tail()

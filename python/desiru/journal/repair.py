@@ -63,9 +63,10 @@ def repair(path: str | os.PathLike[str], key: Any = None) -> RepairReport:
     store.lock()
     try:
         cuts: list[CutReport] = []
-        cut = store.recover()
-        if cut is not None:
-            cuts.append(cut)
+        if store.damage is None:  # otherwise the cut below starts at the damage
+            cut = store.recover()
+            if cut is not None:
+                cuts.append(cut)
         _count, faults = store.check()
         log_faults = [f for f in faults if not f.reason.startswith("snapshot") and f.seq is not None]
         bad = min((f.seq for f in log_faults if f.seq is not None), default=None)

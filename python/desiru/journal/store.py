@@ -60,6 +60,9 @@ class JournalStore(abc.ABC):
     #: a readable name (path or URL) for messages
     name: str = "<store>"
     readonly: bool = False
+    #: damage found while opening (valid records follow it, so it is no torn tail); readers
+    #: read up to it, and ``recover`` raises it
+    damage: Exception | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     @abc.abstractmethod
