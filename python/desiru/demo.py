@@ -346,8 +346,10 @@ def run_demo(
     report.baseline_score = best_score
     commit_time = 0.0
     with Journal.open(journal_path, fsync="batch") as j:
-        first = j.commit(program, tag="baseline")
-        report.best_seq = first.seq
+        j.commit(program, tag="baseline")
+        # "best" starts at the baseline and moves to each better trial (a tag names the point after
+        # its commit; tagging a name again moves it)
+        report.best_seq = j.commit(program, tag="best").seq
         report.commits = 1
         for n in range(1, trials + 1):
             candidate = best.copy()
@@ -355,7 +357,6 @@ def run_demo(
             score = evaluate(candidate, devset)
             candidate.metadata["score"] = round(score, 4)
             better = score > best_score
-            # a tag names the point after its commit; tagging "best" again moves it to the new best
             t0 = time.perf_counter()
             result = j.commit(candidate, tag="best" if better else None)
             commit_time += time.perf_counter() - t0
