@@ -53,7 +53,8 @@ def test_run_demo_end_to_end(tmp_path: Path) -> None:
     assert ds.load(report.files["msgpack+zstd"]) == program
     assert {name for name in report.timings} >= {"optimize", "replay", "save json", "load msgpack+zstd", "forward"}
     assert len(report.answers) == 3 and all(a and g for _, a, g in report.answers)
-    assert report.sizes["journal"] > 0 and report.lm_calls == 31 * 8 * 5  # the baseline and 30 trials, 5 LM calls per example
+    # the baseline and 30 trials, 8 dev examples each, 5 LM calls per example
+    assert report.sizes["journal"] > 0 and report.lm_calls == 31 * 8 * 5
 
 
 def test_demo_is_deterministic_for_a_seed(tmp_path: Path) -> None:
