@@ -11,6 +11,11 @@ use pyo3::types::{PyBytes, PyList};
 use crate::error::Error;
 use crate::frame::{self, HEADER_LEN, MAX_RECORD};
 
+/// Raise a desiru exception (by class name in `desiru.errors`) with a hint.
+///
+/// Used for the errors the core's `Error` enum does not carry (payload size
+/// limits here, unfit edits in `py::diff`); everything else goes through the
+/// one `From<Error> for PyErr` in `py::error`.
 pub(crate) fn desiru_error(py: Python<'_>, class: &str, message: String, hint: &str) -> PyErr {
     let make = || -> PyResult<PyErr> {
         let cls = py.import("desiru.errors")?.getattr(class)?;
@@ -25,19 +30,14 @@ pub(crate) fn desiru_error(py: Python<'_>, class: &str, message: String, hint: &
 
 fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
     match e {
+        // Same text and hint as the Python twin (the shared mapping would add a tree path).
         Error::Unserializable { message, .. } => desiru_error(
             py,
             "SerializationError",
             message,
             "split the change into smaller events",
         ),
-        Error::Corrupt { .. } => desiru_error(
-            py,
-            "CorruptDataError",
-            e.to_string(),
-            "the bytes are damaged",
-        ),
-        Error::InvalidArgument(message) => PyValueError::new_err(message),
+        other => other.into(),
     }
 }
 
