@@ -6,13 +6,15 @@ extension gives the very same edits: both follow the rules below.
 
 - Values compare *strictly*: same type (``True``, ``1`` and ``1.0`` differ),
   floats by their bits, lists in order, dicts by keys and values.
-- Demos are matched by content hash (xxh3-128 of canonical msgpack): the common
-  prefix and suffix are trimmed (compared strictly, then by hash), the middle is
-  matched as a multiset (the k-th
-  copy of a demo in old pairs with its k-th copy in new), unmatched old demos
-  are removed (highest index first), a ``demos_reordered`` follows when the
-  survivors' order differs from new's, then unmatched new demos are added
-  (lowest index first).
+- Demos are matched by content hash (xxh3-128 of canonical msgpack). The
+  common prefix and suffix are trimmed (compared strictly first, so unchanged
+  demos are not even hashed, then by hash); the middle is matched as a
+  multiset (the k-th copy of a demo in old pairs with its k-th copy in new).
+  Unmatched old demos are removed (highest index first), a
+  ``demos_reordered`` follows when the survivors' order differs from new's,
+  then unmatched new demos are added (lowest index first). Two demos with the
+  same canonical encoding are the same demo, even if one holds a tuple where
+  the other holds a list (state trees hold lists).
 - Modules are matched by name. A module that moved is removed and added again;
   the modules kept in place are those of the longest increasing run of new
   positions, so a reorder moves as few modules as possible. A kept module whose
