@@ -371,6 +371,8 @@ def test_round_trip_any_text(tmp_path_factory: pytest.TempPathFactory, instructi
                        else {"question": q, "answer": a} for q, a, ex in demos]
     folder = tmp_path_factory.mktemp("rt")
     dd.write_dspy_save(dd.from_dspy(p), folder / "p.json")
+    p.save(folder / "dspy.json")
+    assert (folder / "p.json").read_bytes() == (folder / "dspy.json").read_bytes()
     loaded = dspy.ChainOfThought("question -> answer")
     loaded.load(folder / "p.json")
     assert loaded.dump_state() == p.dump_state()
