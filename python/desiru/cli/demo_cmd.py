@@ -53,6 +53,7 @@ def demo_cmd(ctx: click.Context, directory: str, trials: int, train: int, dev: i
             assert isinstance(t, Trial)
             bar.advance()
             if t.best:
+                bar.update(description=f"optimizing, best {t.score:.3f}")
                 line = (f"  trial {t.number:>5}  seq {t.seq:>6}  score {t.score:.3f}  [green]new best[/]  "
                         f"{escape(', '.join(t.changes))}")
                 if bar.shown:

@@ -151,29 +151,35 @@ def _size_text(n: int) -> str:
 
 def inspect_journal(env: Env, path: str, key: str | None, as_json: bool) -> None:
     """Show a journal's head, tags and the modules of the program at its head."""
-    size = os.path.getsize(path)
 
     def read(k: str | None) -> dict[str, Any]:
         with sources.open_journal(path, k) as j:
-            events = list(j.events())
-            state = j.replay_state() if events else None
-            return {"head": j.head, "tags": dict(j.tags()), "events": events, "state": state,
-                    "encrypted": bool(getattr(j, "encrypted", False)),
-                    "format_version": str(getattr(j, "format_version", "") or "") or None}
+            counts: dict[str, int] = {}
+            first = last = None
+            for event in j.events(j.first_replayable()):  # streamed: journals can hold millions
+                counts[event.type] = counts.get(event.type, 0) + 1
+                first = event.timestamp if first is None else first
+                last = event.timestamp
+            state = j.replay_state() if j.head else None
+            encryption = j.encryption or {}
+            version = getattr(j.store, "version", None)
+            return {"head": j.head, "tags": dict(j.tags()), "counts": counts, "first": first, "last": last,
+                    "state": state, "size": j.size(),
+                    "encrypted": bool(encryption), "key_id": encryption.get("key_id"),
+                    "format_version": str(version) if version is not None else None,
+                    "first_replayable": j.first_replayable()}
 
     with progress.task(env, f"reading {os.path.basename(path)}"):
         facts = keys.with_key(read, key)
-    events = facts["events"]
-    counts: dict[str, int] = {}
-    for e in events:
-        counts[e.type] = counts.get(e.type, 0) + 1
+    size = facts["size"]
+    counts = facts["counts"]
+    n_events = sum(counts.values())
     state = facts["state"]
     rows = module_rows(state) if state else []
-    first = events[0].timestamp if events else None
-    last = events[-1].timestamp if events else None
+    first, last = facts["first"], facts["last"]
     info = {
         "path": path, "kind": "journal", "size": size, "format_version": facts["format_version"],
-        "encrypted": facts["encrypted"], "head": facts["head"], "events": len(events),
+        "encrypted": facts["encrypted"], "key_id": facts["key_id"], "head": facts["head"], "events": n_events,
         "event_types": counts, "tags": facts["tags"], "first_event_at": first, "last_event_at": last,
         "class": state.get("class") if state else None, "modules": rows,
         "demos": sum(r["demos"] for r in rows),
@@ -184,9 +190,10 @@ def inspect_journal(env: Env, path: str, key: str | None, as_json: bool) -> None
     tags = ", ".join(f"{name}@{seq}" for name, seq in facts["tags"].items()) or "none"
     fields = [
         ("kind", "journal" + (f", format {facts['format_version']}" if facts["format_version"] else "")),
-        ("encrypted", "yes" if facts["encrypted"] else "no"),
+        ("encrypted", f"yes (key id {facts['key_id']})" if facts["encrypted"] else "no"),
         ("size", _size_text(size)),
-        ("head", f"seq {facts['head']}, {len(events):,} events"),
+        ("head", f"seq {facts['head']:,}, {n_events:,} events"
+                 + (f" (replayable from seq {facts['first_replayable']:,})" if facts["first_replayable"] > 1 else "")),
         ("events", ", ".join(f"{t} {n:,}" for t, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"),
         ("tags", tags),
     ]
