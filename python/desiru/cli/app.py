@@ -106,8 +106,17 @@ def report_error(env: Env | None, exc: BaseException) -> int:
     return code
 
 
+#: the order --help lists commands in: first steps, documents, journals, upkeep
+ORDER = ("demo", "inspect", "diff", "convert", "export-module", "import-module", "log", "replay", "tag",
+         "snapshot", "compact", "verify", "repair", "migrate", "rekey")
+
+
 class DesiruGroup(click.Group):
     """A click group whose invoke turns any error into one line and an exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
 
     def invoke(self, ctx: click.Context) -> Any:
         with warnings.catch_warnings(record=True) as caught:
@@ -167,9 +176,9 @@ def cli(ctx: click.Context, quiet: bool, debug: bool) -> None:
     Start here:
       desiru demo                          run an optimization into a journal, replay and save the best
       desiru inspect qa.msgpack.zst        what is in a file or journal
-      desiru log runs/qa.dsj --module answer
-      desiru diff runs/qa.dsj@tag:baseline runs/qa.dsj@tag:best
-      desiru replay runs/qa.dsj --tag best -o best.json
+      desiru log runs/qa.journal --module answer
+      desiru diff runs/qa.journal@tag:baseline runs/qa.journal@tag:best
+      desiru replay runs/qa.journal --tag best -o best.json
 
     A journal point is written PATH@tag:NAME, PATH@seq:N or PATH@head. Keys are never
     given as values on the command line: use --key-env VAR or --ask-key.

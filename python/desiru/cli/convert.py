@@ -36,7 +36,7 @@ def report_saved(env: Env, result: SaveResult, what: str = "wrote") -> None:
     env.say(f"{what} [bold]{result.path}[/] ({how}, {size})")
 
 
-@cli.command("convert")
+@cli.command("convert", short_help='Rewrite a document: format, compression, key.')
 @click.argument("source", metavar="IN")
 @click.argument("out", metavar="OUT", type=click.Path(dir_okay=False))
 @output_options
@@ -57,7 +57,7 @@ def convert_cmd(ctx: click.Context, source: str, out: str, fmt: str | None, comp
       desiru convert qa.msgpack qa.yaml
       desiru convert qa.json qa.bin --format msgpack --compress zstd --out-key-env PROD_KEY
       desiru convert secret.bin plain.json --key-env PROD_KEY
-      desiru convert runs/qa.dsj@tag:best best.json
+      desiru convert runs/qa.journal@tag:best best.json
     """
     env = env_of(ctx)
     src = sources.parse_source(source)

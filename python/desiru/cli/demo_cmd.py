@@ -14,7 +14,7 @@ from desiru.cli.app import cli, env_of
 from desiru.errors import DesiruError
 
 
-@cli.command("demo")
+@cli.command("demo", short_help='Run the demo: optimize, journal, replay, save.')
 @click.argument("directory", metavar="[DIR]", default="desiru-demo", type=click.Path(file_okay=False))
 @click.option("--trials", default=200, show_default=True, type=click.IntRange(1, 1_000_000),
               help="Optimization trials (one journal commit each).")

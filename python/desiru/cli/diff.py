@@ -177,7 +177,7 @@ def show(env: Env, a_label: str, b_label: str, before: dict[str, Any], edits: li
     env.result(summary(edits))
 
 
-@cli.command("diff")
+@cli.command("diff", short_help='What changed between two programs (exit 1 if any).')
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
 @keys.key_options
@@ -194,8 +194,8 @@ def diff_cmd(ctx: click.Context, a: str, b: str, key_env: str | None, ask_key: b
     Output lines read: + added, - removed, ~ changed, then the module path.
     Examples:
       desiru diff old.json new.msgpack.zst
-      desiru diff runs/qa.dsj@tag:baseline runs/qa.dsj@tag:best
-      desiru diff runs/qa.dsj@seq:12 deployed.json --json
+      desiru diff runs/qa.journal@tag:baseline runs/qa.journal@tag:best
+      desiru diff runs/qa.journal@seq:12 deployed.json --json
     """
     env = env_of(ctx)
     key = keys.input_key(key_env, ask_key)

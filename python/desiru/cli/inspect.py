@@ -218,7 +218,7 @@ def _when(ts: Any) -> str:
     return str(ts)
 
 
-@cli.command("inspect")
+@cli.command("inspect", short_help='What a document or journal holds.')
 @click.argument("path")
 @keys.key_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of tables.")
@@ -234,7 +234,7 @@ def inspect_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: boo
     \b
     Examples:
       desiru inspect qa.msgpack.zst
-      desiru inspect runs/qa.dsj --json
+      desiru inspect runs/qa.journal --json
       MYKEY=... desiru inspect secret.bin --key-env MYKEY
     """
     env = env_of(ctx)

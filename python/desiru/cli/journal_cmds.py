@@ -84,7 +84,7 @@ def _when(ts: float) -> str:
 
 
 # -- log ---------------------------------------------------------------------------------------------
-@cli.command("log")
+@cli.command("log", short_help="List a journal's events, with filters.")
 @click.argument("journal", metavar="JOURNAL")
 @click.option("-m", "--module", "modules", multiple=True, metavar="PATH",
               help="Only events of this module (dotted path) and what is inside it. Repeatable.")
@@ -156,7 +156,7 @@ def _row(env: Env, event: Any, seq_width: int) -> None:
 
 
 # -- replay ------------------------------------------------------------------------------------------
-@cli.command("replay")
+@cli.command("replay", short_help='Write a journal point (tag or seq) to a document.')
 @click.argument("journal", metavar="JOURNAL")
 @click.option("--tag", help="Replay to the point tagged NAME.")
 @click.option("--seq", type=click.IntRange(min=1), help="Replay to this seq.")
@@ -198,7 +198,7 @@ def replay_cmd(ctx: click.Context, journal: str, tag: str | None, seq: int | Non
 
 
 # -- tag / snapshot / compact --------------------------------------------------------------------------
-@cli.command("tag")
+@cli.command("tag", short_help="Tag a journal's head.")
 @click.argument("journal", metavar="JOURNAL")
 @click.argument("name")
 @keys.key_options
@@ -233,7 +233,7 @@ def tag_cmd(ctx: click.Context, journal: str, name: str, key_env: str | None, as
     env.say(f"tagged [bold]{name}[/] at seq {event.seq}{note}")
 
 
-@cli.command("snapshot")
+@cli.command("snapshot", short_help="Snapshot a journal's head.")
 @click.argument("journal", metavar="JOURNAL")
 @keys.key_options
 @click.pass_context
@@ -257,7 +257,7 @@ def snapshot_cmd(ctx: click.Context, journal: str, key_env: str | None, ask_key:
     env.say(f"snapshot at seq {seq:,}; the journal takes {render.human_size(size)}")
 
 
-@cli.command("compact")
+@cli.command("compact", short_help='Drop history before the newest snapshot.')
 @click.argument("journal", metavar="JOURNAL")
 @click.option("--snapshot", "take_snapshot", is_flag=True,
               help="Snapshot the head first, so everything before the head is dropped.")
@@ -297,7 +297,7 @@ def compact_cmd(ctx: click.Context, journal: str, take_snapshot: bool, key_env: 
 
 
 # -- verify / repair -----------------------------------------------------------------------------------
-@cli.command("verify")
+@cli.command("verify", short_help='Check every byte; exit 1 naming each fault.')
 @click.argument("path")
 @keys.key_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -370,7 +370,7 @@ def _verify_document(env: Env, src: sources.Source, key: str | None) -> tuple[di
                        f"checksum {checksum} verified"}, []
 
 
-@cli.command("repair")
+@cli.command("repair", short_help='Cut a damaged journal tail, keeping the bytes.')
 @click.argument("journal", metavar="JOURNAL")
 @keys.key_options
 @click.pass_context

@@ -11,7 +11,7 @@ from desiru.cli.app import cli, env_of
 from desiru.errors import DesiruError
 
 
-@cli.command("migrate")
+@cli.command("migrate", short_help='Upgrade an old file or journal in place.')
 @click.argument("path")
 @keys.key_options
 @click.pass_context
@@ -42,7 +42,7 @@ def migrate_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: boo
                f"{result.to_version}{kept}")
 
 
-@cli.command("rekey")
+@cli.command("rekey", short_help='Re-encrypt a file or journal under a new key.')
 @click.argument("path")
 @click.option("--key-env", metavar="VAR", help="The CURRENT key, from environment variable VAR.")
 @click.option("--ask-key", is_flag=True, help="Prompt for the current key.")

@@ -14,7 +14,7 @@ from desiru.errors import DesiruError
 from desiru.state import copy_tree
 
 
-@cli.command("export-module")
+@cli.command("export-module", short_help='Write one module to its own file.')
 @click.argument("program", metavar="PROGRAM")
 @click.argument("module", metavar="MODULE")
 @click.argument("out", metavar="OUT", type=click.Path(dir_okay=False))
@@ -33,7 +33,7 @@ def export_module_cmd(ctx: click.Context, program: str, module: str, out: str, f
     \b
     Examples:
       desiru export-module qa.json answer answer.json
-      desiru export-module runs/qa.dsj@tag:best answer answer.msgpack.zst
+      desiru export-module runs/qa.journal@tag:best answer answer.msgpack.zst
     """
     env = env_of(ctx)
     src = sources.parse_source(program)
@@ -50,7 +50,7 @@ def export_module_cmd(ctx: click.Context, program: str, module: str, out: str, f
     report_saved(env, result, f"exported {module} to")
 
 
-@cli.command("import-module")
+@cli.command("import-module", short_help='Put a module file into a program file.')
 @click.argument("program", metavar="PROGRAM", type=click.Path(dir_okay=False))
 @click.argument("module_file", metavar="MODULE_FILE", type=click.Path(dir_okay=False))
 @click.option("--name", help="Dotted path to put the module at (default: the name it was exported with). "
