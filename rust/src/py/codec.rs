@@ -72,11 +72,14 @@ fn packb<'py>(
     let mut encoder = Encoder::new(py, buf, canonical);
     let result = encoder.encode_root(obj);
     let buf = encoder.out;
-    let out = result.map(|()| PyBytes::new(py, &buf));
+    let out = match result {
+        Ok(()) => Ok(PyBytes::new(py, &buf)),
+        Err(e) => Err(e.into()),
+    };
     if buf.capacity() <= KEEP_BUFFER_UP_TO {
         PACK_BUF.with(|cell| cell.replace(buf));
     }
-    Ok(out?)
+    out
 }
 
 /// Decode one msgpack value of a state tree, with bounded depth and allocation.

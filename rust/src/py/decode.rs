@@ -7,19 +7,74 @@ use pyo3::prelude::*;
 
 use crate::codec::read::{decode, utf8_error, Build};
 
+/// Map keys repeat a lot in a state tree ("question", "answer", ... once per
+/// demo): short keys are made once per decode and shared. Sharing also keeps
+/// the str's cached hash, which makes each dict insert cheaper.
+const KEY_CACHE_SLOTS: usize = 512;
+const KEY_CACHE_MAX_LEN: usize = 24;
+/// Inputs smaller than this decode without a key cache (not worth setting up).
+const KEY_CACHE_FROM: usize = 4096;
+
+struct CachedKey {
+    len: usize,
+    bytes: [u8; KEY_CACHE_MAX_LEN],
+    obj: Py<PyAny>,
+}
+
 /// Builds Python objects for [`decode`].
 pub(crate) struct PyBuilder<'py> {
     py: Python<'py>,
+    keys: Vec<Option<CachedKey>>,
+    use_cache: bool,
+}
+
+#[inline]
+fn key_slot(k: &[u8]) -> usize {
+    // FNV-1a: short keys, good spread, no allocation
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in k {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    (h as usize) & (KEY_CACHE_SLOTS - 1)
 }
 
 impl<'py> PyBuilder<'py> {
     pub(crate) fn new(py: Python<'py>) -> Self {
-        PyBuilder { py }
+        PyBuilder {
+            py,
+            keys: Vec::new(),
+            use_cache: false,
+        }
     }
 
     /// Decode one value from `data` (see [`decode`] for the rules).
     pub(crate) fn decode(&mut self, data: &[u8], max_depth: usize) -> PyResult<Bound<'py, PyAny>> {
+        self.use_cache = data.len() >= KEY_CACHE_FROM;
         decode(data, max_depth, self)
+    }
+
+    #[inline]
+    fn cached_key(&mut self, v: &[u8], offset: usize) -> PyResult<Bound<'py, PyAny>> {
+        if self.keys.is_empty() {
+            self.keys.resize_with(KEY_CACHE_SLOTS, || None);
+        }
+        let slot = key_slot(v);
+        if let Some(Some(hit)) = self.keys.get(slot) {
+            if hit.bytes.get(..hit.len) == Some(v) {
+                return Ok(hit.obj.bind(self.py).clone());
+            }
+        }
+        let obj = self.make_str(v, offset)?;
+        let mut bytes = [0u8; KEY_CACHE_MAX_LEN];
+        bytes[..v.len()].copy_from_slice(v);
+        if let Some(entry) = self.keys.get_mut(slot) {
+            *entry = Some(CachedKey {
+                len: v.len(),
+                bytes,
+                obj: obj.clone().unbind(),
+            });
+        }
+        Ok(obj)
     }
 
     #[inline]
@@ -96,6 +151,9 @@ impl<'py> Build for PyBuilder<'py> {
     }
     #[inline]
     fn key(&mut self, v: &[u8], offset: usize) -> PyResult<Self::Key> {
+        if self.use_cache && v.len() <= KEY_CACHE_MAX_LEN {
+            return self.cached_key(v, offset);
+        }
         self.make_str(v, offset)
     }
     #[inline]

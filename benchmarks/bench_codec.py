@@ -1,0 +1,302 @@
+"""Codec benchmark: encode/decode of the small and large program states against
+msgpack, ormsgpack, msgspec, orjson and pickle (protocol 5), content-hash
+throughput, and raw hash speed (xxh3-128, BLAKE3, sha256) on our data.
+
+    python benchmarks/bench_codec.py            # full run, writes docs/benchmarks.md "## Codec"
+    python benchmarks/bench_codec.py --quick    # tiny run (smaller large state, few rounds), no write
+
+Method: every library is timed once per round, in turn (interleaved, so a busy
+neighbour on the machine slows all of them alike), for several rounds; the table
+shows medians. gc.collect() runs before each sample; the GC stays enabled, as in
+real use. Ratios are msgpack-python's time over the library's (higher = faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import os
+import pickle
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import xxhash
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from data import program_state, small_state  # noqa: E402
+
+from desiru import _native  # noqa: E402
+from desiru._pure import codec as _pure  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+
+# targets of issue 3 (speedups over msgpack-python / ormsgpack, GB/s)
+TARGET_ENCODE_VS_MSGPACK = 2.5
+TARGET_DECODE_VS_MSGPACK = 1.5
+TARGET_VS_ORMSGPACK = 1.0
+TARGET_HASH_GBPS = 1.0
+
+
+def _optional(name: str) -> Any:
+    try:
+        return __import__(name)
+    except ImportError:
+        return None
+
+
+ormsgpack = _optional("ormsgpack")
+msgspec = _optional("msgspec")
+orjson = _optional("orjson")
+blake3 = _optional("blake3")
+if msgspec is not None:
+    import msgspec.msgpack  # noqa: F401
+
+
+def encoders() -> dict[str, Callable[[Any], bytes]]:
+    out: dict[str, Callable[[Any], bytes]] = {
+        "desiru": _native.packb,
+        "desiru canonical": lambda s: _native.packb(s, canonical=True),
+        "desiru pure-python": _pure.packb,
+        "msgpack": lambda s: msgpack.packb(s, use_bin_type=True),
+    }
+    if ormsgpack is not None:
+        out["ormsgpack"] = ormsgpack.packb
+    if msgspec is not None:
+        out["msgspec"] = msgspec.msgpack.encode
+    if orjson is not None:
+        out["orjson (JSON)"] = orjson.dumps
+    out["pickle 5"] = lambda s: pickle.dumps(s, protocol=5)
+    return out
+
+
+def decoders(state: Any) -> dict[str, tuple[Callable[[bytes], Any], bytes]]:
+    """Each decoder with the bytes it reads (its own format for JSON and pickle)."""
+    mp = msgpack.packb(state, use_bin_type=True)
+    out: dict[str, tuple[Callable[[bytes], Any], bytes]] = {
+        "desiru": (_native.unpackb, mp),
+        "desiru pure-python": (_pure.unpackb, mp),
+        "msgpack": (lambda b: msgpack.unpackb(b, raw=False), mp),
+    }
+    if ormsgpack is not None:
+        out["ormsgpack"] = (ormsgpack.unpackb, mp)
+    if msgspec is not None:
+        out["msgspec"] = (msgspec.msgpack.decode, mp)
+    if orjson is not None:
+        out["orjson (JSON)"] = (orjson.loads, orjson.dumps(state))
+    out["pickle 5"] = (pickle.loads, pickle.dumps(state, protocol=5))
+    return out
+
+
+def sample(func: Callable[[Any], Any], arg: Any, min_time: float) -> float:
+    """Seconds per call: one call, or a loop long enough to time small inputs."""
+    gc.collect()
+    n = 0
+    start = time.perf_counter()
+    while True:
+        func(arg)
+        n += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time:
+            return elapsed / n
+
+
+def interleaved(cases: dict[str, tuple[Callable[[Any], Any], Any]], rounds: int, min_time: float) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, (func, arg) in cases.items():
+            times[name].append(sample(func, arg, min_time))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds >= 0.1:
+        return f"{seconds * 1e3:.0f} ms"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds * 1e6:.0f} us"
+
+
+def machine() -> list[str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        rustc = "rustc not found"
+    try:
+        load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "n/a"
+    versions = [f"msgpack {'.'.join(map(str, msgpack.version))}"]
+    for mod in (ormsgpack, msgspec, orjson, blake3):
+        if mod is not None:
+            versions.append(f"{mod.__name__} {getattr(mod, '__version__', '?')}")
+    versions.append(f"xxhash {xxhash.VERSION}")
+    return [
+        f"- CPU: {cpu}, `nproc` = {os.cpu_count()}; load average at the start (1/5/15 min): {load}",
+        f"- Python {platform.python_version()} ({platform.python_implementation()}), {rustc}, "
+        f"{platform.system()} {platform.release()}",
+        f"- peers: {', '.join(versions)}",
+    ]
+
+
+def run(quick: bool, rounds: int) -> tuple[list[str], list[str]]:
+    """Run everything; return (markdown lines, target summary lines)."""
+    small = small_state()
+    large = program_state(10, 200, seed=2) if quick else program_state(50, 2000, seed=2)
+    md: list[str] = []
+    summary: list[str] = []
+    results: dict[str, dict[str, float]] = {}
+    sizes = {}
+    for label, state, min_time in (("small", small, 0.05), ("large", large, 0.0)):
+        sizes[label] = len(msgpack.packb(state, use_bin_type=True))
+        print(f"[{label}] {sizes[label] / 1e6:.2f} MB of msgpack", flush=True)
+        enc_cases = {name: (f, state) for name, f in encoders().items()}
+        if label == "large" and not quick:
+            # the pure twin is msgpack plus a Python walk: too slow to repeat on 100 MB
+            enc_cases.pop("desiru pure-python")
+        enc = interleaved(enc_cases, rounds, min_time)
+        dec_cases = dict(decoders(state).items())
+        if label == "large" and not quick:
+            dec_cases.pop("desiru pure-python")
+        dec = interleaved(dec_cases, rounds, min_time)
+        results[f"{label} encode"] = enc
+        results[f"{label} decode"] = dec
+    for what in ("encode", "decode"):
+        md.append(f"### {what.capitalize()}")
+        md.append("")
+        md.append("| library | small (5 x 8) | ratio vs msgpack | large (50 x 2,000) | ratio vs msgpack | vs ormsgpack |")
+        md.append("|---|---|---|---|---|---|")
+        small_r = results[f"small {what}"]
+        large_r = results[f"large {what}"]
+        for name in small_r:
+            s = small_r[name]
+            lg = large_r.get(name)
+            row = [name, fmt_time(s), f"{small_r['msgpack'] / s:.2f}x"]
+            if lg is None:
+                row += ["not run", "", ""]
+            else:
+                vs_orm = f"{large_r['ormsgpack'] / lg:.2f}x" if "ormsgpack" in large_r else "n/a"
+                row += [fmt_time(lg), f"{large_r['msgpack'] / lg:.2f}x", vs_orm]
+            md.append("| " + " | ".join(row) + " |")
+        md.append("")
+    # targets
+    large_enc, large_dec = results["large encode"], results["large decode"]
+    checks = [
+        ("encode large vs msgpack", large_enc["msgpack"] / large_enc["desiru"], TARGET_ENCODE_VS_MSGPACK),
+        ("decode large vs msgpack", large_dec["msgpack"] / large_dec["desiru"], TARGET_DECODE_VS_MSGPACK),
+    ]
+    if ormsgpack is not None:
+        checks += [
+            ("encode large vs ormsgpack", large_enc["ormsgpack"] / large_enc["desiru"], TARGET_VS_ORMSGPACK),
+            ("decode large vs ormsgpack", large_dec["ormsgpack"] / large_dec["desiru"], TARGET_VS_ORMSGPACK),
+        ]
+
+    # content hash and raw hashes on the large state's bytes
+    data = msgpack.packb(large, use_bin_type=True)
+    canon = _native.packb(large, canonical=True)
+    hash_cases: dict[str, tuple[Callable[[Any], Any], Any]] = {
+        "desiru content_hash(state) (walk + canonical encode + xxh3-128)": (_native.content_hash, large),
+        "desiru packb(state, canonical=True) alone": (lambda s: _native.packb(s, canonical=True), large),
+        "desiru xxh3_128(bytes)": (_native.xxh3_128, canon),
+        "xxhash.xxh3_128_digest(bytes)": (xxhash.xxh3_128_digest, canon),
+        "desiru sha256(bytes)": (_native.sha256, canon),
+        "hashlib.sha256(bytes)": (lambda b: hashlib.sha256(b).digest(), canon),
+    }
+    if blake3 is not None:
+        hash_cases["blake3(bytes) (1 thread)"] = (lambda b: blake3.blake3(b).digest(), canon)
+        hash_cases["blake3(bytes, max_threads=AUTO)"] = (
+            lambda b: blake3.blake3(b, max_threads=blake3.blake3.AUTO).digest(),
+            canon,
+        )
+    hashes = interleaved(hash_cases, rounds, 0.0)
+    md.append(f"### Hashing ({len(canon) / 1e6:.1f} MB: the large state's canonical msgpack)")
+    md.append("")
+    md.append("| work | time | throughput (GB/s of msgpack bytes) |")
+    md.append("|---|---|---|")
+    for name, t in hashes.items():
+        md.append(f"| {name} | {fmt_time(t)} | {len(canon) / t / 1e9:.2f} |")
+    md.append("")
+    if blake3 is None:
+        md.append("(BLAKE3 not measured: `pip install blake3` to include it.)")
+        md.append("")
+    hash_gbps = len(data) / hashes["desiru content_hash(state) (walk + canonical encode + xxh3-128)"] / 1e9
+    checks.append(("content hash of the large state (GB/s)", hash_gbps, TARGET_HASH_GBPS))
+
+    md.append("### Targets (issue 3)")
+    md.append("")
+    md.append("| target | measured | wanted | verdict |")
+    md.append("|---|---|---|---|")
+    for name, got, want in checks:
+        unit = "" if "GB/s" in name else "x"
+        verdict = "met" if got >= want else f"missed by {(1 - got / want) * 100:.0f}%"
+        md.append(f"| {name} | {got:.2f}{unit} | >= {want}{unit} | {verdict} |")
+        summary.append(f"{name}: {got:.2f}{unit} (target >= {want}{unit}) -> {verdict}")
+    md.append("")
+    md.insert(0, f"Sizes: small {sizes['small'] / 1e3:.1f} kB, large {sizes['large'] / 1e6:.1f} MB of msgpack. "
+              f"Medians of {rounds} interleaved rounds.")
+    md.insert(1, "")
+    return md, summary
+
+
+SECTION_INTRO = """Measured by `python benchmarks/bench_codec.py` (one run; all libraries on the
+same data in the same process, interleaved round by round, medians). The data
+is `benchmarks/data.py`: a program of 5 modules x 8 demos (small) and of 50
+modules x 2,000 demos of realistic text (large), shaped as docs/STATE.md.
+Ratios are msgpack-python's time over the library's: higher is faster.
+orjson writes JSON and pickle its own format: they are there for scale."""
+
+
+def write_section(body: list[str], notes: str) -> None:
+    """Replace (or add) the "## Codec" section of docs/benchmarks.md, leaving the rest."""
+    section = "\n".join(["## Codec", "", SECTION_INTRO, "", *machine(), "", *body, notes.rstrip(), ""]) + "\n"
+    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n\n"
+    pattern = re.compile(r"^## Codec\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: section, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text, encoding="utf-8")
+
+
+# What the numbers mean; kept here so a rerun rewrites the whole section.
+NOTES = """### Notes
+
+See docs/codec.md for the codec's design, limits and dependency choices.
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny run (10 x 200 large state, 3 rounds), no write")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per measurement (default 7, quick 3)")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not update docs/benchmarks.md")
+    args = parser.parse_args()
+    rounds = args.rounds or (3 if args.quick else 7)
+    body, summary = run(args.quick, rounds)
+    print("\n".join(body))
+    print("\n".join(summary))
+    if not (args.quick or args.no_write):
+        write_section(body, NOTES)
+        print(f"wrote the Codec section of {DOC.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
