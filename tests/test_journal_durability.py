@@ -270,6 +270,7 @@ def test_crash_leftovers_of_snapshot_and_compaction(tmp_path: Path) -> None:
     # a compaction interrupted after deleting only the oldest segment
     _segments(path)[0].unlink()
     with Journal.open(path) as j:
+        assert not list((path / SNAPSHOT_DIR).glob(".*.tmp"))  # the writer cleans up leftovers
         assert j.replay_state() == final
         assert j.replay_state(tag="t3") == final
         j.compact()

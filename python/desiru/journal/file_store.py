@@ -434,6 +434,7 @@ class FileStore(JournalStore):
         """
         if self.damage is not None:
             raise self.damage
+        self._remove_temp_files()
         if not self._segments:
             return None
         first = self._segments[-1]
@@ -443,6 +444,15 @@ class FileStore(JournalStore):
         if good_end >= size:
             return None
         return self._cut(first, good_end, size, self._last_seq, "torn or corrupt tail")
+
+    def _remove_temp_files(self) -> None:
+        """Delete temp files a crash left behind in a snapshot write (never read: not yet renamed)."""
+        for folder in (self.root / SNAPSHOT_DIR, self.root / DAMAGED_DIR):
+            with contextlib.suppress(FileNotFoundError):
+                for entry in os.scandir(folder):
+                    if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                        with contextlib.suppress(OSError):
+                            os.unlink(entry.path)
 
     def _cut(self, first: int, offset: int, size: int, after_seq: int, reason: str) -> CutReport:
         self._cursor = (0, 0, 0)

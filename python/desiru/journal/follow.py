@@ -19,7 +19,11 @@ def follow(journal: Journal, start: int | None = None, timeout: float | None = N
     never sees half of one). Ends when no new event came for ``timeout`` seconds
     (None: follows until the caller stops iterating).
     """
-    next_seq = journal.head + 1 if start is None else max(start, 1)
+    # the start is fixed now, not at the first next(): events committed in between are not missed
+    return _follow(journal, journal.head + 1 if start is None else max(start, 1), timeout, poll)
+
+
+def _follow(journal: Journal, next_seq: int, timeout: float | None, poll: float) -> Iterator[Event]:
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         head = journal.head  # a reader refreshes its view here
