@@ -53,13 +53,19 @@ class Env:
     out: Console = field(default_factory=make_console)
     err: Console = field(default_factory=lambda: make_console(stderr=True))
 
-    def say(self, text: str = "", **kwargs: Any) -> None:
+    def say(self, text: Any = "", **kwargs: Any) -> None:
         """Print a line of human output (rich markup allowed) unless --quiet."""
         if not self.quiet:
-            self.out.print(text, **kwargs)
+            self.result(text, **kwargs)
 
-    def result(self, text: str = "", **kwargs: Any) -> None:
-        """Print output that is the answer of the command; --quiet does not hide it."""
+    def result(self, text: Any = "", **kwargs: Any) -> None:
+        """Print output that is the answer of the command; --quiet does not hide it.
+
+        Lines of text are never folded (paths and messages stay whole for copy and grep);
+        tables fit the width.
+        """
+        if isinstance(text, str):
+            kwargs.setdefault("soft_wrap", True)
         self.out.print(text, **kwargs)
 
 

@@ -20,19 +20,20 @@ from desiru.cli.app import EXIT_DIFFERENT, Env, cli, env_of
 from desiru.errors import DesiruError
 from desiru.state import copy_tree
 
+#: op -> (one, many) for the summary line
 WHAT = {
-    "program_created": "program replaced",
-    "module_added": "module added",
-    "module_removed": "module removed",
-    "signature_set": "signature set",
-    "demo_added": "demo added",
-    "demo_removed": "demo removed",
-    "demos_reordered": "demos reordered",
-    "parameter_set": "parameter set",
-    "parameter_unset": "parameter unset",
-    "metadata_set": "metadata set",
-    "configuration_set": "configuration set",
-    "custom_data_set": "custom data set",
+    "program_created": ("program replaced", "programs replaced"),
+    "module_added": ("module added", "modules added"),
+    "module_removed": ("module removed", "modules removed"),
+    "signature_set": ("signature set", "signatures set"),
+    "demo_added": ("demo added", "demos added"),
+    "demo_removed": ("demo removed", "demos removed"),
+    "demos_reordered": ("demo order changed", "demo orders changed"),
+    "parameter_set": ("parameter set", "parameters set"),
+    "parameter_unset": ("parameter unset", "parameters unset"),
+    "metadata_set": ("metadata set", "metadata set"),
+    "configuration_set": ("configuration set", "configurations set"),
+    "custom_data_set": ("custom data set", "custom data set"),
 }
 
 
@@ -75,8 +76,8 @@ def _signature_change(old: Any, new: Any) -> str:
         elif old.get(side) != new.get(side):
             parts.append(f"{side} descriptions or prefixes changed")
     if old.get("instructions") != new.get("instructions"):
-        parts.append(f"instructions {render.short(old.get('instructions'), 40)} -> "
-                     f"{render.short(new.get('instructions'), 40)}")
+        parts.append(f"instructions {render.short(old.get('instructions'), 100)} -> "
+                     f"{render.short(new.get('instructions'), 100)}")
     return "; ".join(parts) or "(same)"
 
 
@@ -154,7 +155,7 @@ def summary(edits: list[dict[str, Any]]) -> str:
     """``5 changes in 2 modules: 3 demos added, 2 demos removed``."""
     counts = Counter(e.get("op") for e in edits)
     touched = {e.get("path") for e in edits}
-    parts = [f"{n} {WHAT.get(str(op), str(op))}" for op, n in counts.most_common()]
+    parts = [f"{n} {WHAT.get(str(op), (str(op), str(op)))[n != 1]}" for op, n in counts.most_common()]
     where = f"{len(touched)} module" + ("s" if len(touched) != 1 else "")
     return f"{len(edits)} change{'s' if len(edits) != 1 else ''} in {where}: " + ", ".join(parts)
 

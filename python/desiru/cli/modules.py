@@ -75,6 +75,9 @@ def import_module_cmd(ctx: click.Context, program: str, module_file: str, name: 
       desiru import-module qa.json answer.json --name reasoning -o qa2.msgpack.zst
     """
     env = env_of(ctx)
+    if out is None and (fmt or compress or encrypt or out_key_env):
+        raise DesiruError("--format, --compress and the output key options need -o OUT",
+                          hint="without -o the program is rewritten in its own format")
     in_key = keys.input_key(key_env, ask_key)
     doc, key_used = keys.with_key_used(lambda k: sources.read_document(program, key=k), in_key)
     if doc.kind != "program":
@@ -105,9 +108,6 @@ def import_module_cmd(ctx: click.Context, program: str, module_file: str, name: 
     state = _engine.apply_edits(copy_tree(doc.state), edits)
     with progress.task(env, f"writing {os.path.basename(out or program)}"):
         if out is None:
-            if fmt or compress or encrypt or out_key_env:
-                raise DesiruError("--format, --compress and the output key options need -o OUT",
-                                  hint="without -o the program is rewritten in its own format")
             result = sources.rewrite_document(doc, state, key_used)
         else:
             out_key = keys.output_key(encrypt, out_key_env, key_used)

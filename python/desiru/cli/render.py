@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from typing import Any
@@ -53,8 +52,3 @@ def human_size(n: int) -> str:
             return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{n} B"
-
-
-def b64(data: bytes) -> str:
-    """Base64 text of bytes (for ids shown to users)."""
-    return base64.b64encode(data).decode("ascii")

@@ -26,7 +26,6 @@ from desiru.serialization.documents import (
     Document,
     SaveResult,
     load_document,
-    save_document,
     serialize_document,
 )
 
@@ -154,9 +153,14 @@ def format_for(path: str | os.PathLike[str], option: str | None) -> str:
 
 def write_state(state: dict[str, Any], out: str | os.PathLike[str], *, kind: str, fmt: str | None = None,
                 compress: str | None = None, key: Any = None) -> SaveResult:
-    """Save a state tree as a document at ``out`` (atomically), the way its options and suffix ask."""
-    return save_document(state, out, kind=kind, format=format_for(out, fmt),
-                         compress=compression_for(out, compress), key=key)
+    """Save a state tree as a document at exactly ``out`` (atomically), as its options and suffix ask.
+
+    Unlike ``Program.save``, no .zst/.gz is appended: on the command line the user names the file.
+    """
+    data, fmt_used, method = serialize_document(state, kind=kind, format=format_for(out, fmt),
+                                                compress=compression_for(out, compress), key=key)
+    size = atomic_write(out, data)
+    return SaveResult(Path(out), size, _engine.sha256(data).hex(), fmt_used, method, key is not None)
 
 
 def rewrite_document(doc: Document, state: dict[str, Any], key: Any = None) -> SaveResult:
