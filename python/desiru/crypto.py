@@ -255,7 +255,7 @@ def generate_key() -> str:
 
 def check_key_id(key: Key, expected: str, *, path: Any = None, seq: int | None = None) -> None:
     """Raise DecryptionError naming both ids when ``key`` is not the key with id ``expected``."""
-    if hmac.compare_digest(key.key_id, expected):
+    if hmac.compare_digest(key.key_id.encode(), str(expected).encode("utf-8", "replace")):
         return
     if key.is_passphrase:
         raise DecryptionError(
