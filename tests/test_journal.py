@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
 from pathlib import Path
 
 import pytest
+from programs import QA, Outer, sample_program
 
 import desiru as ds
 from desiru import _engine
@@ -24,7 +26,6 @@ from desiru.journal import (
     event_from_record,
     is_journal,
 )
-from programs import QA, Outer, sample_program
 
 
 def test_first_commit_is_program_created_and_nothing_changed_appends_nothing(tmp_path: Path) -> None:
@@ -157,7 +158,7 @@ def test_append_hand_built_events(tmp_path: Path) -> None:
         j.append(CheckpointTagged(payload={"tag": "manual"}))
         replayed = j.replay()
         assert replayed.answer.parameters["x"] == 1
-        assert list(replayed.modules)[0] == "imported"
+        assert next(iter(replayed.modules)) == "imported"
         assert j.tags() == {"manual": 4}
         # the events handed out stay as they were, though the head moved on
         assert created.payload["state"] == p.to_state()
@@ -194,7 +195,7 @@ def test_snapshot_every_and_compaction(tmp_path: Path) -> None:
             j.commit(p, tag=f"t{i}" if i % 4 == 0 else None)
             states[j.head] = p.to_state()
         snaps = j.store.snapshot_seqs()
-        assert snaps and all(b - a >= 5 for a, b in zip(snaps, snaps[1:]))
+        assert snaps and all(b - a >= 5 for a, b in itertools.pairwise(snaps))
         replays = {s: j.replay_state(seq=s) for s in states}
         assert replays == states
         size_before = j.size()

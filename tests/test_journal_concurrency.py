@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from programs import sample_program
 
 import desiru as ds
 from desiru.journal import Journal, JournalWarning
-from programs import sample_program
 
 TESTS = Path(__file__).parent
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from programs import sample_program
 
 import desiru as ds
 from desiru.journal import Journal, JournalWarning, repair
 from desiru.journal.file_store import LOG_DIR, SNAPSHOT_DIR
-from programs import sample_program
 
 
 def _segments(path: Path) -> list[Path]:
@@ -193,7 +193,7 @@ def test_a_half_written_commit_is_cut_whole(tmp_path: Path) -> None:
         assert len(r.events) >= 4
     seg = _segments(path)[-1]
     offsets = _record_offsets(seg, _salt(path))
-    keep_upto = [o for o in offsets if o[0] == r.events[2].seq][0]
+    keep_upto = next(o for o in offsets if o[0] == r.events[2].seq)
     with open(seg, "r+b") as f:
         f.truncate(keep_upto[1] + keep_upto[2])  # the commit's first three events only
     with Journal.open(path, readonly=True) as reader:

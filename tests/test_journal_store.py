@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from journal_contract import StoreContract
 
 from desiru.journal import FileStore, JournalStore, MemoryStore
 from desiru.journal.memory_store import MemoryBackend
-from journal_contract import StoreContract
 
 
 class TestFileStoreContract(StoreContract):
