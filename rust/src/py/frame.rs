@@ -79,11 +79,16 @@ fn frame_encode<'py>(
 type ScanOut<'py> = (Bound<'py, PyList>, usize, Option<(usize, &'static str)>);
 
 fn build<'py>(py: Python<'py>, data: &[u8], scan: frame::Scan) -> PyResult<ScanOut<'py>> {
-    let list = PyList::empty(py);
-    for r in &scan.records {
-        let payload = data.get(r.payload.clone()).unwrap_or_default();
-        list.append((r.seq, r.offset, PyBytes::new(py, payload)))?;
-    }
+    // Built into a Vec first so the list is allocated once at its final size.
+    let items = scan
+        .records
+        .iter()
+        .map(|r| {
+            let payload = data.get(r.payload.clone()).unwrap_or_default();
+            (r.seq, r.offset, PyBytes::new(py, payload)).into_pyobject(py)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let list = PyList::new(py, items)?;
     let fault = scan.fault.map(|(off, reason)| (off, reason.as_str()));
     Ok((list, scan.good_end, fault))
 }
