@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -130,9 +131,7 @@ def bench_frame(quick: bool, runs: int) -> list[list[Any]]:
             t_enc = median_time(encode_all, runs=r)
             t_scan = median_time(lambda impl=impl, buf=buf: impl.frame_scan(buf, SALT), runs=r)
             for what, t in (("encode", t_enc), ("scan", t_scan)):
-                rows.append(
-                    [label, name, what, ms(t), f"{n / t / 1e6:.2f} M records/s", f"{volume / t / 1e9:.2f} GB/s"]
-                )
+                rows.append([label, name, what, ms(t), f"{n / t:,.0f} records/s", f"{volume / t / 1e9:.2f} GB/s"])
                 print(rows[-1], flush=True)
     return rows
 
@@ -143,13 +142,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None, help="timed runs per figure (median reported)")
     args = parser.parse_args()
     runs = args.runs or (3 if args.quick else 7)
+    load = os.getloadavg()[0]
     diff_rows, target_rows = bench_diff(args.quick, runs)
     frame_rows = bench_frame(args.quick, runs)
     cmd = "python benchmarks/bench_diff.py" + (" --quick" if args.quick else "")
     body = "\n".join(
         [
             f"Command: `{cmd}` (medians of {runs} runs for Rust, fewer for the slow pure-Python runs). "
-            f"Machine: {machine()}.",
+            f"Machine: {machine()}; load average {load:.1f} when the run started "
+            "(the machine is shared, so absolute times vary from run to run).",
             "",
             "### Structural diff",
             "",
@@ -173,7 +174,8 @@ def main() -> None:
             "canonical msgpack) and matched. When old and new share their strings, a demo costs a "
             "few dict lookups and pointer compares. When nothing is shared, every string of both "
             "states must be read and compared: about 1 KB per demo scattered over the heap, bound by "
-            "memory latency rather than by our code; Python's own `old == new` costs about the same. "
+            "memory latency rather than by our code: compare *equal states* with Python's own "
+            "`old == new` (which, unlike a diff, may stop at the first difference). "
             "Closing that gap would need the previous state's demo hashes to be kept (the journal "
             "can cache them per head) *and* the new strings to be hashed anyway, so the floor stays "
             "a read of every new byte. A moved demo gives one `demos_reordered` whose `order` lists "
