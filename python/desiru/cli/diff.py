@@ -12,7 +12,6 @@ from typing import Any
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from desiru import _engine
 from desiru.cli import keys, progress, render, sources
@@ -101,12 +100,12 @@ def describe(edit: dict[str, Any], before: dict[str, Any] | None = None) -> tupl
     if op == "signature_set":
         return "~", "signature: " + _signature_change(node.get("signature") if node else None, edit.get("signature"))
     if op == "demo_added":
-        return "+", f"demo #{edit.get('index')}: {render.short(edit.get('demo'), 70)}"
+        return "+", f"demo #{edit.get('index')}: {render.short(edit.get('demo'), 100)}"
     if op == "demo_removed":
         index = edit.get("index")
         demos = (node or {}).get("demos") or []
         if isinstance(index, int) and 0 <= index < len(demos):
-            return "-", f"demo #{index}: {render.short(demos[index], 70)}"
+            return "-", f"demo #{index}: {render.short(demos[index], 100)}"
         return "-", f"demo #{index}"
     if op == "demos_reordered":
         order = edit.get("order") or []
@@ -161,20 +160,20 @@ def summary(edits: list[dict[str, Any]]) -> str:
 
 
 def show(env: Env, a_label: str, b_label: str, before: dict[str, Any], edits: list[dict[str, Any]]) -> None:
-    """Print the edits as a table, with old values looked up as the edits apply."""
-    table = Table(show_header=False, show_edge=False, box=None, pad_edge=False, padding=(0, 1))
-    table.add_column(no_wrap=True)
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(overflow="fold")
+    """Print one line per edit (sign, module path, what changed), old values looked up as the edits apply.
+
+    Plain lines rather than a table: they are never folded, so they grep and copy whole.
+    """
+    width = min(30, max(len(str(e.get("path", "")) or "(program)") for e in edits))
     work = copy_tree(before)
     style = {"+": "green", "-": "red", "~": "yellow"}
+    env.result(f"[red]--- {escape(a_label)}[/]")
+    env.result(f"[green]+++ {escape(b_label)}[/]")
     for edit in edits:
         sign, text = describe(edit, work)
         path = str(edit.get("path", "")) or "(program)"
-        table.add_row(f"[{style.get(sign, '')}]{sign}[/]", escape(path), escape(text))
+        env.result(f"[{style.get(sign, '')}]{sign}[/] [bold]{escape(path):<{width}}[/]  {escape(text)}")
         work = _engine.apply_edits(work, [edit])
-    env.result(f"[red]--- {escape(a_label)}[/]\n[green]+++ {escape(b_label)}[/]")
-    env.result(table)
     env.result(summary(edits))
 
 
