@@ -504,3 +504,28 @@ def test_console_script_and_python_m(qa: Path, tmp_path: Path) -> None:
     assert missing.returncode == EXIT_ERROR
     assert missing.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing.json'}: no such file (check the path)"]
     assert missing.stdout == ""
+
+
+def test_brackets_in_paths_and_values_are_text_not_markup(tmp_path: Path) -> None:
+    p = ds.Program(a=ds.Predict("q -> a", stop=["[/]", "[bold]x"]))
+    p.configuration = {"tags": ["[red]x"]}
+    path = tmp_path / "[odd].json"
+    p.save(path)
+    result = run("inspect", path)
+    assert result.exit_code == 0, result.stderr
+    assert "[odd].json" in result.stdout and '"[bold]x"' in result.stdout and "[red]x" in result.stdout
+    out = run("convert", path, tmp_path / "[b].yaml")
+    assert out.exit_code == 0 and "[b].yaml" in out.stdout
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    journal = tmp_path / "j.journal"
+    p = sample_program()
+    with ds.Journal.open(journal) as j:
+        for i in range(300):
+            p.metadata = {"i": i, "pad": "x" * 200}
+            j.commit(p)
+    script = f"set -o pipefail; {sys.executable} -m desiru log {journal} | head -n 2"
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=_exe_env(), timeout=60)
+    assert out.returncode == 141, out.stderr
+    assert out.stderr == "" and len(out.stdout.splitlines()) == 2

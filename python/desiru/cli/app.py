@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,16 +29,27 @@ EXIT_DIFFERENT = 1
 EXIT_ERROR = 2
 #: a bug in desiru: please report it with the --debug traceback
 EXIT_INTERNAL = 3
+#: stdout was closed by its reader (128 + SIGPIPE, as shells report a writer killed by the pipe)
+EXIT_BROKEN_PIPE = 141
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class _Console(Console):
+    """A rich console that leaves like the rest of desiru when its reader closes the pipe."""
+
+    def on_broken_pipe(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(EXIT_BROKEN_PIPE)
 
 
 def make_console(*, stderr: bool = False) -> Console:
     """A console for stdout or stderr; piped output gets a wide fixed width so tables are not folded."""
     probe = Console(stderr=stderr)
     if probe.is_terminal or "COLUMNS" in os.environ:
-        return Console(stderr=stderr, highlight=False)
-    return Console(stderr=stderr, highlight=False, width=WIDE)
+        return _Console(stderr=stderr, highlight=False)
+    return _Console(stderr=stderr, highlight=False, width=WIDE)
 
 
 #: the width of piped output: wide enough for a table row of a real program on one line
@@ -134,6 +146,11 @@ class DesiruGroup(click.Group):
                 raise
             except KeyboardInterrupt:
                 raise click.exceptions.Abort() from None
+            except BrokenPipeError:
+                # the reader went away (`desiru log J | head`): stop quietly, as a killed pipe writer would
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                ctx.exit(EXIT_BROKEN_PIPE)
             except Exception as exc:
                 env = ctx.obj if isinstance(ctx.obj, Env) else None
                 if env is not None and env.debug:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+from rich.markup import escape
 
 from desiru.cli import keys, progress, render, sources
 from desiru.cli.app import Env, cli, env_of
@@ -33,7 +34,7 @@ def report_saved(env: Env, result: SaveResult, what: str = "wrote") -> None:
     layers = [result.format, result.compression or "", "encrypted" if result.encrypted else ""]
     how = ", ".join(x for x in layers if x)
     size = f"{result.size:,} bytes" + (f", {render.human_size(result.size)}" if result.size >= 1000 else "")
-    env.say(f"{what} [bold]{result.path}[/] ({how}, {size})")
+    env.say(f"{escape(what)} [bold]{escape(str(result.path))}[/] ({how}, {size})")
 
 
 @cli.command("convert", short_help='Rewrite a document: format, compression, key.')

@@ -208,7 +208,7 @@ def diff_cmd(ctx: click.Context, a: str, b: str, key_env: str | None, ask_key: b
     if as_json:
         click.echo(render.dumps({"a": a, "b": b, "equal": not edits, "edits": edits}))
     elif not edits:
-        env.result(f"equal: {a} and {b} hold the same program")
+        env.result(f"equal: {a} and {b} hold the same program", markup=False)
     else:
         show(env, a, b, sa, edits)
     if edits:

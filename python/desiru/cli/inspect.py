@@ -8,7 +8,9 @@ from typing import Any
 
 import click
 from rich import box
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from desiru import _engine
 from desiru.cli import keys, progress, render, sources
@@ -39,7 +41,7 @@ def module_rows(state: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def modules_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
-    """The modules as a rich table."""
+    """The modules as a rich table (cells are text, never markup)."""
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("module", style="bold")
     table.add_column("class")
@@ -47,17 +49,18 @@ def modules_table(rows: list[dict[str, Any]], title: str | None = None) -> Table
     table.add_column("demos", justify="right")
     table.add_column("parameters")
     for r in rows:
-        table.add_row(r["path"], str(r["class"]), r["signature"], str(r["demos"]),
-                      render.params_text(r["parameters"]))
+        table.add_row(*(Text(str(x)) for x in (r["path"], r["class"], r["signature"], r["demos"],
+                                               render.params_text(r["parameters"]))))
     return table
 
 
-def _fields_table(fields: list[tuple[str, str]]) -> Table:
+def _fields_table(fields: list[tuple[str, str | Text]]) -> Table:
+    """name/value rows; plain strings are shown as text, never parsed as markup."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim")
     grid.add_column()
     for name, value in fields:
-        grid.add_row(name, value)
+        grid.add_row(name, value if isinstance(value, Text) else Text(value))
     return grid
 
 
@@ -110,7 +113,7 @@ def inspect_document(env: Env, path: str, key: str | None, as_json: bool) -> Non
                     f"at {header.get('created_at', '?')}"),
         ("size", _size_text(size)),
         ("sha256", sha),
-        ("checksum", f"{header.get('checksum')} [green]verified[/]"),
+        ("checksum", Text.assemble(f"{header.get('checksum')} ", ("verified", "green"))),
         ("class", str(doc.state.get("class"))),
         ("modules", f"{len(rows)} with {info['demos']:,} demos in all"),
     ]
@@ -119,7 +122,7 @@ def inspect_document(env: Env, path: str, key: str | None, as_json: bool) -> Non
             fields.append(("configuration", render.short(info["configuration"], 90)))
         if info["metadata"]:
             fields.append(("metadata", render.short(info["metadata"], 90)))
-    env.result(f"[bold]{path}[/]")
+    env.result(f"[bold]{escape(path)}[/]")
     env.result(_fields_table(fields))
     if rows:
         env.result()
@@ -138,7 +141,7 @@ def _encrypted_summary(env: Env, path: str, data: bytes, sha: str, as_json: bool
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    env.result(f"[bold]{path}[/]")
+    env.result(f"[bold]{escape(path)}[/]")
     env.result(_fields_table([("kind", "encrypted document (AES-256-GCM)"),
                               ("key", f"key id {header.key_id}, {key_kind}"),
                               ("size", _size_text(len(data))),
@@ -202,7 +205,7 @@ def inspect_journal(env: Env, path: str, key: str | None, as_json: bool) -> None
     if state:
         fields.append(("class", str(state.get("class"))))
         fields.append(("modules", f"{len(rows)} with {info['demos']:,} demos in all (at head)"))
-    env.result(f"[bold]{path}[/]")
+    env.result(f"[bold]{escape(path)}[/]")
     env.result(_fields_table(fields))
     if rows:
         env.result()

@@ -230,7 +230,7 @@ def tag_cmd(ctx: click.Context, journal: str, name: str, key_env: str | None, as
 
     event, moved = keys.with_key(tag, keys.input_key(key_env, ask_key))
     note = f" (moved from seq {moved})" if moved is not None else ""
-    env.say(f"tagged [bold]{name}[/] at seq {event.seq}{note}")
+    env.say(f"tagged [bold]{escape(name)}[/] at seq {event.seq}{note}")
 
 
 @cli.command("snapshot", short_help="Snapshot a journal's head.")
@@ -401,16 +401,17 @@ def repair_cmd(ctx: click.Context, journal: str, key_env: str | None, ask_key: b
 def _print_repair(env: Env, report: Any) -> None:
     """Say what repair found and did, from its RepairReport."""
     if not report.changed:
-        env.result(f"{report.path}: nothing to repair; head is seq {report.head:,}")
+        env.result(f"{report.path}: nothing to repair; head is seq {report.head:,}", markup=False)
         for fault in report.faults:  # e.g. damage only a key could confirm
-            env.result(f"[yellow]note:[/] {fault}")
+            env.result(f"[yellow]note:[/] {escape(str(fault))}")
         return
     for fault in report.faults:
-        env.result(f"[red]fault:[/] {fault}")
+        env.result(f"[red]fault:[/] {escape(str(fault))}")
     for cut in report.cuts:
         seqs = f" (seqs {cut.seqs[0]}..{cut.seqs[-1]})" if cut.seqs else ""
         env.result(f"cut {cut.nbytes:,} bytes after seq {cut.after_seq:,}{seqs}: {cut.reason}; "
-                   f"kept in {cut.kept_in}")
+                   f"kept in {cut.kept_in}", markup=False)
     for seq in report.snapshots_removed:
         env.result(f"moved the snapshot at seq {seq:,} aside (damaged or past the new head)")
-    env.result(f"{report.path}: repaired; head is now seq {report.head:,}. Check it with `desiru verify`.")
+    env.result(f"{report.path}: repaired; head is now seq {report.head:,}. Check it with `desiru verify`.",
+               markup=False)

@@ -35,11 +35,11 @@ def migrate_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: boo
     with progress.task(env, f"migrating {os.path.basename(path)}"):
         result = keys.with_key(lambda k: ds.migrate(path, key=k), keys.input_key(key_env, ask_key))
     if not result.changed:
-        env.result(f"{result.path}: already at format {result.to_version}; unchanged")
+        env.result(f"{result.path}: already at format {result.to_version}; unchanged", markup=False)
         return
     kept = f"; the original is kept at {result.backup}" if result.backup else ""
     env.result(f"{result.path}: migrated {result.kind} from format {result.from_version} to "
-               f"{result.to_version}{kept}")
+               f"{result.to_version}{kept}", markup=False)
 
 
 @cli.command("rekey", short_help='Re-encrypt a file or journal under a new key.')
@@ -81,4 +81,4 @@ def rekey_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: bool,
         result = keys.with_key(lambda k: ds.rekey(path, k, new_key), old_key, label="Current key")
     before = f"key id {result.old_key_id}" if result.old_key_id else "no encryption"
     after = f"key id {result.new_key_id}" if result.new_key_id else "no encryption"
-    env.result(f"{result.path}: {result.kind} re-encrypted: {before} -> {after}")
+    env.result(f"{result.path}: {result.kind} re-encrypted: {before} -> {after}", markup=False)
