@@ -569,3 +569,27 @@ def test_user_code_that_mutates_during_a_diff_cannot_crash(impl: ModuleType) -> 
             impl.diff_states(old, new)
         except Exception:  # an ordinary error is fine; a PanicException (BaseException) is not
             pass
+
+
+@impl_param
+@settings(max_examples=60, deadline=None)
+@given(seed=st.randoms(use_true_random=False), size=st.integers(60, 300))
+def test_long_demo_lists(impl: ModuleType, seed: random.Random, size: int) -> None:
+    # Longer than the Rust side's suffix block (64), with changes anywhere.
+    old_demos = [{"question": f"q{i % 40}", "answer": seed.choice([1, 1.0, True])} for i in range(size)]
+    new_demos = copy.deepcopy(old_demos)
+    for _ in range(seed.randint(1, 4)):
+        roll = seed.random()
+        i = seed.randrange(len(new_demos))
+        if roll < 0.3:
+            new_demos[i] = {"question": "changed", "answer": i}
+        elif roll < 0.6:
+            del new_demos[i]
+        elif roll < 0.8:
+            new_demos.insert(i, {"question": f"q{seed.randrange(40)}", "answer": 1})
+        else:
+            new_demos.insert(seed.randrange(len(new_demos)), new_demos.pop(i))
+    old, new = program(module("m", old_demos)), program(module("m", new_demos))
+    edits = impl.diff_states(old, new)
+    assert_exact(impl.apply_edits(copy.deepcopy(old), edits), new)
+    assert exact(edits) == exact(pure.diff_states(old, new))

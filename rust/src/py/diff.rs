@@ -20,6 +20,8 @@ use crate::diff::{is_permutation, plan_modules, plan_window};
 
 const PROGRAM_KEYS: [&str; 4] = ["modules", "configuration", "custom_data", "metadata"];
 const MODULE_KEYS: [&str; 4] = ["signature", "demos", "parameters", "metadata"];
+/// Demo pairs compared per block when looking for the common suffix.
+const SUFFIX_BLOCK: usize = 64;
 const EDIT_HINT: &str =
     "the edits do not fit this state: apply them to the state they were computed from";
 
@@ -291,9 +293,27 @@ impl<'py> Differ<'py> {
         while p < lim && strict_eq(&old.get_item(p)?, &new.get_item(p)?, 0)? {
             p += 1;
         }
+        // The common suffix, found block by block from the end but compared in
+        // ascending order inside each block: walking the heap backwards one demo
+        // at a time runs about 1.8x slower. The result is the same `s` as a plain
+        // backward walk (the twin's); at most a block of extra pairs is compared.
         let mut s = 0;
-        while s < lim - p && strict_eq(&old.get_item(lo - 1 - s)?, &new.get_item(ln - 1 - s)?, 0)? {
-            s += 1;
+        while s < lim - p {
+            let block = (lim - p - s).min(SUFFIX_BLOCK);
+            let mut last_mismatch = None;
+            for t in 0..block {
+                let (i, j) = (lo - s - block + t, ln - s - block + t);
+                if !strict_eq(&old.get_item(i)?, &new.get_item(j)?, 0)? {
+                    last_mismatch = Some(t);
+                }
+            }
+            match last_mismatch {
+                None => s += block,
+                Some(t) => {
+                    s += block - 1 - t;
+                    break;
+                }
+            }
         }
         let mut old_h = Vec::with_capacity(lo - p - s);
         for i in p..lo - s {
