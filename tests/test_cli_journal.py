@@ -357,6 +357,8 @@ def test_migrate_legacy_document(tmp_path: Path) -> None:
     }
     path = tmp_path / "legacy.json"
     path.write_text(json.dumps(legacy))
+    before = run("inspect", path)
+    assert "format 1.0.0" in before.stdout and f"desiru migrate {path}" in before.stdout
     result = run("migrate", path)
     assert result.exit_code == 0, result.stderr
     assert "migrated document from format 1.0.0" in result.stdout and ".bak-1.0.0" in result.stdout

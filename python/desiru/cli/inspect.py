@@ -18,6 +18,7 @@ from desiru.cli.app import Env, cli, env_of
 from desiru.errors import MissingKeyError
 from desiru.serialization import container
 from desiru.serialization.documents import deserialize_document, read_bytes
+from desiru.serialization.version import CURRENT_VERSION
 
 
 def module_rows(state: dict[str, Any]) -> list[dict[str, Any]]:
@@ -109,14 +110,17 @@ def inspect_document(env: Env, path: str, key: str | None, as_json: bool) -> Non
     fields = [
         ("kind", info["kind"]),
         ("format", ", ".join(layers)),
-        ("version", f"format {doc.version}, written by desiru {header.get('library_version', '?')} "
-                    f"at {header.get('created_at', '?')}"),
+        ("version", f"format {doc.version}, written by desiru {header.get('library_version') or '(unknown)'} "
+                    f"at {header.get('created_at') or '(unknown)'}"),
         ("size", _size_text(size)),
         ("sha256", sha),
         ("checksum", Text.assemble(f"{header.get('checksum')} ", ("verified", "green"))),
         ("class", str(doc.state.get("class"))),
         ("modules", f"{len(rows)} with {info['demos']:,} demos in all"),
     ]
+    if doc.version < CURRENT_VERSION:
+        fields.insert(3, ("upgrade", f"an older format: it loads as it is; `desiru migrate {path}` rewrites it "
+                                     f"at format {CURRENT_VERSION}"))
     if doc.kind == "program":
         if info["configuration"]:
             fields.append(("configuration", render.short(info["configuration"], 90)))
