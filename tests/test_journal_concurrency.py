@@ -78,8 +78,6 @@ def test_a_follower_sees_every_event_once_in_order(tmp_path: Path) -> None:
         with Journal.open(path, fsync="never", snapshot_every=15) as w:
             for i in range(1, 60):
                 w.commit(_step_program(i), tag=f"s{i}" if i % 10 == 0 else None)
-                if i % 20 == 0:
-                    w.compact()
                 time.sleep(0.001)
         done.set()
 
@@ -97,6 +95,22 @@ def test_a_follower_sees_every_event_once_in_order(tmp_path: Path) -> None:
         assert seqs[-1] == r.head
         tags = {e.payload["tag"] for e in seen if e.type == "CheckpointTagged"}
         assert tags == {f"s{i}" for i in range(10, 60, 10)}
+
+
+def test_a_follower_behind_a_compaction_is_told(tmp_path: Path) -> None:
+    path = tmp_path / "qa.journal"
+    with Journal.open(path, fsync="never") as j:
+        j.commit(_step_program(0))
+        reader = Journal.open(path, readonly=True)
+        follower = reader.follow(timeout=0.5, poll=0.005)
+        for i in range(1, 6):
+            j.commit(_step_program(i))
+        j.snapshot()
+        j.compact()
+        j.commit(_step_program(99))
+        with pytest.raises(ds.DesiruError, match="compacted away"):
+            next(follower)
+        reader.close()
 
 
 def test_follow_times_out_and_starts_where_asked(tmp_path: Path) -> None:

@@ -21,6 +21,13 @@ from desiru.journal.events import EVENT_TYPES, Event, event_from_record
 
 #: zstd level for snapshots: fast beats small (a snapshot is written while the run waits)
 SNAPSHOT_ZSTD_LEVEL = 1
+#: records of at least this many bytes are zstd-compressed (kept only when that saves >= 10 %);
+#: a msgpack record starts with a map byte, never with the zstd magic, so readers tell them apart
+RECORD_COMPRESS_MIN = 512
+RECORD_ZSTD_LEVEL = 3
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+#: bound on a decompressed record, so a crafted record cannot claim gigabytes
+MAX_RECORD_DECOMPRESSED = 1 << 30
 _U32 = struct.Struct("<I")
 _SNAPSHOT_AAD_SUFFIX = b"/snapshot"
 _SNAPSHOT_META_AAD_SUFFIX = b"/snapshot-meta"
@@ -44,10 +51,16 @@ class RecordCodec:
         self.key = key
         self.name = name
         self._upcast = _upcaster()
+        self._zc = zstandard.ZstdCompressor(level=RECORD_ZSTD_LEVEL)
+        self._zd = zstandard.ZstdDecompressor()
 
     # -- records ------------------------------------------------------------------------------
     def encode(self, record: dict[str, Any]) -> bytes:
         raw = _engine.packb(record)
+        if len(raw) >= RECORD_COMPRESS_MIN:
+            packed = self._zc.compress(raw)
+            if len(packed) * 10 <= len(raw) * 9:
+                raw = packed
         if self.key is None:
             return raw
         from desiru import crypto
@@ -64,6 +77,11 @@ class RecordCodec:
             except DecryptionError as exc:
                 raise DecryptionError(exc.message, path=self.name, seq=seq, hint=exc.hint) from None
         try:
+            if payload[:4] == ZSTD_MAGIC:
+                try:
+                    payload = self._zd.decompress(payload, max_output_size=MAX_RECORD_DECOMPRESSED)
+                except zstandard.ZstdError as exc:
+                    raise CorruptDataError(f"compressed record is damaged: {exc}") from None
             record = _engine.unpackb(payload)
         except CorruptDataError as exc:
             raise CorruptDataError(f"event record is malformed: {exc.message}", path=self.name, seq=seq,

@@ -15,7 +15,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from desiru import _engine
@@ -29,6 +29,7 @@ from desiru.journal.events import (
     event_from_edit,
 )
 from desiru.journal.file_store import FileStore
+from desiru.journal.state_builder import StateBuilder
 from desiru.journal.store import CutReport, Fault, JournalStore
 from desiru.program import Program
 from desiru.serialization.version import CURRENT_VERSION
@@ -83,28 +84,33 @@ class VerifyReport:
         return self.ok
 
 
-def _unshare(root: dict[str, Any], path: str) -> dict[str, Any]:
-    """A copy of ``root`` whose containers on the way to ``path`` are fresh (others stay shared).
+def _unshare(root: dict[str, Any], paths: Any) -> dict[str, Any]:
+    """A copy of ``root`` whose containers on the way to each of ``paths`` are fresh (others stay shared).
 
-    The head state shares subtrees with events already handed out; an edit applied in
-    place must only touch copies, so that those events stay as they were.
+    The head state shares subtrees with events already handed out and with the state
+    builder's cache; edits applied in place must only touch copies.
     """
 
     def node_copy(node: dict[str, Any]) -> dict[str, Any]:
         return {k: (list(v) if type(v) is list else dict(v) if type(v) is dict else v) for k, v in node.items()}
 
     new_root = node_copy(root)
-    node = new_root
-    for name in path.split(".") if path else ():
-        modules = node.get("modules")
-        if type(modules) is not list:
-            break
-        for i, m in enumerate(modules):
-            if type(m) is dict and m.get("name") == name:
-                node = modules[i] = node_copy(m)
+    fresh = {id(new_root)}
+    for path in paths:
+        node = new_root
+        for name in path.split(".") if path else ():
+            modules = node.get("modules")
+            if type(modules) is not list:
                 break
-        else:
-            break
+            for i, m in enumerate(modules):
+                if type(m) is dict and m.get("name") == name:
+                    if id(m) not in fresh:
+                        m = modules[i] = node_copy(m)
+                        fresh.add(id(m))
+                    node = m
+                    break
+            else:
+                break
     return new_root
 
 
@@ -150,6 +156,7 @@ class Journal:
         self._checkpoints: list[Checkpoint] | None = None
         self._dropped_tags: dict[str, int] = {}
         self._index_upto = 0
+        self._builder = StateBuilder()
         if not store.exists():
             if not create or readonly:
                 raise DesiruError("no journal here", path=self._name,
@@ -380,26 +387,46 @@ class Journal:
 
     def append(self, event: Event) -> Event:
         """Append one event built by hand; it must apply to the head. Returns the stored event."""
-        if not isinstance(event, Event):
-            raise DesiruError(f"append() takes an Event, got {type(event).__name__}")
+        return self.append_many([event])[0]
+
+    def append_many(self, events: Any) -> list[Event]:
+        """Append events built by hand as one atomic group (all or none survive a crash).
+
+        They must apply to the head in order; if one does not, nothing is written. Returns
+        the stored events (with their seq and timestamp).
+        """
+        events = list(events)
+        for ev in events:
+            if not isinstance(ev, Event):
+                raise DesiruError(f"append() takes Events, got {type(ev).__name__}")
+        if not events:
+            return []
         with self._mutex:
             self._check_writable()
-            stored = replace(event, seq=self._head + 1, timestamp=self._now())
-            edit = stored.to_edit()
-            if edit is not None:
-                state = self._ensure_head_state()
+            ts = self._now()
+            seq = self._head
+            stored: list[Event] = []
+            edits = []
+            for ev in events:
+                seq += 1
+                new = type(ev)(path=ev.path, payload=ev.payload, seq=seq, timestamp=ts)
+                stored.append(new)
+                edit = new.to_edit()
+                if edit is not None:
+                    edits.append(edit)
+            state = self._ensure_head_state()
+            if edits:
                 if state is None:
-                    if edit["op"] != "program_created":
+                    if edits[0]["op"] != "program_created":
                         raise DesiruError(f"the journal is empty: the first event must be ProgramCreated, "
-                                          f"not {event.type}", path=self._name)
+                                          f"not {events[0].type}", path=self._name)
                     state = {}
                 else:
-                    state = _unshare(state, "" if edit["op"] == "program_created" else edit["path"])
-                # raises (and leaves the head as it was) when the edit does not fit the head
-                _engine.apply_edits(state, [edit])
-            self._write([stored])
-            if edit is not None:
-                self._head_state = state
+                    state = _unshare(state, {e["path"] for e in edits if e["op"] != "program_created"})
+                # on our private copy: raises (and leaves the head as it was) when an edit does not fit
+                _engine.apply_edits(state, edits)
+            self._write(stored)
+            self._head_state = state
             self._maybe_snapshot()
             return stored
 
@@ -437,7 +464,12 @@ class Journal:
         self._check_open()
         head = self.head
         stop = head + 1 if stop is None else min(stop, head + 1)
+        expect = None if start <= 1 else start  # from the beginning: wherever the log now starts
         for seq, payload in self._store.read(start, stop):
+            if expect is not None and seq != expect:
+                raise DesiruError(f"events {expect}..{seq - 1} were compacted away", path=self._name, seq=expect,
+                                  hint=f"the oldest replayable seq is {self.first_replayable()}")
+            expect = seq + 1
             yield self._codec.event(self._codec.decode(seq, payload))
 
     def _records(self, start: int, stop: int) -> Iterator[dict[str, Any]]:

@@ -58,7 +58,8 @@ class IncrementalSerializer:
         journal = self._journal()
         existing = journal.checkpoints()
         version = existing[-1].version + 1 if existing else 1
-        result = journal._commit_state(program.to_state(), tag, extra={"checkpoint": version}, force_tag=True)
+        result = journal._commit_state(journal._builder.build(program), tag, extra={"checkpoint": version},
+                                       force_tag=True)
         marker = result.events[-1]
         return Checkpoint(version, tag, marker.seq, marker.timestamp)
 

@@ -1,0 +1,75 @@
+"""The commit-time state builder gives exactly ``program.to_state()``, however the program changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from programs import Outer, modules, sample_program
+
+import desiru as ds
+from desiru.journal.state_builder import StateBuilder
+
+
+class Custom(ds.Predict):
+    """A module with its own to_state: always asked directly."""
+
+    def to_state(self) -> dict[str, Any]:
+        state = super().to_state()
+        state["metadata"] = {**state["metadata"], "custom": True}
+        return state
+
+
+def test_builder_equals_to_state_through_changes() -> None:
+    b = StateBuilder()
+    p = Outer()
+    p.qa.answer.demos = [ds.Example(question=str(i), answer=str(i)) for i in range(50)]
+    assert b.build(p) == p.to_state()
+    first = b.build(p)
+    second = b.build(p)
+    assert second == p.to_state()
+    # unchanged demos: the very same list object comes back (the diff skips it by identity)
+    assert second["modules"][1]["modules"][1]["demos"] is first["modules"][1]["modules"][1]["demos"]
+    p.qa.answer.demos[3] = ds.Example(question="changed", answer="x")
+    assert b.build(p) == p.to_state()
+    p.qa.answer.demos.append(ds.Example(question="new", answer="y"))
+    assert b.build(p) == p.to_state()
+    p.qa.answer.demos.reverse()
+    assert b.build(p) == p.to_state()
+    p.qa.answer = ds.Predict("question -> answer")  # a new module object at the same path
+    assert b.build(p) == p.to_state()
+    p.custom = Custom("a -> b")
+    assert b.build(p) == p.to_state() and b.build(p)["modules"][-1]["metadata"]["custom"]
+
+
+def test_demos_with_mutable_values_are_never_reused() -> None:
+    b = StateBuilder()
+    p = sample_program()
+    tags: list[str] = ["a"]
+    p.answer.demos = [ds.Example(question="q", tags=tags)]
+    assert b.build(p) == p.to_state()
+    tags.append("b")  # changed inside the same Example object
+    built = b.build(p)
+    assert built == p.to_state() and built["modules"][1]["demos"][0]["tags"] == ["a", "b"]
+
+
+@given(st.lists(modules(), min_size=1, max_size=4), st.data())
+def test_builder_equals_to_state_for_random_programs(mods: list[ds.Module], data: st.DataObject) -> None:
+    p = ds.Program()
+    for i, m in enumerate(mods):
+        setattr(p, f"m{i}", m)
+    b = StateBuilder()
+    assert b.build(p) == p.to_state()
+    for _ in range(3):
+        m = mods[data.draw(st.integers(0, len(mods) - 1))]
+        action = data.draw(st.sampled_from(["add", "remove", "replace", "params"]))
+        if action == "add":
+            m.demos.insert(0, ds.Example(x=data.draw(st.text(max_size=5))))
+        elif action == "remove" and m.demos:
+            m.demos.pop()
+        elif action == "replace" and m.demos:
+            m.demos[-1] = ds.Example(y=1)
+        else:
+            m.parameters["k"] = data.draw(st.integers())
+        assert b.build(p) == p.to_state()
