@@ -180,7 +180,7 @@ def test_tag_refuses_a_second_writer(journal: Path) -> None:
 
 
 def test_snapshot_and_compact(journal: Path, tmp_path: Path) -> None:
-    assert "nothing freed" in run("compact", journal).stdout
+    assert "no snapshot yet" in run("compact", journal).stdout
     result = run("snapshot", journal)
     assert result.exit_code == 0 and "snapshot at seq 6" in result.stdout
     with ds.Journal.open(journal) as j:

@@ -1,6 +1,6 @@
 """The ``desiru`` click group: global options, the output consoles and the one error handler.
 
-Every command receives an :class:`Env` (``click.pass_obj``). Errors desiru raises on
+Every command gets the invocation's :class:`Env` with ``env_of(ctx)``. Errors desiru raises on
 purpose print one line (what, where, what to do) and exit non-zero; a traceback is
 shown only with ``--debug``, because users meet files, not stack frames.
 """
@@ -35,6 +35,10 @@ EXIT_BROKEN_PIPE = 141
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+#: the width of piped output: wide enough for a table row of a real program on one line
+WIDE = 160
+
+
 class _Console(Console):
     """A rich console that leaves like the rest of desiru when its reader closes the pipe."""
 
@@ -50,10 +54,6 @@ def make_console(*, stderr: bool = False) -> Console:
     if probe.is_terminal or "COLUMNS" in os.environ:
         return _Console(stderr=stderr, highlight=False)
     return _Console(stderr=stderr, highlight=False, width=WIDE)
-
-
-#: the width of piped output: wide enough for a table row of a real program on one line
-WIDE = 160
 
 
 @dataclass
@@ -93,7 +93,7 @@ _CLI_HINTS = (
 )
 
 
-def _cli_hint(exc: DesiruError) -> None:
+def cli_hint(exc: DesiruError) -> None:
     """Rewrite library hints that speak Python into what a command-line user types."""
     if isinstance(exc, MissingKeyError):
         exc.hint = "give the key with --key-env VAR (the name of an environment variable) or --ask-key"
@@ -110,7 +110,7 @@ def report_error(env: Env | None, exc: BaseException) -> int:
     """Print one clear line for ``exc`` on stderr and return the exit code."""
     err = env.err if env is not None else make_console(stderr=True)
     if isinstance(exc, DesiruError):
-        _cli_hint(exc)
+        cli_hint(exc)
         text = exc._render()
         code = EXIT_ERROR
     elif isinstance(exc, OSError):

@@ -16,7 +16,7 @@ import click
 from rich.markup import escape
 
 from desiru.cli import keys, progress, render, sources
-from desiru.cli.app import EXIT_DIFFERENT, Env, _cli_hint, cli, env_of
+from desiru.cli.app import EXIT_DIFFERENT, Env, cli, cli_hint, env_of
 from desiru.cli.convert import output_options, report_saved
 from desiru.cli.diff import describe
 from desiru.errors import CorruptDataError, DecryptionError, DesiruError, MissingKeyError
@@ -285,12 +285,16 @@ def compact_cmd(ctx: click.Context, journal: str, take_snapshot: bool, key_env: 
                     j.snapshot()
                 freed = j.compact()
             return {"before": before, "after": j.size(), "freed": freed, "first": j.first_replayable(),
-                    "head": j.head}
+                    "head": j.head, "snapshots": list(j.store.snapshot_seqs())}
 
     r = keys.with_key(compact, keys.input_key(key_env, ask_key))
     if r["freed"] == 0 and r["before"] == r["after"]:
-        env.say("nothing freed: compaction drops what comes before the newest snapshot "
-                "(take one with `desiru snapshot`, or pass --snapshot)")
+        if not r["snapshots"]:
+            env.say("nothing freed: there is no snapshot yet, and compaction drops what comes before the "
+                    "newest one (pass --snapshot to take one at the head first)")
+        else:
+            env.say(f"nothing freed: the events up to the newest snapshot (seq {r['snapshots'][-1]:,}) are still "
+                    f"in the log file the head is written to; pass --snapshot, or compact after the next commit")
         return
     env.say(f"freed {render.human_size(r['freed'])}: {render.human_size(r['before'])} -> "
             f"{render.human_size(r['after'])}; replayable from seq {r['first']:,} to {r['head']:,}")
@@ -339,7 +343,7 @@ def _verify_journal(env: Env, src: sources.Source, key: str | None) -> tuple[dic
     try:
         report = keys.with_key(check, key)
     except CorruptDataError as exc:  # damage found before verify could even start
-        _cli_hint(exc)
+        cli_hint(exc)
         faults = [exc._render()]
         return {"path": str(src.path), "kind": "journal", "ok": False, "faults": faults,
                 "summary": f"{src.path}: 1 fault; try `desiru repair {src.path}`"}, faults
