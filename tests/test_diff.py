@@ -36,7 +36,9 @@ def _implementations() -> list[ModuleType]:
 
 IMPLS = _implementations()
 impl_param = pytest.mark.parametrize("impl", IMPLS, ids=[m.__name__.rsplit(".", 1)[-1] for m in IMPLS])
-both_needed = pytest.mark.skipif(len(IMPLS) < 2, reason="the Rust extension does not provide the diff")
+both_needed = pytest.mark.skipif(
+    len(IMPLS) < 2, reason="needs both engines (the Rust extension built, DESIRU_PURE_PYTHON unset)"
+)
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
