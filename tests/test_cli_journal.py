@@ -299,6 +299,12 @@ def test_encrypted_journal_needs_the_key(secret_journal: Path, tmp_path: Path) -
     assert run("log", secret_journal, "--ask-key", input=KEY + "\n").exit_code == 0
 
 
+def test_one_key_serves_a_plain_and_an_encrypted_input(secret_journal: Path, journal: Path) -> None:
+    result = run("diff", f"{journal}@tag:best", secret_journal, "--key-env", "K", env={"K": KEY})
+    assert result.exit_code == 0, result.stderr  # both hold versions()[2]
+    assert run("log", journal, "--key-env", "K", env={"K": KEY}).exit_code == 0
+
+
 def test_rekey_journal(secret_journal: Path) -> None:
     new = "new pass phrase"
     result = run("rekey", secret_journal, "--key-env", "OLD", "--new-key-env", "NEW", env={"OLD": KEY, "NEW": new})

@@ -88,8 +88,22 @@ def open_journal(path: str | os.PathLike[str], key: Any = None, *, write: bool =
     if not journal.is_journal(path):
         raise DesiruError("not a desiru journal", path=path,
                           hint="journal commands take a journal directory; `desiru inspect` shows what this is")
+    if key is not None and not journal_encrypted(path):
+        key = None  # one --key-env may serve several inputs (diff A B); a plain journal needs none
     with journal.Journal.open(path, key=key, create=False, readonly=not write, **options) as j:
         yield j
+
+
+def journal_encrypted(path: str | os.PathLike[str]) -> bool:
+    """Whether a journal's records are encrypted, from its header alone (cheap; checksummed)."""
+    from desiru.journal.file_store import HEADER_FILE, decode_header
+
+    try:
+        data = (Path(path) / HEADER_FILE).read_bytes()
+    except OSError:
+        return True  # let opening the journal report the problem
+    _version, body = decode_header(data, os.fspath(path), check_version=False)
+    return (body.get("meta") or {}).get("encryption") is not None
 
 
 @contextmanager
