@@ -15,8 +15,8 @@ from desiru.journal.state_builder import StateBuilder
 class Custom(ds.Predict):
     """A module with its own to_state: always asked directly."""
 
-    def to_state(self) -> dict[str, Any]:
-        state = super().to_state()
+    def to_state(self, *, copy: bool = True) -> dict[str, Any]:
+        state = super().to_state(copy=copy)
         state["metadata"] = {**state["metadata"], "custom": True}
         return state
 

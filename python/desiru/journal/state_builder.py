@@ -9,8 +9,13 @@ Rust diff then skips it by identity too.
 Sound because an Example cannot be changed in place: it has no setters, and we
 only reuse demos whose values are immutable scalars (a demo holding a list or a
 dict could be mutated inside without its identity changing: those modules are
-rebuilt every time). Classes that override ``to_state`` are always asked directly.
-The result equals ``program.to_state()`` (tests/test_journal_state_builder.py).
+rebuilt every time). Every other field comes from ``Module.to_state`` /
+``Program.to_state`` themselves, called with the demos (or children) set aside
+for the call, so this file holds no copy of their logic; classes that override
+``to_state`` are always asked directly. The journal calls this under its lock;
+another thread reading the same module's ``demos`` during a commit could see the
+list set aside. The result equals ``program.to_state()``
+(tests/test_journal_state_builder.py).
 """
 
 from __future__ import annotations
@@ -18,11 +23,9 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-from desiru import registry
 from desiru.example import Example
 from desiru.module import Module
 from desiru.program import Program
-from desiru.state import copy_tree
 
 _SCALARS = (str, int, float, bool, type(None), bytes)
 
@@ -48,50 +51,49 @@ class StateBuilder:
         return state
 
     def _program(self, program: Program, prefix: str) -> dict[str, Any]:
-        if type(program).to_state is not Program.to_state:
+        children = program.__dict__.get("_modules")
+        if type(program).to_state is not Program.to_state or not isinstance(children, dict):
             return program.to_state()
+        # everything but the children comes from Program.to_state itself (no copy of its logic):
+        # it runs on the program with its children set aside for the call
+        object.__setattr__(program, "_modules", {})
+        try:
+            state = program.to_state()
+        finally:
+            object.__setattr__(program, "_modules", children)
         modules = []
-        for name, child in program._children().items():
+        for name, child in children.items():
             path = prefix + name
             if isinstance(child, Program):
                 child_state = self._program(child, path + ".")
-            elif isinstance(child, Module):
+            else:
                 child_state = self._module(child, path)
-            else:  # pragma: no cover - _children holds only these two
-                child_state = child.to_state()
             modules.append({"name": name, **child_state})
-        return {
-            "kind": "program",
-            "class": registry.class_name(type(program)),
-            "modules": modules,
-            "configuration": copy_tree(program.configuration),
-            "custom_data": program.custom_serialization(),
-            "metadata": copy_tree(program.metadata),
-        }
+        state["modules"] = modules
+        return state
 
     def _module(self, module: Module, path: str) -> dict[str, Any]:
-        if type(module).to_state is not Module.to_state:
+        examples = module.__dict__.get("demos")
+        if type(module).to_state is not Module.to_state or type(examples) is not list:
             return module.to_state()
         self._seen.add(path)
-        examples = module.demos
         cached = self._cache.get(path)
-        if (cached is not None and cached[0] is module and len(cached[1]) == len(examples)
+        if not (cached is not None and cached[0] is module and len(cached[1]) == len(examples)
                 and all(map(operator.is_, cached[1], examples))):
-            demos = cached[2]
-        else:
-            demos = [copy_tree(d.to_dict() if isinstance(d, Example) else dict(d)) for d in examples]
+            state = module.to_state()
             if all(map(_immutable_example, examples)):
-                self._cache[path] = (module, list(examples), demos)
+                self._cache[path] = (module, list(examples), state["demos"])
             else:
                 self._cache.pop(path, None)
-        return {
-            "kind": "module",
-            "class": registry.class_name(type(module)),
-            "signature": module.signature.to_state(),
-            "demos": demos,
-            "parameters": copy_tree(module.parameters),
-            "metadata": copy_tree(module.metadata),
-        }
+            return state
+        # the same Example objects as last time: Module.to_state for the rest, the old demo list back
+        module.__dict__["demos"] = []
+        try:
+            state = module.to_state()
+        finally:
+            module.__dict__["demos"] = examples
+        state["demos"] = cached[2]
+        return state
 
 
 __all__ = ["StateBuilder"]
