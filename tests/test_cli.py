@@ -529,3 +529,14 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=_exe_env(), timeout=60)
     assert out.returncode == 141, out.stderr
     assert out.stderr == "" and len(out.stdout.splitlines()) == 2
+
+
+def test_a_prompt_takes_the_bar_off_the_screen() -> None:
+    env = Env(err=Console(file=io.StringIO(), force_terminal=True, width=80))
+    with progress.task(env, "working") as bar:
+        live = bar._progress.live  # type: ignore[union-attr]
+        assert live.is_started
+        with progress.paused():
+            assert not live.is_started
+        assert live.is_started
+    assert progress._ACTIVE == []

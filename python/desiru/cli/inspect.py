@@ -67,13 +67,13 @@ def _fields_table(fields: list[tuple[str, str | Text]]) -> Table:
 
 def inspect_document(env: Env, path: str, key: str | None, as_json: bool) -> None:
     """Show a document's header, layers and modules."""
-    data = read_bytes(path)
-    size = len(data)
-    sha = _engine.sha256(data).hex()
+    with progress.task(env, f"reading {os.path.basename(path)}"):
+        data = read_bytes(path)
+        size = len(data)
+        sha = _engine.sha256(data).hex()
     try:
-        with progress.task(env, f"reading {os.path.basename(path)}"):
-            with sources.about(path):
-                doc = keys.with_key(lambda k: deserialize_document(data, key=k, path=path), key)
+        with progress.task(env, f"opening {os.path.basename(path)}"), sources.about(path):
+            doc = keys.with_key(lambda k: deserialize_document(data, key=k, path=path), key)
     except MissingKeyError:
         if not data.startswith(container.CONTAINER_MAGIC):
             raise

@@ -56,8 +56,11 @@ def from_env(var: str, *, option: str = "--key-env") -> str:
 
 def prompt_key(label: str = "Key", *, confirm: bool = False) -> str:
     """Ask for a key without echo (twice when ``confirm``, for a key that will encrypt)."""
+    from desiru.cli import progress
+
     try:
-        value = click.prompt(label, hide_input=True, confirmation_prompt=confirm, err=True)
+        with progress.paused():
+            value = click.prompt(label, hide_input=True, confirmation_prompt=confirm, err=True)
     except click.Abort:
         if interactive():
             raise

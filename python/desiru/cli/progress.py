@@ -56,6 +56,23 @@ class Ticker:
             self._progress.console.print(text, highlight=False)
 
 
+#: the bars on screen now, so that a prompt can take them down while the user types
+_ACTIVE: list[Progress] = []
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """Take any bar off the screen for the duration (a key prompt must not fight a live display)."""
+    active = list(_ACTIVE)
+    for bar in active:
+        bar.stop()
+    try:
+        yield
+    finally:
+        for bar in active:
+            bar.start()
+
+
 def enabled(env: Env) -> bool:
     """Bars only for a person watching a terminal."""
     return not env.quiet and env.err.is_terminal
@@ -74,4 +91,8 @@ def task(env: Env, description: str, total: float | None = None) -> Iterator[Tic
                    TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=env.err, transient=total is None) as progress:
         handle = progress.add_task(description, total=total)
-        yield Ticker(progress, handle)
+        _ACTIVE.append(progress)
+        try:
+            yield Ticker(progress, handle)
+        finally:
+            _ACTIVE.remove(progress)
