@@ -5,6 +5,7 @@ locked journal, unknown tag)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -241,16 +242,24 @@ def test_verify_flipped_byte_names_where(journal: Path) -> None:
 def test_damaged_journal_readers_warn_and_stop_before_the_damage(journal: Path, tmp_path: Path) -> None:
     seg = _segment(journal)
     data = bytearray(seg.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # a record in the middle of the log
+    data[len(data) - 150] ^= 0xFF  # a record in the middle of the log, before the last one
     seg.write_bytes(bytes(data))
     result = run("log", journal, "--json")
     assert result.exit_code == 0, result.stderr
     seqs = [json.loads(line)["seq"] for line in result.stdout.splitlines()]
-    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) < 6
+    assert seqs == list(range(1, len(seqs) + 1)) and 1 < len(seqs) < 5
     warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warning) == 1 and f"seq {len(seqs) + 1}" in warning[0] and "offset" in warning[0]
+    assert len(warning) == 1 and "offset" in warning[0]
+    damaged = int(re.search(r"seq (\d+)", warning[0]).group(1))  # type: ignore[union-attr]
+    assert damaged > len(seqs)  # readers stop before the commit that holds the damage
     assert "desiru repair" in warning[0] and "journal.verify()" not in warning[0]
     assert run("verify", journal).exit_code == EXIT_DIFFERENT
+    assert_error(run("tag", journal, "x"), f"seq {damaged}")  # a writer refuses to append after damage
+    repaired = run("repair", journal)
+    assert repaired.exit_code == 0, repaired.stderr
+    assert f"head is now seq {len(seqs)}" in repaired.stdout and "kept in" in repaired.stdout
+    assert run("verify", journal).exit_code == 0
+    assert run("tag", journal, "after-repair").exit_code == 0
 
 
 def test_damaged_last_record_is_a_tail_readers_skip(journal: Path, tmp_path: Path) -> None:
