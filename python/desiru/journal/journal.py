@@ -358,7 +358,7 @@ class Journal:
             from desiru.interop.dspy import as_program
 
             program = as_program(program)
-        return self._commit_state(program.to_state(), tag)
+        return self._commit_state(self._builder.build(program), tag)
 
     def _commit_state(self, new_state: dict[str, Any], tag: str | None,
                       extra: Mapping[str, Any] | None = None, force_tag: bool = False) -> CommitResult:

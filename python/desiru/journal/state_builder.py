@@ -26,6 +26,7 @@ from typing import Any
 from desiru.example import Example
 from desiru.module import Module
 from desiru.program import Program
+from desiru.state import copy_tree
 
 _SCALARS = (str, int, float, bool, type(None), bytes)
 
@@ -78,21 +79,35 @@ class StateBuilder:
             return module.to_state()
         self._seen.add(path)
         cached = self._cache.get(path)
-        if not (cached is not None and cached[0] is module and len(cached[1]) == len(examples)
-                and all(map(operator.is_, cached[1], examples))):
-            state = module.to_state()
-            if all(map(_immutable_example, examples)):
-                self._cache[path] = (module, list(examples), state["demos"])
+        if cached is not None and cached[0] is not module:
+            cached = None
+        if cached is not None and len(cached[1]) == len(examples) and all(map(operator.is_, cached[1], examples)):
+            demos = cached[2]  # the same Example objects as last time: the same list
+        else:
+            # the cache holds its Examples alive, so an id found here is that very object
+            previous = dict(zip(map(id, cached[1]), cached[2])) if cached is not None else {}
+            demos = []
+            reusable = True
+            for d in examples:
+                demo = previous.get(id(d))
+                if demo is None:
+                    if _immutable_example(d):
+                        demo = dict(d._data)  # == Module.to_state's copy_tree of it: its values are scalars
+                    else:
+                        demo = copy_tree(d._data if type(d) is Example else dict(d))
+                        reusable = False
+                demos.append(demo)
+            if reusable:
+                self._cache[path] = (module, list(examples), demos)
             else:
                 self._cache.pop(path, None)
-            return state
-        # the same Example objects as last time: Module.to_state for the rest, the old demo list back
+        # every other field from Module.to_state itself, run with the demos set aside
         module.__dict__["demos"] = []
         try:
             state = module.to_state()
         finally:
             module.__dict__["demos"] = examples
-        state["demos"] = cached[2]
+        state["demos"] = demos
         return state
 
 
