@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -100,7 +102,31 @@ def test_log_filters(journal: Path) -> None:
     assert rec["path"] == "answer" and rec["payload"] == {"key": "temperature", "value": 0.9}
 
 
+def test_log_follow_prints_new_commits(journal: Path) -> None:
+    def writer() -> None:
+        time.sleep(0.3)
+        p = versions()[3]
+        with ds.Journal.open(journal) as j:
+            for i in range(3):
+                p.metadata = {"step": i}
+                j.commit(p)
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        result = run("log", journal, "--follow", "--follow-timeout", "1.5", "--json", "--type", "MetadataSet")
+    finally:
+        thread.join()
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["payload"]["value"] for r in records] == [{"step": 0}, {"step": 1}, {"step": 2}]
+    assert [r["seq"] for r in records] == [7, 8, 9]
+
+
 def test_log_errors(journal: Path, tmp_path: Path) -> None:
+    assert_error(run("log", journal, "--follow", "--to", "3"), "cannot stop at --to")
+    assert_error(run("log", journal, "--follow-timeout", "3"), "goes with --follow")
     assert_error(run("log", journal, "--type", "DemoExploded"), "unknown event type", "DemoAdded")
     assert_error(run("log", journal, "--to", "tag:nope"), "neither a seq nor a tag", "baseline")
     assert_error(run("log", tmp_path / "missing.journal"), "missing.journal", "no such journal")

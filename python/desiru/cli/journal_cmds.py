@@ -8,8 +8,10 @@ lock and fail at once with JournalLockedError when another writer holds it.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -20,6 +22,9 @@ from desiru.cli.app import EXIT_DIFFERENT, Env, cli, cli_hint, env_of
 from desiru.cli.convert import output_options, report_saved
 from desiru.cli.diff import describe
 from desiru.errors import CorruptDataError, DecryptionError, DesiruError, MissingKeyError
+
+#: how often --follow looks for new commits (seconds): quick enough to feel live, light on the disk
+FOLLOW_POLL = 0.2
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -95,11 +100,15 @@ def _when(ts: float) -> str:
 @click.option("--tag", metavar="NAME", help="Only the history up to the point tagged NAME (same as --to tag:NAME).")
 @click.option("-n", "--limit", type=click.IntRange(min=1), help="Show at most this many events.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (the stored event records).")
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep watching: print new events as commits complete (Ctrl-C to stop).")
+@click.option("--follow-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="With --follow, stop after this long without a new event.")
 @keys.key_options
 @click.pass_context
 def log_cmd(ctx: click.Context, journal: str, modules: tuple[str, ...], types: tuple[str, ...], start: str | None,
-            stop: str | None, tag: str | None, limit: int | None, as_json: bool, key_env: str | None,
-            ask_key: bool) -> None:
+            stop: str | None, tag: str | None, limit: int | None, as_json: bool, follow: bool,
+            follow_timeout: float | None, key_env: str | None, ask_key: bool) -> None:
     """List the events of a journal, oldest first, with filters.
 
     Columns: seq, time (UTC), event type, module path, and what changed.
@@ -110,12 +119,17 @@ def log_cmd(ctx: click.Context, journal: str, modules: tuple[str, ...], types: t
       desiru log runs/qa.journal --module answer --type DemoAdded --type DemoRemoved
       desiru log runs/qa.journal --from tag:baseline --to tag:best
       desiru log runs/qa.journal --from 100 --limit 20 --json | jq .payload
+      desiru log runs/qa.journal --follow --type CheckpointTagged     (watch a running optimization)
     """
     env = env_of(ctx)
     src = _journal_arg(journal)
     wanted = {_normalize_type(t) for t in types}
     if tag is not None and stop is not None:
         raise DesiruError("give --to or --tag, not both")
+    if follow and (tag is not None or stop is not None):
+        raise DesiruError("--follow shows events as they come; it cannot stop at --to or --tag")
+    if follow_timeout is not None and not follow:
+        raise DesiruError("--follow-timeout goes with --follow")
     key = keys.input_key(key_env, ask_key)
 
     def show(k: str | None) -> None:
@@ -128,18 +142,27 @@ def log_cmd(ctx: click.Context, journal: str, modules: tuple[str, ...], types: t
             if not as_json:
                 env.result(f"[dim]{'seq':>{seq_width}}  {'time (UTC)':<19}  {'type':<16}  {'module':<16}  "
                            f"change[/]")
-            for event in j.events(first, stop_seq):
-                if wanted and event.type not in wanted:
-                    continue
-                if modules and not any(event.path == m or event.path.startswith(m + ".") for m in modules):
-                    continue
-                if as_json:
-                    click.echo(json.dumps(render.to_json(event.to_record()), ensure_ascii=False))
-                else:
-                    _row(env, event, seq_width)
-                shown += 1
-                if limit is not None and shown >= limit:
-                    break
+            head = j.head
+            stream: Iterator[Any] = j.events(first, head + 1 if stop_seq is None else min(stop_seq, head + 1))
+            if follow:  # then the events committed from now on, as whole commits complete
+                stream = itertools.chain(stream, j.follow(start=max(first, head + 1), timeout=follow_timeout,
+                                                          poll=FOLLOW_POLL))
+            try:
+                for event in stream:
+                    if wanted and event.type not in wanted:
+                        continue
+                    if modules and not any(event.path == m or event.path.startswith(m + ".") for m in modules):
+                        continue
+                    if as_json:
+                        click.echo(json.dumps(render.to_json(event.to_record()), ensure_ascii=False))
+                    else:
+                        _row(env, event, seq_width)
+                    shown += 1
+                    if limit is not None and shown >= limit:
+                        break
+            except KeyboardInterrupt:
+                if not follow:
+                    raise  # Ctrl-C is how a --follow ends; otherwise it aborts
             if not as_json and not env.quiet:
                 env.err.print(f"{shown:,} event{'s' if shown != 1 else ''} shown; head is seq {j.head:,}",
                               style="dim")
