@@ -179,6 +179,15 @@ def test_replay_point_syntax_and_options(journal: Path, tmp_path: Path) -> None:
     assert QA.load(enc, key=KEY) == versions()[2]
 
 
+def test_convert_and_export_take_journal_points(journal: Path, tmp_path: Path) -> None:
+    assert run("convert", f"{journal}@seq:3", tmp_path / "s3.yaml.gz").exit_code == 0
+    assert QA.load(tmp_path / "s3.yaml.gz") == versions()[1]
+    assert run("convert", journal, tmp_path / "head.json").exit_code == 0
+    assert QA.load(tmp_path / "head.json") == versions()[3]
+    assert run("export-module", f"{journal}@tag:best", "answer", tmp_path / "answer.json").exit_code == 0
+    assert ds.load(tmp_path / "answer.json") == versions()[2].answer
+
+
 def test_replay_errors(journal: Path, tmp_path: Path) -> None:
     assert_error(run("replay", journal, "--tag", "nope", "-o", tmp_path / "x.json"), "no tag 'nope'")
     assert_error(run("replay", journal, "--tag", "best", "--seq", "2", "-o", tmp_path / "x.json"), "one point")
