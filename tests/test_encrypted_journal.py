@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import zstandard
 from programs import QA, sample_program
 
 import desiru as ds
@@ -26,19 +27,26 @@ PASSPHRASE = "journal passphrase 42"
 MARKER = "MARKER-j3Wq-confidential-demo"
 
 
-def versions(n: int) -> list[QA]:
-    """n programs, each one parameter change after the last (one event per commit)."""
+def versions(n: int, *, marked_events: bool = False) -> list[QA]:
+    """n programs, each one parameter change after the last (one small event per commit).
+
+    The marker always sits in a demo; with ``marked_events`` every commit also sets a parameter
+    holding it, so small (uncompressed) records carry it too.
+    """
     p = sample_program()
     p.answer.demos.append(ds.Example(question=f"secret {MARKER}", answer=MARKER))
     out = []
     for i in range(n):
         p.retrieve.parameters["step"] = i
+        if marked_events:
+            p.answer.parameters["note"] = f"{MARKER}-{i}"
         out.append(p.copy())
     return out
 
 
-def build(path: Path, key: object, n: int = 6, tag: str | None = None) -> list[QA]:
-    progs = versions(n)
+def build(path: Path, key: object, n: int = 6, tag: str | None = None, *, marked_events: bool = False) -> list[QA]:
+    """A journal of ``n`` commits; returns the programs committed."""
+    progs = versions(n, marked_events=marked_events)
     with ds.Journal.open(path, key=key) as j:
         for i, p in enumerate(progs):
             j.commit(p, tag=tag if i == n - 1 else None)
@@ -139,8 +147,10 @@ def test_records_are_encrypted_with_the_spec_layout(tmp_path: Path) -> None:
     key = crypto.Key.from_user(RAW)
     for seq, payload in read_log(seg, salt_of(path)):
         assert payload[0] == crypto.RECORD_VERSION
-        record = _engine.unpackb(crypto.open_record(key, journal_id, seq, payload))
-        assert record["seq"] == seq
+        inner = crypto.open_record(key, journal_id, seq, payload)
+        if inner.startswith(b"\x28\xb5\x2f\xfd"):  # the journal compresses large records before sealing
+            inner = zstandard.ZstdDecompressor().decompress(inner, max_output_size=1 << 24)
+        assert _engine.unpackb(inner)["seq"] == seq
 
 
 def _tampered(tmp_path: Path, change: str) -> tuple[Path, QA]:
@@ -217,7 +227,7 @@ def test_every_flipped_byte_of_a_record_is_detected(tmp_path: Path) -> None:
 # -- no plaintext anywhere ------------------------------------------------------------------------
 def _exercise(path: Path, key: object) -> None:
     """Commits, tags, a snapshot, compaction, more commits, then a torn tail that open cuts aside."""
-    progs = versions(12)
+    progs = versions(12, marked_events=True)
     with ds.Journal.open(path, key=key, snapshot_every=5) as j:
         for i, p in enumerate(progs[:8]):
             j.commit(p, tag=f"tag-{MARKER}-{i}" if i % 3 == 0 else None)
@@ -261,12 +271,13 @@ def test_the_plaintext_check_can_fail(tmp_path: Path) -> None:
 # -- rekey ----------------------------------------------------------------------------------------
 def test_rekey_journal_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "qa.journal"
-    progs = build(path, RAW, n=5, tag="v1")
+    progs = build(path, RAW, n=5, tag="v1", marked_events=True)
     new = os.urandom(32)
     r = ds.rekey(path, RAW.hex(), new)
     assert (r.kind, r.old_key_id, r.new_key_id) == ("journal", crypto.key_id_of(RAW), crypto.key_id_of(new))
     with ds.Journal.open(path, key=new) as j:
-        assert j.replay(tag="v1") == progs[-1] and j.replay(seq=2) == progs[1]
+        assert j.replay(tag="v1") == progs[-1]
+        assert j.replay(seq=1) == progs[0]  # ProgramCreated alone
     with pytest.raises(ds.DecryptionError, match="key id"):
         ds.Journal.open(path, key=RAW)
     r = ds.rekey(path, new, PASSPHRASE)

@@ -75,6 +75,7 @@ RECORD_VERSION = 1
 RECORD_AAD_TAG = b"desiru journal record v1\x00"
 RECORD_OVERHEAD = 1 + NONCE_SIZE + TAG_SIZE
 MAX_JOURNAL_ID_SIZE = 255
+_RECORD_PREFIX = bytes((RECORD_VERSION,))
 
 _U64 = struct.Struct(">Q")
 
@@ -463,7 +464,7 @@ def _record_aad_prefix(journal_id: bytes) -> bytes:
 def _record_aad(journal_id: bytes, seq: int) -> bytes:
     if not 0 <= seq < 2**64:
         raise DesiruError(f"seq {seq} out of range for a journal record")
-    return _record_aad_prefix(bytes(journal_id)) + _U64.pack(seq)
+    return _record_aad_prefix(journal_id if type(journal_id) is bytes else bytes(journal_id)) + _U64.pack(seq)
 
 
 def _require_key(key: Any) -> Key:
@@ -479,14 +480,14 @@ def _require_key(key: Any) -> Key:
 
 def seal_record(key: Key, journal_id: bytes, seq: int, payload: bytes) -> bytes:
     """Encrypt one journal record: version, fresh nonce, ciphertext, tag; the AAD binds journal and seq."""
-    k = _require_key(key)
+    k = key if type(key) is Key else _require_key(key)
     nonce = os.urandom(NONCE_SIZE)
-    return bytes((RECORD_VERSION,)) + nonce + k._aead.encrypt(nonce, payload, _record_aad(journal_id, seq))
+    return _RECORD_PREFIX + nonce + k._aead.encrypt(nonce, payload, _record_aad(journal_id, seq))
 
 
 def open_record(key: Key, journal_id: bytes, seq: int, blob: bytes) -> bytes:
     """Authenticate and decrypt one journal record written by ``seal_record`` for this journal and seq."""
-    k = _require_key(key)
+    k = key if type(key) is Key else _require_key(key)
     if len(blob) < RECORD_OVERHEAD:
         raise DecryptionError(
             f"encrypted record too short ({len(blob)} bytes, at least {RECORD_OVERHEAD})",
