@@ -9,7 +9,9 @@ import re
 from pathlib import Path
 
 import pytest
-from programs import QA, sample_program
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from programs import QA, programs, sample_program
 
 import desiru as ds
 from desiru import crypto
@@ -22,6 +24,7 @@ SUFFIX = {"json": ".json", "yaml": ".yaml", "msgpack": ".msgpack"}
 RAW = bytes(range(100, 132))
 PASSPHRASE = "tr0ub4dor & 3"
 MARKER = "MARKER-q7Zk-secret-prompt-text"
+SERIALIZER = EncryptedSerializer(RAW)
 
 
 def marked_program() -> QA:
@@ -136,6 +139,15 @@ def test_serializer_and_encrypted_serializer() -> None:
         Serializer().deserialize(s.serialize(p))
     with pytest.raises(ds.DecryptionError, match="key id"):
         EncryptedSerializer(os.urandom(32)).deserialize(s.serialize(p))
+
+
+@settings(max_examples=15)
+@given(program=programs(), fmt=st.sampled_from(FORMATS), compress=st.sampled_from(COMPRESSIONS))
+def test_generated_programs_round_trip_encrypted(program: ds.Program, fmt: str, compress: str | None) -> None:
+    blob = SERIALIZER.serialize(program, format=fmt, compress=compress)
+    assert blob.startswith(CONTAINER_MAGIC)
+    back = SERIALIZER.deserialize(blob)
+    assert type(back) is type(program) and back.to_state() == program.to_state()
 
 
 def test_encrypted_serializer_refuses_plaintext_and_needs_a_key() -> None:
