@@ -16,10 +16,11 @@ from typing import Any
 import msgpack
 import pytest
 import xxhash
-from desiru import _engine as codec
-from desiru.errors import CorruptDataError, DesiruError, SerializationError
 from hypothesis import given
 from hypothesis import strategies as st
+
+from desiru import _engine as codec
+from desiru.errors import CorruptDataError, DesiruError, SerializationError
 
 VECTORS = Path(__file__).parent / "vectors" / "msgpack"
 MANIFEST = json.loads((VECTORS / "vectors.json").read_text(encoding="utf-8"))
@@ -88,9 +89,7 @@ BOUNDARY_INTS = sorted(
 
 ints = st.one_of(st.sampled_from(BOUNDARY_INTS), st.integers(min_value=-(2**63), max_value=2**64 - 1))
 floats = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0, math.inf, -math.inf])
-texts = st.text(max_size=40) | st.sampled_from(
-    ["", "é", "日本語", "🙂🙃", "a" * 31, "a" * 32, "x" * 255, "y" * 256]
-)
+texts = st.text(max_size=40) | st.sampled_from(["", "é", "日本語", "🙂🙃", "a" * 31, "a" * 32, "x" * 255, "y" * 256])
 scalars = st.none() | st.booleans() | ints | floats | texts | st.binary(max_size=40)
 
 
@@ -98,9 +97,7 @@ def trees(keys: st.SearchStrategy[Any] = texts) -> st.SearchStrategy[Any]:
     return st.recursive(
         scalars,
         lambda children: (
-            st.lists(children, max_size=6)
-            | st.tuples(children, children)
-            | st.dictionaries(keys, children, max_size=6)
+            st.lists(children, max_size=6) | st.tuples(children, children) | st.dictionaries(keys, children, max_size=6)
         ),
         max_leaves=30,
     )

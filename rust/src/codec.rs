@@ -6,6 +6,7 @@
 //! as float64, str as fixstr/str8/str16/str32, bytes as bin8/16/32.
 //! No PyO3 here: `py::encode` / `py::decode` walk Python objects with these.
 
+pub mod gather;
 pub mod read;
 pub mod value;
 pub mod write;

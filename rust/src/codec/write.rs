@@ -12,16 +12,101 @@ pub trait Sink {
     fn put_u8(&mut self, byte: u8) {
         self.put(&[byte]);
     }
+    /// Append the payload of a str or bin. A sink may keep a pointer to it
+    /// instead of copying (see [`super::gather::Gather`]).
+    ///
+    /// # Safety
+    /// `bytes` must stay alive and unchanged until the sink's output has been
+    /// assembled or the sink is cleared.
+    #[inline]
+    unsafe fn put_payload(&mut self, bytes: &[u8]) {
+        self.put(bytes);
+    }
+    /// Append a marker byte and the low `width` (1, 2, 4 or 8) bytes of
+    /// `value`, big-endian: every fixed-size msgpack item.
+    #[inline]
+    fn put_marked(&mut self, marker: u8, value: u64, width: usize) {
+        let b = value.to_be_bytes();
+        let mut out = [0u8; 9];
+        out[0] = marker;
+        out[1..=width].copy_from_slice(&b[8 - width..]);
+        self.put(&out[..=width]);
+    }
+}
+
+/// [`Sink::put_marked`] for a Vec: written in place, not through a temporary
+/// array (reading back a just-built array stalls store forwarding).
+#[inline(always)]
+pub fn push_marked(v: &mut Vec<u8>, marker: u8, value: u64, width: usize) {
+    v.reserve(9);
+    // SAFETY: 9 bytes of room after `len`; we write 1 + width <= 9 of them.
+    unsafe {
+        let dst = v.as_mut_ptr().add(v.len());
+        *dst = marker;
+        let body = dst.add(1);
+        match width {
+            1 => *body = value as u8,
+            2 => std::ptr::write_unaligned(body.cast::<u16>(), (value as u16).to_be()),
+            4 => std::ptr::write_unaligned(body.cast::<u32>(), (value as u32).to_be()),
+            _ => std::ptr::write_unaligned(body.cast::<u64>(), value.to_be()),
+        }
+        let width = if matches!(width, 1 | 2 | 4) { width } else { 8 };
+        v.set_len(v.len() + 1 + width);
+    }
+}
+
+/// Append `bytes` to `v`. Short copies (map keys, headers, short values are
+/// most of a state tree's writes) are done inline with a few unaligned word
+/// moves instead of a call to `memcpy`.
+#[inline(always)]
+pub fn push_bytes(v: &mut Vec<u8>, bytes: &[u8]) {
+    let n = bytes.len();
+    if n > 32 {
+        v.extend_from_slice(bytes);
+        return;
+    }
+    v.reserve(n);
+    // SAFETY: `reserve` made room for `n` more bytes after `len`; every read
+    // below stays inside `bytes` and every write inside that room.
+    unsafe {
+        let src = bytes.as_ptr();
+        let dst = v.as_mut_ptr().add(v.len());
+        if n >= 16 {
+            let a = std::ptr::read_unaligned(src.cast::<u128>());
+            let b = std::ptr::read_unaligned(src.add(n - 16).cast::<u128>());
+            std::ptr::write_unaligned(dst.cast::<u128>(), a);
+            std::ptr::write_unaligned(dst.add(n - 16).cast::<u128>(), b);
+        } else if n >= 8 {
+            let a = std::ptr::read_unaligned(src.cast::<u64>());
+            let b = std::ptr::read_unaligned(src.add(n - 8).cast::<u64>());
+            std::ptr::write_unaligned(dst.cast::<u64>(), a);
+            std::ptr::write_unaligned(dst.add(n - 8).cast::<u64>(), b);
+        } else if n >= 4 {
+            let a = std::ptr::read_unaligned(src.cast::<u32>());
+            let b = std::ptr::read_unaligned(src.add(n - 4).cast::<u32>());
+            std::ptr::write_unaligned(dst.cast::<u32>(), a);
+            std::ptr::write_unaligned(dst.add(n - 4).cast::<u32>(), b);
+        } else if n > 0 {
+            *dst = *src;
+            *dst.add(n / 2) = *src.add(n / 2);
+            *dst.add(n - 1) = *src.add(n - 1);
+        }
+        v.set_len(v.len() + n);
+    }
 }
 
 impl Sink for Vec<u8> {
     #[inline]
     fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
+        push_bytes(self, bytes);
     }
     #[inline]
     fn put_u8(&mut self, byte: u8) {
         self.push(byte);
+    }
+    #[inline]
+    fn put_marked(&mut self, marker: u8, value: u64, width: usize) {
+        push_marked(self, marker, value, width);
     }
 }
 
@@ -31,22 +116,19 @@ pub struct TooLong(pub usize);
 
 #[inline]
 fn marker_u8<S: Sink>(s: &mut S, marker: u8, v: u8) {
-    s.put(&[marker, v]);
+    s.put_marked(marker, u64::from(v), 1);
 }
 #[inline]
 fn marker_u16<S: Sink>(s: &mut S, marker: u8, v: u16) {
-    let b = v.to_be_bytes();
-    s.put(&[marker, b[0], b[1]]);
+    s.put_marked(marker, u64::from(v), 2);
 }
 #[inline]
 fn marker_u32<S: Sink>(s: &mut S, marker: u8, v: u32) {
-    let b = v.to_be_bytes();
-    s.put(&[marker, b[0], b[1], b[2], b[3]]);
+    s.put_marked(marker, u64::from(v), 4);
 }
 #[inline]
 fn marker_u64<S: Sink>(s: &mut S, marker: u8, v: u64) {
-    let b = v.to_be_bytes();
-    s.put(&[marker, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    s.put_marked(marker, v, 8);
 }
 
 /// `nil`.
@@ -127,10 +209,39 @@ pub fn write_str<S: Sink>(s: &mut S, v: &[u8]) -> Result<(), TooLong> {
     Ok(())
 }
 
+/// A whole str whose bytes the sink may reference instead of copying.
+///
+/// # Safety
+/// As for [`Sink::put_payload`].
+#[inline]
+pub unsafe fn write_str_payload<S: Sink>(s: &mut S, v: &[u8]) -> Result<(), TooLong> {
+    write_str_header(s, v.len())?;
+    s.put_payload(v);
+    Ok(())
+}
+
 /// A whole bin.
 #[inline]
 pub fn write_bin<S: Sink>(s: &mut S, v: &[u8]) -> Result<(), TooLong> {
-    let len = v.len();
+    write_bin_header(s, v.len())?;
+    s.put(v);
+    Ok(())
+}
+
+/// A whole bin whose bytes the sink may reference instead of copying.
+///
+/// # Safety
+/// As for [`Sink::put_payload`].
+#[inline]
+pub unsafe fn write_bin_payload<S: Sink>(s: &mut S, v: &[u8]) -> Result<(), TooLong> {
+    write_bin_header(s, v.len())?;
+    s.put_payload(v);
+    Ok(())
+}
+
+/// The header of a bin of `len` bytes.
+#[inline]
+pub fn write_bin_header<S: Sink>(s: &mut S, len: usize) -> Result<(), TooLong> {
     if len <= usize::from(u8::MAX) {
         marker_u8(s, 0xc4, len as u8);
     } else if len <= usize::from(u16::MAX) {
@@ -140,7 +251,6 @@ pub fn write_bin<S: Sink>(s: &mut S, v: &[u8]) -> Result<(), TooLong> {
     } else {
         return Err(TooLong(len));
     }
-    s.put(v);
     Ok(())
 }
 
@@ -198,6 +308,17 @@ mod tests {
             enc(|s| write_uint(s, u64::MAX)),
             [0xcf, 255, 255, 255, 255, 255, 255, 255, 255]
         );
+    }
+
+    #[test]
+    fn push_bytes_all_short_lengths() {
+        let src: Vec<u8> = (0..40u8).collect();
+        for n in 0..=40 {
+            let mut v = vec![0xee];
+            push_bytes(&mut v, &src[..n]);
+            assert_eq!(v.len(), n + 1);
+            assert_eq!(&v[1..], &src[..n]);
+        }
     }
 
     #[test]

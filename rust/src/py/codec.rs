@@ -2,12 +2,14 @@
 
 use std::cell::RefCell;
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 
 use super::decode::PyBuilder;
 use super::encode::Encoder;
+use crate::codec::gather::{advise_huge, Gather};
 use crate::codec::{HARD_MAX_DEPTH, MAX_DEPTH};
 use crate::error::Error;
 use crate::hash::{sha256_digest, xxh3_128_digest, Xxh3Sink};
@@ -21,7 +23,7 @@ const KEEP_BUFFER_UP_TO: usize = 256 * 1024 * 1024;
 thread_local! {
     /// One output buffer per thread, reused: its pages are already touched,
     /// which is several times faster than writing into fresh memory.
-    static PACK_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static PACK_BUF: RefCell<Gather> = RefCell::new(Gather::new());
 }
 
 /// Bytes of a bytes-like argument. `bytes` are borrowed; bytearray and
@@ -71,15 +73,42 @@ fn packb<'py>(
     buf.clear();
     let mut encoder = Encoder::new(py, buf, canonical);
     let result = encoder.encode_root(obj);
-    let buf = encoder.out;
+    let mut buf = encoder.out;
     let out = match result {
-        Ok(()) => Ok(PyBytes::new(py, &buf)),
+        // SAFETY: the payloads `buf` references belong to objects of `obj`'s
+        // tree, alive and unchanged: no Python code has run since the walk.
+        Ok(()) => unsafe { assemble(py, &buf) },
         Err(e) => Err(e.into()),
     };
+    buf.clear(); // drop the payload pointers before the buffer is kept
     if buf.capacity() <= KEEP_BUFFER_UP_TO {
         PACK_BUF.with(|cell| cell.replace(buf));
     }
     out
+}
+
+/// A new bytes object holding the gathered output, written in one pass into
+/// uninitialized memory (no zero-fill, no intermediate copy), advised to use
+/// huge pages when large.
+///
+/// # Safety
+/// As for [`Gather::copy_to`].
+unsafe fn assemble<'py>(py: Python<'py>, buf: &Gather) -> PyResult<Bound<'py, PyBytes>> {
+    let len = buf.len();
+    let ptr = ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as ffi::Py_ssize_t);
+    let obj = Bound::from_owned_ptr_or_err(py, ptr)?;
+    let data = ffi::PyBytes_AsString(obj.as_ptr());
+    if data.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    advise_huge(data.cast::<u8>(), len);
+    let dst = std::slice::from_raw_parts_mut(data.cast::<u8>(), len);
+    if !buf.copy_to(dst) {
+        return Err(PyValueError::new_err(
+            "internal error: encoded length changed",
+        ));
+    }
+    Ok(obj.downcast_into_unchecked())
 }
 
 /// Decode one msgpack value of a state tree, with bounded depth and allocation.

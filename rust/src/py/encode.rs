@@ -18,28 +18,34 @@ enum Seg {
     Key(String),
 }
 
-/// An encoding failure and the path to it (innermost step first).
-pub(crate) struct EncodeError {
+/// An encoding failure and the path to it (innermost step first). Boxed so a
+/// `Result<(), EncodeError>` is one word: every value of the walk returns one.
+pub(crate) struct EncodeError(Box<Failure>);
+
+struct Failure {
     message: String,
     rev_path: Vec<Seg>,
 }
 
 impl EncodeError {
+    #[cold]
     fn new(message: impl Into<String>) -> Self {
-        EncodeError {
+        EncodeError(Box::new(Failure {
             message: message.into(),
             rev_path: Vec::new(),
-        }
+        }))
     }
 
+    #[cold]
     fn at(mut self, seg: Seg) -> Self {
-        self.rev_path.push(seg);
+        self.0.rev_path.push(seg);
         self
     }
 }
 
 impl From<EncodeError> for Error {
     fn from(e: EncodeError) -> Error {
+        let e = *e.0;
         let mut path = String::new();
         for seg in e.rev_path.iter().rev() {
             match seg {
@@ -98,7 +104,7 @@ fn type_name(py: Python<'_>, obj: *mut ffi::PyObject) -> String {
     }
 }
 
-/// A dict entry waiting to be written in sorted-key order.
+/// A dict entry waiting to be written (in sorted-key order when canonical).
 #[derive(Clone, Copy)]
 struct Entry {
     key: *const u8,
@@ -151,7 +157,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
         let ty = ffi::Py_TYPE(obj);
         if ty == addr_of_mut!(ffi::PyUnicode_Type) {
             let s = Self::utf8(obj)?;
-            write::write_str(&mut self.out, s).map_err(too_long)
+            write::write_str_payload(&mut self.out, s).map_err(too_long)
         } else if ty == addr_of_mut!(ffi::PyDict_Type) {
             self.dict(obj, depth + 1)
         } else if ty == addr_of_mut!(ffi::PyList_Type) {
@@ -186,7 +192,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
     unsafe fn other(&mut self, obj: *mut ffi::PyObject, depth: usize) -> EResult {
         if ffi::PyUnicode_Check(obj) != 0 {
             let s = Self::utf8(obj)?;
-            write::write_str(&mut self.out, s).map_err(too_long)
+            write::write_str_payload(&mut self.out, s).map_err(too_long)
         } else if ffi::PyDict_Check(obj) != 0 {
             self.dict(obj, depth + 1)
         } else if ffi::PyList_Check(obj) != 0 {
@@ -213,7 +219,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             } else {
                 std::slice::from_raw_parts(data.cast::<u8>(), len)
             };
-            write::write_bin(&mut self.out, slice).map_err(too_long)
+            write::write_bin_payload(&mut self.out, slice).map_err(too_long)
         } else if ffi::PyMemoryView_Check(obj) != 0 {
             let view = Bound::from_borrowed_ptr(self.py, obj);
             // msgpack refuses non-contiguous views; so do we, to stay byte-equal
@@ -228,7 +234,11 @@ impl<'py, S: Sink> Encoder<'py, S> {
                 clear_error();
                 EncodeError::new("a memoryview could not be read as contiguous bytes")
             })?;
-            self.bytes(copy.as_ptr())
+            // `copy` dies here: its bytes must be copied, not referenced
+            let data = copy.downcast::<pyo3::types::PyBytes>().map_err(|_| {
+                EncodeError::new("a memoryview could not be read as contiguous bytes")
+            })?;
+            write::write_bin(&mut self.out, data.as_bytes()).map_err(too_long)
         } else {
             let name = type_name(self.py, obj);
             Err(EncodeError::new(format!(
@@ -245,7 +255,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             clear_error();
             return Err(EncodeError::new("a bytes object could not be read"));
         }
-        write::write_bin(
+        write::write_bin_payload(
             &mut self.out,
             std::slice::from_raw_parts(data.cast::<u8>(), len),
         )
@@ -354,13 +364,20 @@ impl<'py, S: Sink> Encoder<'py, S> {
         Ok(())
     }
 
-    unsafe fn dict_sorted(&mut self, obj: *mut ffi::PyObject, n: usize, depth: usize) -> EResult {
+    /// The reusable entry buffer for containers at `depth`, emptied.
+    #[inline]
+    fn take_scratch(&mut self, depth: usize, n: usize) -> Vec<Entry> {
         if self.scratch.len() <= depth {
             self.scratch.resize_with(depth + 1, Vec::new);
         }
         let mut entries = std::mem::take(&mut self.scratch[depth]);
         entries.clear();
         entries.reserve(n);
+        entries
+    }
+
+    unsafe fn dict_sorted(&mut self, obj: *mut ffi::PyObject, n: usize, depth: usize) -> EResult {
+        let mut entries = self.take_scratch(depth, n);
         let mut pos: ffi::Py_ssize_t = 0;
         let mut key: *mut ffi::PyObject = std::ptr::null_mut();
         let mut value: *mut ffi::PyObject = std::ptr::null_mut();
@@ -391,7 +408,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
         });
         for entry in &entries {
             let k = std::slice::from_raw_parts(entry.key, entry.key_len);
-            write::write_str(&mut self.out, k).map_err(too_long)?;
+            write::write_str_payload(&mut self.out, k).map_err(too_long)?;
             self.encode(entry.value, depth)
                 .map_err(|e| e.at(Seg::Key(String::from_utf8_lossy(k).into_owned())))?;
         }

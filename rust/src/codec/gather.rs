@@ -1,0 +1,184 @@
+//! An output sink that copies each large payload only once.
+//!
+//! Encoding into a buffer and then copying the buffer into the final `bytes`
+//! object moves every byte twice. [`Gather`] copies small writes (headers,
+//! numbers, short strings) into its buffer but only records where large str
+//! and bin payloads live; [`Gather::copy_to`] then assembles the output in one
+//! pass, copying each large payload straight from its source.
+
+use super::write::Sink;
+
+/// Payloads at least this long are referenced, not copied, until assembly.
+pub const GATHER_FROM: usize = 128;
+
+/// Outputs at least this long are advised to use huge pages.
+pub const ADVISE_FROM: usize = 4 << 20;
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Hint that the `len` bytes at `ptr`, about to be filled for the first time,
+/// be backed by transparent huge pages (`madvise(MADV_HUGEPAGE)`): one page
+/// fault per 2 MiB instead of per 4 KiB. Filling fresh memory is otherwise
+/// dominated by page faults (measured: 112 MB in 60 ms plain, 21-35 ms
+/// advised, on the benchmark machine). Only whole 2 MiB pages inside the range
+/// are advised, so neighbouring allocations are untouched. A hint: ignored
+/// where unsupported, a no-op off Linux and for small ranges.
+pub fn advise_huge(ptr: *const u8, len: usize) {
+    if len < ADVISE_FROM {
+        return;
+    }
+    let start = (ptr as usize).saturating_add(HUGE_PAGE - 1) & !(HUGE_PAGE - 1);
+    let end = (ptr as usize).saturating_add(len) & !(HUGE_PAGE - 1);
+    if end <= start {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: [start, end) lies inside the caller's allocation and is page
+    // aligned; MADV_HUGEPAGE changes no contents, only how faults are served.
+    unsafe {
+        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+    }
+}
+
+/// A large payload: it goes at `at` in the buffer's byte stream.
+#[derive(Clone, Copy)]
+struct Piece {
+    at: usize,
+    ptr: *const u8,
+    len: usize,
+}
+
+/// See the module docs. Holds raw pointers between [`Sink::put_payload`] and
+/// [`Gather::copy_to`]; [`Gather::clear`] forgets them.
+#[derive(Default)]
+pub struct Gather {
+    buf: Vec<u8>,
+    pieces: Vec<Piece>,
+    total: usize,
+}
+
+impl Gather {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forget everything written (keeps the allocations for reuse).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.pieces.clear();
+        self.total = 0;
+    }
+
+    /// Length of the assembled output.
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    /// True if nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Capacity held by the internal buffers, in bytes.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity() + self.pieces.capacity() * std::mem::size_of::<Piece>()
+    }
+
+    /// Assemble the output into `dst`, which must be exactly [`Gather::len`]
+    /// bytes long (returns false, writing nothing, otherwise).
+    ///
+    /// # Safety
+    /// Every payload given to [`Sink::put_payload`] since the last
+    /// [`Gather::clear`] must still be alive and unchanged.
+    pub unsafe fn copy_to(&self, dst: &mut [u8]) -> bool {
+        if dst.len() != self.total {
+            return false;
+        }
+        let mut src_at = 0; // position in buf
+        let mut dst_at = 0;
+        for piece in &self.pieces {
+            let small = piece.at - src_at;
+            dst[dst_at..dst_at + small].copy_from_slice(&self.buf[src_at..piece.at]);
+            dst_at += small;
+            src_at = piece.at;
+            let payload = std::slice::from_raw_parts(piece.ptr, piece.len);
+            dst[dst_at..dst_at + piece.len].copy_from_slice(payload);
+            dst_at += piece.len;
+        }
+        dst[dst_at..].copy_from_slice(&self.buf[src_at..]);
+        true
+    }
+
+    /// The assembled output as a new Vec (for tests and small outputs).
+    ///
+    /// # Safety
+    /// As for [`Gather::copy_to`].
+    pub unsafe fn to_vec(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.total];
+        self.copy_to(&mut out);
+        out
+    }
+}
+
+impl Sink for Gather {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        super::write::push_bytes(&mut self.buf, bytes);
+        self.total += bytes.len();
+    }
+    #[inline]
+    fn put_u8(&mut self, byte: u8) {
+        self.buf.push(byte);
+        self.total += 1;
+    }
+    #[inline]
+    fn put_marked(&mut self, marker: u8, value: u64, width: usize) {
+        let before = self.buf.len();
+        super::write::push_marked(&mut self.buf, marker, value, width);
+        self.total += self.buf.len() - before;
+    }
+    #[inline]
+    unsafe fn put_payload(&mut self, bytes: &[u8]) {
+        if bytes.len() < GATHER_FROM {
+            self.put(bytes);
+            return;
+        }
+        self.pieces.push(Piece {
+            at: self.buf.len(),
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+        });
+        self.total += bytes.len();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assembles_in_order() {
+        let big1 = vec![7u8; 300];
+        let big2 = vec![9u8; GATHER_FROM];
+        let mut g = Gather::new();
+        let mut plain = Vec::new();
+        for s in [&mut g as &mut dyn Sink, &mut plain as &mut dyn Sink] {
+            s.put(b"ab");
+            // SAFETY: big1 and big2 outlive the assembly below.
+            unsafe {
+                s.put_payload(&big1);
+                s.put_payload(b"short");
+                s.put_payload(&big2);
+            }
+            s.put_u8(b'z');
+        }
+        assert_eq!(g.len(), plain.len());
+        // SAFETY: payloads still alive.
+        assert_eq!(unsafe { g.to_vec() }, plain);
+        let mut wrong = vec![0u8; 3];
+        // SAFETY: as above.
+        assert!(!unsafe { g.copy_to(&mut wrong) });
+        g.clear();
+        assert!(g.is_empty());
+    }
+}
