@@ -1,8 +1,10 @@
 """Bytes of journal records and snapshots: msgpack (Rust codec), zstd, AES-256-GCM.
 
-A record payload is ``packb(event.to_record() + {"commit": [first, last]})``,
-sealed with ``crypto.seal_record`` when the journal is encrypted. The commit
-range lets a reader tell a whole commit from one a crash cut in the middle.
+A record payload is the msgpack array ``[type, schema_version, seq, timestamp,
+path, payload, first, last]`` (zstd-compressed when large), sealed with
+``crypto.seal_record`` when the journal is encrypted. ``first..last`` is the
+commit group the event belongs to: a reader tells a whole commit from one a
+crash cut in the middle. Readers get ``to_record()``-style dicts from ``decode``.
 A snapshot blob is ``u32 len | sealed(packb(meta)) | sealed(zstd(packb(state)))``
 so that the small meta (tags, checkpoints) reads without decoding the state.
 """
@@ -31,6 +33,10 @@ MAX_RECORD_DECOMPRESSED = 1 << 30
 _U32 = struct.Struct("<I")
 _SNAPSHOT_AAD_SUFFIX = b"/snapshot"
 _SNAPSHOT_META_AAD_SUFFIX = b"/snapshot-meta"
+#: a record is the msgpack array [type, schema_version, seq, timestamp, path, payload, first, last]
+#: (first..last: the seqs of its commit group); an array decodes 3x faster than a map of the same
+R_TYPE, R_SCHEMA, R_SEQ, R_TIMESTAMP, R_PATH, R_PAYLOAD, R_FIRST, R_LAST = range(8)
+RECORD_FIELDS = 8
 #: current schema version of each event type, for the upcast fast path
 _CURRENT_SCHEMA = {name: cls.schema_version for name, cls in EVENT_TYPES.items()}
 
@@ -55,8 +61,7 @@ class RecordCodec:
         self._zd = zstandard.ZstdDecompressor()
 
     # -- records ------------------------------------------------------------------------------
-    def encode(self, record: dict[str, Any]) -> bytes:
-        raw = _engine.packb(record)
+    def _seal_payload(self, raw: bytes, seq: int) -> bytes:
         if len(raw) >= RECORD_COMPRESS_MIN:
             packed = self._zc.compress(raw)
             if len(packed) * 10 <= len(raw) * 9:
@@ -65,10 +70,23 @@ class RecordCodec:
             return raw
         from desiru import crypto
 
-        return crypto.seal_record(self.key, self.journal_id, record["seq"], raw)
+        return crypto.seal_record(self.key, self.journal_id, seq, raw)
 
-    def decode(self, seq: int, payload: bytes) -> dict[str, Any]:
-        """The record dict stored at ``seq``, upcast to the current schema of its event type."""
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        """The payload of a record dict (``to_record()`` plus optional ``"commit": [first, last]``)."""
+        seq = record["seq"]
+        first, last = record.get("commit") or (seq, seq)
+        return self._seal_payload(_engine.packb([
+            record["type"], record["schema_version"], seq, record["timestamp"], record["path"],
+            dict(record["payload"]), first, last]), seq)
+
+    def encode_event(self, ev: Event, first: int, last: int) -> bytes:
+        """The payload of an event of the commit group first..last (the write fast path)."""
+        return self._seal_payload(_engine.packb([
+            ev.type, ev.schema_version, ev.seq, ev.timestamp, ev.path, dict(ev.payload), first, last]), ev.seq)
+
+    def decode_array(self, seq: int, payload: bytes) -> list[Any]:
+        """The record stored at ``seq`` as its array (see ``R_*``), upcast to the current schema."""
         if self.key is not None:
             from desiru import crypto
 
@@ -82,23 +100,48 @@ class RecordCodec:
                     payload = self._zd.decompress(payload, max_output_size=MAX_RECORD_DECOMPRESSED)
                 except zstandard.ZstdError as exc:
                     raise CorruptDataError(f"compressed record is damaged: {exc}") from None
-            record = _engine.unpackb(payload)
+            rec = _engine.unpackb(payload)
         except CorruptDataError as exc:
             raise CorruptDataError(f"event record is malformed: {exc.message}", path=self.name, seq=seq,
                                    hint="run journal.verify()") from None
-        if type(record) is not dict or record.get("seq") != seq:
-            raise CorruptDataError("event record does not match its seq", path=self.name, seq=seq,
+        if type(rec) is not list or len(rec) != RECORD_FIELDS or rec[R_SEQ] != seq:
+            raise CorruptDataError("event record is malformed or does not match its seq", path=self.name,
+                                   seq=seq, hint="run journal.verify()")
+        if _CURRENT_SCHEMA.get(rec[R_TYPE]) != rec[R_SCHEMA] and self._upcast is not None:
+            up = self._upcast({"type": rec[R_TYPE], "schema_version": rec[R_SCHEMA], "seq": seq,
+                               "timestamp": rec[R_TIMESTAMP], "path": rec[R_PATH], "payload": rec[R_PAYLOAD]})
+            try:
+                rec = [up["type"], up["schema_version"], seq, up["timestamp"], up.get("path", ""),
+                       up.get("payload") or {}, rec[R_FIRST], rec[R_LAST]]
+            except (KeyError, TypeError):
+                raise CorruptDataError("an upcaster returned a malformed record", path=self.name,
+                                       seq=seq) from None
+        if (type(rec[R_PAYLOAD]) is not dict or type(rec[R_PATH]) is not str
+                or type(rec[R_TIMESTAMP]) not in (float, int) or type(rec[R_FIRST]) is not int
+                or type(rec[R_LAST]) is not int or not rec[R_FIRST] <= seq <= rec[R_LAST]):
+            raise CorruptDataError("event record is malformed", path=self.name, seq=seq,
                                    hint="run journal.verify()")
-        if _CURRENT_SCHEMA.get(record.get("type")) != record.get("schema_version") and self._upcast is not None:
-            commit = record.pop("commit", None)
-            record = self._upcast(record)
-            if commit is not None:
-                record["commit"] = commit
-        return record
+        return rec
+
+    def decode(self, seq: int, payload: bytes) -> dict[str, Any]:
+        """The record dict stored at ``seq`` (``to_record()`` keys plus ``"commit"``), upcast."""
+        rec = self.decode_array(seq, payload)
+        return {"type": rec[R_TYPE], "schema_version": rec[R_SCHEMA], "seq": seq,
+                "timestamp": rec[R_TIMESTAMP], "path": rec[R_PATH], "payload": rec[R_PAYLOAD],
+                "commit": [rec[R_FIRST], rec[R_LAST]]}
 
     def event(self, record: Mapping[str, Any]) -> Event:
-        """The typed event of a decoded record."""
+        """The typed event of a decoded record dict."""
         return event_from_record(record, path=self.name)
+
+    def event_of(self, rec: list[Any]) -> Event:
+        """The typed event of a decoded record array."""
+        cls = EVENT_TYPES.get(rec[R_TYPE])
+        if cls is None or rec[R_SCHEMA] != cls.schema_version:
+            return event_from_record({"type": rec[R_TYPE], "schema_version": rec[R_SCHEMA], "seq": rec[R_SEQ],
+                                      "timestamp": rec[R_TIMESTAMP], "path": rec[R_PATH],
+                                      "payload": rec[R_PAYLOAD]}, path=self.name)
+        return cls(path=rec[R_PATH], payload=rec[R_PAYLOAD], seq=rec[R_SEQ], timestamp=float(rec[R_TIMESTAMP]))
 
     # -- snapshots ------------------------------------------------------------------------------
     def _seal(self, data: bytes, seq: int, suffix: bytes) -> bytes:

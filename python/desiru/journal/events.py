@@ -53,6 +53,12 @@ class Event:
             raise DesiruError(f"{self.type} needs payload keys {missing}", seq=self.seq or None,
                               hint=f"give payload={{{', '.join(repr(k) + ': ...' for k in self.fields)}}}")
 
+    def _stamped(self, seq: int, timestamp: float) -> Event:
+        """A copy with the journal's seq and timestamp (payload already frozen and checked: no re-check)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(path=self.path, payload=self.payload, seq=seq, timestamp=timestamp)
+        return new
+
     @property
     def time(self) -> _dt.datetime:
         """The timestamp as an aware UTC datetime."""

@@ -207,11 +207,20 @@ class FileStore(JournalStore):
 
     def _scan_segment(self, first: int, offset: int = 0, *, tail_ok: bool, expect: int | None = None
                       ) -> Iterator[tuple[int, int, bytes]]:
-        """(seq, offset, payload) of one segment's records from ``offset``.
+        """(seq, offset, payload) of one segment's records from ``offset`` (see ``_scan_chunks``)."""
+        for base, records in self._scan_chunks(first, offset, tail_ok=tail_ok, expect=expect):
+            for seq, off, payload in records:
+                yield seq, base + off, payload
 
-        Damage raises CorruptDataError naming seq and offset, except a torn or corrupt
-        tail of the last segment when ``tail_ok`` (nothing valid follows it): there the
-        scan just ends (a writer may be midway through an append, or recover() will cut it).
+    def _scan_chunks(self, first: int, offset: int = 0, *, tail_ok: bool, expect: int | None = None
+                     ) -> Iterator[tuple[int, list[tuple[int, int, bytes]]]]:
+        """(base offset, records) per window read; each record is (seq, offset from base, payload).
+
+        Seqs are checked to run on from ``expect`` without a gap. Damage raises
+        CorruptDataError naming seq and offset (after the good records before it were
+        yielded), except a torn or corrupt tail of the last segment when ``tail_ok``
+        (nothing valid follows it): there the scan just ends (a writer may be midway
+        through an append, or recover() will cut it).
         """
         path = self._seg_path(first)
         try:
@@ -227,44 +236,44 @@ class FileStore(JournalStore):
                 window = min(SCAN_CHUNK, size - pos)
                 buf = os.pread(fd, window, pos)
                 records, good_end, fault = _engine.frame_scan(buf, self.salt, 0, MAX_RECORD)
-                for seq, off, payload in records:
-                    if seq != expected:
-                        raise CorruptDataError(f"record has seq {seq}, expected {expected}", path=str(path),
-                                               seq=expected, offset=pos + off,
+                if records:
+                    # frame_scan gives strictly increasing seqs: the first and the last pin them all
+                    if records[0][0] != expected or records[-1][0] != expected + len(records) - 1:
+                        bad = next(i for i, r in enumerate(records) if r[0] != expected + i)
+                        if bad:
+                            yield pos, records[:bad]
+                        raise CorruptDataError(f"record has seq {records[bad][0]}, expected {expected + bad}",
+                                               path=str(path), seq=expected + bad, offset=pos + records[bad][1],
                                                hint="run desiru.journal.repair(path)")
-                    expected += 1
-                    yield seq, pos + off, payload
+                    expected += len(records)
+                    yield pos, records
                 if fault is None:
                     pos += good_end
                     continue
                 f_off, reason = fault
                 at = pos + f_off
                 if reason in _TORN and pos + len(buf) < size:
-                    # the record runs past this window: widen to its whole length (trusted:
-                    # a torn payload means its header checksum held)
-                    if f_off == 0:
-                        need = RECORD_HEADER
-                        if reason == "torn payload":
-                            need += struct.unpack_from("<I", buf, 0)[0]
-                        if need <= window:  # cannot happen, but never loop forever
-                            raise CorruptDataError(f"record is unreadable ({reason})", path=str(path),
-                                                   seq=expected, offset=at)
+                    if f_off > 0:  # the record runs past this window: the next window starts at it
+                        pos += good_end
+                        continue
+                    # a record longer than a window: read it whole (its length is trusted: a torn
+                    # payload means its header checksum held)
+                    need = RECORD_HEADER
+                    if reason == "torn payload":
+                        need += struct.unpack_from("<I", buf, 0)[0]
+                    if need > window:
                         records2, good2, fault2 = _engine.frame_scan(os.pread(fd, need, pos), self.salt, 0,
                                                                      MAX_RECORD)
                         if fault2 is None and records2:
-                            seq, _, payload = records2[0]
-                            if seq != expected:
-                                raise CorruptDataError(f"record has seq {seq}, expected {expected}",
+                            if records2[0][0] != expected:
+                                raise CorruptDataError(f"record has seq {records2[0][0]}, expected {expected}",
                                                        path=str(path), seq=expected, offset=pos)
                             expected += 1
-                            yield seq, pos, payload
+                            yield pos, records2
                             pos += good2
                             continue
                         f_off, reason = fault2 if fault2 is not None else (0, "bad record")
                         at = pos + f_off
-                    else:
-                        pos += good_end
-                        continue
                 if tail_ok and not self._valid_record_after(fd, at, size, expected):
                     return
                 raise CorruptDataError(f"damaged record ({reason})", path=str(path), seq=expected, offset=at,
@@ -395,6 +404,12 @@ class FileStore(JournalStore):
             os.fsync(self._fd)
 
     def read(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes]]:
+        for chunk in self.read_chunks(start, stop):
+            for seq, _off, payload in chunk:
+                yield seq, payload
+
+    def read_chunks(self, start: int = 0, stop: int | None = None
+                    ) -> Iterator[list[tuple[int, Any, bytes]]]:
         segments = list(self._segments) if self._lock.held else self._list_segments()
         if not segments:
             return
@@ -411,15 +426,17 @@ class FileStore(JournalStore):
             if c_first == first and first < c_next <= start:  # resume where the last read stopped
                 offset, expect = c_off, c_next
             last_seen = expect - 1
-            for seq, off, payload in self._scan_segment(first, offset, tail_ok=is_last, expect=expect):
-                last_seen = seq
-                self._cursor = (first, seq + 1, off + RECORD_HEADER + len(payload))
-                if seq < start:
+            for base, records in self._scan_chunks(first, offset, tail_ok=is_last, expect=expect):
+                lo = records[0][0]
+                last_seen, last_off, last_payload = records[-1]
+                self._cursor = (first, last_seen + 1, base + last_off + RECORD_HEADER + len(last_payload))
+                if last_seen < start:
                     continue
-                if stop is not None and seq >= stop:
-                    return
-                yield seq, payload
-                if stop is not None and seq >= stop - 1:
+                cut_lo = max(0, start - lo)
+                cut_hi = len(records) if stop is None else min(len(records), stop - lo)
+                if cut_lo < cut_hi:
+                    yield records[cut_lo:cut_hi] if (cut_lo or cut_hi < len(records)) else records
+                if stop is not None and last_seen >= stop - 1:
                     return  # do not scan on into bytes nobody asked for
             if not is_last and last_seen != segments[i + 1] - 1:
                 raise CorruptDataError(

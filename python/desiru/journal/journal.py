@@ -20,7 +20,7 @@ from typing import Any
 
 from desiru import _engine
 from desiru.errors import CorruptDataError, DesiruError, MissingKeyError
-from desiru.journal.codec import RecordCodec, check_fsync_mode
+from desiru.journal.codec import R_PATH, R_PAYLOAD, R_SEQ, R_TIMESTAMP, R_TYPE, RecordCodec, check_fsync_mode
 from desiru.journal.durability import SyncPolicy
 from desiru.journal.events import (
     OP_OF_TYPE,
@@ -114,19 +114,12 @@ def _unshare(root: dict[str, Any], paths: Any) -> dict[str, Any]:
     return new_root
 
 
-def _edit_of(record: dict[str, Any]) -> dict[str, Any] | None:
-    """The edit of a decoded record (the replay fast path: no Event objects)."""
-    op = OP_OF_TYPE.get(record.get("type"))  # type: ignore[arg-type]
-    if op is None:
-        if record.get("type") in OP_OF_TYPE:
-            return None  # CheckpointTagged
-        raise CorruptDataError(f"unknown event type {record.get('type')!r}", seq=record.get("seq"),
-                               hint="this journal was written by a newer desiru; upgrade to read it")
-    payload = record.get("payload")
-    edit = dict(payload) if type(payload) is dict else {}
-    edit["op"] = op
-    edit["path"] = record.get("path", "")
-    return edit
+_UNKNOWN = object()
+
+
+def _unknown_type(rec: list[Any]) -> CorruptDataError:
+    return CorruptDataError(f"unknown event type {rec[R_TYPE]!r}", seq=rec[R_SEQ],
+                            hint="this journal was written by a newer desiru; upgrade to read it")
 
 
 class Journal:
@@ -409,7 +402,7 @@ class Journal:
             edits = []
             for ev in events:
                 seq += 1
-                new = type(ev)(path=ev.path, payload=ev.payload, seq=seq, timestamp=ts)
+                new = ev._stamped(seq, ts)
                 stored.append(new)
                 edit = new.to_edit()
                 if edit is not None:
@@ -432,11 +425,8 @@ class Journal:
 
     def _write(self, events: list[Event]) -> None:
         first, last = events[0].seq, events[-1].seq
-        records = []
-        for ev in events:
-            rec = ev.to_record()
-            rec["commit"] = [first, last]
-            records.append((ev.seq, self._codec.encode(rec)))
+        encode = self._codec.encode_event
+        records = [(ev.seq, encode(ev, first, last)) for ev in events]
         try:
             self._store.append(records)
         except BaseException as exc:
@@ -470,14 +460,37 @@ class Journal:
                 raise DesiruError(f"events {expect}..{seq - 1} were compacted away", path=self._name, seq=expect,
                                   hint=f"the oldest replayable seq is {self.first_replayable()}")
             expect = seq + 1
-            yield self._codec.event(self._codec.decode(seq, payload))
+            yield self._codec.event_of(self._codec.decode_array(seq, payload))
 
-    def _records(self, start: int, stop: int) -> Iterator[dict[str, Any]]:
+    def _arrays(self, start: int, stop: int) -> Iterator[list[list[Any]]]:
+        """Decoded record arrays (codec.R_*) with start <= seq < stop, a chunk at a time, checked gapless."""
         first = self._store.first_seq()
         if first and start < first:
             start = first
-        for seq, payload in self._store.read(start, stop):
-            yield self._codec.decode(seq, payload)
+        expect = start
+        decode = self._codec.decode_array
+        for chunk in self._store.read_chunks(start, stop):
+            if chunk[0][0] != expect or chunk[-1][0] != expect + len(chunk) - 1:
+                raise CorruptDataError(f"the log skips from seq {expect - 1} to {chunk[0][0]}", path=self._name,
+                                       seq=expect, hint="run journal.verify()")
+            expect += len(chunk)
+            yield [decode(seq, payload) for seq, _pos, payload in chunk]
+
+    def _edits(self, arrays: list[list[Any]]) -> list[dict[str, Any]]:
+        """The edits of decoded record arrays (CheckpointTagged gives none)."""
+        ops = OP_OF_TYPE
+        edits = []
+        for rec in arrays:
+            op = ops.get(rec[R_TYPE], _UNKNOWN)
+            if op is None:
+                continue
+            if op is _UNKNOWN:
+                raise _unknown_type(rec)
+            edit = dict(rec[R_PAYLOAD])
+            edit["op"] = op
+            edit["path"] = rec[R_PATH]
+            edits.append(edit)
+        return edits
 
     def first_replayable(self) -> int:
         """The oldest seq that can still be replayed (compaction moves it forward)."""
@@ -488,17 +501,12 @@ class Journal:
         return snaps[0] if snaps else first
 
     # -- index of tags and checkpoints ---------------------------------------------------------------
-    def _index(self, events: Any) -> None:
+    def _index(self, events: list[Event]) -> None:
         assert self._tags is not None and self._checkpoints is not None
         for ev in events:
-            if isinstance(ev, dict):
-                if ev.get("type") != CheckpointTagged.type:
-                    continue
-                payload, seq, ts = ev.get("payload") or {}, ev["seq"], float(ev["timestamp"])
-            else:
-                if not isinstance(ev, CheckpointTagged):
-                    continue
-                payload, seq, ts = ev.payload, ev.seq, ev.timestamp
+            if not isinstance(ev, CheckpointTagged):
+                continue
+            payload, seq, ts = ev.payload, ev.seq, ev.timestamp
             tag = payload.get("tag")
             if isinstance(tag, str):
                 self._tags[tag] = seq
@@ -525,13 +533,8 @@ class Journal:
                             if seq >= base:
                                 self._checkpoints.append(Checkpoint(v, tag, seq, ts))
                 self._index_upto = max(start - 1, 0)
-            batch: list[dict[str, Any]] = []
-            for rec in self._records(self._index_upto + 1, head + 1):
-                batch.append(rec)
-                if len(batch) >= REPLAY_BATCH:
-                    self._index(batch)
-                    batch.clear()
-            self._index(batch)
+            for arrays in self._arrays(self._index_upto + 1, head + 1):
+                self._index([self._codec.event_of(rec) for rec in arrays if rec[R_TYPE] == CheckpointTagged.type])
             self._index_upto = head
 
     def tags(self) -> dict[str, int]:
@@ -579,10 +582,14 @@ class Journal:
         else:
             raise DesiruError(f"at= takes a datetime or a unix timestamp, got {type(at).__name__}")
         found = 0
-        for rec in self._records(self.first_replayable() or 1, self._head + 1):
-            if rec["timestamp"] > when:
-                break
-            found = rec["seq"]
+        for arrays in self._arrays(self.first_replayable() or 1, self._head + 1):
+            for rec in arrays:
+                if rec[R_TIMESTAMP] > when:
+                    break
+                found = rec[R_SEQ]
+            else:
+                continue
+            break
         if found == 0 and self.first_replayable() > 1:
             raise DesiruError(f"no replayable event at or before {at}", path=self._name,
                               hint=f"the oldest replayable seq is {self.first_replayable()}")
@@ -617,20 +624,14 @@ class Journal:
                               hint=f"the oldest replayable seq is {self.first_replayable()}")
         expect = base + 1
         batch: list[dict[str, Any]] = []
-        for rec in self._records(base + 1, target + 1):
-            if rec["seq"] != expect:
-                raise CorruptDataError(f"event seq {rec['seq']} follows {expect - 1}", path=self._name,
-                                       seq=expect)
-            expect += 1
-            edit = _edit_of(rec)
-            if edit is None:
-                continue
-            if state is None:
-                if edit["op"] != "program_created":
+        for arrays in self._arrays(base + 1, target + 1):
+            expect = arrays[-1][R_SEQ] + 1
+            batch.extend(self._edits(arrays))
+            if state is None and batch:
+                if batch[0]["op"] != "program_created":
                     raise CorruptDataError("the journal does not start with ProgramCreated", path=self._name,
-                                           seq=rec["seq"])
+                                           seq=arrays[0][R_SEQ])
                 state = {}
-            batch.append(edit)
             if len(batch) >= REPLAY_BATCH:
                 _engine.apply_edits(state, batch)
                 batch = []
@@ -749,12 +750,10 @@ class Journal:
             base = older[-1]
             state = self._codec.snapshot_state(base, self._store.get_snapshot(base))
         batch = []
-        for rec in self._records(base + 1, target + 1):
-            edit = _edit_of(rec)
-            if edit is not None:
-                if state is None:
-                    state = {}
-                batch.append(edit)
+        for arrays in self._arrays(base + 1, target + 1):
+            batch.extend(self._edits(arrays))
+        if batch and state is None:
+            state = {}
         if state is None:
             raise CorruptDataError("no program to compare the snapshot with", seq=target)
         return _engine.apply_edits(state, batch)
