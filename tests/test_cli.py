@@ -540,3 +540,22 @@ def test_a_prompt_takes_the_bar_off_the_screen() -> None:
             assert not live.is_started
         assert live.is_started
     assert progress._ACTIVE == []
+
+
+def test_inspect_one_module_in_full(qa: Path) -> None:
+    result = run("inspect", qa, "--module", "answer", "--demos", "1")
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert "desiru.ChainOfThought" in out and "Given the fields" in out  # the full instructions
+    assert "Reasoning: Let's think step by step" in out and "temperature=0.2 max_tokens=256" in out
+    assert "2, the first 1 below" in out and "2+2?" in out and "Colour of sky?" not in out
+    data = json.loads(run("inspect", qa, "-m", "answer", "--json").stdout)
+    assert data["module"] == "answer" and data["demos"] == sample_program().answer.to_state()["demos"]
+    assert_error(run("inspect", qa, "-m", "nope"), "qa.json", "no module 'nope'", "retrieve")
+
+
+def test_inspect_module_of_a_module_file(qa: Path, tmp_path: Path) -> None:
+    out = tmp_path / "answer.json"
+    ds.load(qa).export_module("answer", out)
+    assert run("inspect", out, "-m", "answer").exit_code == 0
+    assert_error(run("inspect", out, "-m", "retrieve"), "holds 'answer', not 'retrieve'")

@@ -79,6 +79,15 @@ def test_inspect_journal(journal: Path) -> None:
     assert "baseline@2, best@5" in table and "programs.QA" in table
 
 
+def test_inspect_a_journal_point_and_a_module_there(journal: Path) -> None:
+    info = json.loads(run("inspect", f"{journal}@tag:baseline", "--json").stdout)
+    assert info["point"] == f"{journal}@tag:baseline" and info["head"] == 6
+    assert {m["path"]: m["demos"] for m in info["modules"]} == {"retrieve": 1, "answer": 2}
+    assert "(at tag baseline)" in run("inspect", f"{journal}@tag:baseline").stdout
+    detail = json.loads(run("inspect", f"{journal}@seq:4", "-m", "answer", "--json").stdout)
+    assert detail["parameters"]["temperature"] == 0.9 and len(detail["demos"]) == 3
+
+
 def test_log_table(journal: Path) -> None:
     result = run("log", journal)
     assert result.exit_code == 0, result.stderr

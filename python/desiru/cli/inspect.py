@@ -15,7 +15,7 @@ from rich.text import Text
 from desiru import _engine
 from desiru.cli import keys, progress, render, sources
 from desiru.cli.app import Env, cli, env_of
-from desiru.errors import MissingKeyError
+from desiru.errors import DesiruError, MissingKeyError
 from desiru.serialization import container
 from desiru.serialization.documents import deserialize_document, read_bytes
 from desiru.serialization.version import CURRENT_VERSION
@@ -156,8 +156,9 @@ def _size_text(n: int) -> str:
     return f"{n:,} bytes" + (f" ({render.human_size(n)})" if n >= 1000 else "")
 
 
-def inspect_journal(env: Env, path: str, key: str | None, as_json: bool) -> None:
-    """Show a journal's head, tags and the modules of the program at its head."""
+def inspect_journal(env: Env, src: sources.Source, key: str | None, as_json: bool) -> None:
+    """Show a journal's head, tags and the modules of the program at its head (or at the point given)."""
+    path = os.fspath(src.path)
 
     def read(k: str | None) -> dict[str, Any]:
         with sources.open_journal(path, k) as j:
@@ -167,7 +168,7 @@ def inspect_journal(env: Env, path: str, key: str | None, as_json: bool) -> None
                 counts[event.type] = counts.get(event.type, 0) + 1
                 first = event.timestamp if first is None else first
                 last = event.timestamp
-            state = j.replay_state() if j.head else None
+            state = j.replay_state(seq=src.seq, tag=src.tag) if j.head or src.has_point else None
             encryption = j.encryption or {}
             version = getattr(j.store, "version", None)
             return {"head": j.head, "tags": dict(j.tags()), "counts": counts, "first": first, "last": last,
@@ -188,6 +189,7 @@ def inspect_journal(env: Env, path: str, key: str | None, as_json: bool) -> None
         "path": path, "kind": "journal", "size": size, "format_version": facts["format_version"],
         "encrypted": facts["encrypted"], "key_id": facts["key_id"], "head": facts["head"], "events": n_events,
         "event_types": counts, "tags": facts["tags"], "first_event_at": first, "last_event_at": last,
+        "point": src.text if src.has_point else None,
         "class": state.get("class") if state else None, "modules": rows,
         "demos": sum(r["demos"] for r in rows),
     }
@@ -208,7 +210,8 @@ def inspect_journal(env: Env, path: str, key: str | None, as_json: bool) -> None
         fields.append(("written", f"{_when(first)} .. {_when(last)}"))
     if state:
         fields.append(("class", str(state.get("class"))))
-        fields.append(("modules", f"{len(rows)} with {info['demos']:,} demos in all (at head)"))
+        at = f"tag {src.tag}" if src.tag else f"seq {src.seq}" if src.seq is not None else "head"
+        fields.append(("modules", f"{len(rows)} with {info['demos']:,} demos in all (at {at})"))
     env.result(f"[bold]{escape(path)}[/]")
     env.result(_fields_table(fields))
     if rows:
@@ -225,28 +228,97 @@ def _when(ts: Any) -> str:
     return str(ts)
 
 
-@cli.command("inspect", short_help='What a document or journal holds.')
+def module_detail(env: Env, label: str, path: str, node: dict[str, Any], n_demos: int, as_json: bool) -> None:
+    """One module in full: signature fields, instructions, parameters, metadata and its first demos."""
+    if as_json:
+        click.echo(render.dumps({"source": label, "module": path, **node}))
+        return
+    sig = node.get("signature") if isinstance(node.get("signature"), dict) else {}
+    demos = node.get("demos") or []
+    env.result(Text.assemble((path, "bold"), f"  {node.get('class')}  ({label})"))
+    if node.get("kind") == "program":
+        env.result(modules_table(module_rows(node)))
+        return
+    fields: list[tuple[str, str | Text]] = [("instructions", str(sig.get("instructions", "")))]
+    all_fields = [f for side in ("inputs", "outputs") for f in sig.get(side) or [] if isinstance(f, dict)]
+    width = max((len(str(f.get("name"))) for f in all_fields), default=0)
+    for side in ("inputs", "outputs"):
+        lines = [f"{f.get('name')!s:<{width}}  {f.get('prefix', '')!s}" + (f"  ({f.get('desc')})" if f.get("desc")
+                 else "") for f in sig.get(side) or [] if isinstance(f, dict)]
+        fields.append((side, "\n".join(lines) or "none"))
+    fields.append(("parameters", render.params_text(node.get("parameters") or {}, 200) or "none"))
+    fields.append(("metadata", render.short(node.get("metadata") or {}, 200)))
+    fields.append(("demos", f"{len(demos):,}" + (f", the first {min(n_demos, len(demos))} below"
+                                                  if demos and n_demos else "")))
+    env.result(_fields_table(fields))
+    shown = [d for d in demos[:n_demos] if isinstance(d, dict)]
+    if shown:
+        columns: list[str] = []
+        for d in shown:
+            columns.extend(k for k in d if k not in columns)
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        table.add_column("#", justify="right")
+        for c in columns:
+            table.add_column(c, overflow="fold")
+        for i, d in enumerate(shown):
+            table.add_row(str(i), *(Text(_cell(d[c]) if c in d else "") for c in columns))
+        env.result()
+        env.result(table)
+
+
+def _cell(value: Any, width: int = 60) -> str:
+    """A demo value for a table cell: text as it is (cut), anything else in its short form."""
+    if isinstance(value, str):
+        text = " ".join(value.split())
+        return text if len(text) <= width else text[: width - 1] + "…"
+    return render.short(value, width)
+
+
+@cli.command("inspect", short_help="What a document or journal holds.")
 @click.argument("path")
+@click.option("-m", "--module", "module", metavar="PATH",
+              help="Show one module in full (dotted path): fields, instructions, parameters, metadata, demos.")
+@click.option("--demos", "n_demos", default=5, show_default=True, type=click.IntRange(min=0),
+              help="With --module, how many demos to show.")
 @keys.key_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of tables.")
 @click.pass_context
-def inspect_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: bool, as_json: bool) -> None:
+def inspect_cmd(ctx: click.Context, path: str, module: str | None, n_demos: int, key_env: str | None,
+                ask_key: bool, as_json: bool) -> None:
     """Show what a document or a journal holds.
 
     For a document: kind, format, version, compression, encryption, size, sha256,
     content checksum (verified), class, and every module with its signature, demo
     count and parameters. For a journal: head, events by type, tags, and the
-    modules of the program at its head.
+    modules of the program at its head, or at a point (PATH@tag:NAME, PATH@seq:N).
+    With --module, one module in full.
 
     \b
     Examples:
       desiru inspect qa.msgpack.zst
       desiru inspect runs/qa.journal --json
+      desiru inspect runs/qa.journal@tag:best --module answer --demos 3
       MYKEY=... desiru inspect secret.bin --key-env MYKEY
     """
     env = env_of(ctx)
     key = keys.input_key(key_env, ask_key)
-    if sources.is_journal(path):
-        inspect_journal(env, path, key, as_json)
+    src = sources.parse_source(path)
+    if module is not None:
+        with progress.task(env, f"reading {os.path.basename(src.text)}"):
+            loaded = keys.with_key(lambda k: sources.read_source(src, k), key)
+        state = loaded.state
+        if loaded.kind == "module":  # a module file: its own name, or nothing
+            if module not in (state.get("name"), ""):
+                raise DesiruError(f"this module file holds {state.get('name')!r}, not {module!r}", path=src.path)
+            node = state
+        else:
+            with sources.about(src.path):
+                node = sources.find_child(state, module)
+        module_detail(env, src.text, module, node, n_demos, as_json)
+    elif sources.is_journal(src.path):
+        inspect_journal(env, src, key, as_json)
+    elif src.has_point:
+        raise DesiruError(f"{src.path} is a document, not a journal; only journals have points such as @tag:NAME",
+                          path=src.path, hint=f"use the path alone: {src.path}")
     else:
         inspect_document(env, path, key, as_json)

@@ -42,7 +42,8 @@ def export_module_cmd(ctx: click.Context, program: str, module: str, out: str, f
     if loaded.kind != "program":
         raise DesiruError(f"{src.text} holds a {loaded.kind}, not a program", path=src.path,
                           hint="export-module takes a program file")
-    child = sources.find_child(loaded.state, module)
+    with sources.about(src.path):
+        child = sources.find_child(loaded.state, module)
     state = {"name": module.rpartition(".")[2], **{k: v for k, v in child.items() if k != "name"}}
     out_key = keys.output_key(encrypt, out_key_env, in_key)
     result = sources.write_state(state, out, kind=str(child.get("kind", "module")), fmt=fmt, compress=compress,
@@ -90,7 +91,8 @@ def import_module_cmd(ctx: click.Context, program: str, module_file: str, name: 
         raise DesiruError(f"cannot import under the name {target!r}", path=module_file,
                           hint="give --name some_identifier (or parent.child)")
     parent_path, _, leaf = target.rpartition(".")
-    parent = sources.find_child(doc.state, parent_path) if parent_path else doc.state
+    with sources.about(program):
+        parent = sources.find_child(doc.state, parent_path) if parent_path else doc.state
     if parent.get("kind") != "program":
         raise DesiruError(f"{parent_path!r} is a module, not a program; cannot put {leaf!r} inside it",
                           path=program)
