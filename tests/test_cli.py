@@ -299,6 +299,12 @@ def test_convert_into_missing_folder(qa: Path, tmp_path: Path) -> None:
     assert_error(run("convert", qa, tmp_path / "no" / "such" / "x.json"), "does not exist")
 
 
+def test_convert_refuses_a_journal_or_folder_as_output(qa: Path, tmp_path: Path) -> None:
+    assert_error(run("convert", qa, tmp_path / "new.journal"), "writes a document")
+    folder = CliRunner().invoke(cli, ["convert", str(qa), str(tmp_path)])
+    assert folder.exit_code == 2 and "is a directory" in folder.stderr
+
+
 def test_convert_refuses_a_point_on_a_document(qa: Path, tmp_path: Path) -> None:
     assert_error(run("convert", f"{qa}@tag:best", tmp_path / "x.json"), "is a document, not a journal")
 

@@ -171,6 +171,9 @@ def write_state(state: dict[str, Any], out: str | os.PathLike[str], *, kind: str
 
     Unlike ``Program.save``, no .zst/.gz is appended: on the command line the user names the file.
     """
+    if os.fspath(out).rstrip("/\\").endswith(".journal") or os.path.isdir(out):
+        raise DesiruError("this command writes a document, and the output looks like a journal or folder",
+                          path=out, hint="give a file name such as out.json or out.msgpack.zst")
     data, fmt_used, method = serialize_document(state, kind=kind, format=format_for(out, fmt),
                                                 compress=compression_for(out, compress), key=key)
     size = atomic_write(out, data)
