@@ -57,6 +57,15 @@ def test_run_demo_end_to_end(tmp_path: Path) -> None:
     assert report.sizes["journal"] > 0 and report.lm_calls == 31 * 8 * 5
 
 
+def test_demo_gives_back_the_callers_lm(tmp_path: Path) -> None:
+    mine = ds.ScriptedLM(["hello"], cycle=True)
+    ds.configure(lm=mine, temperature=0.5)
+    demo.run_demo(tmp_path, trials=2, train=4, dev=2)
+    from desiru.lm import current_lm
+
+    assert current_lm() == (mine, {"temperature": 0.5}) and mine.calls == []
+
+
 def test_demo_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     a = demo.run_demo(tmp_path / "a", trials=15, train=10, dev=6, seed=11)
     b = demo.run_demo(tmp_path / "b", trials=15, train=10, dev=6, seed=11)

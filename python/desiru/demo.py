@@ -4,7 +4,7 @@ It builds a realistic multi-module QA program (query rewriting, retrieval, chain
 thought answering and a nested verifier), then runs a simulated optimization in the
 style of a random search over few-shot demos, instructions and LM parameters. The LM is
 :class:`desiru.ScriptedLM`: it answers from a small knowledge base and gets more answers
-right when the program has better instructions, more demos and a lower temperature, so
+right when the program has better instructions, relevant demos and a lower temperature, so
 the metric has something real to optimize and the run is deterministic for a seed.
 Every trial is committed to a journal; the best trial is tagged, replayed from the
 journal, saved as json and as msgpack+zstd, loaded back and run.
@@ -24,6 +24,7 @@ from typing import Any
 
 import desiru as ds
 from desiru.errors import DesiruError
+from desiru.lm import current_lm
 
 JOURNAL_NAME = "qa.journal"
 
@@ -317,7 +318,7 @@ def run_demo(
     on_trial: Callable[[Trial], None] | None = None,
 ) -> DemoReport:
     """Run the whole demo in ``directory`` and return what it did (nothing is printed here)."""
-    from desiru.journal import Journal, is_journal
+    from desiru.journal import is_journal
 
     if trials < 1 or dev < 1 or train < 1:
         raise DesiruError("trials, train and dev must be at least 1")
@@ -333,10 +334,27 @@ def run_demo(
         import shutil
 
         shutil.rmtree(journal_path)
-    report = DemoReport(folder, journal_path)
-    rng = random.Random(seed)
+    try:  # the demo configures its own LM; the caller's comes back when it is done
+        previous: tuple[Any, dict[str, Any]] | None = current_lm()
+    except DesiruError:
+        previous = None
     lm = scripted_lm()
     ds.configure(lm=lm)
+    try:
+        return _run(folder, journal_path, lm, trials=trials, train=train, dev=dev, seed=seed, on_trial=on_trial)
+    finally:
+        if previous is None:
+            ds.configure(lm=None)
+        else:
+            ds.configure(previous[0], **previous[1])
+
+
+def _run(folder: Path, journal_path: Path, lm: ds.ScriptedLM, *, trials: int, train: int, dev: int, seed: int,
+         on_trial: Callable[[Trial], None] | None) -> DemoReport:
+    from desiru.journal import Journal
+
+    report = DemoReport(folder, journal_path)
+    rng = random.Random(seed)
     trainset, devset = make_dataset(train, rng), make_dataset(dev, rng)
 
     done = _timed(report, "optimize")
@@ -376,7 +394,7 @@ def run_demo(
     report.timings["of which journal commits"] = commit_time
 
     done = _timed(report, "replay")
-    with Journal.open(journal_path) as j:
+    with Journal.open(journal_path, readonly=True) as j:
         replayed = j.replay(tag="best")
     done()
     report.replay_matches = replayed == best
