@@ -622,19 +622,36 @@ class Journal:
             raise DesiruError(f"seq {target} can no longer be replayed: the events before seq {first} were "
                               f"compacted away", path=self._name,
                               hint=f"the oldest replayable seq is {self.first_replayable()}")
+        # decode and apply record by record, in batches of edits: only a batch of edits is ever
+        # alive, so memory follows the state and the garbage collector has little to scan
         expect = base + 1
         batch: list[dict[str, Any]] = []
-        for arrays in self._arrays(base + 1, target + 1):
-            expect = arrays[-1][R_SEQ] + 1
-            batch.extend(self._edits(arrays))
-            if state is None and batch:
-                if batch[0]["op"] != "program_created":
-                    raise CorruptDataError("the journal does not start with ProgramCreated", path=self._name,
-                                           seq=arrays[0][R_SEQ])
-                state = {}
-            if len(batch) >= REPLAY_BATCH:
-                _engine.apply_edits(state, batch)
-                batch = []
+        ops = OP_OF_TYPE
+        decode = self._codec.decode_array
+        for chunk in self._store.read_chunks(base + 1, target + 1):
+            if chunk[0][0] != expect or chunk[-1][0] != expect + len(chunk) - 1:
+                raise CorruptDataError(f"the log skips from seq {expect - 1} to {chunk[0][0]}", path=self._name,
+                                       seq=expect, hint="run journal.verify()")
+            expect += len(chunk)
+            for seq, _pos, payload in chunk:
+                rec = decode(seq, payload)
+                op = ops.get(rec[R_TYPE], _UNKNOWN)
+                if op is None:
+                    continue
+                if op is _UNKNOWN:
+                    raise _unknown_type(rec)
+                edit = dict(rec[R_PAYLOAD])
+                edit["op"] = op
+                edit["path"] = rec[R_PATH]
+                if state is None:
+                    if op != "program_created":
+                        raise CorruptDataError("the journal does not start with ProgramCreated",
+                                               path=self._name, seq=seq)
+                    state = {}
+                batch.append(edit)
+                if len(batch) >= REPLAY_BATCH:
+                    _engine.apply_edits(state, batch)
+                    batch = []
         if expect != target + 1:
             raise CorruptDataError(f"the log ends at seq {expect - 1}, before seq {target}", path=self._name,
                                    seq=expect)
