@@ -523,16 +523,21 @@ class Journal:
             if self._tags is None:
                 self._tags, self._checkpoints, self._dropped_tags = {}, [], {}
                 start = self._store.first_seq()
-                if start > 1:  # compacted: tags before the log's start live in the snapshot there
-                    base = start - 1
-                    if base in self._store.snapshot_seqs():
-                        meta = self._codec.snapshot_meta(base, self._store.get_snapshot(base))
-                        for tag, seq in (meta.get("tags") or {}).items():
-                            (self._tags if seq >= base else self._dropped_tags)[tag] = seq
-                        for v, tag, seq, ts in meta.get("checkpoints") or []:
-                            if seq >= base:
-                                self._checkpoints.append(Checkpoint(v, tag, seq, ts))
+                floor = self.first_replayable()
                 self._index_upto = max(start - 1, 0)
+                # the newest snapshot holds every tag up to its seq: scan the log only after it
+                for base in reversed([s for s in self._store.snapshot_seqs() if start - 1 <= s <= head]):
+                    try:
+                        meta = self._codec.snapshot_meta(base, self._store.get_snapshot(base))
+                    except DesiruError:
+                        continue  # damaged: an older one (or the log) will do
+                    for tag, seq in (meta.get("tags") or {}).items():
+                        (self._tags if seq >= floor else self._dropped_tags)[tag] = seq
+                    for v, tag, seq, ts in meta.get("checkpoints") or []:
+                        if seq >= floor:
+                            self._checkpoints.append(Checkpoint(v, tag, seq, ts))
+                    self._index_upto = base
+                    break
             for arrays in self._arrays(self._index_upto + 1, head + 1):
                 self._index([self._codec.event_of(rec) for rec in arrays if rec[R_TYPE] == CheckpointTagged.type])
             self._index_upto = head
