@@ -38,8 +38,11 @@ def migrate_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: boo
         env.result(f"{result.path}: already at format {result.to_version}; unchanged", markup=False)
         return
     kept = f"; the original is kept at {result.backup}" if result.backup else ""
-    env.result(f"{result.path}: migrated {result.kind} from format {result.from_version} to "
-               f"{result.to_version}{kept}", markup=False)
+    if result.from_version == result.to_version:  # same format: the events were brought to their schemas
+        what = f"rewrote the {result.kind} at format {result.to_version} (every event at its current schema)"
+    else:
+        what = f"migrated {result.kind} from format {result.from_version} to {result.to_version}"
+    env.result(f"{result.path}: {what}{kept}", markup=False)
 
 
 @cli.command("rekey", short_help='Re-encrypt a file or journal under a new key.')
