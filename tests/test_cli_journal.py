@@ -368,6 +368,14 @@ def test_rekey_journal(secret_journal: Path) -> None:
         assert j.replay() == versions()[2]
 
 
+def test_migrate_encrypted_journal(secret_journal: Path) -> None:
+    assert_error(run("migrate", secret_journal), "encrypted", "--key-env")
+    result = run("migrate", secret_journal, "--key-env", "K", env={"K": KEY})
+    assert result.exit_code == 0, result.stderr
+    with ds.Journal.open(secret_journal, key=KEY, readonly=True) as j:
+        assert j.replay() == versions()[2] and j.tags() == {"baseline": 2}
+
+
 def test_rekey_wrong_old_key_changes_nothing(secret_journal: Path) -> None:
     before = {p: p.read_bytes() for p in secret_journal.rglob("*") if p.is_file()}
     assert_error(run("rekey", secret_journal, "--key-env", "OLD", "--new-key-env", "NEW",
