@@ -344,6 +344,15 @@ def secret_journal(tmp_path: Path) -> Path:
     return path
 
 
+def test_inspect_encrypted_journal_without_the_key(secret_journal: Path) -> None:
+    from desiru import crypto
+
+    info = json.loads(run("inspect", secret_journal, "--json").stdout)
+    assert info["encrypted"] is True and info["key_id"] == crypto.key_id_of(KEY) and info["size"] > 0
+    full = json.loads(run("inspect", secret_journal, "--json", "--key-env", "K", env={"K": KEY}).stdout)
+    assert full["key_id"] == info["key_id"] and full["head"] == 4
+
+
 def test_encrypted_journal_needs_the_key(secret_journal: Path, tmp_path: Path) -> None:
     assert_error(run("log", secret_journal), "encrypted", "--key-env")
     assert_error(run("log", secret_journal, "--key-env", "K", env={"K": "00" * 32}), "key id")

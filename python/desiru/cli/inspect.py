@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import click
@@ -177,8 +178,12 @@ def inspect_journal(env: Env, src: sources.Source, key: str | None, as_json: boo
                     "format_version": str(version) if version is not None else None,
                     "first_replayable": j.first_replayable()}
 
-    with progress.task(env, f"reading {os.path.basename(path)}"):
-        facts = keys.with_key(read, key)
+    try:
+        with progress.task(env, f"reading {os.path.basename(path)}"):
+            facts = keys.with_key(read, key)
+    except MissingKeyError:
+        _encrypted_journal_summary(env, path, as_json)
+        return
     size = facts["size"]
     counts = facts["counts"]
     n_events = sum(counts.values())
@@ -217,6 +222,24 @@ def inspect_journal(env: Env, src: sources.Source, key: str | None, as_json: boo
     if rows:
         env.result()
         env.result(modules_table(rows))
+
+
+def _encrypted_journal_summary(env: Env, path: str, as_json: bool) -> None:
+    """What can be said about an encrypted journal without its key: its header."""
+    version, meta = sources.journal_header(path)
+    enc = meta.get("encryption") or {}
+    key_kind = "passphrase (scrypt)" if enc.get("kdf") else "raw key"
+    size = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    hint = "give the key with --key-env VAR or --ask-key to see inside"
+    info = {"path": path, "kind": "journal", "format_version": version, "encrypted": True,
+            "key_id": enc.get("key_id"), "key_kind": key_kind, "size": size, "note": hint}
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    env.result(f"[bold]{escape(path)}[/]")
+    env.result(_fields_table([("kind", f"journal, format {version}"),
+                              ("encrypted", f"yes, AES-256-GCM per record; key id {enc.get('key_id')}, {key_kind}"),
+                              ("size", _size_text(size)), ("note", hint)]))
 
 
 def _when(ts: Any) -> str:

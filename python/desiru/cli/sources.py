@@ -94,16 +94,21 @@ def open_journal(path: str | os.PathLike[str], key: Any = None, *, write: bool =
         yield j
 
 
-def journal_encrypted(path: str | os.PathLike[str]) -> bool:
-    """Whether a journal's records are encrypted, from its header alone (cheap; checksummed)."""
+def journal_header(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
+    """(format version, meta) from a journal's header alone: cheap, checksummed, needs no key."""
     from desiru.journal.file_store import HEADER_FILE, decode_header
 
+    data = (Path(path) / HEADER_FILE).read_bytes()
+    version, body = decode_header(data, os.fspath(path), check_version=False)
+    return str(version), dict(body.get("meta") or {})
+
+
+def journal_encrypted(path: str | os.PathLike[str]) -> bool:
+    """Whether a journal's records are encrypted, from its header."""
     try:
-        data = (Path(path) / HEADER_FILE).read_bytes()
+        return journal_header(path)[1].get("encryption") is not None
     except OSError:
         return True  # let opening the journal report the problem
-    _version, body = decode_header(data, os.fspath(path), check_version=False)
-    return (body.get("meta") or {}).get("encryption") is not None
 
 
 @contextmanager
