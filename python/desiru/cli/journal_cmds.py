@@ -98,7 +98,7 @@ def _when(ts: float) -> str:
 @click.option("--from", "start", metavar="SEQ|tag:NAME", help="First seq to show (a number or a tag).")
 @click.option("--to", "stop", metavar="SEQ|tag:NAME", help="Last seq to show, inclusive (a number or a tag).")
 @click.option("--tag", metavar="NAME", help="Only the history up to the point tagged NAME (same as --to tag:NAME).")
-@click.option("-n", "--limit", type=click.IntRange(min=1), help="Show at most this many events.")
+@click.option("-n", "--limit", type=click.IntRange(min=1), metavar="N", help="Show at most N events.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (the stored event records).")
 @click.option("-f", "--follow", is_flag=True,
               help="Keep watching: print new events as commits complete (Ctrl-C to stop).")
@@ -181,8 +181,8 @@ def _row(env: Env, event: Any, seq_width: int) -> None:
 # -- replay ------------------------------------------------------------------------------------------
 @cli.command("replay", short_help='Write a journal point (tag or seq) to a document.')
 @click.argument("journal", metavar="JOURNAL")
-@click.option("--tag", help="Replay to the point tagged NAME.")
-@click.option("--seq", type=click.IntRange(min=1), help="Replay to this seq.")
+@click.option("--tag", metavar="NAME", help="Replay to the point tagged NAME.")
+@click.option("--seq", type=click.IntRange(min=1), metavar="N", help="Replay to seq N.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
               help="The document to write (format and compression from the suffix or the options).")
 @output_options
