@@ -54,7 +54,8 @@ def export_module_cmd(ctx: click.Context, program: str, module: str, out: str, f
 @cli.command("import-module", short_help='Put a module file into a program file.')
 @click.argument("program", metavar="PROGRAM", type=click.Path(dir_okay=False))
 @click.argument("module_file", metavar="MODULE_FILE", type=click.Path(dir_okay=False))
-@click.option("--name", metavar="PATH", help="Dotted path to put the module at (default: the name it was exported with). "
+@click.option("--name", metavar="PATH",
+              help="Dotted path to put the module at (default: the name it was exported with). "
               "A module already there is replaced in place.")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False),
               help="Write the result here instead of rewriting PROGRAM in place.")
