@@ -10,14 +10,15 @@ import os
 import pickle
 import struct
 
-import desiru as ds
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from desiru import crypto
-from desiru.serialization.container import CONTAINER_MAGIC
 from hypothesis import given
 from hypothesis import strategies as st
+
+import desiru as ds
+from desiru import crypto
+from desiru.serialization.container import CONTAINER_MAGIC
 
 RAW = bytes(range(32))
 PASSPHRASE = "correct horse battery staple"
@@ -168,13 +169,31 @@ def reference_open(blob: bytes, raw_key: bytes | None = None, passphrase: str | 
 
 @pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * 4096, 10_000])
 def test_container_layout_matches_the_spec(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
-    monkeypatch.setattr(crypto, "SEGMENT_LOG2", 12)  # 4 KiB segments so small bodies span several
+    monkeypatch.setattr(crypto, "WRITE_SEGMENT_LOG2", 12)  # 4 KiB segments so small bodies span several
     body = os.urandom(size)
     blob = crypto.seal_document(body, RAW)
     assert blob.startswith(CONTAINER_MAGIC) and blob[11] == 12
     assert len(blob) == 32 + size + 16 * (size // 4096 + 1)
     assert reference_open(blob, raw_key=RAW) == body
     assert crypto.open_document(blob, RAW) == (body, crypto.key_id_of(RAW))
+
+
+def test_writers_use_one_segment_up_to_a_gib() -> None:
+    assert [crypto.segment_log2_for(n) for n in (0, 1, 4095, 4096, 10_000, 110 << 20, 2**30 - 1, 2**30, 2**40)] == [
+        12,
+        12,
+        12,
+        13,
+        14,
+        27,
+        30,
+        30,
+        30,
+    ]
+    body = os.urandom(10_000)
+    blob = crypto.seal_document(body, RAW)
+    assert blob[11] == 14 and len(blob) == 32 + len(body) + 16  # one segment, one tag
+    assert reference_open(blob, raw_key=RAW) == body
 
 
 def test_passphrase_container_matches_the_spec() -> None:
@@ -193,7 +212,7 @@ def test_each_seal_uses_a_fresh_nonce() -> None:
 
 
 def test_segments_cannot_be_dropped_reordered_or_truncated(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(crypto, "SEGMENT_LOG2", 12)
+    monkeypatch.setattr(crypto, "WRITE_SEGMENT_LOG2", 12)
     body = os.urandom(3 * 4096 + 100)  # four segments
     blob = crypto.seal_document(body, RAW)
     head, stride = 32, 4096 + 16
@@ -256,9 +275,8 @@ def test_key_errors_name_both_ids() -> None:
         crypto.open_document(blob, None, path="f.bin")
     with pytest.raises(ds.DecryptionError) as err:
         crypto.open_document(blob, other, path="f.bin")
-    assert (
-        f"encrypted with key id {crypto.key_id_of(RAW)}; the key given has id {crypto.key_id_of(other)}"
-        in str(err.value)
+    assert f"encrypted with key id {crypto.key_id_of(RAW)}; the key given has id {crypto.key_id_of(other)}" in str(
+        err.value
     )
     assert err.value.path == "f.bin" and not isinstance(err.value, ds.MissingKeyError)
     with pytest.raises(ds.DecryptionError, match="a passphrase was given"):

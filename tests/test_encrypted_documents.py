@@ -209,14 +209,18 @@ def test_every_flipped_byte_of_a_passphrase_document_is_detected() -> None:
     assert sum(seen.values()) == len(blob)
 
 
-def test_truncations_are_detected(tmp_path: Path) -> None:
+@pytest.mark.parametrize("segment_log2", [None, 20], ids=["one segment", "1 MiB segments"])
+def test_truncations_are_detected(monkeypatch: pytest.MonkeyPatch, segment_log2: int | None) -> None:
+    monkeypatch.setattr(crypto, "WRITE_SEGMENT_LOG2", segment_log2)
     p = marked_program()
-    p.answer.demos.append(ds.Example(question="big", answer="x" * (3 << 20)))  # several 1 MiB segments
+    p.answer.demos.append(ds.Example(question="big", answer="x" * (3 << 20)))
     blob = Serializer().serialize(p, key=RAW)
     assert len(blob) > 3 << 20
+    assert blob[11] == (segment_log2 or 22)  # by default the smallest power of two above the body
     assert Serializer().deserialize(blob, key=RAW) == p
-    stride = (1 << crypto.SEGMENT_LOG2) + 16
-    for cut in (0, 5, 8, 31, 32, 33, 48, 32 + stride, 32 + 2 * stride, len(blob) - 1):
+    stride = (1 << blob[11]) + 16
+    cuts = [0, 5, 8, 31, 32, 33, 48, 32 + stride, 32 + 2 * stride, len(blob) - 16, len(blob) - 1]
+    for cut in (c for c in cuts if c < len(blob)):
         with pytest.raises((ds.DecryptionError, ds.CorruptDataError)):
             Serializer().deserialize(blob[:cut], key=RAW)
     with pytest.raises((ds.DecryptionError, ds.CorruptDataError)):
