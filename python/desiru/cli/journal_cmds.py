@@ -11,6 +11,7 @@ import datetime as dt
 import itertools
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -360,13 +361,15 @@ def verify_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: bool
 
 def _verify_journal(env: Env, src: sources.Source, key: str | None) -> tuple[dict[str, Any], list[str]]:
     def check(k: str | None) -> Any:
-        with sources.open_journal(src.path, k) as j, progress.task(env, "verifying"):
-            return j.verify()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the report names the damage a reader warns of
+            with sources.open_journal(src.path, k) as j, progress.task(env, "verifying"):
+                return j.verify()
 
     try:
         report = keys.with_key(check, key)
     except CorruptDataError as exc:  # damage found before verify could even start
-        cli_hint(exc)
+        exc.hint = None  # the summary line says what to do
         faults = [exc._render()]
         return {"path": str(src.path), "kind": "journal", "ok": False, "faults": faults,
                 "summary": f"{src.path}: 1 fault; try `desiru repair {src.path}`"}, faults
@@ -388,6 +391,7 @@ def _verify_document(env: Env, src: sources.Source, key: str | None) -> tuple[di
     except (CorruptDataError, DecryptionError) as exc:
         if isinstance(exc, MissingKeyError) or "key id" in exc.message:
             raise  # a key problem, not damage: an error, not a fault
+        cli_hint(exc)
         faults = [exc._render()]
         return {"path": str(src.path), "kind": "document", "ok": False, "faults": faults,
                 "summary": f"{src.path}: damaged; restore it from a backup"}, faults
