@@ -335,3 +335,21 @@ def test_commit_with_unregistered_class_replays_through_the_registry(tmp_path: P
         assert j.replay_state() == state
         with pytest.raises(ds.UnknownClassError):
             j.replay()
+
+
+def test_compaction_in_a_later_session_frees_the_log(tmp_path: Path) -> None:
+    p = sample_program()
+    path = tmp_path / "qa.journal"
+    with Journal.open(path) as j:
+        for i in range(10):
+            p.answer.parameters["i"] = i
+            j.commit(p)
+        j.snapshot()
+    with Journal.open(path) as j:
+        size = j.size()
+        assert j.compact() > 0 and j.size() < size
+        assert j.replay() == p
+        p.metadata["next"] = 1
+        j.commit(p)
+    with Journal.open(path) as j:
+        assert j.replay() == p and j.verify().ok

@@ -47,7 +47,7 @@ SNAPSHOT_SUFFIX = ".snap"
 RECORD_HEADER = 24
 MAX_RECORD = 256 * 1024 * 1024
 #: bytes read per pread while scanning: bounds the memory of a scan, whatever the log size
-SCAN_CHUNK = 8 * 1024 * 1024
+SCAN_CHUNK = 1024 * 1024
 #: snapshot blobs are split into framed chunks of at most this size
 SNAPSHOT_CHUNK = 64 * 1024 * 1024
 #: how many following seqs the tail check looks for after a fault (see _valid_record_after)
@@ -175,6 +175,10 @@ class FileStore(JournalStore):
         self.salt = body["salt"]
         self._segments = self._list_segments()
         self._last_seq = self._scan_last()
+        snaps = self.snapshot_seqs()
+        # a snapshot at the head: the next append starts a new segment (so compaction can drop this one)
+        self._roll = (bool(snaps) and bool(self._segments) and snaps[-1] == self._last_seq
+                      and self._last_seq >= self._segments[-1])
         return dict(body["meta"])
 
     def close(self) -> None:
