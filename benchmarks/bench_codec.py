@@ -7,8 +7,9 @@ throughput, and raw hash speed (xxh3-128, BLAKE3, sha256) on our data.
 
 Method: every library is timed once per round, in turn (interleaved, so a busy
 neighbour on the machine slows all of them alike), for several rounds; the table
-shows medians. gc.collect() runs before each sample; the GC stays enabled, as in
-real use. Ratios are msgpack-python's time over the library's (higher = faster).
+shows medians. The garbage collector is kept out of the timings, as in the other
+benchmarks (benchmarks/report.py). Ratios are msgpack-python's time over the
+library's (higher = faster).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import hashlib
 import os
 import pickle
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -32,13 +32,14 @@ import msgpack
 import xxhash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report
 from data import program_state, small_state
 
 from desiru import _native
 from desiru._pure import codec as _pure
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
+DOC = report.DOC
 
 # targets of issue 3 (speedups over msgpack-python / ormsgpack, GB/s)
 TARGET_ENCODE_VS_MSGPACK = 2.5
@@ -100,16 +101,21 @@ def decoders(state: Any) -> dict[str, tuple[Callable[[bytes], Any], bytes]]:
 def sample(func: Callable[[Any], Any], arg: Any, min_time: float) -> float:
     """Seconds per call: one call, or a loop long enough to time small inputs.
 
-    Results are kept until the clock stops, so freeing a decoded tree (the same
-    for every library) is not counted as decoding."""
+    As in every desiru benchmark (benchmarks/report.py), the garbage collector
+    is kept out of the timings. Results are kept until the clock stops, so
+    freeing a decoded tree (the same for every library) is not counted."""
     gc.collect()
     n = 0
     kept: list[Any] = []
     elapsed = 0.0
     while elapsed < min_time or n == 0:
-        start = time.perf_counter()
-        kept.append(func(arg))
-        elapsed += time.perf_counter() - start
+        gc.disable()
+        try:
+            start = time.perf_counter()
+            kept.append(func(arg))
+            elapsed += time.perf_counter() - start
+        finally:
+            gc.enable()
         n += 1
         if len(kept) > 100:
             kept.clear()
@@ -268,7 +274,8 @@ def run(quick: bool, rounds: int) -> tuple[list[str], list[str]]:
 
 
 SECTION_INTRO = """Measured by `python benchmarks/bench_codec.py` (one run; all libraries on the
-same data in the same process, interleaved round by round, medians). The data
+same data in the same process, interleaved round by round, medians, garbage
+collector kept out of the timings, decoded trees freed after the clock). The data
 is `benchmarks/data.py`: a program of 5 modules x 8 demos (small) and of 50
 modules x 2,000 demos of realistic text (large), shaped as docs/STATE.md.
 Ratios are msgpack-python's time over the library's: higher is faster.
@@ -277,15 +284,7 @@ orjson writes JSON and pickle its own format: they are there for scale."""
 
 def write_section(body: list[str], notes: str) -> None:
     """Replace (or add) the "## Codec" section of docs/benchmarks.md, leaving the rest."""
-    section = "\n".join(["## Codec", "", SECTION_INTRO, "", *machine(), "", *body, notes.rstrip(), ""]) + "\n"
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(r"^## Codec\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text, encoding="utf-8")
+    report.write_section("Codec", "\n".join([SECTION_INTRO, "", *machine(), "", *body, notes.rstrip()]))
 
 
 # What the numbers mean; kept here so a rerun rewrites the whole section.

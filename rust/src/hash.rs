@@ -4,11 +4,11 @@
 
 use crate::codec::write::Sink;
 use sha2::{Digest, Sha256};
-use xxhash_rust::xxh3::{xxh3_128, Xxh3};
+use twox_hash::XxHash3_128;
 
 /// xxh3-128 of `data` as 16 big-endian bytes.
 pub fn xxh3_128_digest(data: &[u8]) -> [u8; 16] {
-    xxh3_128(data).to_be_bytes()
+    XxHash3_128::oneshot(data).to_be_bytes()
 }
 
 /// sha256 of `data`.
@@ -25,7 +25,7 @@ const HASH_DIRECT_FROM: usize = 512;
 /// A [`Sink`] that hashes what is written with xxh3-128, holding at most one
 /// block: a content hash never needs the whole encoding in memory.
 pub struct Xxh3Sink {
-    hasher: Xxh3,
+    hasher: XxHash3_128,
     buf: Vec<u8>,
 }
 
@@ -39,15 +39,15 @@ impl Xxh3Sink {
     /// An empty hashing sink.
     pub fn new() -> Self {
         Xxh3Sink {
-            hasher: Xxh3::new(),
+            hasher: XxHash3_128::new(),
             buf: Vec::with_capacity(HASH_BLOCK),
         }
     }
 
     /// The xxh3-128 digest of everything written, as 16 big-endian bytes.
     pub fn finish(mut self) -> [u8; 16] {
-        self.hasher.update(&self.buf);
-        self.hasher.digest128().to_be_bytes()
+        self.hasher.write(&self.buf);
+        self.hasher.finish_128().to_be_bytes()
     }
 }
 
@@ -55,10 +55,10 @@ impl Sink for Xxh3Sink {
     #[inline]
     fn put(&mut self, bytes: &[u8]) {
         if self.buf.len() + bytes.len() > HASH_BLOCK {
-            self.hasher.update(&self.buf);
+            self.hasher.write(&self.buf);
             self.buf.clear();
             if bytes.len() >= HASH_BLOCK {
-                self.hasher.update(bytes);
+                self.hasher.write(bytes);
                 return;
             }
         }
@@ -67,7 +67,7 @@ impl Sink for Xxh3Sink {
     #[inline]
     fn put_marked(&mut self, marker: u8, value: u64, width: usize) {
         if self.buf.len() + 9 > HASH_BLOCK {
-            self.hasher.update(&self.buf);
+            self.hasher.write(&self.buf);
             self.buf.clear();
         }
         crate::codec::write::push_marked(&mut self.buf, marker, value, width);
@@ -80,14 +80,14 @@ impl Sink for Xxh3Sink {
             self.put(bytes);
             return;
         }
-        self.hasher.update(&self.buf);
+        self.hasher.write(&self.buf);
         self.buf.clear();
-        self.hasher.update(bytes);
+        self.hasher.write(bytes);
     }
     #[inline]
     fn put_u8(&mut self, byte: u8) {
         if self.buf.len() == HASH_BLOCK {
-            self.hasher.update(&self.buf);
+            self.hasher.write(&self.buf);
             self.buf.clear();
         }
         self.buf.push(byte);
