@@ -165,11 +165,18 @@ def inspect_journal(env: Env, src: sources.Source, key: str | None, as_json: boo
         with sources.open_journal(path, k) as j:
             counts: dict[str, int] = {}
             first = last = None
-            for event in j.events(j.first_replayable()):  # streamed: journals can hold millions
-                counts[event.type] = counts.get(event.type, 0) + 1
-                first = event.timestamp if first is None else first
-                last = event.timestamp
-            state = j.replay_state(seq=src.seq, tag=src.tag) if j.head or src.has_point else None
+            start = j.first_replayable()
+            with progress.task(env, f"reading {os.path.basename(path)}", total=max(j.head - start, 1)) as bar:
+                n = 0
+                for n, event in enumerate(j.events(start), 1):  # streamed: journals can hold millions
+                    counts[event.type] = counts.get(event.type, 0) + 1
+                    first = event.timestamp if first is None else first
+                    last = event.timestamp
+                    if n % 1024 == 0:
+                        bar.update(completed=n)
+                bar.update(total=max(n, 1), completed=max(n, 1))
+            with progress.task(env, "replaying"):
+                state = j.replay_state(seq=src.seq, tag=src.tag) if j.head or src.has_point else None
             encryption = j.encryption or {}
             version = getattr(j.store, "version", None)
             return {"head": j.head, "tags": dict(j.tags()), "counts": counts, "first": first, "last": last,
@@ -179,8 +186,7 @@ def inspect_journal(env: Env, src: sources.Source, key: str | None, as_json: boo
                     "first_replayable": j.first_replayable()}
 
     try:
-        with progress.task(env, f"reading {os.path.basename(path)}"):
-            facts = keys.with_key(read, key)
+        facts = keys.with_key(read, key)
     except MissingKeyError:
         _encrypted_journal_summary(env, path, as_json)
         return
