@@ -51,9 +51,7 @@ class EncryptedSerializer(Serializer):
         """The encrypted document bytes of ``program`` (a fresh nonce each call)."""
         return super().serialize(program, format, compress=compress, key=key)
 
-    def deserialize(
-        self, data: bytes, format: str = "auto", *, key: Any = None, cls: type[P] | None = None
-    ) -> Program:
+    def deserialize(self, data: bytes, format: str = "auto", *, key: Any = None, cls: type[P] | None = None) -> Program:
         """The program in encrypted ``data``; unencrypted bytes are refused with DecryptionError."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise DesiruError(f"expected bytes, got {type(data).__name__}")
