@@ -335,7 +335,7 @@ def test_diff_readable(qa: Path, changed: Path) -> None:
     assert "parameter temperature: 0.2 -> 0.7" in out
     assert "parameter temperature (was 0.0)" in out
     assert 'metadata: run "r1" -> "r2"' in out
-    assert "4 changes in 3 modules" in out
+    assert "4 changes in 2 modules and the program" in out
 
 
 def test_diff_json_edits_turn_a_into_b(qa: Path, changed: Path) -> None:
@@ -565,3 +565,12 @@ def test_inspect_module_of_a_module_file(qa: Path, tmp_path: Path) -> None:
     ds.load(qa).export_module("answer", out)
     assert run("inspect", out, "-m", "answer").exit_code == 0
     assert_error(run("inspect", out, "-m", "retrieve"), "holds 'answer', not 'retrieve'")
+
+
+def test_diff_when_the_root_class_changes(qa: Path, tmp_path: Path) -> None:
+    other = ds.Program(**sample_program().modules)
+    other.save(tmp_path / "plain.json")
+    result = run("diff", qa, tmp_path / "plain.json")
+    assert result.exit_code == 1
+    assert "replaced: class programs.QA -> desiru.Program, now 2 modules" in result.stdout
+    assert "1 change in the program: 1 program replaced" in result.stdout

@@ -88,6 +88,8 @@ def describe(edit: dict[str, Any], before: dict[str, Any] | None = None) -> tupl
     if op == "program_created":
         state = edit.get("state") or {}
         n = len(list(sources.iter_modules(state)))
+        if before:  # a diff: the root class changed, so the whole program is replaced
+            return "~", f"replaced: class {before.get('class')} -> {state.get('class')}, now {n} modules"
         return "~", f"program {state.get('class')} with {n} modules"
     if op == "module_added":
         state = edit.get("state") or {}
@@ -153,9 +155,13 @@ def compute(a: sources.Loaded, b: sources.Loaded) -> tuple[dict[str, Any], dict[
 def summary(edits: list[dict[str, Any]]) -> str:
     """``5 changes in 2 modules: 3 demos added, 2 demos removed``."""
     counts = Counter(e.get("op") for e in edits)
-    touched = {e.get("path") for e in edits}
+    touched = {str(e.get("path", "")) for e in edits}
     parts = [f"{n} {WHAT.get(str(op), (str(op), str(op)))[n != 1]}" for op, n in counts.most_common()]
-    where = f"{len(touched)} module" + ("s" if len(touched) != 1 else "")
+    modules = len(touched - {""})
+    places = [f"{modules} module" + ("s" if modules != 1 else "")] if modules else []
+    if "" in touched:
+        places.append("the program")
+    where = " and ".join(places)
     return f"{len(edits)} change{'s' if len(edits) != 1 else ''} in {where}: " + ", ".join(parts)
 
 
