@@ -21,11 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from data import large_state, small_state  # noqa: E402
-from report import machine, median_time, table, write_section  # noqa: E402
+from data import large_state, small_state
+from report import machine, median_time, table, write_section
 
-import desiru as ds  # noqa: E402
-from desiru import _engine  # noqa: E402
+import desiru as ds
+from desiru import _engine
+
 
 class BigProgram(ds.Program):
     """The class benchmarks/data.py names."""
@@ -87,7 +88,7 @@ def main() -> None:
 
             def load() -> None:
                 with open(target, "rb") as f:
-                    pickle.load(f)  # noqa: S301 -- the peer, on our own file
+                    pickle.load(f)
 
             dump()
             return median_time(dump, runs), median_time(load, runs), target

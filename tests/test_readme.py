@@ -16,5 +16,5 @@ def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
     for code in blocks:
-        exec(compile(code, str(README), "exec"), {"__name__": "readme_example"})  # noqa: S102 -- our own README
+        exec(compile(code, str(README), "exec"), {"__name__": "readme_example"})
     assert (tmp_path / "qa.msgpack.zst").exists()

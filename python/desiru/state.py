@@ -6,7 +6,6 @@ from typing import Any
 
 from desiru.errors import CorruptDataError
 
-
 _LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
 
 
