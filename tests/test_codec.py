@@ -229,6 +229,19 @@ def test_subclasses_pack_as_their_base() -> None:
     assert codec.packb({MyStr("k"): 1}, canonical=True) == ref_packb({"k": 1})
 
 
+def test_large_output_equals_msgpack() -> None:
+    """Outputs past 16 MB are assembled in parallel halves (Rust): same bytes."""
+    obj = {
+        "demos": [
+            {"context": f"{i:08d}" + "x" * (900 + i % 300), "id": i, "b": b"\x01" * (i % 500)} for i in range(24_000)
+        ]
+    }
+    data = codec.packb(obj)
+    assert len(data) > 16 << 20
+    assert data == ref_packb(obj)
+    assert codec.packb(obj, canonical=True) == ref_packb(sort_keys(obj))
+
+
 # ---------------------------------------------------------------- encode errors
 
 

@@ -47,6 +47,43 @@ struct Piece {
     len: usize,
 }
 
+/// Outputs at least this long are assembled by two threads.
+pub const PARALLEL_FROM: usize = 16 << 20;
+
+/// A run of the output: the buffer from `buf_from` to its end, with `pieces`
+/// spliced in at their positions.
+struct Part<'a> {
+    buf: &'a [u8],
+    pieces: &'a [Piece],
+    buf_from: usize,
+}
+
+// SAFETY: a Part only reads: the buffer, and the payloads its pieces point
+// to, which the caller of `copy_to` keeps alive and unchanged (the GIL stays
+// held, so no Python code can touch them) until both threads are done.
+unsafe impl Send for Part<'_> {}
+
+impl Part<'_> {
+    /// Copy this run into `dst` (exactly its length).
+    ///
+    /// # Safety
+    /// As for [`Gather::copy_to`].
+    unsafe fn copy(&self, dst: &mut [u8]) {
+        let mut src_at = self.buf_from;
+        let mut dst_at = 0;
+        for piece in self.pieces {
+            let small = piece.at - src_at;
+            dst[dst_at..dst_at + small].copy_from_slice(&self.buf[src_at..piece.at]);
+            dst_at += small;
+            src_at = piece.at;
+            let payload = std::slice::from_raw_parts(piece.ptr, piece.len);
+            dst[dst_at..dst_at + piece.len].copy_from_slice(payload);
+            dst_at += piece.len;
+        }
+        dst[dst_at..].copy_from_slice(&self.buf[src_at..]);
+    }
+}
+
 /// See the module docs. Holds raw pointers between [`Sink::put_payload`] and
 /// [`Gather::copy_to`]; [`Gather::clear`] forgets them.
 #[derive(Default)]
@@ -85,30 +122,68 @@ impl Gather {
     }
 
     /// Assemble the output into `dst`, which must be exactly [`Gather::len`]
-    /// bytes long (returns false, writing nothing, otherwise).
+    /// bytes long (returns false, writing nothing, otherwise). Large outputs
+    /// are assembled by two threads, each filling one half: filling fresh
+    /// memory is bound by page faults, which two cores serve in parallel.
     ///
     /// # Safety
     /// Every payload given to [`Sink::put_payload`] since the last
-    /// [`Gather::clear`] must still be alive and unchanged.
+    /// [`Gather::clear`] must still be alive and unchanged until this returns.
     pub unsafe fn copy_to(&self, dst: &mut [u8]) -> bool {
         if dst.len() != self.total {
             return false;
         }
-        let mut src_at = 0; // position in buf
-        let mut dst_at = 0;
-        for piece in &self.pieces {
-            let small = piece.at - src_at;
-            dst[dst_at..dst_at + small].copy_from_slice(&self.buf[src_at..piece.at]);
-            dst_at += small;
-            src_at = piece.at;
-            let payload = std::slice::from_raw_parts(piece.ptr, piece.len);
-            dst[dst_at..dst_at + piece.len].copy_from_slice(payload);
-            dst_at += piece.len;
+        let whole = Part {
+            buf: &self.buf,
+            pieces: &self.pieces,
+            buf_from: 0,
+        };
+        if self.total < PARALLEL_FROM || self.pieces.len() < 2 {
+            whole.copy(dst);
+            return true;
         }
-        dst[dst_at..].copy_from_slice(&self.buf[src_at..]);
-        true
+        // split at the piece where the output passes its middle
+        // (`out_at`: output bytes of the pieces before `split`)
+        let mut out_at = 0;
+        let mut split = None;
+        for (i, piece) in self.pieces.iter().enumerate() {
+            if out_at + piece.at >= self.total / 2 {
+                split = Some(i);
+                break;
+            }
+            out_at += piece.len;
+        }
+        let split = match split {
+            Some(i) => i,
+            None => {
+                let last = self.pieces.len() - 1;
+                out_at -= self.pieces[last].len;
+                last
+            }
+        };
+        let first = Part {
+            buf: &self.buf[..self.pieces[split].at],
+            pieces: &self.pieces[..split],
+            buf_from: 0,
+        };
+        let second = Part {
+            buf: &self.buf,
+            pieces: &self.pieces[split..],
+            buf_from: self.pieces[split].at,
+        };
+        let (dst_first, dst_second) = dst.split_at_mut(out_at + self.pieces[split].at);
+        std::thread::scope(|scope| {
+            let helper = scope.spawn(move || {
+                // SAFETY: as for this function; the caller keeps every payload
+                // alive and unchanged until we return, after the join below.
+                unsafe { second.copy(dst_second) }
+            });
+            first.copy(dst_first);
+            // a panic in the helper would be a bug in `copy`; the bytes are
+            // then incomplete, which we report rather than unwind
+            helper.join().is_ok()
+        })
     }
-
     /// The assembled output as a new Vec (for tests and small outputs).
     ///
     /// # Safety
@@ -155,6 +230,39 @@ impl Sink for Gather {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn assembles_large_outputs_in_two_halves() {
+        let payloads: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| vec![(i % 251) as u8; 100_000 + i as usize])
+            .collect();
+        let mut g = Gather::new();
+        let mut plain = Vec::new();
+        for (i, p) in payloads.iter().enumerate() {
+            for s in [&mut g as &mut dyn Sink, &mut plain as &mut dyn Sink] {
+                s.put(&(i as u32).to_be_bytes());
+                // SAFETY: payloads outlive the assembly below.
+                unsafe { s.put_payload(p) };
+            }
+        }
+        assert!(g.len() >= PARALLEL_FROM);
+        // SAFETY: payloads still alive.
+        assert!(unsafe { g.to_vec() } == plain);
+        // every piece before the middle: the split falls on the last piece
+        let mut g = Gather::new();
+        let mut plain = Vec::new();
+        let tail = vec![5u8; PARALLEL_FROM];
+        for s in [&mut g as &mut dyn Sink, &mut plain as &mut dyn Sink] {
+            // SAFETY: payloads outlive the assembly below.
+            unsafe { s.put_payload(&payloads[0]) };
+            s.put(b"mid");
+            // SAFETY: as above.
+            unsafe { s.put_payload(&tail[..200]) };
+            s.put(&tail);
+        }
+        // SAFETY: payloads still alive.
+        assert!(unsafe { g.to_vec() } == plain);
+    }
 
     #[test]
     fn assembles_in_order() {
