@@ -181,7 +181,7 @@ def test_migrate_rewrites_at_the_current_version_and_upcasts(tmp_path: Path, mon
         return {**record, "payload": payload}
 
     from desiru.journal import codec
-    monkeypatch.setitem(codec._CURRENT_SCHEMA, "ParameterSet", 2)
+    monkeypatch.setitem(codec.CURRENT_SCHEMA, "ParameterSet", 2)
     with Journal.open(path, readonly=True) as r:
         ev = list(r.events())[-1]
         assert ev.schema_version == 2 and ev.payload == {"name": "temperature", "value": 0.5}

@@ -38,7 +38,8 @@ _SNAPSHOT_META_AAD_SUFFIX = b"/snapshot-meta"
 R_TYPE, R_SCHEMA, R_SEQ, R_TIMESTAMP, R_PATH, R_PAYLOAD, R_FIRST, R_LAST = range(8)
 RECORD_FIELDS = 8
 #: current schema version of each event type, for the upcast fast path
-_CURRENT_SCHEMA = {name: cls.schema_version for name, cls in EVENT_TYPES.items()}
+CURRENT_SCHEMA = {name: cls.schema_version for name, cls in EVENT_TYPES.items()}
+_CURRENT_SCHEMA = CURRENT_SCHEMA  # the same dict under its first name (tests patch it)
 
 
 def _upcaster() -> Any:
@@ -107,7 +108,7 @@ class RecordCodec:
         if type(rec) is not list or len(rec) != RECORD_FIELDS or rec[R_SEQ] != seq:
             raise CorruptDataError("event record is malformed or does not match its seq", path=self.name,
                                    seq=seq, hint="run journal.verify()")
-        if _CURRENT_SCHEMA.get(rec[R_TYPE]) != rec[R_SCHEMA] and self._upcast is not None:
+        if CURRENT_SCHEMA.get(rec[R_TYPE]) != rec[R_SCHEMA] and self._upcast is not None:
             up = self._upcast({"type": rec[R_TYPE], "schema_version": rec[R_SCHEMA], "seq": seq,
                                "timestamp": rec[R_TIMESTAMP], "path": rec[R_PATH], "payload": rec[R_PAYLOAD]})
             try:

@@ -20,7 +20,17 @@ from typing import Any
 
 from desiru import _engine
 from desiru.errors import CorruptDataError, DesiruError, MissingKeyError
-from desiru.journal.codec import R_PATH, R_PAYLOAD, R_SEQ, R_TIMESTAMP, R_TYPE, RecordCodec, check_fsync_mode
+from desiru.journal.codec import (
+    CURRENT_SCHEMA,
+    R_PATH,
+    R_PAYLOAD,
+    R_SEQ,
+    R_TIMESTAMP,
+    R_TYPE,
+    ZSTD_MAGIC,
+    RecordCodec,
+    check_fsync_mode,
+)
 from desiru.journal.durability import SyncPolicy
 from desiru.journal.events import (
     OP_OF_TYPE,
@@ -633,19 +643,35 @@ class Journal:
         batch: list[dict[str, Any]] = []
         ops = OP_OF_TYPE
         decode = self._codec.decode_array
+        # the fast path reads plain records inline; anything unusual (encrypted, compressed, an
+        # older schema, a malformed record) goes through decode_array, which upcasts or raises
+        inline = self._codec.key is None
+        unpack = _engine.unpackb
+        schemas = CURRENT_SCHEMA
         for chunk in self._store.read_chunks(base + 1, target + 1):
             if chunk[0][0] != expect or chunk[-1][0] != expect + len(chunk) - 1:
                 raise CorruptDataError(f"the log skips from seq {expect - 1} to {chunk[0][0]}", path=self._name,
                                        seq=expect, hint="run journal.verify()")
             expect += len(chunk)
             for seq, _pos, payload in chunk:
-                rec = decode(seq, payload)
+                rec = None
+                if inline and not payload.startswith(ZSTD_MAGIC):
+                    try:
+                        rec = unpack(payload)
+                    except CorruptDataError:
+                        rec = None
+                    if (type(rec) is not list or len(rec) != 8 or rec[R_SEQ] != seq
+                            or schemas.get(rec[R_TYPE]) != rec[1] or type(rec[R_PAYLOAD]) is not dict
+                            or type(rec[R_PATH]) is not str):
+                        rec = None
+                if rec is None:
+                    rec = decode(seq, payload)
                 op = ops.get(rec[R_TYPE], _UNKNOWN)
                 if op is None:
                     continue
                 if op is _UNKNOWN:
                     raise _unknown_type(rec)
-                edit = dict(rec[R_PAYLOAD])
+                edit = rec[R_PAYLOAD]  # a dict decoded just now, ours to extend into the edit
                 edit["op"] = op
                 edit["path"] = rec[R_PATH]
                 if state is None:
