@@ -353,3 +353,22 @@ def test_compaction_in_a_later_session_frees_the_log(tmp_path: Path) -> None:
         j.commit(p)
     with Journal.open(path) as j:
         assert j.replay() == p and j.verify().ok
+
+
+def test_records_in_the_first_map_layout_still_read(tmp_path: Path) -> None:
+    from desiru.journal.file_store import FileStore
+
+    p = sample_program()
+    path = tmp_path / "qa.journal"
+    with Journal.open(path) as j:
+        j.commit(p)
+    store = FileStore(path)
+    store.open()
+    store.lock()
+    event = ParameterSet(path="answer", payload={"key": "temperature", "value": 0.9}, seq=2, timestamp=time.time())
+    store.append([(2, _engine.packb({**event.to_record(), "commit": [2, 2]}))])
+    store.close()
+    with Journal.open(path) as j:
+        assert [type(e) for e in j.events(2)] == [ParameterSet]
+        assert j.replay().answer.parameters["temperature"] == 0.9
+        assert j.verify().ok

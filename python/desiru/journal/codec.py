@@ -42,6 +42,16 @@ CURRENT_SCHEMA = {name: cls.schema_version for name, cls in EVENT_TYPES.items()}
 _CURRENT_SCHEMA = CURRENT_SCHEMA  # the same dict under its first name (tests patch it)
 
 
+def _array_of_map(rec: dict[str, Any], seq: int) -> Any:
+    """A record written as a map (keys of ``Event.to_record()`` plus "commit") as the array layout."""
+    try:
+        first, last = rec.get("commit") or (seq, seq)
+        return [rec["type"], rec.get("schema_version", 1), rec["seq"], rec["timestamp"], rec.get("path", ""),
+                rec.get("payload") or {}, first, last]
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _upcaster() -> Any:
     try:
         from desiru.serialization.migrations import upcast_event
@@ -105,6 +115,8 @@ class RecordCodec:
         except CorruptDataError as exc:
             raise CorruptDataError(f"event record is malformed: {exc.message}", path=self.name, seq=seq,
                                    hint="run journal.verify()") from None
+        if type(rec) is dict:  # the map layout of the first 2.0.0 writers: still read
+            rec = _array_of_map(rec, seq)
         if type(rec) is not list or len(rec) != RECORD_FIELDS or rec[R_SEQ] != seq:
             raise CorruptDataError("event record is malformed or does not match its seq", path=self.name,
                                    seq=seq, hint="run journal.verify()")
