@@ -93,8 +93,10 @@ class RecordCodec:
 
     def encode_event(self, ev: Event, first: int, last: int) -> bytes:
         """The payload of an event of the commit group first..last (the write fast path)."""
-        return self._seal_payload(_engine.packb([
-            ev.type, ev.schema_version, ev.seq, ev.timestamp, ev.path, dict(ev.payload), first, last]), ev.seq)
+        raw = _engine.packb([ev.type, ev.schema_version, ev.seq, ev.timestamp, ev.path, dict(ev.payload), first, last])
+        if self.key is None and len(raw) < RECORD_COMPRESS_MIN:
+            return raw  # the common small event: nothing more to do
+        return self._seal_payload(raw, ev.seq)
 
     def decode_array(self, seq: int, payload: bytes) -> list[Any]:
         """The record stored at ``seq`` as its array (see ``R_*``), upcast to the current schema."""
