@@ -94,18 +94,23 @@ class VerifyReport:
         return self.ok
 
 
-def _unshare(root: dict[str, Any], paths: Any) -> dict[str, Any]:
-    """A copy of ``root`` whose containers on the way to each of ``paths`` are fresh (others stay shared).
+def _unshare(root: dict[str, Any], paths: Any, private: dict[int, Any]) -> dict[str, Any]:
+    """``root`` with the nodes on the way to each of ``paths`` made the journal's own.
 
     The head state shares subtrees with events already handed out and with the state
-    builder's cache; edits applied in place must only touch copies.
+    builder's cache; an edit applied in place must only touch nodes the journal owns.
+    A node is copied (with its direct lists and dicts) the first time, then recorded in
+    ``private`` (which holds it, so its id cannot be reused) and changed in place after.
     """
 
-    def node_copy(node: dict[str, Any]) -> dict[str, Any]:
-        return {k: (list(v) if type(v) is list else dict(v) if type(v) is dict else v) for k, v in node.items()}
+    def own(node: dict[str, Any]) -> dict[str, Any]:
+        if id(node) in private:
+            return node
+        new = {k: (list(v) if type(v) is list else dict(v) if type(v) is dict else v) for k, v in node.items()}
+        private[id(new)] = new
+        return new
 
-    new_root = node_copy(root)
-    fresh = {id(new_root)}
+    new_root = own(root)
     for path in paths:
         node = new_root
         for name in path.split(".") if path else ():
@@ -114,10 +119,7 @@ def _unshare(root: dict[str, Any], paths: Any) -> dict[str, Any]:
                 break
             for i, m in enumerate(modules):
                 if type(m) is dict and m.get("name") == name:
-                    if id(m) not in fresh:
-                        m = modules[i] = node_copy(m)
-                        fresh.add(id(m))
-                    node = m
+                    node = modules[i] = own(m)
                     break
             else:
                 break
@@ -160,6 +162,8 @@ class Journal:
         self._dropped_tags: dict[str, int] = {}
         self._index_upto = 0
         self._builder = StateBuilder()
+        # ids of the head state's nodes only the journal holds (see _unshare), with the nodes
+        self._private: dict[int, Any] = {}
         if not store.exists():
             if not create or readonly:
                 raise DesiruError("no journal here", path=self._name,
@@ -384,7 +388,7 @@ class Journal:
             if not events:
                 return CommitResult(self._head, ())
             self._write(events)
-            self._head_state = new_state
+            self._head_state, self._private = new_state, {}
             self._maybe_snapshot()
             return CommitResult(self._head, tuple(events))
 
@@ -425,9 +429,14 @@ class Journal:
                                           f"not {events[0].type}", path=self._name)
                     state = {}
                 else:
-                    state = _unshare(state, {e["path"] for e in edits if e["op"] != "program_created"})
-                # on our private copy: raises (and leaves the head as it was) when an edit does not fit
-                _engine.apply_edits(state, edits)
+                    state = _unshare(state, {e["path"] for e in edits if e["op"] != "program_created"},
+                                     self._private)
+                try:
+                    _engine.apply_edits(state, edits)
+                except BaseException:
+                    # nothing was written; the head state may be half changed: rebuild it from the log
+                    self._head_state, self._private = None, {}
+                    raise
             self._write(stored)
             self._head_state = state
             self._maybe_snapshot()
