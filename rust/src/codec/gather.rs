@@ -50,8 +50,28 @@ struct Piece {
 /// Outputs at least this long are assembled by two threads.
 pub const PARALLEL_FROM: usize = 16 << 20;
 
+/// The second half of the output, handed to the helper thread.
+#[derive(Clone, Copy)]
+struct RawDst {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the two halves of the output are disjoint; each is written by one
+// thread only.
+unsafe impl Send for RawDst {}
+
+impl RawDst {
+    /// # Safety
+    /// `ptr..ptr+len` must be valid and written by nobody else meanwhile.
+    unsafe fn slice<'a>(self) -> &'a mut [u8] {
+        std::slice::from_raw_parts_mut(self.ptr, self.len)
+    }
+}
+
 /// A run of the output: the buffer from `buf_from` to its end, with `pieces`
 /// spliced in at their positions.
+#[derive(Clone, Copy)]
 struct Part<'a> {
     buf: &'a [u8],
     pieces: &'a [Piece],
@@ -172,18 +192,33 @@ impl Gather {
             buf_from: self.pieces[split].at,
         };
         let (dst_first, dst_second) = dst.split_at_mut(out_at + self.pieces[split].at);
+        let dst_second = RawDst {
+            ptr: dst_second.as_mut_ptr(),
+            len: dst_second.len(),
+        };
         std::thread::scope(|scope| {
-            let helper = scope.spawn(move || {
+            // spawn_scoped, unlike spawn, reports a failure to start a thread
+            // instead of panicking: then this thread copies both halves
+            let spawned = std::thread::Builder::new().spawn_scoped(scope, move || {
                 // SAFETY: as for this function; the caller keeps every payload
-                // alive and unchanged until we return, after the join below.
-                unsafe { second.copy(dst_second) }
+                // alive and unchanged until we return, after the join below,
+                // and `dst_second` is the half of `dst` no one else writes.
+                unsafe { second.copy(dst_second.slice()) }
             });
             first.copy(dst_first);
-            // a panic in the helper would be a bug in `copy`; the bytes are
-            // then incomplete, which we report rather than unwind
-            helper.join().is_ok()
+            match spawned {
+                // a panic in the helper would be a bug in `copy`; the bytes
+                // are then incomplete, which we report rather than unwind
+                Ok(helper) => helper.join().is_ok(),
+                Err(_) => {
+                    // SAFETY: the closure never ran; this half is ours.
+                    second.copy(dst_second.slice());
+                    true
+                }
+            }
         })
     }
+
     /// The assembled output as a new Vec (for tests and small outputs).
     ///
     /// # Safety
