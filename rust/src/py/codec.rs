@@ -18,7 +18,7 @@ use crate::hash::{sha256_digest, xxh3_128_digest, Xxh3Sink};
 const RELEASE_GIL_AT: usize = 64 * 1024;
 /// The reused encode buffer is kept between calls up to this capacity; larger
 /// ones are freed so one huge save does not pin its memory for good.
-const KEEP_BUFFER_UP_TO: usize = 256 * 1024 * 1024;
+const KEEP_BUFFER_UP_TO: usize = 64 * 1024 * 1024;
 
 thread_local! {
     /// One output buffer per thread, reused: its pages are already touched,
