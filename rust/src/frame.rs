@@ -180,31 +180,75 @@ fn check_record(buf: &[u8], pos: usize, salt: u64, max_record: u64) -> Step {
 /// Stops at a clean end of buffer (no fault) or at the first torn or corrupt
 /// record, whose offset and reason are returned; everything before it is good.
 pub fn scan(buf: &[u8], salt: u64, offset: usize, max_record: u64) -> Result<Scan> {
-    if offset > buf.len() {
-        return Err(offset_out_of_range(offset as i128, buf.len()));
-    }
+    let mut scanner = Scanner::new(buf, salt, offset, max_record)?;
     let mut records: Vec<RecordRef> = Vec::new();
-    let mut pos = offset;
-    let mut last_seq: Option<u64> = None;
-    let fault = loop {
-        match check_record(buf, pos, salt, max_record) {
-            Step::End => break None,
-            Step::Fault(reason) => break Some((pos, reason)),
-            Step::Good(rec) => {
-                if last_seq.is_some_and(|prev| rec.seq <= prev) {
-                    break Some((pos, FaultReason::SeqNotIncreasing));
+    while scanner.next_batch(usize::MAX, &mut records) {}
+    Ok(scanner.finish(records))
+}
+
+/// A scan taken in batches, so a caller can use each batch's payloads while
+/// they are still in the CPU cache (the bindings copy them out between batches).
+pub struct Scanner<'a> {
+    buf: &'a [u8],
+    salt: u64,
+    max_record: u64,
+    pos: usize,
+    last_seq: Option<u64>,
+    fault: Option<(usize, FaultReason)>,
+    done: bool,
+}
+
+impl<'a> Scanner<'a> {
+    /// A scanner of `buf` from `offset` (which must lie within the buffer).
+    pub fn new(buf: &'a [u8], salt: u64, offset: usize, max_record: u64) -> Result<Self> {
+        if offset > buf.len() {
+            return Err(offset_out_of_range(offset as i128, buf.len()));
+        }
+        Ok(Scanner {
+            buf,
+            salt,
+            max_record,
+            pos: offset,
+            last_seq: None,
+            fault: None,
+            done: false,
+        })
+    }
+
+    /// Append good records to `out` until they span at least `budget` bytes or
+    /// the scan ends; returns whether there may be more.
+    pub fn next_batch(&mut self, budget: usize, out: &mut Vec<RecordRef>) -> bool {
+        let start = self.pos;
+        while !self.done && self.pos - start < budget {
+            match check_record(self.buf, self.pos, self.salt, self.max_record) {
+                Step::End => self.done = true,
+                Step::Fault(reason) => {
+                    self.fault = Some((self.pos, reason));
+                    self.done = true;
                 }
-                last_seq = Some(rec.seq);
-                pos = rec.payload.end;
-                records.push(rec);
+                Step::Good(rec) => {
+                    if self.last_seq.is_some_and(|prev| rec.seq <= prev) {
+                        self.fault = Some((self.pos, FaultReason::SeqNotIncreasing));
+                        self.done = true;
+                    } else {
+                        self.last_seq = Some(rec.seq);
+                        self.pos = rec.payload.end;
+                        out.push(rec);
+                    }
+                }
             }
         }
-    };
-    Ok(Scan {
-        records,
-        good_end: pos,
-        fault,
-    })
+        !self.done
+    }
+
+    /// The result, given every record the batches produced.
+    pub fn finish(self, records: Vec<RecordRef>) -> Scan {
+        Scan {
+            records,
+            good_end: self.pos,
+            fault: self.fault,
+        }
+    }
 }
 
 #[cfg(test)]
