@@ -216,6 +216,8 @@ def test_a_failed_fsync_poisons_the_writer(tmp_path: Path, monkeypatch: pytest.M
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, "fsync", broken)
+    if hasattr(os, "fdatasync"):
+        monkeypatch.setattr(os, "fdatasync", broken)
     p.metadata["x"] = 1
     with pytest.raises(ds.DesiruError, match="fsync"):
         j.commit(p)
@@ -238,8 +240,10 @@ def test_batch_mode_syncs_within_its_bound(tmp_path: Path, monkeypatch: pytest.M
     from desiru.journal import durability
 
     synced = []
-    real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(time.monotonic()) or real(fd))
+    for name in ("fsync", "fdatasync"):
+        if hasattr(os, name):
+            real = getattr(os, name)
+            monkeypatch.setattr(os, name, lambda fd, real=real: synced.append(time.monotonic()) or real(fd))
     p = sample_program()
     with Journal.open(tmp_path / "qa.journal", fsync="batch") as j:
         j.commit(p)
