@@ -299,26 +299,33 @@ NOTES = """### Reading the numbers
   sha256 stays for file checksums, where users expect a cryptographic digest.
   Either way `content_hash` is bound by walking the Python objects, not by the
   hash: see "content_hash(state)" against "xxh3_128(bytes)".
-- **Encode.** About half of a large encode is walking the Python objects; most
-  of the rest is filling the ~110 MB output, a fresh allocation whose page
-  faults dominate. desiru fills it once at its exact size (large strs copied
-  straight from the str objects), asks for huge pages and splits the fill over
-  two threads. ormsgpack instead grows its bytes object in place with
-  `_PyBytes_Resize`, which is outside the stable ABI (abi3) desiru is built for.
+- **Encode.** About half of a large encode is walking the Python objects; the
+  rest is filling the fresh ~110 MB bytes object: copying into it (~25% of
+  the time, perf) and the kernel zeroing its pages (~20%, `clear_page_erms`),
+  which every library pays once per call and msgpack-python twice (its
+  buffer, then the bytes).
+  desiru fills the output once at its exact size (large strs copied straight
+  from the str objects), asks for huge pages and splits the fill over two
+  threads; ormsgpack grows its bytes object in place with `_PyBytes_Resize`,
+  which is outside the stable ABI (abi3) desiru is built for. What would reach
+  2.5x is not creating the 110 MB bytes object at all: writing the encoding
+  straight from desiru's reusable buffer to the file being saved (msgspec's
+  `encode_into` with a reused buffer is the same idea).
 - **Decode.** Decode time is dominated by CPython allocating the ~0.8 million
   decoded objects (and the page faults behind that memory), the same work for
-  every library; desiru's own walk is under 10% of it (perf). Against ormsgpack
-  the remaining difference is str creation: ormsgpack builds strs in place
+  every library; desiru's own walk is under 10% of it (perf). desiru and
+  ormsgpack trade places from run to run (0.91x to 1.07x in our runs). By
+  instruction count desiru does ~9% more work than ormsgpack per decode
+  (callgrind), all of it in building strs: ormsgpack builds them in place
   (`PyUnicode_New`, SIMD ASCII check), while abi3 offers only
-  `PyUnicode_DecodeUTF8`, whose ASCII scan costs about an instruction per byte
-  (callgrind: desiru executes ~9% more instructions than ormsgpack per decode,
-  more than accounted for by that scan). A non-abi3 prototype (strs built in place,
-  presized dicts) measured within run-to-run noise of the abi3 build here, so
-  it is not worth leaving abi3 for. On this machine msgpack-python decodes
-  relatively fast: ormsgpack itself is ~1.3x msgpack here (1.5x in the issue's
-  measurement), so the 1.5x target would mean beating ormsgpack by ~15%. What
-  could close it is less work rather than faster work: fewer objects to create
-  (for example demos decoded lazily, on first access), not a faster codec.
+  `PyUnicode_DecodeUTF8`, whose ASCII scan costs about an instruction per
+  byte. A non-abi3 prototype (strs built in place, presized dicts) measured
+  within run-to-run noise of the abi3 build, so it is not worth leaving abi3
+  for. On this machine msgpack-python decodes relatively fast: ormsgpack itself
+  is ~1.3x msgpack here (1.5x in the issue's measurement), so 1.5x would mean
+  beating ormsgpack by ~15%. What could close it is less work rather than
+  faster work: fewer objects to create (e.g. demos decoded lazily, on first
+  access).
 - **Noise.** The machine is shared by several processes (see the load average
   above); separate runs move by 10-15%. The ratios compare libraries within one
   run, interleaved, which is what the targets are judged on.
