@@ -1,0 +1,107 @@
+"""Tags and checkpoints of a journal: the seq each name points at, kept up to date incrementally.
+
+The index starts from the newest snapshot's meta (which lists every tag up to it)
+and scans only the log after it; a writer extends it as it appends.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from desiru.errors import DesiruError
+from desiru.journal.codec import R_TYPE, RecordCodec
+from desiru.journal.events import CheckpointTagged, Event
+from desiru.journal.store import JournalStore
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A point recorded by ``IncrementalSerializer.save_checkpoint``: version number, tag, seq, time."""
+
+    version: int
+    tag: str | None
+    seq: int
+    timestamp: float
+
+
+class TagIndex:
+    """Part of ``Journal`` (a mixin): ``tags()``, ``checkpoints()`` and the index behind them."""
+
+    _store: JournalStore
+    _codec: RecordCodec
+    _mutex: threading.RLock
+    _head: int
+    _tags: dict[str, int] | None
+    _checkpoints: list[Checkpoint] | None
+    _dropped_tags: dict[str, int]
+    _index_upto: int
+
+    if TYPE_CHECKING:  # provided by Journal and ReplayMixin
+        @property
+        def head(self) -> int: ...
+        def _check_open(self) -> None: ...
+        def first_replayable(self) -> int: ...
+        def _arrays(self, start: int, stop: int) -> Iterator[list[list[Any]]]: ...
+
+    def _index(self, events: list[Event]) -> None:
+        assert self._tags is not None and self._checkpoints is not None
+        for ev in events:
+            if not isinstance(ev, CheckpointTagged):
+                continue
+            payload, seq, ts = ev.payload, ev.seq, ev.timestamp
+            tag = payload.get("tag")
+            if isinstance(tag, str):
+                self._tags[tag] = seq
+            version = payload.get("checkpoint")
+            if isinstance(version, int):
+                self._checkpoints.append(Checkpoint(version, tag if isinstance(tag, str) else None, seq, ts))
+        self._index_upto = max(self._index_upto, self._head)
+
+    def _load_index(self) -> None:
+        head = self.head
+        if self._tags is not None and self._index_upto >= head:
+            return
+        with self._mutex:
+            if self._tags is None:
+                self._tags, self._checkpoints, self._dropped_tags = {}, [], {}
+                start = self._store.first_seq()
+                floor = self.first_replayable()
+                self._index_upto = max(start - 1, 0)
+                # the newest snapshot holds every tag up to its seq: scan the log only after it
+                for base in reversed([s for s in self._store.snapshot_seqs() if start - 1 <= s <= head]):
+                    try:
+                        meta = self._codec.snapshot_meta(base, self._store.get_snapshot(base))
+                    except DesiruError:
+                        continue  # damaged: an older one (or the log) will do
+                    for tag, seq in (meta.get("tags") or {}).items():
+                        (self._tags if seq >= floor else self._dropped_tags)[tag] = seq
+                    for v, tag, seq, ts in meta.get("checkpoints") or []:
+                        if seq >= floor:
+                            self._checkpoints.append(Checkpoint(v, tag, seq, ts))
+                    self._index_upto = base
+                    break
+            for arrays in self._arrays(self._index_upto + 1, head + 1):
+                self._index([self._codec.event_of(rec) for rec in arrays if rec[R_TYPE] == CheckpointTagged.type])
+            self._index_upto = head
+
+    def tags(self) -> dict[str, int]:
+        """{tag: seq of its CheckpointTagged event} for every tag that can be replayed."""
+        self._check_open()
+        self._load_index()
+        assert self._tags is not None
+        return dict(self._tags)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Checkpoints recorded by IncrementalSerializer, oldest first."""
+        self._check_open()
+        self._load_index()
+        assert self._checkpoints is not None
+        return list(self._checkpoints)
+
+
+__all__ = ["Checkpoint", "TagIndex"]

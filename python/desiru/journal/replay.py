@@ -1,0 +1,312 @@
+"""Replay and checks of a journal: the state at any seq, tag or time, and ``verify()``.
+
+Replay starts from the newest snapshot at or before its target and applies the
+events after it record by record, in batches of edits: memory follows the state
+(plus one batch and one read window), not the journal.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from desiru import _engine
+from desiru.errors import CorruptDataError, DesiruError
+from desiru.journal.codec import (
+    CURRENT_SCHEMA,
+    R_PATH,
+    R_PAYLOAD,
+    R_SEQ,
+    R_TIMESTAMP,
+    R_TYPE,
+    ZSTD_MAGIC,
+    RecordCodec,
+)
+from desiru.journal.events import OP_OF_TYPE
+from desiru.journal.store import Fault, JournalStore
+from desiru.journal.warning import JournalWarning
+from desiru.program import Program
+from desiru.state import copy_tree
+
+#: edits applied per apply_edits call while replaying: bounds memory, amortises the call
+REPLAY_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Result of ``Journal.verify()``: counts and every fault found (empty when all is well)."""
+
+    head: int
+    records: int
+    snapshots: int
+    faults: tuple[Fault, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.faults
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+_UNKNOWN = object()
+
+
+def _unknown_type(rec: list[Any]) -> CorruptDataError:
+    return CorruptDataError(f"unknown event type {rec[R_TYPE]!r}", seq=rec[R_SEQ],
+                            hint="this journal was written by a newer desiru; upgrade to read it")
+
+
+class ReplayMixin:
+    """Part of ``Journal`` (a mixin): reading records back into states, programs and reports."""
+
+    _store: JournalStore
+    _codec: RecordCodec
+    _mutex: threading.RLock
+    _name: str
+    _head: int
+    _head_state: dict[str, Any] | None
+    _dropped_tags: dict[str, int]
+
+    if TYPE_CHECKING:  # provided by Journal and TagIndex
+        @property
+        def head(self) -> int: ...
+        def _check_open(self) -> None: ...
+        def tags(self) -> dict[str, int]: ...
+
+    def _arrays(self, start: int, stop: int) -> Iterator[list[list[Any]]]:
+        """Decoded record arrays (codec.R_*) with start <= seq < stop, a chunk at a time, checked gapless."""
+        first = self._store.first_seq()
+        if first and start < first:
+            start = first
+        expect = start
+        decode = self._codec.decode_array
+        for chunk in self._store.read_chunks(start, stop):
+            if chunk[0][0] != expect or chunk[-1][0] != expect + len(chunk) - 1:
+                raise CorruptDataError(f"the log skips from seq {expect - 1} to {chunk[0][0]}", path=self._name,
+                                       seq=expect, hint="run journal.verify()")
+            expect += len(chunk)
+            yield [decode(seq, payload) for seq, _pos, payload in chunk]
+
+    def _edits(self, arrays: list[list[Any]]) -> list[dict[str, Any]]:
+        """The edits of decoded record arrays (CheckpointTagged gives none)."""
+        ops = OP_OF_TYPE
+        edits = []
+        for rec in arrays:
+            op = ops.get(rec[R_TYPE], _UNKNOWN)
+            if op is None:
+                continue
+            if op is _UNKNOWN:
+                raise _unknown_type(rec)
+            edit = dict(rec[R_PAYLOAD])
+            edit["op"] = op
+            edit["path"] = rec[R_PATH]
+            edits.append(edit)
+        return edits
+
+    def first_replayable(self) -> int:
+        """The oldest seq that can still be replayed (compaction moves it forward)."""
+        first = self._store.first_seq()
+        if first <= 1:
+            return 0
+        snaps = [s for s in self._store.snapshot_seqs() if s >= first - 1]
+        return snaps[0] if snaps else first
+
+    def _target(self, seq: int | None, tag: str | None, at: Any) -> int:
+        given = sum(x is not None for x in (seq, tag, at))
+        if given > 1:
+            raise DesiruError("give at most one of seq=, tag=, at=")
+        head = self.head
+        if tag is not None:
+            tags = self.tags()
+            if tag not in tags:
+                if tag in self._dropped_tags:
+                    raise DesiruError(f"tag {tag!r} (seq {self._dropped_tags[tag]}) was compacted away",
+                                      path=self._name, hint=f"the oldest replayable seq is {self.first_replayable()}")
+                raise DesiruError(f"no tag {tag!r} in this journal", path=self._name,
+                                  hint=f"known tags: {sorted(tags)}")
+            return tags[tag]
+        if at is not None:
+            return self._seq_at(at)
+        if seq is None:
+            return head
+        if not isinstance(seq, int) or seq < 0 or seq > head:
+            raise DesiruError(f"seq {seq!r} is out of range (0..{head})", path=self._name)
+        return seq
+
+    def _seq_at(self, at: Any) -> int:
+        if isinstance(at, _dt.datetime):
+            when = at.timestamp()
+        elif isinstance(at, (int, float)):
+            when = float(at)
+        else:
+            raise DesiruError(f"at= takes a datetime or a unix timestamp, got {type(at).__name__}")
+        found = 0
+        for arrays in self._arrays(self.first_replayable() or 1, self._head + 1):
+            for rec in arrays:
+                if rec[R_TIMESTAMP] > when:
+                    break
+                found = rec[R_SEQ]
+            else:
+                continue
+            break
+        if found == 0 and self.first_replayable() > 1:
+            raise DesiruError(f"no replayable event at or before {at}", path=self._name,
+                              hint=f"the oldest replayable seq is {self.first_replayable()}")
+        return found
+
+    def replay_state(self, seq: int | None = None, tag: str | None = None, at: Any = None,
+                     *, _copy: bool = True) -> dict[str, Any]:
+        """The state tree as it was at ``seq`` / ``tag`` / time ``at`` (default: the head)."""
+        self._check_open()
+        target = self._target(seq, tag, at)
+        if target == self._head and self._head_state is not None:
+            return copy_tree(self._head_state) if _copy else self._head_state
+        if target == 0:
+            raise DesiruError("the journal holds no program at seq 0", path=self._name,
+                              hint="commit a program first")
+        bases = [s for s in self._store.snapshot_seqs() if s <= target]
+        state: dict[str, Any] | None = None
+        base = 0
+        while bases:
+            base = bases.pop()
+            try:
+                state = self._codec.snapshot_state(base, self._store.get_snapshot(base))
+                break
+            except CorruptDataError as exc:  # a damaged snapshot: fall back to an older base
+                warnings.warn(f"{self._name}: snapshot at seq {base} is damaged ({exc.message}); "
+                              f"replaying from an older point", JournalWarning, stacklevel=2)
+                state, base = None, 0
+        first = self._store.first_seq()
+        if base < target and first > base + 1:
+            raise DesiruError(f"seq {target} can no longer be replayed: the events before seq {first} were "
+                              f"compacted away", path=self._name,
+                              hint=f"the oldest replayable seq is {self.first_replayable()}")
+        # decode and apply record by record, in batches of edits: only a batch of edits is ever
+        # alive, so memory follows the state and the garbage collector has little to scan
+        expect = base + 1
+        batch: list[dict[str, Any]] = []
+        ops = OP_OF_TYPE
+        decode = self._codec.decode_array
+        # the fast path reads plain records inline; anything unusual (encrypted, compressed, an
+        # older schema, a malformed record) goes through decode_array, which upcasts or raises
+        inline = self._codec.key is None
+        unpack = _engine.unpackb
+        schemas = CURRENT_SCHEMA
+        for chunk in self._store.read_chunks(base + 1, target + 1):
+            if chunk[0][0] != expect or chunk[-1][0] != expect + len(chunk) - 1:
+                raise CorruptDataError(f"the log skips from seq {expect - 1} to {chunk[0][0]}", path=self._name,
+                                       seq=expect, hint="run journal.verify()")
+            expect += len(chunk)
+            for seq, _pos, payload in chunk:
+                rec = None
+                if inline and not payload.startswith(ZSTD_MAGIC):
+                    try:
+                        rec = unpack(payload)
+                    except CorruptDataError:
+                        rec = None
+                    if (type(rec) is not list or len(rec) != 8 or rec[R_SEQ] != seq
+                            or schemas.get(rec[R_TYPE]) != rec[1] or type(rec[R_PAYLOAD]) is not dict
+                            or type(rec[R_PATH]) is not str):
+                        rec = None
+                if rec is None:
+                    rec = decode(seq, payload)
+                op = ops.get(rec[R_TYPE], _UNKNOWN)
+                if op is None:
+                    continue
+                if op is _UNKNOWN:
+                    raise _unknown_type(rec)
+                edit = rec[R_PAYLOAD]  # a dict decoded just now, ours to extend into the edit
+                edit["op"] = op
+                edit["path"] = rec[R_PATH]
+                if state is None:
+                    if op != "program_created":
+                        raise CorruptDataError("the journal does not start with ProgramCreated",
+                                               path=self._name, seq=seq)
+                    state = {}
+                batch.append(edit)
+                if len(batch) >= REPLAY_BATCH:
+                    _engine.apply_edits(state, batch)
+                    batch = []
+        if expect != target + 1:
+            raise CorruptDataError(f"the log ends at seq {expect - 1}, before seq {target}", path=self._name,
+                                   seq=expect)
+        if batch:
+            assert state is not None
+            _engine.apply_edits(state, batch)
+        if state is None:
+            raise DesiruError(f"no program at seq {target}", path=self._name)
+        return state
+
+    def replay(self, seq: int | None = None, tag: str | None = None, at: Any = None, *,
+               into: Any = None) -> Program | Any:
+        """The program exactly as it was at ``seq`` / ``tag`` / time ``at`` (default: the head).
+
+        With ``into=`` a dspy module (a template, left unchanged), a copy of it holding that state.
+        """
+        state = self.replay_state(seq, tag, at, _copy=False)
+        program = Program.from_state(state, path=self._name)
+        if into is None:
+            return program
+        from desiru.interop.dspy import to_dspy
+
+        return to_dspy(program, into, copy=True)
+
+    def verify(self) -> VerifyReport:
+        """Check every record (framing, decryption, decoding) and snapshot; report each fault.
+
+        When the log itself is sound, it is also replayed and every snapshot compared
+        with the state the events give at its seq.
+        """
+        self._check_open()
+        with self._mutex:
+            count, faults = self._store.check()
+            snaps = self._store.snapshot_seqs()
+            decoded = 0
+            try:
+                for seq, payload in self._store.read(0, self._head + 1):
+                    try:
+                        self._codec.event(self._codec.decode(seq, payload))
+                        decoded += 1
+                    except DesiruError as exc:
+                        faults.append(Fault(exc.message, seq=seq, file=self._name))
+            except DesiruError as exc:
+                if not any(f.seq == exc.seq for f in faults):
+                    faults.append(Fault(exc.message, seq=exc.seq, offset=exc.offset, file=exc.path))
+            if not faults:
+                for s in snaps:
+                    if s < self._store.first_seq() - 1 or s > self._head:
+                        continue
+                    try:
+                        have = self._codec.snapshot_state(s, self._store.get_snapshot(s))
+                        if self._store.first_seq() <= 1:
+                            want = self._replay_without(s, s)
+                            if _engine.content_hash(have) != _engine.content_hash(want):
+                                faults.append(Fault("snapshot differs from the replayed events", seq=s))
+                    except DesiruError as exc:
+                        faults.append(Fault(f"snapshot: {exc.message}", seq=s, offset=exc.offset))
+            return VerifyReport(self._head, count, len(snaps), tuple(faults))
+
+    def _replay_without(self, target: int, skip_snapshot: int) -> dict[str, Any]:
+        """Replay to ``target`` using only snapshots older than ``skip_snapshot`` (for verify)."""
+        older = [s for s in self._store.snapshot_seqs() if s < skip_snapshot]
+        state: dict[str, Any] | None = None
+        base = 0
+        if older:
+            base = older[-1]
+            state = self._codec.snapshot_state(base, self._store.get_snapshot(base))
+        batch = []
+        for arrays in self._arrays(base + 1, target + 1):
+            batch.extend(self._edits(arrays))
+        if batch and state is None:
+            state = {}
+        if state is None:
+            raise CorruptDataError("no program to compare the snapshot with", seq=target)
+        return _engine.apply_edits(state, batch)
+
+
+__all__ = ["REPLAY_BATCH", "ReplayMixin", "VerifyReport"]
