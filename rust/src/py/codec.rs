@@ -27,7 +27,7 @@ thread_local! {
 }
 
 /// Bytes of a bytes-like argument. `bytes` are borrowed; bytearray and
-/// memoryview are copied (they may change while the GIL is released).
+/// memoryview are copied once (they may change while the GIL is released).
 enum ByteArg<'py> {
     Borrowed(Bound<'py, PyBytes>),
     Owned(Vec<u8>),
@@ -50,9 +50,9 @@ fn byte_arg<'py>(func: &str, data: &Bound<'py, PyAny>) -> PyResult<ByteArg<'py>>
         return Ok(ByteArg::Owned(b.to_vec()));
     }
     if data.downcast::<PyMemoryView>().is_ok() {
+        // tobytes() makes a private, immutable copy (of any view, contiguous or not)
         let copy = data.call_method0("tobytes")?;
-        let bytes = copy.downcast::<PyBytes>()?;
-        return Ok(ByteArg::Owned(bytes.as_bytes().to_vec()));
+        return Ok(ByteArg::Borrowed(copy.downcast_into::<PyBytes>()?));
     }
     let name = data.get_type().name()?;
     Err(PyTypeError::new_err(format!(

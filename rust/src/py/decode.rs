@@ -66,7 +66,10 @@ impl<'py> PyBuilder<'py> {
         }
         let obj = self.make_str(v, offset)?;
         let mut bytes = [0u8; KEY_CACHE_MAX_LEN];
-        bytes[..v.len()].copy_from_slice(v);
+        match bytes.get_mut(..v.len()) {
+            Some(dst) => dst.copy_from_slice(v),
+            None => return Ok(obj), // too long to cache (callers check first)
+        }
         if let Some(entry) = self.keys.get_mut(slot) {
             *entry = Some(CachedKey {
                 len: v.len(),
