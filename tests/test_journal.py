@@ -372,3 +372,40 @@ def test_records_in_the_first_map_layout_still_read(tmp_path: Path) -> None:
         assert [type(e) for e in j.events(2)] == [ParameterSet]
         assert j.replay().answer.parameters["temperature"] == 0.9
         assert j.verify().ok
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmRSS/VmHWM from /proc")
+def test_replay_memory_follows_the_state_not_the_journal(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "long.journal"
+    events = [ParameterSet(path="answer", payload={"key": f"k{i % 20}", "value": i}) for i in range(10_000)]
+    with Journal.open(path, fsync="never") as j:
+        j.commit(sample_program())
+        for _ in range(40):
+            j.append_many(events)
+        size = j.size()
+        head = j.replay_state()
+    assert size > 30_000_000  # 400,000 events
+    code = f"""
+import gc, sys, desiru as ds
+def kb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1])
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import programs
+r = ds.Journal.open({str(path)!r}, readonly=True)
+gc.collect()
+before = kb("VmRSS:")
+state = r.replay_state()
+print(kb("VmHWM:") - before)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    grown_kb = int(out.stdout.split()[-1])
+    print(f"replay grew the process by {grown_kb} KB for a journal of {size} bytes")
+    # reading the journal into memory would take more than its 30 MB; replay holds a window and a batch
+    assert grown_kb * 1024 < size / 3, (grown_kb, size)
+    assert head["modules"][1]["parameters"]["k19"] == 9_999
