@@ -4,7 +4,10 @@
 //! object moves every byte twice. [`Gather`] copies small writes (headers,
 //! numbers, short strings) into its buffer but only records where large str
 //! and bin payloads live; [`Gather::copy_to`] then assembles the output in one
-//! pass, copying each large payload straight from its source.
+//! pass, copying each large payload straight from its source (large outputs
+//! in chunks shared by two threads).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::write::Sink;
 
@@ -49,17 +52,21 @@ struct Piece {
 
 /// Outputs at least this long are assembled by two threads.
 pub const PARALLEL_FROM: usize = 16 << 20;
+/// The unit of work of the parallel assembly.
+const CHUNK: usize = 4 << 20;
 
-/// The second half of the output, handed to the helper thread.
+/// A chunk of the output, filled by whichever thread takes it.
 #[derive(Clone, Copy)]
 struct RawDst {
     ptr: *mut u8,
     len: usize,
 }
 
-// SAFETY: the two halves of the output are disjoint; each is written by one
-// thread only.
+// SAFETY: the chunks of the output are disjoint; each is written by the one
+// thread that took it.
 unsafe impl Send for RawDst {}
+// SAFETY: shared only to be read (copied); see Send.
+unsafe impl Sync for RawDst {}
 
 impl RawDst {
     /// # Safety
@@ -82,6 +89,8 @@ struct Part<'a> {
 // to, which the caller of `copy_to` keeps alive and unchanged (the GIL stays
 // held, so no Python code can touch them) until both threads are done.
 unsafe impl Send for Part<'_> {}
+// SAFETY: as for Send: a Part is only read.
+unsafe impl Sync for Part<'_> {}
 
 impl Part<'_> {
     /// Copy this run into `dst` (exactly its length).
@@ -153,68 +162,77 @@ impl Gather {
         if dst.len() != self.total {
             return false;
         }
-        let whole = Part {
-            buf: &self.buf,
-            pieces: &self.pieces,
-            buf_from: 0,
-        };
         if self.total < PARALLEL_FROM || self.pieces.len() < 2 {
+            let whole = Part {
+                buf: &self.buf,
+                pieces: &self.pieces,
+                buf_from: 0,
+            };
             whole.copy(dst);
             return true;
         }
-        // split at the piece where the output passes its middle
-        // (`out_at`: output bytes of the pieces before `split`)
-        let mut out_at = 0;
-        let mut split = None;
+        // Cut the output into chunks of about CHUNK bytes, at piece starts;
+        // both threads take the next chunk until none is left, so a helper
+        // that starts late (a busy machine) only does less of the work.
+        let mut chunks: Vec<(Part<'_>, RawDst)> = Vec::new();
+        let mut piece_from = 0; // first piece of the current chunk
+        let mut buf_from = 0; // buffer position where the current chunk starts
+        let mut out_from = 0; // output position where the current chunk starts
+        let mut out_at = 0; // output bytes of the pieces before piece `i`
+        let base = dst.as_mut_ptr();
         for (i, piece) in self.pieces.iter().enumerate() {
-            if out_at + piece.at >= self.total / 2 {
-                split = Some(i);
-                break;
+            let starts_at = out_at + piece.at;
+            if i > piece_from && starts_at - out_from >= CHUNK {
+                chunks.push((
+                    Part {
+                        buf: &self.buf[..piece.at],
+                        pieces: &self.pieces[piece_from..i],
+                        buf_from,
+                    },
+                    RawDst {
+                        ptr: base.add(out_from),
+                        len: starts_at - out_from,
+                    },
+                ));
+                piece_from = i;
+                buf_from = piece.at;
+                out_from = starts_at;
             }
             out_at += piece.len;
         }
-        let split = match split {
-            Some(i) => i,
-            None => {
-                let last = self.pieces.len() - 1;
-                out_at -= self.pieces[last].len;
-                last
+        chunks.push((
+            Part {
+                buf: &self.buf,
+                pieces: &self.pieces[piece_from..],
+                buf_from,
+            },
+            RawDst {
+                ptr: base.add(out_from),
+                len: self.total - out_from,
+            },
+        ));
+        let next = AtomicUsize::new(0);
+        let work = || {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((part, out)) = chunks.get(i) else {
+                    break;
+                };
+                // SAFETY: as for this function; chunk `i` is taken by exactly
+                // one thread and the chunks' output ranges are disjoint.
+                unsafe { part.copy(out.slice()) };
             }
-        };
-        let first = Part {
-            buf: &self.buf[..self.pieces[split].at],
-            pieces: &self.pieces[..split],
-            buf_from: 0,
-        };
-        let second = Part {
-            buf: &self.buf,
-            pieces: &self.pieces[split..],
-            buf_from: self.pieces[split].at,
-        };
-        let (dst_first, dst_second) = dst.split_at_mut(out_at + self.pieces[split].at);
-        let dst_second = RawDst {
-            ptr: dst_second.as_mut_ptr(),
-            len: dst_second.len(),
         };
         std::thread::scope(|scope| {
             // spawn_scoped, unlike spawn, reports a failure to start a thread
-            // instead of panicking: then this thread copies both halves
-            let spawned = std::thread::Builder::new().spawn_scoped(scope, move || {
-                // SAFETY: as for this function; the caller keeps every payload
-                // alive and unchanged until we return, after the join below,
-                // and `dst_second` is the half of `dst` no one else writes.
-                unsafe { second.copy(dst_second.slice()) }
-            });
-            first.copy(dst_first);
-            match spawned {
+            // instead of panicking: then this thread simply does every chunk
+            let helper = std::thread::Builder::new().spawn_scoped(scope, work);
+            work();
+            match helper {
                 // a panic in the helper would be a bug in `copy`; the bytes
                 // are then incomplete, which we report rather than unwind
                 Ok(helper) => helper.join().is_ok(),
-                Err(_) => {
-                    // SAFETY: the closure never ran; this half is ours.
-                    second.copy(dst_second.slice());
-                    true
-                }
+                Err(_) => true,
             }
         })
     }
