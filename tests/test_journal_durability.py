@@ -222,6 +222,8 @@ def test_a_failed_fsync_poisons_the_writer(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(ds.DesiruError, match="fsync"):
         j.commit(p)
     monkeypatch.undo()
+    # what it reads is what the log holds (the commit was written, its fsync failed)
+    assert j.head == 2 and j.replay_state()["metadata"] == {"run": "r1", "x": 1}
     p.metadata["x"] = 2
     with pytest.raises(ds.DesiruError, match="poisoned"):
         j.commit(p)

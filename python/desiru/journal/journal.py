@@ -401,11 +401,17 @@ class Journal(ReplayMixin, TagIndex):
         try:
             self._store.append(records)
         except BaseException as exc:
-            # the log may now hold part of this commit: refuse to write after it until reopened
+            # the log may now hold part of this commit: refuse to write after it until reopened,
+            # and read back only what the log holds
             self._sync.poisoned = exc
+            self._head_state, self._private = None, {}
             raise
         self._head = last
-        self._sync.appended(len(records))
+        try:
+            self._sync.appended(len(records))
+        except BaseException:
+            self._head_state, self._private = None, {}  # poisoned: reads replay the log from now on
+            raise
         if self._tags is not None:
             self._index(events)
 
