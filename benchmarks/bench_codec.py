@@ -305,7 +305,7 @@ NOTES = """### Reading the numbers
   which every library pays once per call and msgpack-python twice (its
   buffer, then the bytes).
   desiru fills the output once at its exact size (large strs copied straight
-  from the str objects), asks for huge pages and splits the fill over two
+  from the str objects), asks for huge pages and shares the fill between two
   threads; ormsgpack grows its bytes object in place with `_PyBytes_Resize`,
   which is outside the stable ABI (abi3) desiru is built for. What would reach
   2.5x is not creating the 110 MB bytes object at all: writing the encoding
