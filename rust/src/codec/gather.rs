@@ -249,23 +249,23 @@ impl Gather {
 }
 
 impl Sink for Gather {
-    #[inline]
+    #[inline(always)]
     fn put(&mut self, bytes: &[u8]) {
         super::write::push_bytes(&mut self.buf, bytes);
         self.total += bytes.len();
     }
-    #[inline]
+    #[inline(always)]
     fn put_u8(&mut self, byte: u8) {
         self.buf.push(byte);
         self.total += 1;
     }
-    #[inline]
+    #[inline(always)]
     fn put_marked(&mut self, marker: u8, value: u64, width: usize) {
         let before = self.buf.len();
         super::write::push_marked(&mut self.buf, marker, value, width);
         self.total += self.buf.len() - before;
     }
-    #[inline]
+    #[inline(always)]
     unsafe fn put_payload(&mut self, bytes: &[u8]) {
         if bytes.len() < GATHER_FROM {
             self.put(bytes);

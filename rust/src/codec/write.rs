@@ -144,7 +144,7 @@ pub fn write_bool<S: Sink>(s: &mut S, v: bool) {
 }
 
 /// A non-negative int in its smallest unsigned form (as msgpack-python does).
-#[inline]
+#[inline(always)]
 pub fn write_uint<S: Sink>(s: &mut S, v: u64) {
     if v < 0x80 {
         s.put_u8(v as u8);
@@ -161,7 +161,7 @@ pub fn write_uint<S: Sink>(s: &mut S, v: u64) {
 
 /// A signed int: non-negative values take the unsigned forms, negative values
 /// the smallest of negative fixint, int8, int16, int32, int64.
-#[inline]
+#[inline(always)]
 pub fn write_int<S: Sink>(s: &mut S, v: i64) {
     if v >= 0 {
         write_uint(s, v as u64);
@@ -179,13 +179,13 @@ pub fn write_int<S: Sink>(s: &mut S, v: i64) {
 }
 
 /// A float, always as float64 (bit-exact: -0.0 and NaN payloads are kept).
-#[inline]
+#[inline(always)]
 pub fn write_f64<S: Sink>(s: &mut S, v: f64) {
     marker_u64(s, 0xcb, v.to_bits());
 }
 
 /// The header of a str of `len` UTF-8 bytes (str8 is used: `use_bin_type=True`).
-#[inline]
+#[inline(always)]
 pub fn write_str_header<S: Sink>(s: &mut S, len: usize) -> Result<(), TooLong> {
     if len < 32 {
         s.put_u8(0xa0 | len as u8);
@@ -213,7 +213,7 @@ pub fn write_str<S: Sink>(s: &mut S, v: &[u8]) -> Result<(), TooLong> {
 ///
 /// # Safety
 /// As for [`Sink::put_payload`].
-#[inline]
+#[inline(always)]
 pub unsafe fn write_str_payload<S: Sink>(s: &mut S, v: &[u8]) -> Result<(), TooLong> {
     write_str_header(s, v.len())?;
     s.put_payload(v);
@@ -232,7 +232,7 @@ pub fn write_bin<S: Sink>(s: &mut S, v: &[u8]) -> Result<(), TooLong> {
 ///
 /// # Safety
 /// As for [`Sink::put_payload`].
-#[inline]
+#[inline(always)]
 pub unsafe fn write_bin_payload<S: Sink>(s: &mut S, v: &[u8]) -> Result<(), TooLong> {
     write_bin_header(s, v.len())?;
     s.put_payload(v);
@@ -240,7 +240,7 @@ pub unsafe fn write_bin_payload<S: Sink>(s: &mut S, v: &[u8]) -> Result<(), TooL
 }
 
 /// The header of a bin of `len` bytes.
-#[inline]
+#[inline(always)]
 pub fn write_bin_header<S: Sink>(s: &mut S, len: usize) -> Result<(), TooLong> {
     if len <= usize::from(u8::MAX) {
         marker_u8(s, 0xc4, len as u8);
@@ -255,7 +255,7 @@ pub fn write_bin_header<S: Sink>(s: &mut S, len: usize) -> Result<(), TooLong> {
 }
 
 /// The header of an array of `len` items.
-#[inline]
+#[inline(always)]
 pub fn write_array_header<S: Sink>(s: &mut S, len: usize) -> Result<(), TooLong> {
     if len < 16 {
         s.put_u8(0x90 | len as u8);
@@ -270,7 +270,7 @@ pub fn write_array_header<S: Sink>(s: &mut S, len: usize) -> Result<(), TooLong>
 }
 
 /// The header of a map of `len` entries.
-#[inline]
+#[inline(always)]
 pub fn write_map_header<S: Sink>(s: &mut S, len: usize) -> Result<(), TooLong> {
     if len < 16 {
         s.put_u8(0x80 | len as u8);
