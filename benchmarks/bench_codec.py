@@ -307,10 +307,12 @@ NOTES = """### Reading the numbers
   desiru fills the output once at its exact size (large strs copied straight
   from the str objects), asks for huge pages and shares the fill between two
   threads; ormsgpack grows its bytes object in place with `_PyBytes_Resize`,
-  which is outside the stable ABI (abi3) desiru is built for. What would reach
-  2.5x is not creating the 110 MB bytes object at all: writing the encoding
-  straight from desiru's reusable buffer to the file being saved (msgspec's
-  `encode_into` with a reused buffer is the same idea).
+  which is outside the stable ABI (abi3) desiru is built for. The 2.5x target
+  sits at the edge: across our runs the large encode came out at 2.2x to 2.6x
+  msgpack (always ahead of ormsgpack), depending on how busy the machine was.
+  What would clear it with margin is not creating the 110 MB bytes object at
+  all: writing the encoding straight from desiru's reusable buffer to the file
+  being saved (msgspec's `encode_into` with a reused buffer is the same idea).
 - **Decode.** Decode time is dominated by CPython allocating the ~0.8 million
   decoded objects (and the page faults behind that memory), the same work for
   every library; desiru's own walk is under 10% of it (perf). desiru and
