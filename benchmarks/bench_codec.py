@@ -309,7 +309,8 @@ NOTES = """### Reading the numbers
   threads; ormsgpack grows its bytes object in place with `_PyBytes_Resize`,
   which is outside the stable ABI (abi3) desiru is built for. The 2.5x target
   sits at the edge: across our runs the large encode came out at 2.2x to 2.6x
-  msgpack (always ahead of ormsgpack), depending on how busy the machine was.
+  msgpack and 1.1x to 1.3x ormsgpack, depending on how busy the shared machine
+  was (one run under heavy load from other processes fell to 1.5x msgpack).
   What would clear it with margin is not creating the 110 MB bytes object at
   all: writing the encoding straight from desiru's reusable buffer to the file
   being saved (msgspec's `encode_into` with a reused buffer is the same idea).
