@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from desiru import _engine
 from desiru.errors import DesiruError
 from desiru.journal.codec import R_TYPE, RecordCodec
 from desiru.journal.events import CheckpointTagged, Event
 from desiru.journal.store import JournalStore
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    pass
 
+#: a plain record starts with the msgpack header of an 8-array, then its type as a str
+_ARRAY8 = b"\x98"
+_TAG_PREFIX = _ARRAY8 + _engine.packb(CheckpointTagged.type)
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -46,7 +50,6 @@ class TagIndex:
         def head(self) -> int: ...
         def _check_open(self) -> None: ...
         def first_replayable(self) -> int: ...
-        def _arrays(self, start: int, stop: int) -> Iterator[list[list[Any]]]: ...
 
     def _index(self, events: list[Event]) -> None:
         assert self._tags is not None and self._checkpoints is not None
@@ -85,9 +88,33 @@ class TagIndex:
                             self._checkpoints.append(Checkpoint(v, tag, seq, ts))
                     self._index_upto = base
                     break
-            for arrays in self._arrays(self._index_upto + 1, head + 1):
-                self._index([self._codec.event_of(rec) for rec in arrays if rec[R_TYPE] == CheckpointTagged.type])
+            self._scan_tags(self._index_upto + 1, head + 1)
             self._index_upto = head
+
+    def _scan_tags(self, start: int, stop: int) -> None:
+        """Index the CheckpointTagged events with start <= seq < stop.
+
+        A plain record is an 8-array whose first item is its type, so every other event
+        is skipped by a look at its first bytes, without decoding it.
+        """
+        first = self._store.first_seq()
+        start = max(start, first) if first else start
+        codec = self._codec
+        quick = codec.key is None
+        found = []
+        expect = start
+        for chunk in self._store.read_chunks(start, stop):
+            if chunk[0][0] != expect or chunk[-1][0] != expect + len(chunk) - 1:
+                raise DesiruError(f"the log skips from seq {expect - 1} to {chunk[0][0]}", seq=expect,
+                                  hint="run journal.verify()")
+            expect += len(chunk)
+            for seq, _pos, payload in chunk:
+                if quick and payload[:1] == _ARRAY8 and not payload.startswith(_TAG_PREFIX):
+                    continue
+                rec = codec.decode_array(seq, payload)
+                if rec[R_TYPE] == CheckpointTagged.type:
+                    found.append(codec.event_of(rec))
+        self._index(found)
 
     def tags(self) -> dict[str, int]:
         """{tag: seq of its CheckpointTagged event} for every tag that can be replayed."""
