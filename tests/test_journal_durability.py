@@ -305,3 +305,19 @@ def test_a_damaged_snapshot_falls_back_to_an_older_base(tmp_path: Path) -> None:
     assert result.snapshots_removed == (newest,)
     with Journal.open(path) as j:
         assert j.verify().ok and j.replay() == p
+
+
+def test_verify_reports_every_damaged_record(tmp_path: Path) -> None:
+    path = tmp_path / "qa.journal"
+    _build(path, commits=8)
+    seg = _segments(path)[-1]
+    offsets = _record_offsets(seg, _salt(path))
+    data = bytearray(seg.read_bytes())
+    for _seq, off, length in (offsets[2], offsets[5]):
+        data[off + length - 2] ^= 0x01
+    seg.write_bytes(bytes(data))
+    with pytest.warns(JournalWarning):
+        r = Journal.open(path, readonly=True)
+    with r:
+        faults = r.verify().faults
+    assert [(f.seq, f.offset) for f in faults] == [(offsets[2][0], offsets[2][1]), (offsets[5][0], offsets[5][1])]

@@ -307,6 +307,28 @@ class FileStore(JournalStore):
                 hit = rest.find(needle, hit + 1)
         return False
 
+    def _next_valid(self, path: Path, at: int, expected: int) -> tuple[int, int] | None:
+        """(offset, seq) of the first valid record after the fault at ``at`` (for check())."""
+        try:
+            with open(path, "rb") as f:
+                f.seek(at)
+                rest = f.read(64 * SCAN_CHUNK)
+        except OSError:
+            return None
+        best: tuple[int, int] | None = None
+        for seq in range(expected, expected + TAIL_PROBE_SEQS):
+            needle = _U64.pack(seq)
+            hit = rest.find(needle, 1)
+            while hit != -1 and (best is None or hit - 4 < best[0] - at):
+                start = hit - 4
+                if start > 0:
+                    records, _, _ = _engine.frame_scan(rest, self.salt, start, MAX_RECORD)
+                    if records:
+                        best = (at + start, seq)
+                        break
+                hit = rest.find(needle, hit + 1)
+        return best
+
     def _scan_last(self) -> int:
         """The last complete seq, scanning only the last segment (earlier ones are checked on read).
 
@@ -569,12 +591,19 @@ class FileStore(JournalStore):
                 faults.append(Fault(f"seq gap: previous segment ends at {prev_last}", seq=first,
                                     file=str(path)))
             last = first - 1
-            try:
-                for seq, _off, _payload in self._scan_segment(first, tail_ok=False):
-                    last = seq
-                    count += 1
-            except CorruptDataError as exc:
-                faults.append(Fault(exc.message, seq=exc.seq, offset=exc.offset, file=str(path)))
+            offset, expect = 0, first
+            while True:  # after a fault, resume at the next valid record to report every fault
+                try:
+                    for seq, _off, _payload in self._scan_segment(first, offset, tail_ok=False, expect=expect):
+                        last = seq
+                        count += 1
+                    break
+                except CorruptDataError as exc:
+                    faults.append(Fault(exc.message, seq=exc.seq, offset=exc.offset, file=str(path)))
+                    resume = self._next_valid(path, exc.offset or 0, exc.seq or expect)
+                    if resume is None or resume[0] <= offset:
+                        break
+                    offset, expect = resume
             prev_last = last
             del i
         for seq in self.snapshot_seqs():
