@@ -4,6 +4,20 @@ never imports this module directly."""
 
 from typing import Any
 
+__all__ = [
+    "FRAME_HEADER_LEN",
+    "MAX_RECORD",
+    "apply_edits",
+    "content_hash",
+    "diff_states",
+    "frame_encode",
+    "frame_scan",
+    "packb",
+    "sha256",
+    "unpackb",
+    "xxh3_128",
+]
+
 # --- codec (rust/src/py/codec.rs) ---------------------------------------------
 
 def packb(obj: Any, canonical: bool = False) -> bytes:

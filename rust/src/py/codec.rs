@@ -111,9 +111,12 @@ unsafe fn assemble<'py>(py: Python<'py>, buf: &Gather) -> PyResult<Bound<'py, Py
     Ok(obj.downcast_into_unchecked())
 }
 
+// The signature above spells MAX_DEPTH as a literal so Python sees `max_depth=512`.
+const _: () = assert!(MAX_DEPTH == 512);
+
 /// Decode one msgpack value of a state tree, with bounded depth and allocation.
 #[pyfunction]
-#[pyo3(signature = (data, *, max_depth = MAX_DEPTH as i64))]
+#[pyo3(signature = (data, *, max_depth = 512))]
 fn unpackb<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
