@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import struct
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -405,6 +406,29 @@ def test_hashes_equal_references(size: int) -> None:
         assert codec.sha256(form) == hashlib.sha256(data).digest()
         assert codec.xxh3_128(form) == xxhash.xxh3_128_digest(data)
     assert len(codec.content_hash({"a": 1})) == 16
+
+
+def test_threads_get_their_own_results() -> None:
+    """Per-thread buffers and GIL-free hashing: concurrent calls do not mix."""
+    big = bytes(range(256)) * 4096  # 1 MiB: hashed with the GIL released
+    errors: list[str] = []
+
+    def work(k: int) -> None:
+        obj = {"k": k, "text": str(k) * (1000 + k), "demos": [{"i": i, "s": "x" * (i % 300)} for i in range(200)]}
+        for _ in range(20):
+            if codec.packb(obj) != ref_packb(obj):
+                errors.append(f"packb {k}")
+            if codec.unpackb(codec.packb(obj)) != obj:
+                errors.append(f"unpackb {k}")
+            if codec.sha256(big + bytes([k])) != hashlib.sha256(big + bytes([k])).digest():
+                errors.append(f"sha256 {k}")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
 
 
 def test_hash_rejects_non_bytes() -> None:
