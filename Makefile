@@ -21,6 +21,7 @@ lint:  ## rustfmt, clippy and ruff
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	$(PY) -m ruff check python tests benchmarks
+	$(PY) -m mypy.stubtest desiru._native --ignore-missing-stub
 
 test-rust:  ## cargo test
 	cargo test -q

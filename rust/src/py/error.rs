@@ -36,6 +36,23 @@ fn desiru_error(
     }
 }
 
+/// Raise a desiru exception (by class name in `desiru.errors`) with a hint.
+///
+/// For the errors the core's `Error` enum does not carry (payload size limits
+/// in `py::frame`, unfit edits in `py::diff`); everything else goes through
+/// `From<Error> for PyErr` below.
+pub(crate) fn named_error(py: Python<'_>, class: &str, message: String, hint: &str) -> PyErr {
+    let make = || -> PyResult<PyErr> {
+        let cls = py.import("desiru.errors")?.getattr(class)?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("hint", hint)?;
+        Ok(PyErr::from_value(
+            cls.call((message.clone(),), Some(&kwargs))?,
+        ))
+    };
+    make().unwrap_or_else(|e| e)
+}
+
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         Python::with_gil(|py| match e {

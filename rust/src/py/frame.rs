@@ -10,28 +10,12 @@ use pyo3::types::{PyBytes, PyList};
 
 use crate::error::Error;
 use crate::frame::{self, HEADER_LEN, MAX_RECORD};
-
-/// Raise a desiru exception (by class name in `desiru.errors`) with a hint.
-///
-/// Used for the errors the core's `Error` enum does not carry (payload size
-/// limits here, unfit edits in `py::diff`); everything else goes through the
-/// one `From<Error> for PyErr` in `py::error`.
-pub(crate) fn desiru_error(py: Python<'_>, class: &str, message: String, hint: &str) -> PyErr {
-    let make = || -> PyResult<PyErr> {
-        let cls = py.import("desiru.errors")?.getattr(class)?;
-        let kwargs = pyo3::types::PyDict::new(py);
-        kwargs.set_item("hint", hint)?;
-        Ok(PyErr::from_value(
-            cls.call((message.clone(),), Some(&kwargs))?,
-        ))
-    };
-    make().unwrap_or_else(|e| e)
-}
+use crate::py::error::named_error;
 
 fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
     match e {
         // Same text and hint as the Python twin (the shared mapping would add a tree path).
-        Error::Unserializable { message, .. } => desiru_error(
+        Error::Unserializable { message, .. } => named_error(
             py,
             "SerializationError",
             message,
@@ -85,7 +69,7 @@ const BATCH_BYTES: usize = 1 << 20;
 
 /// Scan a buffer of records from `offset`: `(records, good_end, fault)`.
 #[pyfunction]
-#[pyo3(signature = (buf, salt, offset = 0, max_record = MAX_RECORD as i64))]
+#[pyo3(signature = (buf, salt, offset = 0, max_record = 268_435_456))]
 fn frame_scan<'py>(
     py: Python<'py>,
     buf: &Bound<'py, PyAny>,

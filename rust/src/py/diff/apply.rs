@@ -9,7 +9,7 @@ use pyo3::types::{PyDict, PyInt, PyList};
 
 use super::tree::{copy_tree, exact_str, pyrepr, str_eq, str_repr, type_name};
 use crate::diff::is_permutation;
-use crate::py::frame::desiru_error;
+use crate::py::error::named_error;
 
 const EDIT_HINT: &str =
     "the edits do not fit this state: apply them to the state they were computed from";
@@ -22,7 +22,7 @@ struct Applier<'py> {
 
 impl<'py> Applier<'py> {
     fn fail(&self, n: usize, op: &str, message: &str) -> PyErr {
-        desiru_error(
+        named_error(
             self.py,
             "CorruptDataError",
             format!("edit {n} ({op}): {message}"),
@@ -91,7 +91,7 @@ impl<'py> Applier<'py> {
             match found {
                 Some(d) => node = d,
                 None => {
-                    return Err(desiru_error(
+                    return Err(named_error(
                         self.py,
                         "UnknownModuleError",
                         format!(
@@ -169,7 +169,7 @@ impl<'py> Applier<'py> {
 
     fn apply(&mut self, n: usize, edit: &Bound<'py, PyAny>) -> PyResult<()> {
         let Ok(edit) = edit.downcast_exact::<PyDict>() else {
-            return Err(desiru_error(
+            return Err(named_error(
                 self.py,
                 "CorruptDataError",
                 format!("edit {n} is not a dict but '{}'", type_name(edit)?),
@@ -187,7 +187,7 @@ impl<'py> Applier<'py> {
                 Some(o) => pyrepr(o)?,
                 None => "None".to_string(),
             };
-            return Err(desiru_error(
+            return Err(named_error(
                 self.py,
                 "CorruptDataError",
                 format!("edit {n} has an unknown op {shown}"),

@@ -7,10 +7,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple};
 
 use crate::codec::MAX_DEPTH;
-use crate::py::frame::desiru_error;
+use crate::py::error::named_error;
 
 pub(super) fn too_deep(py: Python<'_>) -> PyErr {
-    desiru_error(
+    named_error(
         py,
         "SerializationError",
         format!("containers nest deeper than {MAX_DEPTH} levels (is there a cycle?)"),
