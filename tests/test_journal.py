@@ -409,3 +409,19 @@ print(kb("VmHWM:") - before)
     # reading the journal into memory would take more than its 30 MB; replay holds a window and a batch
     assert grown_kb * 1024 < size / 3, (grown_kb, size)
     assert head["modules"][1]["parameters"]["k19"] == 9_999
+
+
+def test_a_large_program_created_is_written_module_by_module(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from desiru.journal import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "SPLIT_DEMOS", 2)
+    p = Outer()
+    p.qa.answer.demos = [ds.Example(question=str(i), answer=str(i)) for i in range(3)]
+    with Journal.open(tmp_path / "big.journal") as j:
+        r = j.commit(p, tag="t")
+        assert [e.type for e in r.events] == ["ProgramCreated", "ModuleAdded", "ModuleAdded", "CheckpointTagged"]
+        assert r.events[0].payload["state"]["modules"] == []
+        assert [e.path for e in r.events[1:3]] == ["first", "qa"]
+    with Journal.open(tmp_path / "big.journal", readonly=True) as j:
+        assert j.replay(tag="t") == p and list(j.replay().modules) == ["first", "qa"]

@@ -39,6 +39,39 @@ from desiru.program import Program
 from desiru.serialization.version import CURRENT_VERSION
 
 CIPHER = "AES-256-GCM"
+#: a ProgramCreated of a state with more demos than this is written as the program without its
+#: modules plus one ModuleAdded per module: the same replay, records of module size (a record is
+#: at most 256 MiB, and a GB program would not fit in one)
+SPLIT_DEMOS = 20_000
+
+
+def _count_demos(node: Any) -> int:
+    """Demos in a program state, nested programs included."""
+    if type(node) is not dict:
+        return 0
+    demos = node.get("demos")
+    count = len(demos) if type(demos) is list else 0
+    modules = node.get("modules")
+    if type(modules) is list:
+        count += sum(_count_demos(m) for m in modules)
+    return count
+
+
+def _split_large(edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``edits`` with each large ``program_created`` said as a shell plus one ``module_added`` per module."""
+    out = []
+    for edit in edits:
+        state = edit.get("state") if edit.get("op") == "program_created" else None
+        modules = state.get("modules") if type(state) is dict else None
+        if type(modules) is not list or not modules or _count_demos(state) <= SPLIT_DEMOS:
+            out.append(edit)
+            continue
+        assert state is not None
+        shell = {k: ([] if k == "modules" else v) for k, v in state.items()}
+        out.append({"op": "program_created", "path": "", "state": shell})
+        for i, m in enumerate(modules):
+            out.append({"op": "module_added", "path": m["name"], "index": i, "state": m})
+    return out
 
 
 @dataclass(frozen=True)
@@ -326,7 +359,7 @@ class Journal(ReplayMixin, TagIndex):
         with self._mutex:
             self._check_writable()
             old = self._ensure_head_state()
-            edits = _engine.diff_states(old, new_state)
+            edits = _split_large(_engine.diff_states(old, new_state))
             ts = self._now()
             seq = self._head
             events: list[Event] = []
