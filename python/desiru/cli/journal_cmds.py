@@ -378,7 +378,7 @@ def _verify_journal(env: Env, src: sources.Source, key: str | None) -> tuple[dic
                f"{'s' if report.snapshots != 1 else ''}, head seq {report.head:,}"
                if not faults else
                f"{src.path}: {len(faults)} fault{'s' if len(faults) != 1 else ''} in {report.records:,} records; "
-               f"`desiru repair {src.path}` cuts a damaged tail")
+               f"`desiru repair {src.path}` cuts the journal before the first damaged record, keeping the cut bytes")
     return {"path": str(src.path), "kind": "journal", "ok": not faults, "head": report.head,
             "records": report.records, "snapshots": report.snapshots, "faults": faults,
             "summary": summary}, faults
@@ -401,15 +401,15 @@ def _verify_document(env: Env, src: sources.Source, key: str | None) -> tuple[di
                        f"checksum {checksum} verified"}, []
 
 
-@cli.command("repair", short_help='Cut a damaged journal tail, keeping the bytes.')
+@cli.command("repair", short_help='Cut a journal before its damage, keeping the bytes.')
 @click.argument("journal", metavar="JOURNAL")
 @keys.key_options
 @click.pass_context
 def repair_cmd(ctx: click.Context, journal: str, key_env: str | None, ask_key: bool) -> None:
-    """Cut a torn or damaged tail off a journal, keeping the cut bytes in JOURNAL/damaged/.
+    """Cut a journal before its first damaged record (a torn tail, a flipped byte), keeping the cut bytes.
 
     Everything before the first damaged record stays and replays as before; the cut
-    bytes are moved aside, never deleted. Run `desiru verify` afterwards.
+    bytes are moved aside to JOURNAL/damaged/, never deleted. Run `desiru verify` afterwards.
 
     \b
     Examples:
