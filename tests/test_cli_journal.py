@@ -441,3 +441,25 @@ def test_migrate_legacy_document(tmp_path: Path) -> None:
     info = json.loads(run("inspect", path, "--json").stdout)
     assert info["format_version"] == str(ds.serialization.CURRENT_VERSION)
     assert info["modules"][0]["demos"] == 1
+
+
+def test_verify_names_every_fault(tmp_path: Path) -> None:
+    path = tmp_path / "long.journal"
+    p = sample_program()
+    with ds.Journal.open(path) as j:
+        for i in range(60):
+            p.metadata = {"step": i, "note": "x" * 40}
+            j.commit(p)
+    seg = _segment(path)
+    data = bytearray(seg.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    data[2 * len(data) // 3] ^= 0xFF
+    seg.write_bytes(bytes(data))
+    result = run("verify", path, "--json")
+    assert result.exit_code == EXIT_DIFFERENT
+    report = json.loads(result.stdout)
+    seqs = [int(re.search(r"seq (\d+)", f).group(1)) for f in report["faults"]]  # type: ignore[union-attr]
+    assert len(seqs) == 2 and seqs[0] < seqs[1] and all("offset" in f for f in report["faults"])
+    assert run("repair", path).exit_code == 0
+    with ds.Journal.open(path, readonly=True) as j:
+        assert j.head == seqs[0] - 1
