@@ -327,3 +327,97 @@ def test_serializer_bytes_api() -> None:
         assert s.deserialize(s.serialize(p, format=fmt), format=fmt) == p
     with pytest.raises(ds.DesiruError):
         s.serialize("not a program")  # type: ignore[arg-type]
+
+
+# -- hostile structure and names ---------------------------------------------------------------------
+def test_deeply_nested_or_aliased_yaml_is_refused_without_crashing(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 30000 + "]" * 30000)
+    with pytest.raises(ds.CorruptDataError, match="nested deeper"):
+        ds.load(deep)
+    laughs = tmp_path / "laughs.yaml"
+    lines = ["a0: &a0 [x, x]"] + [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}]" for i in range(1, 40)]
+    laughs.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ds.CorruptDataError, match="alias"):
+        ds.load(laughs)
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_a_document_without_its_checksum_is_refused(tmp_path: Path, fmt: str) -> None:
+    f = _good(tmp_path, fmt)
+    text = f.read_text()
+    text = text.replace('"checksum"', '"Checksum"') if fmt == "json" else text.replace("checksum:", "checksum_:")
+    f.write_text(text.replace("Rayleigh scattering.", "EVIL"))
+    with pytest.raises(ds.CorruptDataError, match="no valid checksum"):
+        ds.load(f)
+
+
+def _with_module_names(tmp_path: Path, names: list[str]) -> Path:
+    from desiru.serialization.documents import save_document
+
+    state = sample_program().to_state()
+    state["modules"] = [{**state["modules"][0], "name": n} for n in names]
+    return save_document(state, tmp_path / "names.json").path
+
+
+@pytest.mark.parametrize("name", ["save", "modules", "to_state", "_modules", "__class__", "configuration", "1x"])
+def test_module_names_that_would_shadow_the_program_are_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ds.CorruptDataError, match=repr(name).replace("(", r"\(")):
+        ds.load(_with_module_names(tmp_path, [name]))
+    p = sample_program()
+    if name.isidentifier() and not name.startswith("_"):
+        with pytest.raises(ds.DesiruError, match="cannot add a module"):
+            setattr(p, name, ds.Predict("a -> b"))
+    module_file = p.export_module("answer", tmp_path / "m.json").path
+    before = p.to_state()
+    with pytest.raises(ds.DesiruError):
+        p.import_module(module_file, name=name)
+    assert p.to_state() == before
+
+
+def test_duplicate_module_names_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ds.CorruptDataError, match="two modules are named 'x'"):
+        ds.load(_with_module_names(tmp_path, ["x", "x"]))
+
+
+def test_errors_say_which_file_and_which_module(tmp_path: Path) -> None:
+    data = _good(tmp_path, "msgpack").read_bytes()
+    cut = tmp_path / "cut.msgpack"
+    cut.write_bytes(data[:-5])
+    with pytest.raises(ds.CorruptDataError) as info:
+        ds.load(cut)
+    assert info.value.path == str(cut) and str(cut) in str(info.value) and info.value.offset is not None
+    from desiru.serialization.documents import save_document
+
+    state = sample_program().to_state()
+    state["modules"][1]["demos"] = "not a list"
+    bad = save_document(state, tmp_path / "bad.json").path
+    with pytest.raises(ds.CorruptDataError, match="module 'answer': demos must be a list") as info:
+        ds.load(bad)
+    assert info.value.path == str(bad)
+
+
+def test_compression_from_suffix_and_no_suffix_on_encrypted_files(tmp_path: Path) -> None:
+    p = sample_program()
+    r = p.save(tmp_path / "qa.json.gz")
+    assert r.compression == "gzip" and r.path.name == "qa.json.gz"
+    assert gzip.decompress(r.path.read_bytes()).startswith(b"{")
+    assert p.save(tmp_path / "qa.msgpack.zst").compression == "zstd"
+    enc = p.save(tmp_path / "qa.bin", compress=True, key=b"k" * 32)
+    assert enc.path.name == "qa.bin" and enc.compression == "zstd" and enc.encrypted
+    assert ds.load(enc.path, key=b"k" * 32) == p
+
+
+def test_version_hashes_like_its_string() -> None:
+    from desiru.serialization import Version
+
+    assert Version("1.2.0") == "1.2.0" and {Version("1.2.0"): 1}["1.2.0"] == 1
+    assert Version("1.2.0") < Version("1.10.0") and Version("1.2.0").compatible_with("1.9.9")
+
+
+def test_program_save_accepts_a_live_dspy_module(tmp_path: Path) -> None:
+    dspy = pytest.importorskip("dspy")
+    module = dspy.ChainOfThought("question -> answer")
+    r = ds.Program.save(module, tmp_path / "dspy.json")
+    loaded = ds.load(r.path)
+    assert [n for n, _ in loaded.named_modules()]

@@ -330,4 +330,4 @@ def test_docs_encryption_examples_run(tmp_path: Path, monkeypatch: pytest.Monkey
     namespace = {"__name__": "encryption_doc_example"}
     for code in blocks:  # one namespace: later blocks use what earlier ones defined, as a reader would
         exec(compile(code, str(doc), "exec"), namespace)
-    assert (tmp_path / "bot.journal").is_dir() and (tmp_path / "bot.msgpack.zst").is_file()
+    assert (tmp_path / "bot.journal").is_dir() and (tmp_path / "bot.msgpack").is_file()

@@ -29,6 +29,19 @@ class DesiruError(Exception):
         self.hint = hint
         super().__init__(self._render())
 
+    def locate(self, path: str | os.PathLike[str] | None) -> DesiruError:
+        """Fill in the file path when the raiser did not know it (decoders see only bytes)."""
+        if self.path is None and path is not None:
+            self.path = os.fspath(path)
+            self.args = (self._render(),)
+        return self
+
+    def within(self, context: str) -> DesiruError:
+        """Prefix the message with where in the program it happened, e.g. "module 'qa.answer'"."""
+        self.message = f"{context}: {self.message}"
+        self.args = (self._render(),)
+        return self
+
     def _render(self) -> str:
         where = []
         if self.path is not None:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from desiru import registry
-from desiru.errors import DesiruError
+from desiru.errors import CorruptDataError, DesiruError
 from desiru.example import Example, Prediction
 from desiru.lm import current_lm
 from desiru.prompt import build_prompt, parse_output
@@ -82,7 +82,11 @@ class Module:
         if cls is Module:
             target = registry.resolve(state.get("class"), base=Module, path=path)
         module = target.__new__(target)
-        module._restore(state, copy)
+        try:
+            module._restore(state, copy)
+        except DesiruError as exc:
+            exc.locate(path)
+            raise
         return module
 
     def _restore(self, state: Mapping[str, Any], copy: bool = True) -> None:
@@ -90,7 +94,7 @@ class Module:
         self.signature = Signature.from_state(state.get("signature") or {})
         demos = state.get("demos") or []
         if not isinstance(demos, list):
-            raise DesiruError(f"demos must be a list, got {type(demos).__name__}")
+            raise CorruptDataError(f"demos must be a list, got {type(demos).__name__}")
         for d in demos:
             require_mapping(d, "demo", None)
         self.demos = [Example._adopt(keep(d)) for d in demos]

@@ -53,9 +53,12 @@ class Program:
 
     def __setattr__(self, name: str, value: Any) -> None:
         children = self._children()
-        if isinstance(value, (Module, Program)) and not name.startswith("_") and name not in _INTERNAL:
+        if isinstance(value, (Module, Program)) and not name.startswith("_"):
             if value is self:
                 raise DesiruError("a program cannot contain itself")
+            reason = _bad_module_name(type(self), name)
+            if reason:
+                raise DesiruError(f"cannot add a module named {name!r}: {reason}", hint="choose another name")
             children[name] = value
         elif name in children:
             del children[name]
@@ -94,6 +97,9 @@ class Program:
         parent = self.get_module(parent_path) if parent_path else self
         if not isinstance(parent, Program):
             raise UnknownModuleError(f"{parent_path!r} is a module, not a program; cannot add {leaf!r} to it")
+        reason = _bad_module_name(type(parent), leaf)
+        if reason:
+            raise DesiruError(f"cannot add a module named {leaf!r}: {reason}", hint="choose another name")
         setattr(parent, leaf, child)
 
     # -- custom data hooks -------------------------------------------------------------------
@@ -141,7 +147,11 @@ class Program:
         if cls is Program:
             target = registry.resolve(state.get("class"), base=Program, path=path)
         program = _instantiate(target)
-        program._restore(state, path, copy)
+        try:
+            program._restore(state, path, copy)
+        except DesiruError as exc:
+            exc.locate(path)
+            raise
         return program  # type: ignore[return-value]
 
     def _restore(self, state: Mapping[str, Any], path: str | None, copy: bool = True) -> None:
@@ -151,15 +161,25 @@ class Program:
         modules = state.get("modules") or []
         if not isinstance(modules, list):
             raise CorruptDataError(f"'modules' must be a list, got {type(modules).__name__}", path=path)
+        seen: set[str] = set()
         for entry in modules:
             require_mapping(entry, "module entry", path)
             name = entry.get("name")
-            if not isinstance(name, str) or not name.isidentifier():
-                raise CorruptDataError(f"module entry has an invalid name {name!r}", path=path)
-            if entry.get("kind") == "program":
-                child: Module | Program = Program.from_state(entry, path=path, copy=copy)
-            else:
-                child = Module.from_state(entry, path=path, copy=copy)
+            reason = _bad_module_name(type(self), name) if isinstance(name, str) else "it is not a string"
+            if reason:
+                raise CorruptDataError(f"a module entry is named {name!r}: {reason}", path=path)
+            if name in seen:
+                raise CorruptDataError(f"two modules are named {name!r}", path=path,
+                                       hint="module names are unique within their program")
+            seen.add(name)
+            try:
+                if entry.get("kind") == "program":
+                    child: Module | Program = Program.from_state(entry, path=path, copy=copy)
+                else:
+                    child = Module.from_state(entry, path=path, copy=copy)
+            except DesiruError as exc:
+                exc.within(f"module {name!r}")
+                raise
             setattr(self, name, child)
         self.configuration = dict(copy_tree(require_mapping(state.get("configuration") or {}, "configuration", path)))
         self.metadata = dict(copy_tree(require_mapping(state.get("metadata") or {}, "metadata", path)))
@@ -200,8 +220,17 @@ class Program:
         compress: bool | str | None = None,
         key: bytes | str | None = None,
     ) -> SaveResult:
-        """Write the program to ``path`` atomically; format from the suffix or ``format=``."""
+        """Write the program to ``path`` atomically; format from the suffix or ``format=``.
+
+        ``Program.save(dspy_module, path)`` also works: a live dspy module goes through
+        desiru.interop.dspy first.
+        """
         from desiru.serialization.documents import save_document
+
+        if not isinstance(self, Program):
+            from desiru.interop.dspy import as_program
+
+            return as_program(self).save(path, format=format, compress=compress, key=key)
 
         return save_document(self.to_state(copy=False), path, kind="program", format=format, compress=compress,
                              key=key,
@@ -262,6 +291,20 @@ class Program:
             child = Module.from_state(state, path=os.fspath(path), copy=False)
         self._set_child(target, child)
         return child
+
+
+def _bad_module_name(owner: type, name: str) -> str | None:
+    """Why ``name`` cannot name a module of an ``owner`` program, or None when it can."""
+    if not name.isidentifier():
+        return "it is not a Python identifier"
+    if name.startswith("_"):
+        return "names starting with '_' are private"
+    if name in _INTERNAL or hasattr(Program, name):
+        return "that name is part of the Program API"
+    existing = inspect.getattr_static(owner, name, None)
+    if existing is not None and not isinstance(existing, (Module, Program)):
+        return f"{owner.__name__} already defines {name!r}"
+    return None
 
 
 def _instantiate(cls: type[P]) -> P:

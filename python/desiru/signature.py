@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from desiru.errors import DesiruError
+from desiru.errors import CorruptDataError, DesiruError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -46,7 +46,7 @@ class Field:
     def from_state(cls, state: Any) -> Field:
         """Rebuild a field from plain data, checking its shape."""
         if not isinstance(state, dict) or not isinstance(state.get("name"), str):
-            raise DesiruError(f"a signature field must be a mapping with a 'name', got {state!r}")
+            raise CorruptDataError(f"a signature field must be a mapping with a 'name', got {state!r:.80}")
         return cls(str(state["name"]), str(state.get("desc", "") or ""), str(state.get("prefix", "") or ""))
 
 
@@ -144,7 +144,7 @@ class Signature:
         if isinstance(state, str):  # the legacy layout stores "question -> answer"
             return cls(state)
         if not isinstance(state, dict):
-            raise DesiruError(f"a signature must be a mapping or a 'a -> b' string, got {type(state).__name__}")
+            raise CorruptDataError(f"a signature must be a mapping or a 'a -> b' string, got {type(state).__name__}")
         sig = cls.__new__(cls)
         sig.inputs = {f.name: f for f in map(Field.from_state, state.get("inputs") or [])}
         sig.outputs = {f.name: f for f in map(Field.from_state, state.get("outputs") or [])}

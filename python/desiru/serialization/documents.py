@@ -77,7 +77,7 @@ def deserialize_document(
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DesiruError(f"expected bytes, got {type(data).__name__}")
     raw, layers = container.unseal(bytes(data), key=key, path=path)
-    fmt = formats.detect(raw, path) if format in (None, "auto") else formats.normalize_format(format)
+    fmt = formats.detect(raw, path) if format is None or format.lower() == "auto" else formats.normalize_format(format)
     assert fmt is not None
     early = envelope.peek_version(raw, fmt, path)
     if early is not None:
@@ -93,10 +93,21 @@ def deserialize_document(
     return doc
 
 
-def target_path(path: str | os.PathLike[str], compression: str | None) -> Path:
-    """``path`` with .zst/.gz added when compressing and not already there."""
+def compression_from_suffix(path: str | os.PathLike[str]) -> str | None:
+    """The compression a file name asks for: ".zst"/".zstd" -> zstd, ".gz" -> gzip."""
+    name = os.fspath(path).lower()
+    if name.endswith((".zst", ".zstd")):
+        return "zstd"
+    return "gzip" if name.endswith(".gz") else None
+
+
+def target_path(path: str | os.PathLike[str], compression: str | None, *, encrypted: bool = False) -> Path:
+    """``path`` with .zst/.gz added when compressing and not already there.
+
+    An encrypted file is a desiru container whatever it holds, so no suffix is added to it.
+    """
     p = Path(path)
-    if compression is not None:
+    if compression is not None and not encrypted:
         suffix = container.SUFFIX[compression]
         if not p.name.lower().endswith((suffix, ".zstd") if compression == "zstd" else (suffix,)):
             p = p.with_name(p.name + suffix)
@@ -115,8 +126,8 @@ def save_document(
 ) -> SaveResult:
     """Write a document atomically; the format comes from ``format=`` or the suffix."""
     fmt = formats.normalize_format(format) or formats.format_from_suffix(path) or formats.DEFAULT_FORMAT
-    method = container.normalize_compression(compress)
-    target = target_path(path, method)
+    method = container.normalize_compression(compress) if compress is not None else compression_from_suffix(path)
+    target = target_path(path, method, encrypted=key is not None)
     if fmt == "msgpack" and method is None and key is None:
         # the common large case: write the chunks as they are, no joined copy of the whole file
         chunks = msgpack_chunks(state, kind, extra)
@@ -150,3 +161,6 @@ def load_document(path: str | os.PathLike[str], *, key: Any = None, verify: bool
         return deserialize_document(data, key=key, path=os.fspath(path), verify=verify)
     except RecursionError:
         raise CorruptDataError("the document is nested too deeply", path=path) from None
+    except DesiruError as exc:
+        exc.locate(path)
+        raise

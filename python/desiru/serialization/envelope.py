@@ -154,8 +154,14 @@ def open_tree(
         raise CorruptDataError("the document has no state", path=path)
     if verify:
         want = tree.get("checksum")
+        if not isinstance(want, str) or not want.startswith(f"{CHECKSUM_ALGORITHM}:"):
+            raise CorruptDataError(
+                f"the document has no valid checksum (found {want!r})",
+                path=path,
+                hint="every desiru document carries one; the file was altered or damaged, restore it from a backup",
+            )
         fast = f"{CHECKSUM_ALGORITHM}:{_engine.xxh3_128(raw_state).hex()}" if raw_state is not None else None
-        got = fast if fast == want else checksum_of(state)
+        got = fast if fast is not None and fast == want else checksum_of(state)
         if want != got:
             raise CorruptDataError(
                 f"content checksum mismatch: the file says {want}, its content hashes to {got}",

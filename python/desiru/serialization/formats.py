@@ -161,6 +161,8 @@ def _untag(obj: dict[str, Any]) -> Any:
             return _FLOATS[v]
         if k == "$dict" and isinstance(v, list) and len(v) == 1 and isinstance(v[0], list) and len(v[0]) == 2:
             return {str(v[0][0]): v[0][1]}
+        if k in ("$bytes", "$float", "$dict"):  # writers wrap every other one-key "$" map in $dict
+            raise CorruptDataError(f"malformed {k} value {v!r:.60}", hint="the file was altered or damaged")
     return obj
 
 
@@ -180,6 +182,39 @@ def _check_loaded(value: Any, path: str | None, where: str = "") -> None:
             _check_loaded(v, path, f"{where}[{i}]")
         return
     raise CorruptDataError(f"a {t.__name__} at {where or 'top level'} is not allowed in a desiru file", path=path)
+
+
+#: deepest nesting a yaml document may have (the msgpack decoder's limit too)
+MAX_DEPTH = 512
+
+
+def _check_yaml_events(data: bytes, path: str | None) -> None:
+    """Refuse yaml that the loader would choke on, from its flat event stream.
+
+    PyYAML's C composer recurses once per nesting level with no limit (60 KB of "[" crash
+    the process), and aliases let a small file stand for an exponential tree. desiru never
+    writes either, so a document with more than MAX_DEPTH levels or any alias is refused.
+    """
+    depth = 0
+    for event in yaml.parse(data, Loader=_SafeLoader):
+        kind = type(event)
+        if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise CorruptDataError(
+                    f"the yaml document is nested deeper than {MAX_DEPTH} levels",
+                    path=path,
+                    offset=event.start_mark.index if event.start_mark else None,
+                )
+        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+            depth -= 1
+        elif kind is yaml.AliasEvent:
+            raise CorruptDataError(
+                "the yaml document uses an alias (*name); desiru files never do",
+                path=path,
+                offset=event.start_mark.index if event.start_mark else None,
+                hint="write the value out in full",
+            )
 
 
 # -- encode / decode -----------------------------------------------------------------------------
@@ -217,6 +252,7 @@ def decode(data: bytes, fmt: str, path: str | None = None) -> Any:
             raise CorruptDataError("the json document is nested too deeply", path=path) from None
     if fmt == "yaml":
         try:
+            _check_yaml_events(data, path)
             tree = yaml.load(data, Loader=_SafeLoader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark

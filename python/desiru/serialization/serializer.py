@@ -30,6 +30,7 @@ class Serializer:
             raise DesiruError(f"serialize() takes a Program, got {type(program).__name__}")
         data, _, _ = serialize_document(
             program.to_state(copy=False),
+            extra=program.__dict__.get("_unknown_header"),
             kind="program",
             format=format or self.format,
             compress=self.compress if compress is None else compress,
@@ -44,4 +45,6 @@ class Serializer:
         doc = deserialize_document(data, key=self.key if key is None else key, format=format)
         if doc.kind != "program":
             raise DesiruError(f"these bytes hold a {doc.kind}, not a program")
-        return (cls or Program).from_state(doc.state, copy=False)
+        program = (cls or Program).from_state(doc.state, copy=False)
+        program._keep_header(doc.header)
+        return program

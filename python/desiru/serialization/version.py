@@ -51,7 +51,8 @@ class Version:
         return self._key() < Version(other)._key()
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        # equal to its string form, so it must hash like it too (dict and set lookups)
+        return hash(str(self))
 
     def compatible_with(self, other: Version | str) -> bool:
         """Same major: files of one can be read by the other (newer minors with a warning)."""
