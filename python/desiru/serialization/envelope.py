@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+import xxhash
 
 from desiru import __version__ as LIBRARY_VERSION
 from desiru import _engine
@@ -160,7 +161,8 @@ def open_tree(
                 path=path,
                 hint="every desiru document carries one; the file was altered or damaged, restore it from a backup",
             )
-        fast = f"{CHECKSUM_ALGORITHM}:{_engine.xxh3_128(raw_state).hex()}" if raw_state is not None else None
+        # the xxhash package reads a memoryview in place (the abi3 extension would copy it)
+        fast = f"{CHECKSUM_ALGORITHM}:{xxhash.xxh3_128_hexdigest(raw_state)}" if raw_state is not None else None
         got = fast if fast is not None and fast == want else checksum_of(state)
         if want != got:
             raise CorruptDataError(
