@@ -21,7 +21,6 @@ import os
 import pickle
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -140,18 +139,7 @@ def fmt_time(seconds: float) -> str:
 
 
 def machine() -> list[str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        rustc = "rustc not found"
+    cpu, rustc = report.cpu_model(), report.rustc_version()
     try:
         load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:

@@ -7,6 +7,7 @@ section, so the scripts can run in any order and separately.
 from __future__ import annotations
 
 import gc
+import os
 import platform
 import re
 import statistics
@@ -46,23 +47,28 @@ def median_time(fn: Callable[[], Any], runs: int = 5, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def machine() -> str:
-    """One line describing the machine, Python and Rust."""
-    cpu = "unknown CPU"
+def cpu_model() -> str:
+    """The CPU model from /proc/cpuinfo."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    try:
-        rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        rustc = "rustc unknown"
-    import os
+    return "unknown CPU"
 
-    return f"{os.cpu_count()} cores, {cpu}; Python {platform.python_version()}; {rustc}"
+
+def rustc_version() -> str:
+    """What ``rustc --version`` prints."""
+    try:
+        return subprocess.run(["rustc", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return "rustc not found"
+
+
+def machine() -> str:
+    """One line describing the machine, Python and Rust."""
+    return f"{os.cpu_count()} cores, {cpu_model()}; Python {platform.python_version()}; {rustc_version()}"
 
 
 def write_section(title: str, body: str) -> None:
