@@ -333,7 +333,7 @@ def test_serializer_bytes_api() -> None:
 def test_deeply_nested_or_aliased_yaml_is_refused_without_crashing(tmp_path: Path) -> None:
     deep = tmp_path / "deep.yaml"
     deep.write_text("[" * 30000 + "]" * 30000)
-    with pytest.raises(ds.CorruptDataError, match="nested deeper"):
+    with pytest.raises(ds.CorruptDataError, match="nested deeper|nesting depth"):
         ds.load(deep)
     laughs = tmp_path / "laughs.yaml"
     lines = ["a0: &a0 [x, x]"] + [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}]" for i in range(1, 40)]
