@@ -331,3 +331,13 @@ def test_docs_encryption_examples_run(tmp_path: Path, monkeypatch: pytest.Monkey
     for code in blocks:  # one namespace: later blocks use what earlier ones defined, as a reader would
         exec(compile(code, str(doc), "exec"), namespace)
     assert (tmp_path / "bot.journal").is_dir() and (tmp_path / "bot.msgpack").is_file()
+
+
+def test_a_key_refuses_a_plain_file(tmp_path: Path) -> None:
+    """A key means the data must be encrypted: a planted plaintext is refused, not loaded."""
+    plain = ds.Program(step=ds.Predict("q -> a")).save(tmp_path / "plain.json").path
+    with pytest.raises(ds.NotEncryptedError, match="not encrypted"):
+        ds.load(plain, key=b"k" * 32)
+    with pytest.raises(ds.DecryptionError):
+        ds.Program.load(plain, key="a passphrase")
+    assert ds.load(plain) == ds.Program(step=ds.Predict("q -> a"))

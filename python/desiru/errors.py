@@ -78,6 +78,10 @@ class MissingKeyError(DecryptionError):
     """The data is encrypted and no key was given."""
 
 
+class NotEncryptedError(DecryptionError):
+    """A key was given for data that is not encrypted (refused: it could be a planted plaintext)."""
+
+
 class UnknownClassError(DesiruError):
     """A file names a Program or Module class that is not in the registry."""
 
@@ -102,6 +106,7 @@ __all__ = [
     "IncompatibleVersionError",
     "JournalLockedError",
     "MissingKeyError",
+    "NotEncryptedError",
     "SerializationError",
     "UnknownClassError",
     "UnknownModuleError",

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from desiru.errors import DesiruError, MissingKeyError
+from desiru.errors import DesiruError, MissingKeyError, NotEncryptedError
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -110,6 +110,10 @@ def with_key_used(open_fn: Callable[[str | None], T], key: str | None, *,
     """Like :func:`with_key`, also returning the key that worked (to write the file back with it)."""
     try:
         return open_fn(key), key
+    except NotEncryptedError:
+        # the library refuses a key for plaintext (a planted file); on the command line one
+        # --key-env serves a mix of plain and encrypted inputs, so read this one as plain
+        return open_fn(None), None
     except MissingKeyError:
         if key is not None or not interactive():
             raise

@@ -16,7 +16,7 @@ from typing import Any
 
 import zstandard
 
-from desiru.errors import CorruptDataError, DesiruError, MissingKeyError
+from desiru.errors import CorruptDataError, DesiruError, MissingKeyError, NotEncryptedError
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -125,6 +125,14 @@ def unseal(data: bytes, *, key: Any, path: str | None = None) -> tuple[bytes, La
             )
         data, key_id = crypto.open_document(data, key, path=path)
         encrypted = True
+    elif key is not None:
+        # a caller who passes a key expects ciphertext: accepting plaintext would let anyone who
+        # can replace the file plant a program (a downgrade); journals refuse it the same way
+        raise NotEncryptedError(
+            "a key was given but the file is not encrypted",
+            path=path,
+            hint="load it without a key, or encrypt it first with `desiru rekey` / desiru.rekey(path, None, key)",
+        )
     method = detect_compression(data)
     if method is not None:
         data = decompress(data, method, path)
