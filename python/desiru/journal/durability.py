@@ -4,8 +4,9 @@
 records, and nothing older than BATCH_MAX_DELAY seconds (a background thread
 fsyncs a pending batch when it is that old). A crash of the process alone loses
 nothing that returned in any mode: every append is handed to the OS (write)
-before it returns. A failed fsync poisons the writer: the OS may have dropped
-the dirty pages, so the log is no longer known to hold what we wrote.
+before it returns. A failed fsync or write poisons the writer: the OS may have
+dropped the dirty pages (or kept part of a write), so the log is no longer known
+to hold what we wrote.
 """
 
 from __future__ import annotations
@@ -31,17 +32,23 @@ class SyncPolicy:
         self._lock = lock  # the journal's write lock: a sync never runs during an append
         self.name = name
         self.poisoned: BaseException | None = None
+        #: what failed and poisoned the writer ("an fsync", "a write"), for the message
+        self.poisoned_by = "an fsync"
         self._pending = 0
         self._oldest = 0.0
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
 
+    def poison(self, exc: BaseException, what: str) -> None:
+        """Refuse further appends: ``what`` ("an fsync", "a write") failed with ``exc``."""
+        self.poisoned, self.poisoned_by = exc, what
+
     def check(self) -> None:
-        """Raise if a failed fsync poisoned the writer."""
+        """Raise if a failed fsync or write poisoned the writer."""
         if self.poisoned is not None:
             raise DesiruError(
-                f"the journal writer is poisoned: an fsync failed ({self.poisoned})",
+                f"the journal writer is poisoned: {self.poisoned_by} failed ({self.poisoned})",
                 path=self.name,
                 hint="close and reopen the journal: it recovers the log to what is really on disk",
             )
@@ -72,7 +79,7 @@ class SyncPolicy:
             try:
                 self._sync()
             except BaseException as exc:
-                self.poisoned = exc
+                self.poison(exc, "an fsync")
                 raise DesiruError(f"fsync of the journal failed: {exc}", path=self.name,
                                   hint="the writer is now poisoned; close and reopen the journal") from exc
             self._pending = 0

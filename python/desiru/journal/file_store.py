@@ -335,17 +335,26 @@ class FileStore(JournalStore):
         Damage with valid records after it is remembered in ``self.damage`` (recover() raises
         it for a writer; a reader reads up to it), the seq returned is the last one before it.
         """
-        if not self._segments:
-            return 0
-        first = self._segments[-1]
-        last, offset = first - 1, 0  # an empty last segment continues the one before it
-        try:
-            for seq, off, payload in self._scan_segment(first, tail_ok=True):
-                last, offset = seq, off + RECORD_HEADER + len(payload)
-        except CorruptDataError as exc:
-            self.damage = exc
+        for _attempt in range(3):
+            if not self._segments:
+                return 0
+            first = self._segments[-1]
+            last, offset = first - 1, 0  # an empty last segment continues the one before it
+            try:
+                for seq, off, payload in self._scan_segment(first, tail_ok=True):
+                    last, offset = seq, off + RECORD_HEADER + len(payload)
+            except CorruptDataError as exc:
+                if self._vanished(first):  # a reader raced the writer's compaction: look again
+                    self._segments = self._list_segments()
+                    continue
+                self.damage = exc
+            break
         self._tail_pos = (first, offset)
         return last
+
+    def _vanished(self, first: int) -> bool:
+        """Whether the segment starting at ``first`` is gone (a compaction removed it while we read)."""
+        return not self._lock.held and not self._seg_path(first).exists()
 
     # -- records --------------------------------------------------------------------------------------
     def last_seq(self) -> int:
@@ -370,7 +379,9 @@ class FileStore(JournalStore):
                 self._last_seq = seq
                 self._tail_pos = (first, off + RECORD_HEADER + len(payload))
         except CorruptDataError as exc:
-            self.damage = exc
+            if not self._vanished(first):
+                self.damage = exc
+            # else a compaction removed the segment while we read it: the next look lists anew
         return self._last_seq
 
     def first_seq(self) -> int:

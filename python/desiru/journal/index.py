@@ -1,7 +1,9 @@
 """Tags and checkpoints of a journal: the seq each name points at, kept up to date incrementally.
 
 The index starts from the newest snapshot's meta (which lists every tag up to it)
-and scans only the log after it; a writer extends it as it appends.
+and scans only the log after it; a writer extends it as it appends. A reader whose
+writer compacted meanwhile rebuilds it when the log now starts after what it covers,
+and every refresh re-applies the compaction floor (tags before it are "compacted away").
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from desiru import _engine
-from desiru.errors import DesiruError
+from desiru.errors import CorruptDataError, DesiruError
 from desiru.journal.codec import R_TYPE, RecordCodec
 from desiru.journal.events import CheckpointTagged, Event
 from desiru.journal.store import JournalStore
 
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 #: a plain record starts with the msgpack header of an 8-array, then its type as a str
 _ARRAY8 = b"\x98"
@@ -44,12 +49,16 @@ class TagIndex:
     _checkpoints: list[Checkpoint] | None
     _dropped_tags: dict[str, int]
     _index_upto: int
+    #: store.first_seq() when the index was last brought up to date (compaction moves it)
+    _index_first: int
+    _readable_snapshots: set[int]
 
     if TYPE_CHECKING:  # provided by Journal and ReplayMixin
         @property
         def head(self) -> int: ...
         def _check_open(self) -> None: ...
         def first_replayable(self) -> int: ...
+        def _race_safe(self, fn: Callable[[], T]) -> T: ...
 
     def _index(self, events: list[Event]) -> None:
         assert self._tags is not None and self._checkpoints is not None
@@ -66,30 +75,69 @@ class TagIndex:
         self._index_upto = max(self._index_upto, self._head)
 
     def _load_index(self) -> None:
+        """Bring the index up to the head; a reader racing a compaction retries once (see _race_safe)."""
         head = self.head
-        if self._tags is not None and self._index_upto >= head:
+        if self._tags is not None and self._index_upto >= head and self._index_first >= self._store.first_seq():
             return
+        self._race_safe(self._update_index)
+
+    def _update_index(self) -> None:
         with self._mutex:
-            if self._tags is None:
-                self._tags, self._checkpoints, self._dropped_tags = {}, [], {}
-                start = self._store.first_seq()
-                floor = self.first_replayable()
-                self._index_upto = max(start - 1, 0)
-                # the newest snapshot holds every tag up to its seq: scan the log only after it
-                for base in reversed([s for s in self._store.snapshot_seqs() if start - 1 <= s <= head]):
-                    try:
-                        meta = self._codec.snapshot_meta(base, self._store.get_snapshot(base))
-                    except DesiruError:
-                        continue  # damaged: an older one (or the log) will do
-                    for tag, seq in (meta.get("tags") or {}).items():
-                        (self._tags if seq >= floor else self._dropped_tags)[tag] = seq
-                    for v, tag, seq, ts in meta.get("checkpoints") or []:
-                        if seq >= floor:
-                            self._checkpoints.append(Checkpoint(v, tag, seq, ts))
-                    self._index_upto = base
-                    break
+            try:
+                self._update_index_locked()
+            except BaseException:
+                self._tags = None  # half updated: rebuild on the next look
+                raise
+
+    def _update_index_locked(self) -> None:
+        head = self.head
+        start = self._store.first_seq()
+        moved = self._tags is not None and start > self._index_first
+        if moved and start - 1 > self._index_upto:
+            # the writer compacted past what this index covers: the tags in between are only
+            # in the newest snapshot's meta, so start again from it
+            assert self._tags is not None
+            old = {**self._dropped_tags, **self._tags}
+            self._tags = None
+        else:
+            old = {}
+        if self._tags is None:
+            self._tags, self._checkpoints, self._dropped_tags = {}, [], {}
+            self._index_upto = max(start - 1, 0)
+            # the newest snapshot holds every tag up to its seq: scan the log only after it
+            for base in reversed([s for s in self._store.snapshot_seqs() if start - 1 <= s <= head]):
+                try:
+                    meta = self._codec.snapshot_meta(base, self._store.get_snapshot(base))
+                except CorruptDataError:
+                    continue  # damaged: an older one (or the log) will do; a vanished one raises (a race)
+                self._readable_snapshots.add(base)
+                self._tags.update(meta.get("tags") or {})
+                for v, tag, seq, ts in meta.get("checkpoints") or []:
+                    self._checkpoints.append(Checkpoint(v, tag, seq, ts))
+                self._index_upto = base
+                break
+            moved = True
+        if self._index_upto < head:
             self._scan_tags(self._index_upto + 1, head + 1)
-            self._index_upto = head
+        self._index_upto = max(self._index_upto, head)
+        if moved:
+            self._apply_floor(old)
+        self._index_first = start
+
+    def _apply_floor(self, old: dict[str, int]) -> None:
+        """Move the tags (and checkpoints) before the oldest replayable seq out of the index.
+
+        ``old`` holds tags an index dropped for a rebuild: those not indexed again are compacted away.
+        """
+        assert self._tags is not None and self._checkpoints is not None
+        floor = self.first_replayable()
+        for tag, seq in old.items():
+            if tag not in self._tags:
+                self._dropped_tags.setdefault(tag, seq)
+        for tag, seq in list(self._tags.items()):
+            if seq < floor:
+                self._dropped_tags[tag] = self._tags.pop(tag)
+        self._checkpoints = [c for c in self._checkpoints if c.seq >= floor]
 
     def _scan_tags(self, start: int, stop: int) -> None:
         """Index the CheckpointTagged events with start <= seq < stop.

@@ -8,6 +8,7 @@ streaming (memory follows the state, not the journal).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
@@ -146,6 +147,8 @@ class Journal(ReplayMixin, TagIndex):
         self._checkpoints: list[Checkpoint] | None = None
         self._dropped_tags: dict[str, int] = {}
         self._index_upto = 0
+        self._index_first = 0
+        self._readable_snapshots: set[int] = set()
         self._builder = StateBuilder()
         # ids of the head state's nodes only the journal holds (see _unshare), with the nodes
         self._private: dict[int, Any] = {}
@@ -233,10 +236,19 @@ class Journal(ReplayMixin, TagIndex):
     def _settle_tail(self) -> None:
         """Find the last whole commit; a writer cuts a commit a crash left half written."""
         head = self._head
-        if head == 0 or head < self._store.first_seq():  # empty, or compacted up to a snapshot at the head
-            self._head_ts = self._timestamp_of(head)
+        try:
+            if head == 0 or head < self._store.first_seq():  # empty, or compacted up to a snapshot at the head
+                self._head_ts = self._timestamp_of(head)
+                return
+            record = self._read_record(head)
+        except DesiruError:
+            if not self.readonly or head >= self._store.first_seq():
+                raise
+            # a reader raced a compaction: the head's record (or snapshot) went away meanwhile. The
+            # writer compacts only up to a snapshot, which it takes between commits: the commit is whole
+            with contextlib.suppress(DesiruError):
+                self._head_ts = self._timestamp_of(head)
             return
-        record = self._read_record(head)
         first, last = record.get("commit") or (head, head)
         if last > head:
             if self.readonly:  # the writer may be midway through this commit: hide it
@@ -356,6 +368,8 @@ class Journal(ReplayMixin, TagIndex):
                       extra: Mapping[str, Any] | None = None, force_tag: bool = False) -> CommitResult:
         if tag is not None and not isinstance(tag, str):
             raise DesiruError(f"a tag is a str, got {type(tag).__name__}")
+        if tag == "":
+            raise DesiruError("a tag must not be empty", hint="pass a name such as tag='epoch-3', or tag=None")
         with self._mutex:
             self._check_writable()
             old = self._ensure_head_state()
@@ -436,8 +450,13 @@ class Journal(ReplayMixin, TagIndex):
         except BaseException as exc:
             # the log may now hold part of this commit: refuse to write after it until reopened,
             # and read back only what the log holds
-            self._sync.poisoned = exc
+            self._sync.poison(exc, "a write")
             self._head_state, self._private = None, {}
+            if isinstance(exc, OSError):
+                raise DesiruError(f"writing the journal failed: {exc.strerror or exc}", path=self._name,
+                                  seq=first, hint="free disk space (or fix the disk), then close and reopen "
+                                  "the journal: it cuts what was half written; the commit did not happen"
+                                  ) from exc
             raise
         self._head = last
         try:
@@ -449,8 +468,13 @@ class Journal(ReplayMixin, TagIndex):
             self._index(events)
 
     def _maybe_snapshot(self) -> None:
+        """The automatic snapshot of ``snapshot_every``; runs after a commit's events were appended.
+
+        The commit is already in the log then, so a failure to write the snapshot (e.g. a full
+        disk) is a warning, not an error: the next commit tries again.
+        """
         if self.snapshot_every is not None and self._head - self._last_snapshot >= self.snapshot_every:
-            self.snapshot()
+            self._snapshot(auto=True)
 
     def flush(self) -> None:
         """Make every appended event durable now (fsync), whatever the mode."""
@@ -465,16 +489,35 @@ class Journal(ReplayMixin, TagIndex):
         head = self.head
         stop = head + 1 if stop is None else min(stop, head + 1)
         expect = None if start <= 1 else start  # from the beginning: wherever the log now starts
-        for seq, payload in self._store.read(start, stop):
+        before = self._listing()
+        records = self._store.read(start, stop)
+        while True:
+            try:
+                item = next(records, None)
+            except DesiruError as exc:
+                if not self._compacted_since(before):
+                    raise
+                # a reader raced a compaction: the segment it was reading went away
+                at = expect if expect is not None else start
+                raise DesiruError(f"events from seq {at} were compacted away while reading them",
+                                  path=self._name, seq=at,
+                                  hint=f"the oldest replayable seq is {self._first_replayable_or_unknown()}"
+                                  ) from exc
+            if item is None:
+                return
+            seq, payload = item
             if expect is not None and seq != expect:
                 raise DesiruError(f"events {expect}..{seq - 1} were compacted away", path=self._name, seq=expect,
-                                  hint=f"the oldest replayable seq is {self.first_replayable()}")
+                                  hint=f"the oldest replayable seq is {self._first_replayable_or_unknown()}")
             expect = seq + 1
             yield self._codec.event_of(self._codec.decode_array(seq, payload))
 
     # -- snapshots and compaction ---------------------------------------------------------------------
     def snapshot(self) -> int:
         """Write the full state at the head (atomically); replays from here on start from it."""
+        return self._snapshot(auto=False)
+
+    def _snapshot(self, *, auto: bool) -> int:
         with self._mutex:
             self._check_writable()
             if self._head == 0:
@@ -491,7 +534,17 @@ class Journal(ReplayMixin, TagIndex):
             }
             blob = self._codec.encode_snapshot(self._head, meta, state)
             self._sync.sync_now()  # the events up to the snapshot reach the disk before it does
-            self._store.put_snapshot(self._head, blob)
+            try:
+                self._store.put_snapshot(self._head, blob)
+            except OSError as exc:  # atomic: no snapshot was written, the log is untouched
+                what = f"writing the snapshot at seq {self._head} failed: {exc.strerror or exc}"
+                if auto:
+                    warnings.warn(f"{self._name}: {what}; the commit is in the log, and the snapshot will be "
+                                  f"retried at the next commit", JournalWarning, stacklevel=5)
+                    return self._last_snapshot
+                raise DesiruError(what, path=self._name, seq=self._head,
+                                  hint="free disk space (or fix the disk) and call snapshot() again; "
+                                  "the journal itself is unharmed") from exc
             self._last_snapshot = self._head
             return self._head
 

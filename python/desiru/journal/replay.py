@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as _dt
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from desiru import _engine
 from desiru.errors import CorruptDataError, DesiruError
@@ -31,6 +31,8 @@ from desiru.journal.store import Fault, JournalStore
 from desiru.journal.warning import JournalWarning
 from desiru.program import Program
 from desiru.state import copy_tree
+
+T = TypeVar("T")
 
 #: edits applied per apply_edits call while replaying: bounds memory, amortises the call
 REPLAY_BATCH = 4096
@@ -71,6 +73,8 @@ class ReplayMixin:
     _head: int
     _head_state: dict[str, Any] | None
     _dropped_tags: dict[str, int]
+    #: snapshot seqs whose file and meta were read whole once (first_replayable's cache)
+    _readable_snapshots: set[int]
 
     if TYPE_CHECKING:  # provided by Journal and TagIndex
         @property
@@ -108,13 +112,81 @@ class ReplayMixin:
             edits.append(edit)
         return edits
 
+    # -- readers racing a compaction ---------------------------------------------------------------
+    def _listing(self) -> tuple[int, tuple[int, ...]]:
+        return self._store.first_seq(), tuple(self._store.snapshot_seqs())
+
+    def _compacted_since(self, before: tuple[int, tuple[int, ...]]) -> bool:
+        """Whether the store dropped records or snapshots since ``before`` (a ``_listing()``)."""
+        first, snaps = before
+        now_first, now_snaps = self._listing()
+        return now_first > first or not set(snaps) <= set(now_snaps)
+
+    def _race_safe(self, fn: Callable[[], T]) -> T:
+        """``fn()``, which reads the store; when the writer compacted meanwhile, once more.
+
+        A reader that lists segments or snapshots and then finds one gone has raced a
+        compaction, not met damage: it looks again, and if the writer compacted again under
+        it, it says so with a plain DesiruError (never CorruptDataError).
+        """
+        before = self._listing()
+        try:
+            return fn()
+        except DesiruError as exc:
+            if not self._compacted_since(before):
+                raise
+            first_exc = exc
+        before = self._listing()
+        try:
+            return fn()
+        except DesiruError as exc:
+            if not self._compacted_since(before):
+                raise
+            raise DesiruError(f"the journal was compacted while this reader read it ({first_exc.message})",
+                              path=self._name, hint=f"read again; the oldest replayable seq is now "
+                              f"{self._first_replayable_or_unknown()}") from exc
+
+    def _first_replayable_or_unknown(self) -> int | str:
+        try:
+            return self.first_replayable()
+        except DesiruError:
+            return "unknown"
+
     def first_replayable(self) -> int:
-        """The oldest seq that can still be replayed (compaction moves it forward)."""
+        """The oldest seq that can still be replayed (compaction moves it forward).
+
+        In a compacted journal that is the oldest readable snapshot the log continues from;
+        damaged ones are skipped. If every such snapshot is damaged nothing can be replayed:
+        CorruptDataError naming the snapshot.
+        """
         first = self._store.first_seq()
         if first <= 1:
             return 0
         snaps = [s for s in self._store.snapshot_seqs() if s >= first - 1]
-        return snaps[0] if snaps else first
+        damaged: CorruptDataError | None = None
+        for s in snaps:
+            if s in self._readable_snapshots:
+                return s
+            try:
+                self._codec.snapshot_meta(s, self._store.get_snapshot(s))
+            except CorruptDataError as exc:
+                damaged = damaged or exc
+                continue
+            except DesiruError:
+                continue  # vanished: a compaction raced this look
+            self._readable_snapshots.add(s)
+            return s
+        if damaged is not None:
+            raise self._damaged_base(damaged, first)
+        return first
+
+    def _damaged_base(self, exc: CorruptDataError, first: int) -> CorruptDataError:
+        """The error for a damaged snapshot the log cannot replace (its events were compacted away)."""
+        return CorruptDataError(f"the snapshot at seq {exc.seq} is damaged ({exc.message}) and the events "
+                                f"before seq {first} were compacted away, so it cannot be rebuilt",
+                                path=exc.path or self._name, seq=exc.seq, offset=exc.offset,
+                                hint="restore the journal (or this snapshot file) from a copy; "
+                                "journal.verify() lists every fault")
 
     def _target(self, seq: int | None, tag: str | None, at: Any) -> int:
         given = sum(x is not None for x in (seq, tag, at))
@@ -134,35 +206,60 @@ class ReplayMixin:
             return self._seq_at(at)
         if seq is None:
             return head
-        if not isinstance(seq, int) or seq < 0 or seq > head:
+        if isinstance(seq, bool) or not isinstance(seq, int):
+            raise DesiruError(f"seq= takes an int, got {type(seq).__name__}")
+        if seq < 0 or seq > head:
             raise DesiruError(f"seq {seq!r} is out of range (0..{head})", path=self._name)
         return seq
 
     def _seq_at(self, at: Any) -> int:
+        """The seq of the newest event at or before ``at`` (a naive datetime is local time)."""
         if isinstance(at, _dt.datetime):
             when = at.timestamp()
-        elif isinstance(at, (int, float)):
+            shown = at.isoformat()
+        elif isinstance(at, (int, float)) and not isinstance(at, bool):
             when = float(at)
+            try:
+                utc = _dt.datetime.fromtimestamp(when, _dt.timezone.utc).isoformat()
+                shown = f"{at} ({utc})"
+            except (OverflowError, OSError, ValueError):
+                shown = str(at)
         else:
             raise DesiruError(f"at= takes a datetime or a unix timestamp, got {type(at).__name__}")
         found = 0
+        first_ts = None
         for arrays in self._arrays(self.first_replayable() or 1, self._head + 1):
             for rec in arrays:
+                if first_ts is None:
+                    first_ts = rec[R_TIMESTAMP]
                 if rec[R_TIMESTAMP] > when:
                     break
                 found = rec[R_SEQ]
             else:
                 continue
             break
-        if found == 0 and self.first_replayable() > 1:
-            raise DesiruError(f"no replayable event at or before {at}", path=self._name,
-                              hint=f"the oldest replayable seq is {self.first_replayable()}")
+        if found == 0:
+            oldest = self.first_replayable()
+            if oldest > 1:
+                hint = f"the oldest replayable seq is {oldest}; events before it were compacted away"
+            elif first_ts is not None:
+                first_at = _dt.datetime.fromtimestamp(first_ts, _dt.timezone.utc).isoformat()
+                hint = f"the first event is from {first_at}"
+            else:
+                hint = "the journal is empty"
+            raise DesiruError(f"no event at or before {shown}", path=self._name, hint=hint)
         return found
 
     def replay_state(self, seq: int | None = None, tag: str | None = None, at: Any = None,
                      *, _copy: bool = True) -> dict[str, Any]:
-        """The state tree as it was at ``seq`` / ``tag`` / time ``at`` (default: the head)."""
+        """The state tree as it was at ``seq`` / ``tag`` / time ``at`` (default: the head).
+
+        A naive ``at`` datetime is local time (as ``datetime.timestamp()`` takes it).
+        """
         self._check_open()
+        return self._race_safe(lambda: self._replay_state(seq, tag, at, _copy))
+
+    def _replay_state(self, seq: int | None, tag: str | None, at: Any, _copy: bool) -> dict[str, Any]:
         target = self._target(seq, tag, at)
         if target == self._head and self._head_state is not None:
             return copy_tree(self._head_state) if _copy else self._head_state
@@ -172,16 +269,23 @@ class ReplayMixin:
         bases = [s for s in self._store.snapshot_seqs() if s <= target]
         state: dict[str, Any] | None = None
         base = 0
+        damaged: CorruptDataError | None = None
         while bases:
             base = bases.pop()
             try:
                 state = self._codec.snapshot_state(base, self._store.get_snapshot(base))
+                self._readable_snapshots.add(base)
                 break
             except CorruptDataError as exc:  # a damaged snapshot: fall back to an older base
-                warnings.warn(f"{self._name}: snapshot at seq {base} is damaged ({exc.message}); "
-                              f"replaying from an older point", JournalWarning, stacklevel=2)
+                damaged = damaged or exc
                 state, base = None, 0
         first = self._store.first_seq()
+        if damaged is not None and base < target and first > base + 1:
+            # the damaged snapshot was the only way to this seq: its events were compacted away
+            raise self._damaged_base(damaged, first)
+        if damaged is not None:
+            warnings.warn(f"{self._name}: snapshot at seq {damaged.seq} is damaged ({damaged.message}); "
+                          f"replaying from an older point", JournalWarning, stacklevel=4)
         if base < target and first > base + 1:
             raise DesiruError(f"seq {target} can no longer be replayed: the events before seq {first} were "
                               f"compacted away", path=self._name,
