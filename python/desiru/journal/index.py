@@ -116,12 +116,10 @@ class TagIndex:
                     self._checkpoints.append(Checkpoint(v, tag, seq, ts))
                 self._index_upto = base
                 break
-            moved = True
         if self._index_upto < head:
             self._scan_tags(self._index_upto + 1, head + 1)
         self._index_upto = max(self._index_upto, head)
-        if moved:
-            self._apply_floor(old)
+        self._apply_floor(old)  # on every refresh: a compaction may have moved it since the last
         self._index_first = start
 
     def _apply_floor(self, old: dict[str, int]) -> None:
