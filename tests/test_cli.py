@@ -574,3 +574,51 @@ def test_diff_when_the_root_class_changes(qa: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "replaced: class programs.QA -> desiru.Program, now 2 modules" in result.stdout
     assert "1 change in the program: 1 program replaced" in result.stdout
+
+
+# -- a valid checksum over a state the library refuses to build --------------------------------------
+def _malformed(qa: Path, tmp_path: Path) -> Path:
+    """The sample program with a module's demos set to 5, its checksum recomputed so it still matches."""
+    from desiru.serialization.documents import load_document, serialize_document
+
+    state = load_document(qa).state
+    state["modules"][0]["demos"] = 5
+    data, _, _ = serialize_document(state, kind="program", format="json", compress=None)
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(data)
+    return bad
+
+
+def test_verify_faults_a_state_the_library_cannot_build(qa: Path, tmp_path: Path) -> None:
+    bad = _malformed(qa, tmp_path)
+    result = run("verify", bad)
+    assert result.exit_code == EXIT_DIFFERENT, result.stdout
+    assert "fault:" in result.stdout and "demos must be a list" in result.stdout
+    report = json.loads(run("verify", bad, "--json").stdout)
+    assert report["ok"] is False
+
+
+@pytest.mark.parametrize("args", [["inspect", "{bad}"], ["inspect", "{bad}", "--json"],
+                                  ["inspect", "{bad}", "-m", "answer"], ["diff", "{bad}", "{qa}"],
+                                  ["convert", "{bad}", "{out}"], ["export-module", "{bad}", "answer", "{out}"]])
+def test_malformed_state_is_one_clear_error(qa: Path, tmp_path: Path, args: list[str]) -> None:
+    bad = _malformed(qa, tmp_path)
+    out = tmp_path / "out.msgpack"
+    result = run(*(a.format(bad=bad, qa=qa, out=out) for a in args))
+    assert_error(result, "bad.json", "demos must be a list")
+    assert not out.exists()
+
+
+def test_verify_accepts_classes_the_registry_does_not_know(qa: Path, tmp_path: Path) -> None:
+    from desiru.serialization.documents import load_document, serialize_document
+
+    state = load_document(qa).state
+    state["class"] = "someone.elses.Program"
+    state["modules"][0]["class"] = "someone.elses.Step"
+    data, _, _ = serialize_document(state, kind="program", format="json", compress=None)
+    unknown = tmp_path / "unknown.json"
+    unknown.write_bytes(data)
+    result = run("verify", unknown)
+    assert result.exit_code == 0, result.stdout
+    assert "ok:" in result.stdout
+    assert run("inspect", unknown).exit_code == 0

@@ -75,6 +75,7 @@ def inspect_document(env: Env, path: str, key: str | None, as_json: bool) -> Non
     try:
         with progress.task(env, f"opening {os.path.basename(path)}"), sources.about(path):
             doc = keys.with_key(lambda k: deserialize_document(data, key=k, path=path), key)
+            sources.check_shape(doc.state, doc.kind, path)
     except MissingKeyError:
         if not data.startswith(container.CONTAINER_MAGIC):
             raise

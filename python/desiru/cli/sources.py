@@ -123,10 +123,51 @@ def about(path: str | os.PathLike[str]) -> Iterator[None]:
         raise
 
 
+def _with_known_classes(node: Any) -> Any:
+    """A copy of a state tree where every class name the registry does not know is replaced by
+    the base class (Program or Module), so the library can build it without the user's code."""
+    from desiru import registry
+
+    if not isinstance(node, dict):
+        return node
+    out = dict(node)
+    name = out.get("class")
+    base = "desiru.Program" if out.get("kind") == "program" else "desiru.Module"
+    if isinstance(name, str) and name not in registry.registered():
+        try:
+            registry.resolve(name, base=object)
+        except DesiruError:
+            out["class"] = base
+    if isinstance(out.get("modules"), list):
+        out["modules"] = [_with_known_classes(m) for m in out["modules"]]
+    return out
+
+
+def check_shape(state: Any, kind: str, path: str | os.PathLike[str] | None = None) -> None:
+    """Build the program (or module) through the library, raising CorruptDataError when the tree
+    has a shape it would refuse to load (e.g. a module's demos that are not a list).
+
+    A class the registry does not know is not a fault here: the command line never imports
+    a user's classes, so such nodes are built as the base class instead.
+    """
+    from desiru.module import Module
+    from desiru.program import Program
+
+    where = os.fspath(path) if path is not None else None
+    tree = _with_known_classes(state)
+    if kind == "module":
+        Module.from_state(tree, path=where)
+    else:
+        Program.from_state(tree, path=where)
+
+
 def read_document(path: str | os.PathLike[str], key: Any = None) -> Document:
-    """``load_document``, naming the file in every error."""
+    """``load_document``, naming the file in every error; a document whose state the library
+    would refuse to build is a CorruptDataError here too."""
     with about(path):
-        return load_document(path, key=key)
+        doc = load_document(path, key=key)
+        check_shape(doc.state, doc.kind, path)
+        return doc
 
 
 @dataclass
