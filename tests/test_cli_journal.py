@@ -230,12 +230,37 @@ def test_snapshot_and_compact(journal: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0 and "snapshot at seq 6" in result.stdout
     with ds.Journal.open(journal) as j:
         j.commit(sample_program())
-    result = run("compact", journal, "--snapshot")
+    before = sorted(p.name for p in journal.rglob("*"))
+    refused = run("compact", journal, "--snapshot")
+    assert_error(refused, "would drop the tags", "baseline@", "best@", "--force")
+    assert sorted(p.name for p in journal.rglob("*")) == before  # nothing written, not even the snapshot
+    with ds.Journal.open(journal, readonly=True) as j:
+        assert set(j.tags()) == {"baseline", "best"}
+    result = run("compact", journal, "--snapshot", "--force")
     assert result.exit_code == 0, result.stderr
     assert "freed" in result.stdout
     with ds.Journal.open(journal, readonly=True) as j:
         assert j.replay() == sample_program()
+        assert j.tags() == {}
     assert run("verify", journal).exit_code == 0
+    again = run("compact", journal, "--snapshot")  # nothing left to drop, and no tag before the cut
+    assert again.exit_code == 0, again.stderr
+    assert "already compacted" in again.stdout and "pass --snapshot" not in again.stdout
+
+
+def test_compact_keeps_going_when_every_tag_is_after_the_cut(journal: Path) -> None:
+    with ds.Journal.open(journal) as j:
+        j.snapshot()
+        j.commit(sample_program(), tag="after")
+    result = run("compact", journal, "--force")  # the older tags go, "after" stays
+    assert result.exit_code == 0, result.stderr
+    changed = sample_program()
+    changed.answer.parameters["temperature"] = 0.5
+    with ds.Journal.open(journal) as j:
+        j.commit(changed)
+        j.snapshot()
+    result = run("compact", journal)  # "after" is before the new snapshot: refused again
+    assert_error(result, "would drop the tag after@")
 
 
 # -- verify / repair ------------------------------------------------------------------------------

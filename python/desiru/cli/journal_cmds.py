@@ -285,24 +285,37 @@ def snapshot_cmd(ctx: click.Context, journal: str, key_env: str | None, ask_key:
 @click.argument("journal", metavar="JOURNAL")
 @click.option("--snapshot", "take_snapshot", is_flag=True,
               help="Snapshot the head first, so everything before the head is dropped.")
+@click.option("--force", is_flag=True, help="Compact even when tags fall before the cut (they are dropped).")
 @keys.key_options
 @click.pass_context
-def compact_cmd(ctx: click.Context, journal: str, take_snapshot: bool, key_env: str | None, ask_key: bool) -> None:
+def compact_cmd(ctx: click.Context, journal: str, take_snapshot: bool, force: bool, key_env: str | None,
+                ask_key: bool) -> None:
     """Drop the events and snapshots before the newest snapshot, to free space.
 
     Every seq and tag from that snapshot on replays exactly as before; older points
-    can no longer be replayed.
+    can no longer be replayed. Tags before the cut would be lost, so compact refuses
+    (naming them) unless --force is given; replay them to files first if you need them.
 
     \b
     Examples:
       desiru compact runs/qa.journal
       desiru compact runs/qa.journal --snapshot
+      desiru replay runs/qa.journal --tag baseline -o baseline.json && desiru compact runs/qa.journal --force
     """
     env = env_of(ctx)
     src = _journal_arg(journal)
 
     def compact(k: str | None) -> dict[str, Any]:
         with sources.open_journal(src.path, k, write=True) as j:
+            snaps = list(j.store.snapshot_seqs())
+            cut = j.head if take_snapshot and j.head > 0 else (snaps[-1] if snaps else None)
+            lost = {name: seq for name, seq in j.tags().items() if cut is not None and seq < cut}
+            if lost and not force:
+                names = ", ".join(f"{name}@{seq}" for name, seq in sorted(lost.items(), key=lambda kv: kv[1]))
+                raise DesiruError(f"compacting to seq {cut:,} would drop the tag{'s' if len(lost) != 1 else ''} "
+                                  f"{names}", path=src.path,
+                                  hint="replay them to files first (`desiru replay JOURNAL --tag NAME -o FILE`), "
+                                       "then pass --force to drop them")
             before = j.size()
             with progress.task(env, "compacting"):
                 if take_snapshot and j.head > 0:
@@ -316,9 +329,14 @@ def compact_cmd(ctx: click.Context, journal: str, take_snapshot: bool, key_env: 
         if not r["snapshots"]:
             env.say("nothing freed: there is no snapshot yet, and compaction drops what comes before the "
                     "newest one (pass --snapshot to take one at the head first)")
+        elif r["first"] >= r["snapshots"][-1]:
+            env.say(f"nothing freed: the journal is already compacted to its newest snapshot "
+                    f"(seq {r['snapshots'][-1]:,}); replayable from seq {r['first']:,} to {r['head']:,}")
         else:
+            again = "compact again after the next commit" if take_snapshot else \
+                "pass --snapshot, or compact after the next commit"
             env.say(f"nothing freed: the events up to the newest snapshot (seq {r['snapshots'][-1]:,}) are still "
-                    f"in the log file the head is written to; pass --snapshot, or compact after the next commit")
+                    f"in the log file the head is written to; {again}")
         return
     env.say(f"freed {render.human_size(r['freed'])}: {render.human_size(r['before'])} -> "
             f"{render.human_size(r['after'])}; replayable from seq {r['first']:,} to {r['head']:,}")
