@@ -488,3 +488,32 @@ def test_verify_names_every_fault(tmp_path: Path) -> None:
     assert run("repair", path).exit_code == 0
     with ds.Journal.open(path, readonly=True) as j:
         assert j.head == seqs[0] - 1
+
+
+@pytest.mark.parametrize("damage", ["flip-version", "flip-magic", "missing"])
+def test_a_journal_with_a_bad_header_is_still_a_journal(journal: Path, damage: str) -> None:
+    header = journal / "header"
+    if damage == "missing":
+        header.unlink()
+    else:
+        data = bytearray(header.read_bytes())
+        data[0 if damage == "flip-magic" else 10] ^= 0xFF
+        header.write_bytes(bytes(data))
+    result = run("verify", journal)
+    assert result.exit_code == EXIT_DIFFERENT, (result.stdout, result.stderr)
+    assert "fault:" in result.stdout
+    assert ("header: missing" if damage == "missing" else "header: damaged") in result.stdout
+    assert "restore the journal from a copy" in result.stdout
+    assert json.loads(run("verify", journal, "--json").stdout)["ok"] is False
+    for command in ("inspect", "log"):
+        line = assert_error(run(command, journal), "header:")
+        assert "folder, not a file" not in line and "not a desiru journal" not in line
+    assert_error(run("repair", journal), "cannot rebuild a header", "restore the journal from a copy")
+    assert (header.exists()) is (damage != "missing")  # repair changed nothing
+
+
+def test_a_plain_folder_is_not_a_journal(tmp_path: Path) -> None:
+    folder = tmp_path / "stuff"
+    folder.mkdir()
+    assert_error(run("inspect", folder), "folder")
+    assert_error(run("log", folder), "not a desiru journal")

@@ -378,6 +378,11 @@ def verify_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: bool
 
 
 def _verify_journal(env: Env, src: sources.Source, key: str | None) -> tuple[dict[str, Any], list[str]]:
+    problem = sources.header_problem(src.path)
+    if problem is not None:  # nothing past a bad header can be read; repair cannot rebuild it
+        faults = [f"{src.path}: {problem}"]
+        return {"path": str(src.path), "kind": "journal", "ok": False, "faults": faults,
+                "summary": f"{src.path}: 1 fault; {sources.HEADER_HINT}"}, faults
     def check(k: str | None) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the report names the damage a reader warns of
@@ -442,6 +447,10 @@ def repair_cmd(ctx: click.Context, journal: str, key_env: str | None, ask_key: b
             raise DesiruError("no such journal", path=src.path, hint="check the path")
         raise DesiruError("not a desiru journal", path=src.path,
                           hint="repair works on journals; a damaged document must be restored from a backup")
+    problem = sources.header_problem(src.path)
+    if problem is not None:
+        raise DesiruError(f"cannot repair this journal: {problem}; repair cuts damaged records, it cannot "
+                          f"rebuild a header", path=src.path, hint="restore the journal from a copy")
     with progress.task(env, "repairing"):
         report = keys.with_key(lambda k: journal_pkg.repair(src.path, key=k), keys.input_key(key_env, ask_key))
     _print_repair(env, report)

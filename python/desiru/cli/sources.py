@@ -20,7 +20,7 @@ from typing import Any
 
 from desiru import _engine
 from desiru.atomic import atomic_write
-from desiru.errors import DesiruError, UnknownModuleError
+from desiru.errors import CorruptDataError, DesiruError, UnknownModuleError
 from desiru.serialization import container, formats
 from desiru.serialization.documents import (
     Document,
@@ -66,11 +66,41 @@ def parse_source(text: str) -> Source:
     raise DesiruError(f"cannot read the journal point {selector!r} in {text!r}", hint=SELECTOR_HINT)
 
 
-def is_journal(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a desiru journal (the journal package decides)."""
-    from desiru import journal
+#: what to do about a journal whose header is damaged or gone
+HEADER_HINT = "desiru cannot rebuild a journal's header; restore the journal from a copy"
 
-    return bool(journal.is_journal(path))
+
+def is_journal(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a desiru journal, sound or not: the journal package recognises it, or
+    it is a folder holding a ``header`` file or a ``log/`` folder (a journal whose header is damaged
+    or missing is still a journal, to verify and report, not "a folder")."""
+    from desiru import journal
+    from desiru.journal.file_store import HEADER_FILE, LOG_DIR
+
+    if journal.is_journal(path):
+        return True
+    p = Path(path)
+    return p.is_dir() and ((p / HEADER_FILE).exists() or (p / LOG_DIR).is_dir())
+
+
+def header_problem(path: str | os.PathLike[str]) -> str | None:
+    """``"header: missing"`` / ``"header: damaged (...)"`` for a journal folder whose header cannot be
+    read, else None."""
+    from desiru.journal.file_store import HEADER_FILE, decode_header
+
+    header = Path(path) / HEADER_FILE
+    try:
+        data = header.read_bytes()
+    except FileNotFoundError:
+        return "header: missing (the journal folder has no header file)"
+    except OSError as exc:
+        return f"header: unreadable ({exc.strerror or exc})"
+    try:
+        decode_header(data, os.fspath(path), check_version=False)
+    except DesiruError as exc:
+        where = f" at offset {exc.offset}" if exc.offset is not None else ""
+        return f"header: damaged{where} ({exc.message})"
+    return None
 
 
 @contextmanager
@@ -85,9 +115,12 @@ def open_journal(path: str | os.PathLike[str], key: Any = None, *, write: bool =
 
     if not os.path.exists(path):
         raise DesiruError("no such journal", path=path, hint="check the path")
-    if not journal.is_journal(path):
+    if not is_journal(path):
         raise DesiruError("not a desiru journal", path=path,
                           hint="journal commands take a journal directory; `desiru inspect` shows what this is")
+    problem = header_problem(path)
+    if problem is not None:
+        raise CorruptDataError(problem, path=path, hint=HEADER_HINT)
     if key is not None and not journal_encrypted(path):
         key = None  # one --key-env may serve several inputs (diff A B); a plain journal needs none
     with journal.Journal.open(path, key=key, create=False, readonly=not write, **options) as j:
