@@ -507,7 +507,7 @@ def test_a_journal_with_a_bad_header_is_still_a_journal(journal: Path, damage: s
     assert json.loads(run("verify", journal, "--json").stdout)["ok"] is False
     for command in ("inspect", "log"):
         line = assert_error(run(command, journal), "header:")
-        assert "folder, not a file" not in line and "not a desiru journal" not in line
+        assert "folder, not a file" not in line and "not a desiru journal (" not in line
     assert_error(run("repair", journal), "cannot rebuild a header", "restore the journal from a copy")
     assert (header.exists()) is (damage != "missing")  # repair changed nothing
 
