@@ -622,3 +622,16 @@ def test_verify_accepts_classes_the_registry_does_not_know(qa: Path, tmp_path: P
     assert result.exit_code == 0, result.stdout
     assert "ok:" in result.stdout
     assert run("inspect", unknown).exit_code == 0
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_no_help_or_hint_shows_a_key_typed_on_the_command_line(name: str) -> None:
+    text = run(name, "--help").stdout
+    assert "=..." not in text and "=<key>" not in text, text
+
+
+def test_key_env_hints_show_a_silent_read(secret: Path) -> None:
+    unset = assert_error(run("inspect", secret, "--key-env", "DESIRU_TEST_UNSET_VAR"), "not set")
+    assert "read -rs DESIRU_TEST_UNSET_VAR && export DESIRU_TEST_UNSET_VAR" in unset and "=<key>" not in unset
+    bad = assert_error(run("inspect", secret, "--key-env", "K=v"), "NAME of an environment variable")
+    assert "read -rs" in bad and "=..." not in bad

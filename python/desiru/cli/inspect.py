@@ -328,7 +328,8 @@ def inspect_cmd(ctx: click.Context, path: str, module: str | None, n_demos: int,
       desiru inspect qa.msgpack.zst
       desiru inspect runs/qa.journal --json
       desiru inspect runs/qa.journal@tag:best --module answer --demos 3
-      MYKEY=... desiru inspect secret.bin --key-env MYKEY
+      read -rs MYKEY && export MYKEY && desiru inspect secret.bin --key-env MYKEY
+      desiru inspect secret.bin --ask-key
     """
     env = env_of(ctx)
     key = keys.input_key(key_env, ask_key)

@@ -44,13 +44,16 @@ def from_env(var: str, *, option: str = "--key-env") -> str:
     """The key held by environment variable ``var``; a clear error when it is unset or empty."""
     if not var or "=" in var:
         raise DesiruError(f"{option} takes the NAME of an environment variable, got {var!r}",
-                          hint=f"export MY_KEY=...; then {option} MY_KEY")
+                          hint=f"`read -rs MY_KEY && export MY_KEY` (typed without echo), then {option} MY_KEY; "
+                               "or --ask-key to be prompted")
     value = os.environ.get(var)
     if value is None:
         raise DesiruError(f"environment variable {var} is not set",
-                          hint=f"export {var}=<key> first, or use --ask-key to type it")
+                          hint=f"`read -rs {var} && export {var}` first (the key is typed without echo), "
+                               "or use --ask-key to type it")
     if not value:
-        raise DesiruError(f"environment variable {var} is empty", hint=f"export {var}=<key> first")
+        raise DesiruError(f"environment variable {var} is empty",
+                          hint=f"`read -rs {var} && export {var}` first, or use --ask-key")
     return value
 
 

@@ -61,7 +61,8 @@ def rekey_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: bool,
 
     \b
     Examples:
-      OLD=... NEW=... desiru rekey model.bin --key-env OLD --new-key-env NEW
+      read -rs OLD && read -rs NEW && export OLD NEW     (typed without echo, kept out of history)
+      desiru rekey model.bin --key-env OLD --new-key-env NEW
       desiru rekey runs/qa.journal --ask-key          (prompts for both keys)
       desiru rekey model.json --new-key-env NEW        (encrypt a plain file)
       desiru rekey model.bin --key-env OLD --decrypt
