@@ -517,3 +517,9 @@ def test_a_plain_folder_is_not_a_journal(tmp_path: Path) -> None:
     folder.mkdir()
     assert_error(run("inspect", folder), "folder")
     assert_error(run("log", folder), "not a desiru journal")
+
+
+def test_log_unknown_module_lists_the_known_ones(journal: Path) -> None:
+    line = assert_error(run("log", journal, "--module", "answr"), "no module 'answr' in this journal")
+    assert "known modules:" in line and "answer" in line and "retrieve" in line
+    assert run("log", journal, "--module", "answer").exit_code == 0

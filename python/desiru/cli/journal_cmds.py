@@ -22,7 +22,7 @@ from desiru.cli import keys, progress, render, sources
 from desiru.cli.app import EXIT_DIFFERENT, Env, cli, cli_hint, env_of
 from desiru.cli.convert import output_options, report_saved
 from desiru.cli.diff import describe
-from desiru.errors import CorruptDataError, DecryptionError, DesiruError, MissingKeyError
+from desiru.errors import CorruptDataError, DecryptionError, DesiruError, MissingKeyError, UnknownModuleError
 
 #: how often --follow looks for new commits (seconds): quick enough to feel live, light on the disk
 FOLLOW_POLL = 0.2
@@ -138,6 +138,8 @@ def log_cmd(ctx: click.Context, journal: str, modules: tuple[str, ...], types: t
             first = _point(j, start, "--from") or 0
             last = _point(j, f"tag:{tag}" if tag is not None else stop, "--to")
             stop_seq = None if last is None else last + 1
+            if modules:
+                _check_modules(j, modules)
             shown = 0
             seq_width = max(3, len(str(j.head)))
             if not as_json:
@@ -169,6 +171,20 @@ def log_cmd(ctx: click.Context, journal: str, modules: tuple[str, ...], types: t
                               style="dim")
 
     keys.with_key(show, key)
+
+
+def _check_modules(j: Any, modules: tuple[str, ...]) -> None:
+    """Refuse a --module that no event of the journal is about (a typo would otherwise show nothing)."""
+    seen: set[str] = set()
+    for event in j.events(j.first_replayable()):
+        if event.path:
+            seen.add(event.path)
+    if j.head:  # modules no event touched since the program was created are known too
+        seen.update(path for path, _ in sources.iter_modules(j.replay_state()))
+    unknown = [m for m in modules if not any(p == m or p.startswith(m + ".") for p in seen)]
+    if unknown:
+        raise UnknownModuleError(f"no module {', '.join(map(repr, unknown))} in this journal",
+                                 path=j.path, hint=f"known modules: {', '.join(sorted(seen)) or 'none'}")
 
 
 def _row(env: Env, event: Any, seq_width: int) -> None:
