@@ -441,8 +441,27 @@ def test_migrate_current_file_is_unchanged(journal: Path, tmp_path: Path) -> Non
     result = run("migrate", doc)
     assert result.exit_code == 0, result.stderr
     assert "unchanged" in result.stdout and doc.read_bytes() == before
-    assert run("migrate", journal).exit_code == 0
+    files = {p: p.read_bytes() for p in journal.rglob("*") if p.is_file()}
+    for _ in range(2):  # a journal at the current format: left as it is, and no backup piles up
+        result = run("migrate", journal)
+        assert result.exit_code == 0, result.stderr
+        assert "already at format" in result.stdout and "unchanged" in result.stdout
+    assert {p: p.read_bytes() for p in journal.rglob("*") if p.is_file()} == files
+    assert not list(tmp_path.glob("*.bak-*"))
     assert_error(run("migrate", tmp_path / "none.json"), "no such file")
+
+
+def test_migrate_rewrites_a_journal_of_early_writers(tmp_path: Path) -> None:
+    """The 2.0.0 vector stores records in the map layout of the first writers: migrate rewrites it once."""
+    import shutil
+
+    path = tmp_path / "old.journal"
+    shutil.copytree(Path(__file__).parent / "vectors" / "documents" / "journal_2_0_0.journal", path)
+    first = run("migrate", path)
+    assert first.exit_code == 0, first.stderr
+    assert "rewrote the journal" in first.stdout and len(list(tmp_path.glob("old.journal.bak-*"))) == 1
+    again = run("migrate", path)
+    assert "unchanged" in again.stdout and len(list(tmp_path.glob("old.journal.bak-*"))) == 1
 
 
 def test_migrate_legacy_document(tmp_path: Path) -> None:

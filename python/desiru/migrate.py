@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from desiru.atomic import atomic_write, fsync_dir
-from desiru.errors import IncompatibleVersionError
+from desiru.errors import DesiruError, IncompatibleVersionError
 from desiru.serialization import container, envelope, formats
 from desiru.serialization.documents import deserialize_document, read_bytes
 from desiru.serialization.migrations import unknown_header_fields
@@ -104,6 +104,50 @@ def _journal_version(root: Path) -> Version:
     return peek_version(read_bytes(root / HEADER_FILE), os.fspath(root))
 
 
+def _events_current(root: Path, key: Any) -> bool:
+    """True when every record of a journal at the current format is stored as this release writes
+    it (the array layout, each event at its current schema), so a rewrite would change nothing.
+    False when that cannot be told (encrypted without a key, damage): the rewrite then runs and
+    reports the problem itself."""
+    import zstandard
+
+    from desiru import _engine
+    from desiru.journal import codec as rc
+    from desiru.journal.file_store import FileStore
+
+    store = FileStore(root, readonly=True, check_version=False)
+    try:
+        meta = store.open()
+    except (DesiruError, OSError):
+        return False
+    try:
+        enc = meta.get("encryption")
+        if (enc is None) != (key is None):
+            return False  # a key is missing, or given for a plain journal: the rewrite says which
+        crypto_key = None
+        if enc is not None:
+            from desiru import crypto
+
+            crypto_key = crypto.Key.from_user(key, enc.get("kdf"))
+            crypto.check_key_id(crypto_key, enc.get("key_id", ""), path=os.fspath(root))
+        journal_id = meta.get("journal_id", b"")
+        unzstd = zstandard.ZstdDecompressor()
+        for seq, payload in store.read(0):
+            if crypto_key is not None:
+                payload = crypto.open_record(crypto_key, journal_id, seq, payload)
+            if payload[:4] == rc.ZSTD_MAGIC:
+                payload = unzstd.decompress(payload, max_output_size=rc.MAX_RECORD_DECOMPRESSED)
+            rec = _engine.unpackb(payload)
+            if (type(rec) is not list or len(rec) != rc.RECORD_FIELDS  # e.g. the map layout of early writers
+                    or rc.CURRENT_SCHEMA.get(rec[rc.R_TYPE]) != rec[rc.R_SCHEMA]):
+                return False
+        return True
+    except (DesiruError, zstandard.ZstdError):
+        return False
+    finally:
+        store.close()
+
+
 def _migrate_journal(root: Path, key: Any) -> MigrateResult:
     """Copy the journal aside as the backup, then let the journal rewrite itself (events upcast)."""
     from desiru.journal import migrate_journal
@@ -113,6 +157,8 @@ def _migrate_journal(root: Path, key: Any) -> MigrateResult:
         raise IncompatibleVersionError(
             f"the journal has format {before}, newer than this release writes ({CURRENT_VERSION})",
             path=root, hint="migrate it with the release that wrote it, or a newer one")
+    if before == CURRENT_VERSION and _events_current(root, key):
+        return MigrateResult(root, "journal", before, before, None, False, 0)
     backup = backup_path(root, before)
     _copy_durably(root, backup)
     try:  # an open writer holds the journal's lock: the rewrite then fails with JournalLockedError
