@@ -542,3 +542,12 @@ def test_log_unknown_module_lists_the_known_ones(journal: Path) -> None:
     line = assert_error(run("log", journal, "--module", "answr"), "no module 'answr' in this journal")
     assert "known modules:" in line and "answer" in line and "retrieve" in line
     assert run("log", journal, "--module", "answer").exit_code == 0
+
+
+@pytest.mark.parametrize("args", [["inspect", "{p}@tag:x"], ["inspect", "{p}@seq:3", "-m", "answer"],
+                                  ["diff", "{p}@tag:x", "{p}@head"], ["convert", "{p}@tag:x", "{out}"],
+                                  ["export-module", "{p}@tag:x", "answer", "{out}"]])
+def test_a_point_of_a_missing_path_says_no_such_file(tmp_path: Path, args: list[str]) -> None:
+    missing, out = tmp_path / "nope.journal", tmp_path / "out.json"
+    line = assert_error(run(*(a.format(p=missing, out=out) for a in args)), "nope.journal", "no such file or journal")
+    assert "is a document" not in line

@@ -348,6 +348,8 @@ def inspect_cmd(ctx: click.Context, path: str, module: str | None, n_demos: int,
         module_detail(env, src.text, module, node, n_demos, as_json)
     elif sources.is_journal(src.path):
         inspect_journal(env, src, key, as_json)
+    elif src.has_point and not os.path.exists(src.path):
+        raise DesiruError("no such file or journal", path=src.path, hint="check the path")
     elif src.has_point:
         raise DesiruError(f"{src.path} is a document, not a journal; only journals have points such as @tag:NAME",
                           path=src.path, hint=f"use the path alone: {src.path}")

@@ -219,6 +219,8 @@ def read_source(src: Source, key: Any = None) -> Loaded:
         with about(src.path), open_journal(src.path, key) as j:
             state = j.replay_state(seq=src.seq, tag=src.tag)
         return Loaded(state, "program", src.text)
+    if src.has_point and not os.path.exists(src.path):
+        raise DesiruError("no such file or journal", path=src.path, hint="check the path")
     if src.has_point:
         raise DesiruError(f"{src.path} is a document, not a journal; only journals have points such as "
                           f"@tag:NAME", path=src.path, hint=f"use the path alone: {src.path}")
