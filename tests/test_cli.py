@@ -635,3 +635,51 @@ def test_key_env_hints_show_a_silent_read(secret: Path) -> None:
     assert "read -rs DESIRU_TEST_UNSET_VAR && export DESIRU_TEST_UNSET_VAR" in unset and "=<key>" not in unset
     bad = assert_error(run("inspect", secret, "--key-env", "K=v"), "NAME of an environment variable")
     assert "read -rs" in bad and "=..." not in bad
+
+
+# -- smaller wording fixes -----------------------------------------------------------------------------
+def test_rekey_decrypt_of_a_plain_file(qa: Path) -> None:
+    before = qa.read_bytes()
+    assert_error(run("rekey", qa, "--decrypt"), "not encrypted; nothing to decrypt")
+    assert qa.read_bytes() == before
+
+
+def test_rekey_decrypt_without_a_key_says_how_to_give_it(secret: Path) -> None:
+    assert_error(run("rekey", secret, "--decrypt"), "needs the current key", "--key-env")
+
+
+def test_import_module_of_a_program_file(qa: Path) -> None:
+    before = qa.read_bytes()
+    assert_error(run("import-module", qa, qa), "holds a program, not a module", "export-module")
+    assert qa.read_bytes() == before
+
+
+def test_plural_wording() -> None:
+    from desiru.cli.render import plural
+
+    assert [plural(n, "trial") for n in (0, 1, 2, 1200)] == ["0 trials", "1 trial", "2 trials", "1,200 trials"]
+
+
+def test_one_demo_is_singular(tmp_path: Path) -> None:
+    p = sample_program()
+    p.answer.demos = [ds.Example(question="q", context="c", reasoning="r", answer="a")]
+    p.retrieve.demos = []
+    path = p.save(tmp_path / "one.json").path
+    text = run("inspect", path).stdout
+    assert "with 1 demo in all" in text, text
+
+
+def test_quiet_after_the_command(qa: Path, tmp_path: Path) -> None:
+    out = tmp_path / "q.msgpack"
+    result = run("convert", qa, out, "-q")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "" and out.exists()
+    assert run("inspect", qa, "--quiet").exit_code == 0
+
+
+def test_lock_hint_speaks_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "qa.journal"
+    with ds.Journal.open(path) as j:
+        j.commit(sample_program())
+        line = assert_error(run("tag", path, "x"), "another writer holds this journal")
+    assert "readonly=True" not in line and "reading commands" in line

@@ -90,6 +90,10 @@ _CLI_HINTS = (
     ("key_id_of(", "check the key in your --key-env variable; `desiru inspect FILE` shows the key id the file needs"),
     ("Journal.open(", "check the path: journal commands take the journal directory"),
     ("rekey_journal(", "drop --key-env, or encrypt it with `desiru rekey JOURNAL --new-key-env VAR`"),
+    ("or open with readonly=True", "close the other writer first; the reading commands (inspect, log, diff, "
+                                   "replay, verify) work while it writes"),
+    ("readonly=True on this platform", "only the reading commands (inspect, log, diff, replay, verify) work "
+                                       "on this platform"),
 )
 
 
@@ -131,6 +135,19 @@ ORDER = ("demo", "inspect", "diff", "convert", "export-module", "import-module",
 
 class DesiruGroup(click.Group):
     """A click group whose invoke turns any error into one line and an exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Accept -q/--quiet after the command name too (``desiru verify J -q``), as users type it."""
+        for i, arg in enumerate(args):
+            if arg in self.commands:
+                rest = args[i + 1:]
+                stop = rest.index("--") if "--" in rest else len(rest)
+                quiet = [a for a in rest[:stop] if a in ("-q", "--quiet")]
+                if quiet:
+                    kept = [a for a in rest[:stop] if a not in ("-q", "--quiet")] + rest[stop:]
+                    args = ["--quiet", *args[:i + 1], *kept]
+                break
+        return super().parse_args(ctx, args)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = super().list_commands(ctx)

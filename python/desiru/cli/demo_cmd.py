@@ -44,7 +44,7 @@ def demo_cmd(ctx: click.Context, directory: str, trials: int, train: int, dev: i
     from desiru.demo import run_demo
 
     env = env_of(ctx)
-    env.say(f"[bold]desiru demo[/]: optimizing a 5-module QA program, {trials} trials, "
+    env.say(f"[bold]desiru demo[/]: optimizing a 5-module QA program, {render.plural(trials, 'trial')}, "
             f"{dev} dev / {train} train examples, seed {seed}")
     with progress.task(env, "optimizing", total=trials) as bar:
         def on_trial(t: object) -> None:
@@ -73,9 +73,11 @@ def demo_cmd(ctx: click.Context, directory: str, trials: int, train: int, dev: i
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    grid.add_row("journal", f"{rel(report.journal)}: {report.events:,} events from {report.commits:,} commits, "
+    grid.add_row("journal", f"{rel(report.journal)}: {render.plural(report.events, 'event')} from "
+                            f"{render.plural(report.commits, 'commit')}, "
                             f"{render.human_size(report.sizes['journal'])}; verified: {yes(report.journal_ok)}")
-    grid.add_row("search", f"{len(report.trials):,} trials, {report.lm_calls:,} calls to the scripted LM")
+    grid.add_row("search", f"{render.plural(len(report.trials), 'trial')}, "
+                          f"{render.plural(report.lm_calls, 'call')} to the scripted LM")
     grid.add_row("best", f"trial {report.best_trial} at seq {report.best_seq}: exact match "
                          f"{report.best_score:.3f} (baseline {report.baseline_score:.3f}), tagged 'best'")
     grid.add_row("replayed", f"tag 'best' from the journal; same as the best trial: {yes(report.replay_matches)}")

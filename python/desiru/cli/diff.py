@@ -89,8 +89,9 @@ def describe(edit: dict[str, Any], before: dict[str, Any] | None = None) -> tupl
         state = edit.get("state") or {}
         n = len(list(sources.iter_modules(state)))
         if before:  # a diff: the root class changed, so the whole program is replaced
-            return "~", f"replaced: class {before.get('class')} -> {state.get('class')}, now {n} modules"
-        return "~", f"program {state.get('class')} with {n} modules"
+            return "~", (f"replaced: class {before.get('class')} -> {state.get('class')}, "
+                         f"now {render.plural(n, 'module')}")
+        return "~", f"program {state.get('class')} with {render.plural(n, 'module')}"
     if op == "module_added":
         state = edit.get("state") or {}
         demos = len(state.get("demos") or [])

@@ -118,7 +118,7 @@ def inspect_document(env: Env, path: str, key: str | None, as_json: bool) -> Non
         ("sha256", sha),
         ("checksum", Text.assemble(f"{header.get('checksum')} ", ("verified", "green"))),
         ("class", str(doc.state.get("class"))),
-        ("modules", f"{len(rows)} with {info['demos']:,} demos in all"),
+        ("modules", f"{len(rows)} with {render.plural(info['demos'], 'demo')} in all"),
     ]
     if doc.version < CURRENT_VERSION:
         fields.insert(3, ("upgrade", f"an older format: it loads as it is; `desiru migrate {path}` rewrites it "
@@ -213,7 +213,7 @@ def inspect_journal(env: Env, src: sources.Source, key: str | None, as_json: boo
         ("kind", "journal" + (f", format {facts['format_version']}" if facts["format_version"] else "")),
         ("encrypted", f"yes (key id {facts['key_id']})" if facts["encrypted"] else "no"),
         ("size", _size_text(size)),
-        ("head", f"seq {facts['head']:,}, {n_events:,} events"
+        ("head", f"seq {facts['head']:,}, {render.plural(n_events, 'event')}"
                  + (f" (replayable from seq {facts['first_replayable']:,})" if facts["first_replayable"] > 1 else "")),
         ("events", ", ".join(f"{t} {n:,}" for t, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"),
         ("tags", tags),
@@ -223,7 +223,7 @@ def inspect_journal(env: Env, src: sources.Source, key: str | None, as_json: boo
     if state:
         fields.append(("class", str(state.get("class"))))
         at = f"tag {src.tag}" if src.tag else f"seq {src.seq}" if src.seq is not None else "head"
-        fields.append(("modules", f"{len(rows)} with {info['demos']:,} demos in all (at {at})"))
+        fields.append(("modules", f"{len(rows)} with {render.plural(info['demos'], 'demo')} in all (at {at})"))
     env.result(f"[bold]{escape(path)}[/]")
     env.result(_fields_table(fields))
     if rows:

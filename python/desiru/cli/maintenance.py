@@ -6,7 +6,7 @@ import os
 
 import click
 
-from desiru.cli import keys, progress
+from desiru.cli import keys, progress, sources
 from desiru.cli.app import cli, env_of
 from desiru.errors import DesiruError
 
@@ -45,6 +45,18 @@ def migrate_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: boo
     env.result(f"{result.path}: {what}{kept}", markup=False)
 
 
+def _encrypted(path: str) -> bool:
+    """Whether a document or journal is encrypted, from its first bytes or its header alone."""
+    from desiru import crypto
+
+    if sources.is_journal(path):
+        return sources.journal_encrypted(path)
+    if os.path.isdir(path):
+        return True  # not a document: let rekey say what it is
+    with open(path, "rb") as f:
+        return f.read(len(crypto.CONTAINER_MAGIC)) == crypto.CONTAINER_MAGIC
+
+
 @cli.command("rekey", short_help='Re-encrypt a file or journal under a new key.')
 @click.argument("path")
 @click.option("--key-env", metavar="VAR", help="The CURRENT key, from environment variable VAR.")
@@ -74,7 +86,15 @@ def rekey_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: bool,
         raise DesiruError("no such file", path=path, hint="check the path")
     if decrypt and new_key_env:
         raise DesiruError("give --new-key-env or --decrypt, not both")
+    if decrypt and not _encrypted(path):
+        raise DesiruError("not encrypted; nothing to decrypt", path=path,
+                          hint="the file is already plain; `desiru inspect` shows its layers")
     old_key = keys.input_key(key_env, ask_key, label="Current key")
+    if decrypt and old_key is None:  # decrypting needs the current key: ask for it, or say how to give it
+        if not keys.interactive():
+            raise DesiruError("decrypting needs the current key", path=path,
+                              hint="give it with --key-env VAR or --ask-key")
+        old_key = keys.prompt_key("Current key")
     if decrypt:
         new_key = None
     elif new_key_env:

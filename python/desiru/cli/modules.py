@@ -87,6 +87,10 @@ def import_module_cmd(ctx: click.Context, program: str, module_file: str, name: 
                           hint="import-module takes a program file first, then the module file")
     module_key = keys.from_env(module_key_env, option="--module-key-env") if module_key_env else key_used
     mod = keys.with_key(lambda k: sources.read_document(module_file, key=k), module_key, label="Module file key")
+    if mod.kind == "program" and not isinstance(mod.state.get("name"), str) and name is None:
+        raise DesiruError("this file holds a program, not a module", path=module_file,
+                          hint="give a module file (`desiru export-module PROGRAM MODULE OUT` writes one), or "
+                               "--name PATH to put this whole program inside as a nested program")
     target = name or mod.state.get("name")
     if not isinstance(target, str) or not all(p.isidentifier() for p in target.split(".")):
         raise DesiruError(f"cannot import under the name {target!r}", path=module_file,

@@ -9,6 +9,11 @@ from typing import Any
 from desiru.serialization import formats
 
 
+def plural(n: int, word: str) -> str:
+    """``"1 trial"``, ``"2 trials"``, ``"1,000 trials"``: a count with its noun agreeing."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def short(value: Any, width: int = 48) -> str:
     """A one-line rendering of a value, cut to ``width`` characters."""
     if isinstance(value, str):
