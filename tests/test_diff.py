@@ -8,33 +8,20 @@ both produce identical edits and identical errors.
 from __future__ import annotations
 
 import copy
-import os
 import random
 import struct
 from types import ModuleType
 from typing import Any
 
 import pytest
+from engines import implementations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from desiru._pure import diff as pure
 from desiru.errors import CorruptDataError, DesiruError, SerializationError, UnknownModuleError
 
-
-def _implementations() -> list[ModuleType]:
-    impls: list[ModuleType] = [pure]
-    if os.environ.get("DESIRU_PURE_PYTHON", "") in ("", "0"):
-        try:
-            from desiru import _native
-        except ImportError:
-            return impls
-        if hasattr(_native, "diff_states"):
-            impls.append(_native)
-    return impls
-
-
-IMPLS = _implementations()
+IMPLS = implementations(pure, "diff_states")
 impl_param = pytest.mark.parametrize("impl", IMPLS, ids=[m.__name__.rsplit(".", 1)[-1] for m in IMPLS])
 both_needed = pytest.mark.skipif(
     len(IMPLS) < 2, reason="needs both engines (the Rust extension built, DESIRU_PURE_PYTHON unset)"

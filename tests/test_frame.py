@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import mmap
-import os
 import random
 import struct
 from pathlib import Path
@@ -17,6 +16,7 @@ from types import ModuleType
 
 import pytest
 import xxhash
+from engines import implementations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,19 +28,7 @@ SALT = 0xA5A5_0000_DEAD_BEEF
 HEADER_LEN = 24
 
 
-def _implementations() -> list[ModuleType]:
-    impls: list[ModuleType] = [pure]
-    if os.environ.get("DESIRU_PURE_PYTHON", "") in ("", "0"):
-        try:
-            from desiru import _native
-        except ImportError:
-            return impls
-        if hasattr(_native, "frame_scan"):
-            impls.append(_native)
-    return impls
-
-
-IMPLS = _implementations()
+IMPLS = implementations(pure, "frame_scan")
 impl_param = pytest.mark.parametrize("impl", IMPLS, ids=[m.__name__.rsplit(".", 1)[-1] for m in IMPLS])
 
 
