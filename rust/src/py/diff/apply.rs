@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList};
+use pyo3::PyTypeInfo;
 
 use super::tree::{copy_tree, exact_str, pyrepr, str_eq, str_repr, type_name};
 use crate::diff::is_permutation;
@@ -115,17 +116,7 @@ impl<'py> Applier<'py> {
         path: &str,
         key: &str,
     ) -> PyResult<Bound<'py, PyList>> {
-        match node
-            .get_item(key)?
-            .and_then(|v| v.downcast_exact::<PyList>().ok().cloned())
-        {
-            Some(v) => Ok(v),
-            _ => Err(self.fail(
-                n,
-                op,
-                &format!("the node at {} has no {key} list", str_repr(self.py, path)?),
-            )),
-        }
+        self.typed_field(n, op, node, path, key, "list")
     }
 
     fn dict_field(
@@ -136,15 +127,32 @@ impl<'py> Applier<'py> {
         path: &str,
         key: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
+        self.typed_field(n, op, node, path, key, "dict")
+    }
+
+    /// The value of `key` in `node` if it is exactly a `T` (a list or a dict), else an
+    /// error naming the edit and the node.
+    fn typed_field<T: PyTypeInfo>(
+        &self,
+        n: usize,
+        op: &str,
+        node: &Bound<'py, PyDict>,
+        path: &str,
+        key: &str,
+        what: &str,
+    ) -> PyResult<Bound<'py, T>> {
         match node
             .get_item(key)?
-            .and_then(|v| v.downcast_exact::<PyDict>().ok().cloned())
+            .and_then(|v| v.downcast_exact::<T>().ok().cloned())
         {
             Some(v) => Ok(v),
             _ => Err(self.fail(
                 n,
                 op,
-                &format!("the node at {} has no {key} dict", str_repr(self.py, path)?),
+                &format!(
+                    "the node at {} has no {key} {what}",
+                    str_repr(self.py, path)?
+                ),
             )),
         }
     }
