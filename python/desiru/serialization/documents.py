@@ -80,14 +80,11 @@ def deserialize_document(
     raw, layers = container.unseal(bytes(data), key=key, path=path)
     fmt = formats.detect(raw, path) if format is None or format.lower() == "auto" else formats.normalize_format(format)
     assert fmt is not None
-    early = envelope.peek_version(raw, fmt, path)
+    early, state_offset = envelope.scan_header(raw) if fmt == "msgpack" else (None, None)
     if early is not None:
         envelope.check_newer(early, path)
     tree = formats.decode(raw, fmt, path)
-    raw_state = None
-    if fmt == "msgpack" and verify:
-        offset = envelope.raw_state_offset(raw)
-        raw_state = memoryview(raw)[offset:] if offset is not None else None
+    raw_state = memoryview(raw)[state_offset:] if verify and state_offset is not None else None
     doc = envelope.open_tree(tree, path, verify=verify, raw_state=raw_state)
     doc.format, doc.compression, doc.encrypted, doc.path, doc.key_id = (
         fmt, layers.compression, layers.encrypted, path, layers.key_id)

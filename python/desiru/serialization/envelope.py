@@ -52,25 +52,6 @@ def build(
     return header
 
 
-def raw_state_offset(data: bytes | memoryview) -> int | None:
-    """Where the value of "state" starts in a msgpack document, read from the header alone.
-
-    A desiru writer puts "state" last and encodes it canonically, so ``data[offset:]`` are
-    exactly the bytes the checksum covers: verifying is then one XXH3 pass, not a re-encode.
-    """
-    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 16, strict_map_key=False)
-    unpacker.feed(bytes(data[: 1 << 16]))
-    try:
-        n = unpacker.read_map_header()
-        for _ in range(n):
-            if unpacker.unpack() == "state":
-                return int(unpacker.tell())
-            unpacker.skip()
-    except Exception:  # a header this short cut or odd simply takes the slow path
-        return None
-    return None
-
-
 @dataclass
 class Document:
     """A loaded document: its kind, state, and what the file said about itself."""
@@ -86,23 +67,35 @@ class Document:
     key_id: str | None = None
 
 
-def peek_version(data: bytes, fmt: str, path: str | None = None) -> Version | None:
-    """Read the format version of a msgpack document from its first entries only."""
-    if fmt != "msgpack":
-        return None
+def scan_header(data: bytes) -> tuple[Version | None, int | None]:
+    """One pass over a msgpack document's header entries: its format version, and where the
+    value of "state" starts (None for either when not found).
+
+    The version is read before anything else is decoded. A desiru writer puts "state" last
+    and encodes it canonically, so ``data[offset:]`` are exactly the bytes the checksum
+    covers: verifying is then one XXH3 pass, not a re-encode.
+    """
     unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 16, strict_map_key=False)
-    unpacker.feed(data[: 1 << 16])
+    unpacker.feed(bytes(data[: 1 << 16]))
+    version = None
     try:
-        n = unpacker.read_map_header()
-        for _ in range(min(n, 4)):
+        for _ in range(unpacker.read_map_header()):
             key = unpacker.unpack()
-            if key in ("format_version", "version"):
+            if key == "state":
+                return version, int(unpacker.tell())
+            if key in ("format_version", "version") and version is None:
                 value = unpacker.unpack()
-                return Version.parse(value) if isinstance(value, str) else None
-            unpacker.skip()
+                version = Version.parse(value) if isinstance(value, str) else None
+            else:
+                unpacker.skip()
     except Exception:  # the full decode reports malformed bytes with their offset
-        return None
-    return None
+        pass
+    return version, None
+
+
+def peek_version(data: bytes, fmt: str, path: str | None = None) -> Version | None:
+    """The format version of a msgpack document, read from its header entries only."""
+    return scan_header(data)[0] if fmt == "msgpack" else None
 
 
 def header_version(tree: Any, path: str | None) -> Version:
