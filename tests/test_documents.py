@@ -421,3 +421,11 @@ def test_program_save_accepts_a_live_dspy_module(tmp_path: Path) -> None:
     r = ds.Program.save(module, tmp_path / "dspy.json")
     loaded = ds.load(r.path)
     assert [n for n, _ in loaded.named_modules()]
+
+
+def test_damaged_yaml_text_is_corrupt_data_with_where(tmp_path: Path) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_bytes(b"format: desiru\nformat_version: 2.0.0\nkind: program\nx: \xff\xfe\n")
+    with pytest.raises(ds.CorruptDataError, match="UTF-8") as info:
+        ds.load(f)
+    assert info.value.offset == 54

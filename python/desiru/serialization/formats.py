@@ -76,6 +76,9 @@ def detect(data: bytes, path: str | None = None) -> str:
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
+        prefix = head[: exc.start]
+        if exc.start >= 16 and all(b >= 0x20 or b in b"\t\r\n" for b in prefix):
+            return "yaml"  # readable text with a bad byte further on: a damaged yaml file, said with its offset
         if exc.start < len(head) - 4:  # not just a character cut at the 4 KiB boundary
             raise FormatError(
                 "cannot tell the format: the bytes are neither json, yaml, msgpack, zstd, gzip nor a desiru "
@@ -263,7 +266,9 @@ def decode(data: bytes, fmt: str, path: str | None = None) -> Any:
                 hint="desiru reads plain yaml only; tags such as !!python/... are refused, never executed",
             ) from None
         except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
-            raise CorruptDataError(f"invalid yaml: {exc}", path=path) from None
+            offset = getattr(exc, "position", None)  # yaml's ReaderError says where the bad byte is
+            raise CorruptDataError(f"invalid yaml: {exc}", path=path, offset=offset,
+                                   hint="the file is damaged; restore it from a backup") from None
         except RecursionError:
             raise CorruptDataError("the yaml document is nested too deeply", path=path) from None
         _check_loaded(tree, path)
