@@ -14,6 +14,4 @@ def load(path: str | os.PathLike[str], key: bytes | str | None = None) -> Progra
     doc = load_document(path, key=key)
     if doc.kind == "module":
         return Module.from_state(doc.state, path=os.fspath(path), copy=False)
-    program = Program.from_state(doc.state, path=os.fspath(path), copy=False)
-    program._keep_header(doc.header)
-    return program
+    return Program.from_document(doc)

@@ -19,6 +19,7 @@ from desiru.state import copy_tree, require_mapping
 
 if TYPE_CHECKING:
     from desiru.serialization.documents import SaveResult
+    from desiru.serialization.envelope import Document
 
 P = TypeVar("P", bound="Program")
 _INTERNAL = frozenset({"_modules", "configuration", "metadata", "custom_data"})
@@ -55,7 +56,8 @@ class Program:
         children = self._children()
         if isinstance(value, (Module, Program)) and not name.startswith("_"):
             if value is self:
-                raise DesiruError("a program cannot contain itself")
+                raise DesiruError("a program cannot contain itself",
+                                  hint="assign a module or another program instance")
             reason = _bad_module_name(type(self), name)
             if reason:
                 raise DesiruError(f"cannot add a module named {name!r}: {reason}", hint="choose another name")
@@ -241,19 +243,23 @@ class Program:
         """Load a program file; on a subclass, build that subclass whatever the file names."""
         from desiru.serialization.documents import load_document
 
-        doc = load_document(path, key=key)
-        if doc.kind != "program":
-            raise DesiruError(f"this file holds a {doc.kind}, not a program", path=path,
-                              hint="load it with import_module() or desiru.load()")
-        program = cls.from_state(doc.state, path=os.fspath(path), copy=False)
-        program._keep_header(doc.header)
-        return program
+        return cls.from_document(load_document(path, key=key))
 
-    def _keep_header(self, header: Mapping[str, Any]) -> None:
-        """Keep the header fields of the file this program came from that this release does not write."""
+    @classmethod
+    def from_document(cls: type[P], doc: Document) -> P:
+        """The program a loaded document holds: ``cls``, or on ``Program`` the class it names.
+
+        The decoded state is adopted, not copied, and header fields this release does not
+        write (from a newer minor) are kept so that saving writes them back unchanged.
+        """
         from desiru.serialization.migrations import unknown_header_fields
 
-        self._unknown_header = unknown_header_fields(dict(header)) or None
+        if doc.kind != "program":
+            raise DesiruError(f"this {'file' if doc.path else 'document'} holds a {doc.kind}, not a program",
+                              path=doc.path, hint="load it with import_module() or desiru.load()")
+        program = cls.from_state(doc.state, path=doc.path, copy=False)
+        program._unknown_header = unknown_header_fields(dict(doc.header)) or None
+        return program
 
     def export_module(
         self,

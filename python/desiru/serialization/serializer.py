@@ -43,8 +43,4 @@ class Serializer:
     ) -> Program:
         """The program in ``data``: the registered class it names, or ``cls``."""
         doc = deserialize_document(data, key=self.key if key is None else key, format=format)
-        if doc.kind != "program":
-            raise DesiruError(f"these bytes hold a {doc.kind}, not a program")
-        program = (cls or Program).from_state(doc.state, copy=False)
-        program._keep_header(doc.header)
-        return program
+        return (cls or Program).from_document(doc)
