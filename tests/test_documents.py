@@ -429,3 +429,24 @@ def test_damaged_yaml_text_is_corrupt_data_with_where(tmp_path: Path) -> None:
     with pytest.raises(ds.CorruptDataError, match="UTF-8") as info:
         ds.load(f)
     assert info.value.offset == 54
+
+
+def test_malformed_envelopes_say_what_is_wrong(tmp_path: Path) -> None:
+    f = _good(tmp_path, "json")
+    doc = json.loads(f.read_text())
+    for change, message in (({"kind": "pipeline"}, "unknown document kind"), ({"state": [1]}, "has no state")):
+        f.write_text(json.dumps({**doc, **change}))
+        with pytest.raises(ds.CorruptDataError, match=message) as info:
+            ds.load(f)
+        assert info.value.hint and info.value.path == str(f)
+    p = ds.Program()
+    with pytest.raises(ds.DesiruError, match="cannot contain itself"):
+        p.me = p
+
+
+def test_serializer_refuses_a_module_document() -> None:
+    from desiru.serialization.documents import serialize_document
+
+    data, _, _ = serialize_document({"name": "m", **ds.Predict("a -> b").to_state()}, kind="module", format="json")
+    with pytest.raises(ds.DesiruError, match="holds a module, not a program"):
+        Serializer().deserialize(data)

@@ -142,10 +142,12 @@ def open_tree(
         raise FormatError("not a desiru document", path=path)
     kind = tree.get("kind")
     if kind not in KINDS:
-        raise CorruptDataError(f"unknown document kind {kind!r}", path=path)
+        raise CorruptDataError(f"unknown document kind {kind!r}", path=path,
+                               hint="desiru documents hold a 'program' or a 'module'; the file is damaged")
     state = tree.get("state")
     if not isinstance(state, dict):
-        raise CorruptDataError("the document has no state", path=path)
+        raise CorruptDataError("the document has no state", path=path,
+                               hint="the file is damaged or was not written by desiru; restore it from a backup")
     if verify:
         want = tree.get("checksum")
         if not isinstance(want, str) or not want.startswith(f"{CHECKSUM_ALGORITHM}:"):
