@@ -129,22 +129,21 @@ class ReplayMixin:
         compaction, not met damage: it looks again, and if the writer compacted again under
         it, it says so with a plain DesiruError (never CorruptDataError).
         """
-        before = self._listing()
-        try:
-            return fn()
-        except DesiruError as exc:
-            if not self._compacted_since(before):
-                raise
-            first_exc = exc
-        before = self._listing()
-        try:
-            return fn()
-        except DesiruError as exc:
-            if not self._compacted_since(before):
-                raise
-            raise DesiruError(f"the journal was compacted while this reader read it ({first_exc.message})",
-                              path=self._name, hint=f"read again; the oldest replayable seq is now "
-                              f"{self._first_replayable_or_unknown()}") from exc
+        first_exc: DesiruError | None = None
+        while True:
+            before = self._listing()
+            try:
+                return fn()
+            except DesiruError as exc:
+                if not self._compacted_since(before):
+                    raise
+                if first_exc is not None:
+                    raise DesiruError(
+                        f"the journal was compacted while this reader read it ({first_exc.message})",
+                        path=self._name,
+                        hint=f"read again; the oldest replayable seq is now {self._first_replayable_or_unknown()}",
+                    ) from exc
+                first_exc = exc
 
     def _first_replayable_or_unknown(self) -> int | str:
         try:
