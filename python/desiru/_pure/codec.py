@@ -260,32 +260,27 @@ def _plain(obj: Any, max_depth: int) -> bool:
     scalars = _SCALARS
     while stack:
         node, depth = stack.pop()
-        if type(node) is dict:
-            if depth > max_depth:
+        kind = type(node)
+        if kind is dict:
+            if any(type(key) is not str for key in node):
                 return False
-            for key, value in node.items():
-                if type(key) is not str:
-                    return False
-                t = type(value)
-                if t in scalars:
-                    continue
-                if t is dict or t is list:
-                    stack.append((value, depth + 1))
-                else:
-                    return False
-        elif type(node) is list:
-            if depth > max_depth:
-                return False
-            for value in node:
-                t = type(value)
-                if t in scalars:
-                    continue
-                if t is dict or t is list:
-                    stack.append((value, depth + 1))
-                else:
-                    return False
-        elif type(node) not in scalars:
+            children = node.values()
+        elif kind is list:
+            children = node
+        elif kind in scalars:
+            continue
+        else:
             return False
+        if depth > max_depth:
+            return False
+        for value in children:
+            t = type(value)
+            if t in scalars:
+                continue
+            if t is dict or t is list:
+                stack.append((value, depth + 1))
+            else:
+                return False
     return True
 
 
