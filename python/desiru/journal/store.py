@@ -11,7 +11,7 @@ suite in tests/journal_contract.py.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,19 @@ class JournalStore(abc.ABC):
     @abc.abstractmethod
     def append(self, records: Sequence[tuple[int, bytes]]) -> None:
         """Append ``(seq, payload)`` records after ``last_seq()``; visible to readers on return."""
+
+    def append_new(self, make: Callable[[int], Sequence[tuple[int, bytes]]]) -> Sequence[tuple[int, bytes]]:
+        """Append the records ``make(last)`` builds after the store's true last seq ``last``; returns them.
+
+        The seam for many writers: a store shared by several writers (processes, machines)
+        allocates the seqs itself, under its own lock or transaction, so ``make`` learns the
+        real last seq only here (records are sealed with their seq, so they are built after).
+        With ``make`` raising, nothing is appended. An exclusive writer needs no more than this.
+        """
+        records = make(self.last_seq())
+        if records:
+            self.append(records)
+        return records
 
     @abc.abstractmethod
     def sync(self) -> None:
