@@ -207,10 +207,15 @@ class CustomDataSet(Event):
 
 @dataclass(frozen=True, repr=False)
 class CheckpointTagged(Event):
-    """A named point in the history (``payload["tag"]``); changes nothing."""
+    """A named point in the history (``payload["tag"]``); changes nothing.
+
+    Schema 2 adds ``payload["target"]``: the commit the tag names when that is not the
+    event's own commit, and ``payload["moved_from"]`` when the tag pointed elsewhere before.
+    """
 
     type: ClassVar[str] = "CheckpointTagged"
     fields: ClassVar[tuple[str, ...]] = ("tag",)
+    schema_version: ClassVar[int] = 2
 
     @property
     def tag(self) -> str | None:
@@ -218,12 +223,38 @@ class CheckpointTagged(Event):
         return self.payload["tag"]
 
 
+@dataclass(frozen=True, repr=False)
+class Committed(Event):
+    """Opens a commit of a run: its parent commit's seq (0: none), its state's content hash, its writer.
+
+    The commit's other events are the diff against the parent's state, so a branch from
+    any earlier commit costs the size of its own change. A commit group without this event
+    (journals of release 0.1.0, events appended by hand on a line) has the commit before it
+    as its parent.
+    """
+
+    type: ClassVar[str] = "Committed"
+    fields: ClassVar[tuple[str, ...]] = ("parent", "hash", "writer")
+
+
+@dataclass(frozen=True, repr=False)
+class ResultsRecorded(Event):
+    """Results of a commit (score, metrics, params), beside its state and never inside it.
+
+    ``payload["commit"]`` is the commit's seq (absent: the commit this event closes).
+    Several records for one commit merge, later values winning.
+    """
+
+    type: ClassVar[str] = "ResultsRecorded"
+    fields: ClassVar[tuple[str, ...]] = ("score", "metrics", "params")
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         ProgramCreated, ModuleAdded, ModuleImported, ModuleRemoved, SignatureSet, DemoAdded, DemoRemoved,
         DemosReordered, ParameterSet, ParameterUnset, MetadataSet, ConfigurationSet, CustomDataSet,
-        CheckpointTagged,
+        CheckpointTagged, Committed, ResultsRecorded,
     )
 }
 #: edit op -> the event type diff output becomes (ModuleImported is never produced by a diff)
@@ -269,6 +300,7 @@ def event_from_record(record: Mapping[str, Any], *, path: str | None = None) -> 
 __all__ = [
     "EVENT_TYPES",
     "CheckpointTagged",
+    "Committed",
     "ConfigurationSet",
     "CustomDataSet",
     "DemoAdded",
@@ -282,6 +314,7 @@ __all__ = [
     "ParameterSet",
     "ParameterUnset",
     "ProgramCreated",
+    "ResultsRecorded",
     "SignatureSet",
     "event_from_edit",
     "event_from_record",

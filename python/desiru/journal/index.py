@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from desiru import _engine
 from desiru.errors import CorruptDataError, DesiruError
@@ -27,6 +27,17 @@ if TYPE_CHECKING:
 #: a plain record starts with the msgpack header of an 8-array, then its type as a str
 _ARRAY8 = b"\x98"
 _TAG_PREFIX = _ARRAY8 + _engine.packb(CheckpointTagged.type)
+
+@dataclass(frozen=True)
+class TagMove:
+    """One event of a tag's history: the tag, the commit it names from then on, where it pointed before."""
+
+    tag: str
+    seq: int
+    event_seq: int
+    timestamp: float
+    moved_from: int | None = None
+
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -47,6 +58,7 @@ class TagIndex:
     _head: int
     _tags: dict[str, int] | None
     _checkpoints: list[Checkpoint] | None
+    _tag_history: list[TagMove]
     _dropped_tags: dict[str, int]
     _index_upto: int
     #: store.first_seq() when the index was last brought up to date (compaction moves it)
@@ -68,7 +80,11 @@ class TagIndex:
             payload, seq, ts = ev.payload, ev.seq, ev.timestamp
             tag = payload.get("tag")
             if isinstance(tag, str):
-                self._tags[tag] = seq
+                target = payload.get("target")
+                target = target if type(target) is int else seq
+                moved = payload.get("moved_from")
+                self._tags[tag] = target
+                self._tag_history.append(TagMove(tag, target, seq, ts, moved if type(moved) is int else None))
             version = payload.get("checkpoint")
             if isinstance(version, int):
                 self._checkpoints.append(Checkpoint(version, tag if isinstance(tag, str) else None, seq, ts))
@@ -102,7 +118,7 @@ class TagIndex:
         else:
             old = {}
         if self._tags is None:
-            self._tags, self._checkpoints, self._dropped_tags = {}, [], {}
+            self._tags, self._checkpoints, self._dropped_tags, self._tag_history = {}, [], {}, []
             self._index_upto = max(start - 1, 0)
             # the newest snapshot holds every tag up to its seq: scan the log only after it
             for base in reversed([s for s in self._store.snapshot_seqs() if start - 1 <= s <= head]):
@@ -132,8 +148,9 @@ class TagIndex:
         for tag, seq in old.items():
             if tag not in self._tags:
                 self._dropped_tags.setdefault(tag, seq)
+        kept = set(self._store.snapshot_seqs()) if floor > 1 else set()
         for tag, seq in list(self._tags.items()):
-            if seq < floor:
+            if seq < floor and seq not in kept:  # a compaction keeps a tagged commit's own snapshot
                 self._dropped_tags[tag] = self._tags.pop(tag)
         self._checkpoints = [c for c in self._checkpoints if c.seq >= floor]
 
@@ -162,11 +179,16 @@ class TagIndex:
                     found.append(codec.event_of(rec))
         self._index(found)
 
-    def tags(self) -> dict[str, int]:
-        """{tag: seq of its CheckpointTagged event} for every tag that can be replayed."""
+    def tags(self, history: bool = False) -> Any:
+        """{tag: seq of the commit it names} for every tag that can be replayed.
+
+        ``history=True``: every tagging and move still in the log, oldest first, as TagMove.
+        """
         self._check_open()
         self._load_index()
         assert self._tags is not None
+        if history:
+            return list(self._tag_history)
         return dict(self._tags)
 
     def checkpoints(self) -> list[Checkpoint]:
@@ -177,4 +199,4 @@ class TagIndex:
         return list(self._checkpoints)
 
 
-__all__ = ["Checkpoint", "TagIndex"]
+__all__ = ["Checkpoint", "TagIndex", "TagMove"]

@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,12 +29,15 @@ from desiru.journal.codec import (
 from desiru.journal.durability import SyncPolicy
 from desiru.journal.events import (
     CheckpointTagged,
+    Committed,
     Event,
+    ResultsRecorded,
     event_from_edit,
 )
 from desiru.journal.file_store import FileStore
 from desiru.journal.index import Checkpoint, TagIndex
 from desiru.journal.replay import ReplayMixin, VerifyReport
+from desiru.journal.runs import Node, RunIndex, Trial, results_payload
 from desiru.journal.state_builder import StateBuilder
 from desiru.journal.store import CutReport, JournalStore
 from desiru.journal.warning import JournalWarning
@@ -75,12 +80,25 @@ def _split_large(edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+#: node states kept in memory (sharing structure) so a commit from a recent parent replays nothing
+STATE_CACHE = 64
+#: default bound on the events a replay applies after its nearest snapshot (see snapshot_every)
+DEFAULT_SNAPSHOT_EVERY = 20_000
+
+
 @dataclass(frozen=True)
 class CommitResult:
-    """What a commit appended: the journal's head seq after it, and the events (empty: no change)."""
+    """What a commit appended: its seq, the events (empty: no change), its parent and state hash.
+
+    ``seq`` is the commit's seq (the last event it appended; with no change, the commit it
+    resolved to). ``parent`` is the commit it was diffed against (None: the first);
+    ``content_hash`` the xxh3-128 hex of its whole state.
+    """
 
     seq: int
     events: tuple[Event, ...] = ()
+    parent: int | None = None
+    content_hash: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -120,8 +138,16 @@ def _unshare(root: dict[str, Any], paths: Any, private: dict[int, Any]) -> dict[
     return new_root
 
 
-class Journal(ReplayMixin, TagIndex):
-    """An append-only log of typed events for one program (see docs/journal.md)."""
+def _writer_name() -> str:
+    """Who is writing, for trials: host, process and a random part (two writers in one process differ)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+
+
+class Journal(ReplayMixin, TagIndex, RunIndex):
+    """An append-only log of typed events: a run of commits, each derived from a parent (docs/journal.md).
+
+    Every public method takes the journal's lock, so one Journal may be shared by threads.
+    """
 
     def __init__(
         self,
@@ -139,19 +165,29 @@ class Journal(ReplayMixin, TagIndex):
         self.fsync = check_fsync_mode(fsync)
         if snapshot_every is not None and snapshot_every < 1:
             raise DesiruError(f"snapshot_every must be >= 1, got {snapshot_every}")
-        self.snapshot_every = snapshot_every
+        #: the most events a replay applies after its nearest snapshot (a snapshot is written along
+        #: any line that would need more)
+        self.snapshot_every = DEFAULT_SNAPSHOT_EVERY if snapshot_every is None else snapshot_every
         self._mutex = threading.RLock()
         self._closed = False
         self._head_state: dict[str, Any] | None = None
         self._tags: dict[str, int] | None = None
         self._checkpoints: list[Checkpoint] | None = None
         self._dropped_tags: dict[str, int] = {}
+        self._tag_history: list = []
         self._index_upto = 0
         self._index_first = 0
         self._readable_snapshots: set[int] = set()
         self._builder = StateBuilder()
         # ids of the head state's nodes only the journal holds (see _unshare), with the nodes
         self._private: dict[int, Any] = {}
+        self._reset_runs()
+        #: the commit this writer's next commit(parent=None) derives from (None: the newest commit)
+        self._line_head: int | None = None
+        self._states: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        #: per commit: events to apply from its nearest snapshot (the replay cost the policy bounds)
+        self._depth: dict[int, int] = {}
+        self.writer = _writer_name()
         if not store.exists():
             if not create or readonly:
                 raise DesiruError("no journal here", path=self._name,
@@ -347,49 +383,221 @@ class Journal(ReplayMixin, TagIndex):
         self._head_ts = ts
         return ts
 
+    def _line(self) -> int:
+        """The commit this writer's next commit(parent=None) derives from (0: none yet)."""
+        if self._line_head is None:
+            self._runs()
+            self._line_head = self._node_seqs[-1] if self._node_seqs else 0
+        return self._line_head
+
     def _ensure_head_state(self) -> dict[str, Any] | None:
-        if self._head_state is None and self._head > 0:
-            self._head_state = self.replay_state(self._head, _copy=False)
+        """The state of this writer's line head (owned by the journal: ``_private`` says which nodes)."""
+        line = self._line()
+        if self._head_state is None and line > 0:
+            self._head_state = self._state_of(line)
+            self._private = {}
         return self._head_state
 
-    # -- writing ---------------------------------------------------------------------------------------
-    def commit(self, program: Program, tag: str | None = None) -> CommitResult:
-        """Append the events that turn the head into ``program`` (none when nothing changed).
+    def _cache_state(self, seq: int, state: dict[str, Any]) -> None:
+        """Keep a commit's state (shared structure, never changed in place) for commits derived from it."""
+        self._states[seq] = state
+        self._states.move_to_end(seq)
+        while len(self._states) > STATE_CACHE:
+            self._states.popitem(last=False)
 
-        With ``tag`` a CheckpointTagged event follows, even when nothing else changed.
+    def _state_of(self, seq: int) -> dict[str, Any]:
+        """The state of commit ``seq``, read only: from memory, a cached ancestor plus its events, or a replay."""
+        if seq == self._line_head and self._head_state is not None:
+            return self._head_state
+        cached = self._states.get(seq)
+        if cached is not None:
+            self._states.move_to_end(seq)
+            return cached
+        nodes = self._runs()
+        chain = []
+        s = seq
+        base: dict[str, Any] | None = None
+        while s and len(chain) < 64:
+            if s == self._line_head and self._head_state is not None:
+                base = self._head_state
+                break
+            if s in self._states:
+                base = self._states[s]
+                break
+            chain.append(s)
+            node = nodes.get(s)
+            if node is None or node.dropped or node.first < self._store.first_seq():
+                break
+            s = node.parent
+        if base is None:
+            state = self.replay_state(seq, _copy=True)
+        else:
+            state = base
+            for s in reversed(chain):
+                state = self._apply_node(state, nodes[s])
+        self._cache_state(seq, state)
+        return state
+
+    def _apply_node(self, state: dict[str, Any], node: Node) -> dict[str, Any]:
+        """``state`` (left unchanged) with the edits of one commit applied, sharing what they do not touch."""
+        edits = []
+        for arrays in self._arrays(node.first, node.last + 1):
+            edits.extend(self._edits(arrays))
+        if not edits:
+            return state
+        if any(e["op"] == "program_created" for e in edits):
+            new: dict[str, Any] = {}
+        else:
+            new = _unshare(state, {e["path"] for e in edits}, {})
+        return _engine.apply_edits(new, edits)
+
+    # -- writing ---------------------------------------------------------------------------------------
+    def commit(self, program: Program, tag: str | None = None, *, parent: Any = None, score: Any = None,
+               metrics: Mapping[str, float] | None = None, params: Mapping[str, Any] | None = None
+               ) -> CommitResult:
+        """Append ``program`` as a commit derived from ``parent`` (default: this writer's last commit).
+
+        Its events are the diff against the parent's state. ``score``, ``metrics`` and ``params``
+        are stored beside the state as a ResultsRecorded event (never inside the program). With
+        ``tag`` a CheckpointTagged event follows; a tag that names another commit is not moved
+        (use ``tag(name, point, move=True)``). Nothing changed, no tag and no results: nothing is
+        written and the parent's seq comes back.
         """
+        return self._commit_state(self._state_of_candidate(program), tag, parent=parent,
+                                  results=results_payload(score, metrics, params))
+
+    def _state_of_candidate(self, program: Any) -> dict[str, Any]:
         if not isinstance(program, Program):  # a live dspy module, through the adapter (dspy is optional)
             from desiru.interop.dspy import as_program
 
             program = as_program(program)
-        return self._commit_state(self._builder.build(program), tag)
+        return self._builder.build(program)
 
-    def _commit_state(self, new_state: dict[str, Any], tag: str | None,
-                      extra: Mapping[str, Any] | None = None, force_tag: bool = False) -> CommitResult:
+    def _check_tag(self, tag: Any) -> None:
         if tag is not None and not isinstance(tag, str):
             raise DesiruError(f"a tag is a str, got {type(tag).__name__}")
         if tag == "":
             raise DesiruError("a tag must not be empty", hint="pass a name such as tag='epoch-3', or tag=None")
+
+    def _commit_state(self, new_state: dict[str, Any], tag: str | None,
+                      extra: Mapping[str, Any] | None = None, force_tag: bool = False, *,
+                      parent: Any = None, results: dict[str, Any] | None = None) -> CommitResult:
+        self._check_tag(tag)
         with self._mutex:
             self._check_writable()
-            old = self._ensure_head_state()
+            line = self._line()
+            base = line if parent is None else self._point(parent, "parent")
+            old = self._ensure_head_state() if base == line else self._state_of(base)
             edits = _split_large(_engine.diff_states(old, new_state))
+            digest = _engine.content_hash(new_state)
+            if tag is not None:
+                self._check_tag_free(tag, None)
+            if not edits and tag is None and not force_tag and results is None:
+                self._switch_line(base)
+                return CommitResult(base, (), self._runs()[base].parent or None if base else None,
+                                    digest.hex() if base else None)
             ts = self._now()
-            seq = self._head
-            events: list[Event] = []
+            seq = self._head + 1
+            events: list[Event] = [Committed(payload={"parent": base, "hash": digest, "writer": self.writer},
+                                             seq=seq, timestamp=ts)]
             for edit in edits:
                 seq += 1
                 events.append(event_from_edit(edit, seq, ts))
+            if results is not None:
+                seq += 1
+                events.append(ResultsRecorded(payload=results, seq=seq, timestamp=ts))
             if tag is not None or force_tag:
                 seq += 1
                 events.append(CheckpointTagged(path="", payload={"tag": tag, **(extra or {})}, seq=seq,
                                                timestamp=ts))
-            if not events:
-                return CommitResult(self._head, ())
             self._write(events)
-            self._head_state, self._private = new_state, {}
+            if base != line and self._head_state is not None:
+                self._cache_state(line, self._head_state)
+            self._line_head, self._head_state, self._private = seq, new_state, {}
+            nodes = self._runs()
+            self._depth[seq] = self._depth_of(base, nodes) + len(events)
             self._maybe_snapshot()
-            return CommitResult(self._head, tuple(events))
+            return CommitResult(seq, tuple(events), base or None, digest.hex())
+
+    def _depth_of(self, seq: int, nodes: dict[int, Node]) -> int:
+        """Events a replay of commit ``seq`` applies after its nearest snapshot (estimated when unknown)."""
+        if seq == 0 or seq in self._snapshot_set():
+            return 0
+        known = self._depth.get(seq)
+        if known is not None:
+            return known
+        # not computed in this session: walk to the nearest snapshot (bounded walk, then assume the worst)
+        total, s, steps = 0, seq, 0
+        snaps = self._snapshot_set()
+        while s and s not in snaps and steps < 1024:
+            node = nodes.get(s)
+            if node is None:
+                break
+            total += node.last - node.first + 1
+            s = node.parent
+            steps += 1
+        if s and s not in snaps:
+            total = max(total, self.snapshot_every)
+        self._depth[seq] = total
+        return total
+
+    def _snapshot_set(self) -> set[int]:
+        return set(self._store.snapshot_seqs())
+
+    def _switch_line(self, seq: int) -> None:
+        """Make commit ``seq`` this writer's line head (its state becomes the head state)."""
+        if seq == self._line_head:
+            return
+        if self._line_head and self._head_state is not None:
+            self._cache_state(self._line_head, self._head_state)
+        self._head_state = self._state_of(seq) if seq else None
+        self._line_head, self._private = seq, {}
+
+    def record(self, point: Any, *, score: Any = None, metrics: Mapping[str, float] | None = None,
+               params: Mapping[str, Any] | None = None) -> int:
+        """Attach results to a commit made earlier (a seq, tag, CommitResult or Trial); returns its seq.
+
+        Several records for one commit merge, later values winning key by key.
+        """
+        results = results_payload(score, metrics, params)
+        with self._mutex:
+            self._check_writable()
+            target = self._point(point, "point")
+            if results is None:
+                raise DesiruError("record() needs score=, metrics= or params=", path=self._name)
+            self._write([ResultsRecorded(payload={"commit": target, **results}, seq=self._head + 1,
+                                         timestamp=self._now())])
+            return target
+
+    def _check_tag_free(self, name: str, target: int | None, move: bool = False) -> int | None:
+        """Where tag ``name`` points now (None: free); DesiruError when it would move without ``move``."""
+        now = self.tags().get(name)
+        if now is not None and now != target and not move:
+            raise DesiruError(f"tag {name!r} already points at seq {now}", path=self._name, seq=now,
+                              hint=f"move it with journal.tag({name!r}, point, move=True), or pick another name")
+        return now
+
+    def tag(self, name: str, point: Any = None, *, move: bool = False) -> int:
+        """Tag any commit (default: this writer's last); moving an existing tag needs ``move=True``.
+
+        Every tag and every move is an event: ``tags(history=True)`` lists them. Returns the seq tagged.
+        """
+        self._check_tag(name)
+        if name is None:
+            raise DesiruError("tag() needs a name")
+        with self._mutex:
+            self._check_writable()
+            target = self._line() if point is None else self._point(point, "point")
+            if target == 0:
+                raise DesiruError("nothing to tag: the journal holds no commit", path=self._name)
+            now = self._check_tag_free(name, target, move)
+            if now == target:
+                return target
+            payload: dict[str, Any] = {"tag": name, "target": target}
+            if now is not None:
+                payload["moved_from"] = now
+            self._write([CheckpointTagged(payload=payload, seq=self._head + 1, timestamp=self._now())])
+            return target
 
     def append(self, event: Event) -> Event:
         """Append one event built by hand; it must apply to the head. Returns the stored event."""
@@ -398,8 +606,8 @@ class Journal(ReplayMixin, TagIndex):
     def append_many(self, events: Any) -> list[Event]:
         """Append events built by hand as one atomic group (all or none survive a crash).
 
-        They must apply to the head in order; if one does not, nothing is written. Returns
-        the stored events (with their seq and timestamp).
+        They must apply to this writer's line head in order; if one does not, nothing is
+        written. Returns the stored events (with their seq and timestamp).
         """
         events = list(events)
         for ev in events:
@@ -409,10 +617,17 @@ class Journal(ReplayMixin, TagIndex):
             return []
         with self._mutex:
             self._check_writable()
+            line = self._line()
             ts = self._now()
             seq = self._head
             stored: list[Event] = []
             edits = []
+            # on a branch (this writer's line is not the newest commit) the group must say its parent
+            branch = bool(line) and bool(self._node_seqs) and self._node_seqs[-1] != line
+            if branch and any(ev.op is not None for ev in events) and not isinstance(events[0], Committed):
+                seq += 1
+                stored.append(Committed(payload={"parent": line, "hash": b"", "writer": self.writer}, seq=seq,
+                                        timestamp=ts))
             for ev in events:
                 seq += 1
                 new = ev._stamped(seq, ts)
@@ -437,9 +652,12 @@ class Journal(ReplayMixin, TagIndex):
                     self._head_state, self._private = None, {}
                     raise
             self._write(stored)
-            self._head_state = state
+            if edits:
+                self._head_state = state
+                self._line_head = seq
+                self._depth[seq] = self._depth_of(line, self._runs()) + len(stored)
             self._maybe_snapshot()
-            return stored
+            return stored[len(stored) - len(events):]  # the caller's events (not a Committed added above)
 
     def _write(self, events: list[Event]) -> None:
         first, last = events[0].seq, events[-1].seq
@@ -466,14 +684,16 @@ class Journal(ReplayMixin, TagIndex):
             raise
         if self._tags is not None:
             self._index(events)
+        self._index_appended([[ev.type, ev.schema_version, ev.seq, ev.timestamp, ev.path, dict(ev.payload),
+                               first, last] for ev in events])
 
     def _maybe_snapshot(self) -> None:
-        """The automatic snapshot of ``snapshot_every``; runs after a commit's events were appended.
-
-        The commit is already in the log then, so a failure to write the snapshot (e.g. a full
-        disk) is a warning, not an error: the next commit tries again.
+        """The automatic snapshot: when replaying this writer's line head would apply more than
+        ``snapshot_every`` events after its nearest snapshot. Runs after the commit was appended,
+        so a failure to write it (e.g. a full disk) is a warning, not an error.
         """
-        if self.snapshot_every is not None and self._head - self._last_snapshot >= self.snapshot_every:
+        line = self._line_head
+        if line and self._depth.get(line, 0) >= self.snapshot_every:
             self._snapshot(auto=True)
 
     def flush(self) -> None:
@@ -514,61 +734,119 @@ class Journal(ReplayMixin, TagIndex):
 
     # -- snapshots and compaction ---------------------------------------------------------------------
     def snapshot(self) -> int:
-        """Write the full state at the head (atomically); replays from here on start from it."""
+        """Write the whole state of this writer's last commit (atomically); replays through it start there.
+
+        Returns the seq of the snapshotted commit.
+        """
         return self._snapshot(auto=False)
+
+    def _snapshot_meta(self, seq: int, runs: list[list[Any]] | None = None) -> dict[str, Any]:
+        self._load_index()
+        assert self._tags is not None and self._checkpoints is not None
+        meta: dict[str, Any] = {
+            "timestamp": self._head_ts,
+            "format_version": str(CURRENT_VERSION),
+            "tags": {**self._dropped_tags, **self._tags},
+            "checkpoints": [[c.version, c.tag, c.seq, c.timestamp] for c in self._checkpoints if c.seq <= seq],
+        }
+        if runs is not None:
+            meta["runs"] = runs
+        return meta
+
+    def _put_snapshot(self, seq: int, state: dict[str, Any], meta: dict[str, Any]) -> None:
+        blob = self._codec.encode_snapshot(seq, meta, state)
+        self._sync.sync_now()  # the events up to the snapshot reach the disk before it does
+        self._store.put_snapshot(seq, blob)
 
     def _snapshot(self, *, auto: bool) -> int:
         with self._mutex:
             self._check_writable()
-            if self._head == 0:
-                raise DesiruError("nothing to snapshot: the journal is empty", path=self._name)
             state = self._ensure_head_state()
-            assert state is not None
-            self._load_index()
-            assert self._tags is not None and self._checkpoints is not None
-            meta = {
-                "timestamp": self._head_ts,
-                "format_version": str(CURRENT_VERSION),
-                "tags": {**self._dropped_tags, **self._tags},
-                "checkpoints": [[c.version, c.tag, c.seq, c.timestamp] for c in self._checkpoints],
-            }
-            blob = self._codec.encode_snapshot(self._head, meta, state)
-            self._sync.sync_now()  # the events up to the snapshot reach the disk before it does
+            seq = self._line_head or 0
+            if seq == 0 or state is None:
+                raise DesiruError("nothing to snapshot: the journal holds no commit", path=self._name)
             try:
-                self._store.put_snapshot(self._head, blob)
+                self._put_snapshot(seq, state, self._snapshot_meta(seq))
             except OSError as exc:  # atomic: no snapshot was written, the log is untouched
-                what = f"writing the snapshot at seq {self._head} failed: {exc.strerror or exc}"
+                what = f"writing the snapshot at seq {seq} failed: {exc.strerror or exc}"
                 if auto:
                     warnings.warn(f"{self._name}: {what}; the commit is in the log, and the snapshot will be "
                                   f"retried at the next commit", JournalWarning, stacklevel=5)
                     return self._last_snapshot
-                raise DesiruError(what, path=self._name, seq=self._head,
+                raise DesiruError(what, path=self._name, seq=seq,
                                   hint="free disk space (or fix the disk) and call snapshot() again; "
                                   "the journal itself is unharmed") from exc
-            self._last_snapshot = self._head
-            return self._head
+            self._last_snapshot = seq
+            self._depth[seq] = 0
+            return seq
 
-    def compact(self) -> int:
-        """Drop the log and snapshots before the newest snapshot; returns the bytes freed.
+    def compact(self, keep_best: int = 10) -> int:
+        """Drop the log before the newest snapshot; returns the bytes freed.
 
-        Every seq and tag at or after that snapshot replays the same. Deletion goes
-        oldest first, so a crash midway leaves a journal that opens and replays.
+        Every commit after that snapshot replays the same. Tagged commits, the lineage of the
+        ``keep_best`` best trials and this writer's last commit stay replayable (each gets a
+        snapshot of its own if it needs one); the trials table (scores, params, lineage) of
+        every commit survives. Deletion goes oldest first, so a crash midway leaves a journal
+        that opens and replays.
         """
+        if isinstance(keep_best, bool) or not isinstance(keep_best, int) or keep_best < 0:
+            raise DesiruError(f"keep_best must be an int >= 0, got {keep_best!r}")
         with self._mutex:
             self._check_writable()
             snaps = self._store.snapshot_seqs()
             if not snaps:
                 return 0
-            newest = snaps[-1]
+            floor = snaps[-1]
+            nodes = self._runs()
             self._load_index()
             assert self._tags is not None and self._checkpoints is not None
-            freed = self._store.drop_before(newest)
+            have = set(snaps)
+            first = self._store.first_seq()
+
+            def alive(s: int) -> bool:
+                node = nodes.get(s)
+                return node is not None and not node.dropped and (s in have or node.first >= first)
+
+            keep: set[int] = set()
+            for seq in self._tags.values():
+                node = self._group_node(seq)
+                keep.add(node.last if node is not None else seq)
+            for s in self._ranked(None, "max")[:keep_best]:
+                keep.update(self._chain(s))
+            if self._line_head:
+                keep.add(self._line_head)
+            # a commit after the floor must still reach a snapshot: the first ancestor at or
+            # before the floor on its way back needs one
+            for s in self._node_seqs:
+                if s <= floor:
+                    continue
+                p = nodes[s].parent
+                while p > floor:
+                    p = nodes[p].parent if p in nodes else 0
+                if p:
+                    keep.add(p)
+            need = sorted(s for s in keep if s < floor and s in nodes and alive(s))
+            for s in need:
+                if s not in have:
+                    self._put_snapshot(s, self._state_of(s), self._snapshot_meta(s))
+            kept = set(need) | {floor}
+            for s in self._node_seqs:
+                if s < floor and s not in kept:
+                    nodes[s].dropped = True
+            rows = [nodes[s].to_row() for s in self._node_seqs if s <= floor]
+            self._put_snapshot(floor, self._state_of(floor), self._snapshot_meta(floor, rows))
+            freed = self._store.drop_before(floor)
             for s in snaps[:-1]:
-                self._store.delete_snapshot(s)
+                if s not in kept:
+                    self._store.delete_snapshot(s)
+            self._runs_first = self._store.first_seq()
+            kept_now = set(self._store.snapshot_seqs())
             for tag, seq in list(self._tags.items()):
-                if seq < newest:
+                node = self._group_node(seq)
+                if seq < floor and (node is None or node.last not in kept_now):
                     self._dropped_tags[tag] = self._tags.pop(tag)
-            self._checkpoints = [c for c in self._checkpoints if c.seq >= newest]
+            self._checkpoints = [c for c in self._checkpoints if c.seq >= floor]
+            self._states = OrderedDict((s, st) for s, st in self._states.items() if s >= floor or s in kept_now)
             return freed
 
     # -- following -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ events after it record by record, in batches of edits: memory follows the state
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 import threading
 import warnings
@@ -76,11 +77,17 @@ class ReplayMixin:
     #: snapshot seqs whose file and meta were read whole once (first_replayable's cache)
     _readable_snapshots: set[int]
 
-    if TYPE_CHECKING:  # provided by Journal and TagIndex
+    _line_head: int | None
+    _states: Any
+    _node_seqs: list[int]
+
+    if TYPE_CHECKING:  # provided by Journal, TagIndex and RunIndex
         @property
         def head(self) -> int: ...
         def _check_open(self) -> None: ...
-        def tags(self) -> dict[str, int]: ...
+        def tags(self, history: bool = False) -> Any: ...
+        def _node_at(self, seq: int) -> Any: ...
+        def _runs(self) -> dict[int, Any]: ...
 
     def _arrays(self, start: int, stop: int) -> Iterator[list[list[Any]]]:
         """Decoded record arrays (codec.R_*) with start <= seq < stop, a chunk at a time, checked gapless."""
@@ -260,38 +267,77 @@ class ReplayMixin:
 
     def _replay_state(self, seq: int | None, tag: str | None, at: Any, _copy: bool) -> dict[str, Any]:
         target = self._target(seq, tag, at)
-        if target == self._head and self._head_state is not None:
-            return copy_tree(self._head_state) if _copy else self._head_state
         if target == 0:
             raise DesiruError("the journal holds no program at seq 0", path=self._name,
                               hint="commit a program first")
-        bases = [s for s in self._store.snapshot_seqs() if s <= target]
-        state: dict[str, Any] | None = None
-        base = 0
-        damaged: CorruptDataError | None = None
-        while bases:
-            base = bases.pop()
-            try:
-                state = self._codec.snapshot_state(base, self._store.get_snapshot(base))
-                self._readable_snapshots.add(base)
-                break
-            except CorruptDataError as exc:  # a damaged snapshot: fall back to an older base
-                damaged = damaged or exc
-                state, base = None, 0
+        node = self._node_at(target)
+        if node is None:
+            raise DesiruError(f"no program at seq {target}", path=self._name)
+        target = node.last
+        if target == self._line_head and self._head_state is not None:
+            return copy_tree(self._head_state) if _copy else self._head_state
+        cached = self._states.get(target)
+        if cached is not None:
+            return copy_tree(cached) if _copy else cached
+        return self._replay_node(target)
+
+    def _replay_node(self, target: int, skip_snapshot: int | None = None) -> dict[str, Any]:
+        """The state of commit ``target``: its nearest readable snapshot, then its lineage's events."""
+        nodes = self._runs()
         first = self._store.first_seq()
-        if damaged is not None and base < target and first > base + 1:
-            # the damaged snapshot was the only way to this seq: its events were compacted away
-            raise self._damaged_base(damaged, first)
+        snaps = set(self._store.snapshot_seqs())
+        chain: list[int] = []
+        state: dict[str, Any] | None = None
+        damaged: CorruptDataError | None = None
+        s = target
+        while s:
+            if s in snaps and s != skip_snapshot:
+                try:
+                    state = self._codec.snapshot_state(s, self._store.get_snapshot(s))
+                    self._readable_snapshots.add(s)
+                    break
+                except CorruptDataError as exc:  # a damaged snapshot: fall back to an older base
+                    damaged = damaged or exc
+            node = nodes.get(s)
+            if node is None:
+                raise CorruptDataError(f"commit {target} derives from seq {s}, which holds no commit",
+                                       path=self._name, seq=s, hint="run journal.verify()")
+            if node.dropped or node.first < first:
+                if damaged is not None:
+                    raise self._damaged_base(damaged, first)
+                what = f"seq {target} can no longer be replayed: " + (
+                    "its state was compacted away" if s == target else f"its ancestor {s} was compacted away")
+                raise DesiruError(what, path=self._name, seq=target,
+                                  hint=f"its results stay in trials(); the oldest replayable seq is "
+                                  f"{self.first_replayable()}")
+            chain.append(s)
+            s = node.parent
         if damaged is not None:
             warnings.warn(f"{self._name}: snapshot at seq {damaged.seq} is damaged ({damaged.message}); "
-                          f"replaying from an older point", JournalWarning, stacklevel=4)
-        if base < target and first > base + 1:
-            raise DesiruError(f"seq {target} can no longer be replayed: the events before seq {first} were "
-                              f"compacted away", path=self._name,
-                              hint=f"the oldest replayable seq is {self.first_replayable()}")
-        # decode and apply record by record, in batches of edits: only a batch of edits is ever
-        # alive, so memory follows the state and the garbage collector has little to scan
-        expect = base + 1
+                          f"replaying from an older point", JournalWarning, stacklevel=5)
+        # the lineage's groups, oldest first; neighbours in the log (a line) are read as one range
+        ranges: list[list[int]] = []
+        order = self._node_seqs
+        prev_idx = -2
+        for s in reversed(chain):
+            idx = bisect.bisect_left(order, s)
+            node = nodes[s]
+            if ranges and idx == prev_idx + 1:
+                ranges[-1][1] = node.last
+            else:
+                ranges.append([node.first, node.last])
+            prev_idx = idx
+        for start, stop in ranges:
+            state = self._apply_range(state, start, stop)
+        if state is None:
+            raise DesiruError(f"no program at seq {target}", path=self._name)
+        return state
+
+    def _apply_range(self, state: dict[str, Any] | None, start: int, stop: int) -> dict[str, Any] | None:
+        """``state`` with the edits of the records start..stop applied in place, record by record."""
+        # decode and apply in batches of edits: only a batch of edits is ever alive, so memory
+        # follows the state and the garbage collector has little to scan
+        expect = start
         batch: list[dict[str, Any]] = []
         ops = OP_OF_TYPE
         decode = self._codec.decode_array
@@ -300,7 +346,7 @@ class ReplayMixin:
         inline = self._codec.key is None
         unpack = _engine.unpackb
         schemas = CURRENT_SCHEMA
-        for chunk in self._store.read_chunks(base + 1, target + 1):
+        for chunk in self._store.read_chunks(start, stop + 1):
             if chunk[0][0] != expect or chunk[-1][0] != expect + len(chunk) - 1:
                 raise CorruptDataError(f"the log skips from seq {expect - 1} to {chunk[0][0]}", path=self._name,
                                        seq=expect, hint="run journal.verify()")
@@ -335,14 +381,12 @@ class ReplayMixin:
                 if len(batch) >= REPLAY_BATCH:
                     _engine.apply_edits(state, batch)
                     batch = []
-        if expect != target + 1:
-            raise CorruptDataError(f"the log ends at seq {expect - 1}, before seq {target}", path=self._name,
+        if expect != stop + 1:
+            raise CorruptDataError(f"the log ends at seq {expect - 1}, before seq {stop}", path=self._name,
                                    seq=expect)
         if batch:
             assert state is not None
             _engine.apply_edits(state, batch)
-        if state is None:
-            raise DesiruError(f"no program at seq {target}", path=self._name)
         return state
 
     def replay(self, seq: int | None = None, tag: str | None = None, at: Any = None, *,
@@ -395,21 +439,8 @@ class ReplayMixin:
             return VerifyReport(self._head, count, len(snaps), tuple(faults))
 
     def _replay_without(self, target: int, skip_snapshot: int) -> dict[str, Any]:
-        """Replay to ``target`` using only snapshots older than ``skip_snapshot`` (for verify)."""
-        older = [s for s in self._store.snapshot_seqs() if s < skip_snapshot]
-        state: dict[str, Any] | None = None
-        base = 0
-        if older:
-            base = older[-1]
-            state = self._codec.snapshot_state(base, self._store.get_snapshot(base))
-        batch = []
-        for arrays in self._arrays(base + 1, target + 1):
-            batch.extend(self._edits(arrays))
-        if batch and state is None:
-            state = {}
-        if state is None:
-            raise CorruptDataError("no program to compare the snapshot with", seq=target)
-        return _engine.apply_edits(state, batch)
+        """Replay commit ``target`` without the snapshot at ``skip_snapshot`` (for verify)."""
+        return self._replay_node(target, skip_snapshot=skip_snapshot)
 
 
 __all__ = ["REPLAY_BATCH", "ReplayMixin", "VerifyReport"]

@@ -260,3 +260,12 @@ def upcast_event(record: Tree, *, target: int | None = None) -> Tree:
 
 # the built-in steps: the original Ruby design's 1.0.0 layout -> 1.1.0 -> 2.0.0
 from desiru.serialization import legacy as _legacy  # noqa: E402, F401
+
+
+@register_upcaster("CheckpointTagged", 1)
+def _tag_names_its_own_commit(record: Tree) -> Tree:
+    """Schema 1 -> 2: a tag of release 0.1.0 names its own seq; schema 2 may name another commit.
+
+    Nothing to change: a schema-2 tag without ``target`` also names its own commit.
+    """
+    return record
