@@ -239,7 +239,7 @@ class StoreContract:
                 if i == 3:
                     j.snapshot()
             before = {t: j.replay_state(tag=t) for t in ("t3", "t4", "t5")}
-            j.compact()
+            j.compact(keep_tags=False)
             for t in ("t3", "t4", "t5"):
                 assert j.replay_state(tag=t) == before[t] == states[t]
             assert "t0" not in j.tags()

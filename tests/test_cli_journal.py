@@ -230,25 +230,30 @@ def test_snapshot_and_compact(journal: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0 and "snapshot at seq 6" in result.stdout
     with ds.Journal.open(journal) as j:
         j.commit(sample_program())
-    before = sorted(p.name for p in journal.rglob("*"))
-    refused = run("compact", journal, "--snapshot")
-    assert_error(refused, "would drop the tags", "baseline@", "best@", "--force")
-    assert sorted(p.name for p in journal.rglob("*")) == before  # nothing written, not even the snapshot
+    tagged = {}
     with ds.Journal.open(journal, readonly=True) as j:
-        assert set(j.tags()) == {"baseline", "best"}
-    result = run("compact", journal, "--snapshot", "--force")
+        tagged = {name: j.replay(tag=name) for name in j.tags()}
+    assert set(tagged) == {"baseline", "best"}
+    result = run("compact", journal, "--snapshot")  # tagged commits keep a snapshot of their own
     assert result.exit_code == 0, result.stderr
     assert "freed" in result.stdout
     with ds.Journal.open(journal, readonly=True) as j:
         assert j.replay() == sample_program()
-        assert j.tags() == {}
+        assert {name: j.replay(tag=name) for name in j.tags()} == tagged
     assert run("verify", journal).exit_code == 0
-    again = run("compact", journal, "--snapshot")  # nothing left to drop, and no tag before the cut
+    result = run("compact", journal, "--snapshot", "--force")  # --force lets the tagged commits go
+    assert result.exit_code == 0, result.stderr
+    with ds.Journal.open(journal, readonly=True) as j:
+        assert j.replay() == sample_program()
+        assert j.tags() == {}
+        assert len(j.trials()) >= 3  # the trials table survives every compaction
+    assert run("verify", journal).exit_code == 0
+    again = run("compact", journal, "--snapshot")  # nothing left to drop
     assert again.exit_code == 0, again.stderr
     assert "already compacted" in again.stdout and "pass --snapshot" not in again.stdout
 
 
-def test_compact_keeps_going_when_every_tag_is_after_the_cut(journal: Path) -> None:
+def test_compact_keeps_tagged_commits_unless_forced(journal: Path) -> None:
     with ds.Journal.open(journal) as j:
         j.snapshot()
         j.commit(sample_program(), tag="after")
@@ -259,8 +264,11 @@ def test_compact_keeps_going_when_every_tag_is_after_the_cut(journal: Path) -> N
     with ds.Journal.open(journal) as j:
         j.commit(changed)
         j.snapshot()
-    result = run("compact", journal)  # "after" is before the new snapshot: refused again
-    assert_error(result, "would drop the tag after@")
+    result = run("compact", journal)  # "after" is before the new snapshot: kept, with its own snapshot
+    assert result.exit_code == 0, result.stderr
+    with ds.Journal.open(journal, readonly=True) as j:
+        assert j.tags() == {"after": j.tags()["after"]}
+        assert j.replay(tag="after") == sample_program()
 
 
 # -- verify / repair ------------------------------------------------------------------------------

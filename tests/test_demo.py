@@ -39,12 +39,19 @@ def test_run_demo_end_to_end(tmp_path: Path) -> None:
     with ds.Journal.open(report.journal, readonly=True) as j:
         assert j.head == report.events
         tags = j.tags()
-        assert tags["baseline"] == 2 and tags["best"] == report.best_seq
+        assert tags["best"] == report.best_seq
         program = j.replay(tag="best")
         assert isinstance(program, demo.ResearchQA)
-        assert program.metadata == {"trial": report.best_trial, "score": round(report.best_score, 4)}
+        assert program.metadata == {}  # scores and choices live beside the program, never in it
         baseline = j.replay(tag="baseline")
-        assert baseline == demo.ResearchQA() or baseline.metadata == {"trial": 0}
+        assert baseline == demo.ResearchQA()
+        # every trial is in the trials table, with its score, its choices and the best as parent
+        trials = j.trials()
+        assert len(trials) == 31 and trials[0].tags == ("baseline",) and trials[0].parent is None
+        assert [t.params["trial"] for t in trials] == list(range(31))
+        assert [t.score for t in trials[1:]] == [t.score for t in seen]
+        assert j.best().seq == report.best_seq and j.best().score == report.best_score
+        assert [t.seq for t in j.lineage("best")][0] == trials[0].seq
     # the files: json and msgpack+zstd, both load back to the replayed program
     assert report.files["json"] == tmp_path / "best.json"
     assert report.files["msgpack+zstd"] == tmp_path / "best.msgpack.zst"

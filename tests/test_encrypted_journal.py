@@ -232,7 +232,7 @@ def _exercise(path: Path, key: object) -> None:
         for i, p in enumerate(progs[:8]):
             j.commit(p, tag=f"tag-{MARKER}-{i}" if i % 3 == 0 else None)
         j.snapshot()
-        j.compact()
+        j.compact(keep_tags=False)
         for i, p in enumerate(progs[8:], start=8):
             j.commit(p, tag=f"late-{MARKER}" if i == 9 else None)
         j.snapshot()

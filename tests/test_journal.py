@@ -135,9 +135,15 @@ def test_a_tag_on_an_unchanged_program_is_recorded_and_can_move(tmp_path: Path) 
         r = j.commit(p, tag="best")
         assert [type(e) for e in r.events] == [CheckpointTagged] and r.events[0].tag == "best"
         p.metadata["run"] = "r2"
-        j.commit(p, tag="best")
-        assert j.tags() == {"best": 4}
+        # a commit whose tag would move it is refused whole, naming where the tag points now
+        with pytest.raises(ds.DesiruError, match=r"tag 'best' already points at seq 2.*move=True"):
+            j.commit(p, tag="best")
+        assert j.head == 2
+        r = j.commit(p)
+        j.tag("best", r, move=True)
+        assert j.tags() == {"best": 3}
         assert j.replay(tag="best").metadata["run"] == "r2"
+        assert [(m.tag, m.seq, m.moved_from) for m in j.tags(history=True)] == [("best", 2, None), ("best", 3, 2)]
 
 
 def test_append_hand_built_events(tmp_path: Path) -> None:
@@ -202,17 +208,22 @@ def test_snapshot_every_and_compaction(tmp_path: Path) -> None:
         freed = j.compact()
         assert freed > 0 and j.size() < size_before
         newest = j.store.snapshot_seqs()[-1]
-        assert j.store.snapshot_seqs() == [newest]
+        tagged = set(j.tags().values())
+        # a compaction keeps every tagged commit replayable (each keeps a snapshot of its own)
+        assert set(j.store.snapshot_seqs()) <= tagged | {newest}
+        assert len(tagged) == 6
         for s, state in states.items():
-            if s >= newest:
+            if s >= newest or s in tagged:
                 assert j.replay_state(seq=s) == state
             else:
                 with pytest.raises(ds.DesiruError, match="compacted"):
                     j.replay_state(seq=s)
-        assert all(seq >= newest for seq in j.tags().values())
-        tag = min(j.tags(), key=j.tags().get) if j.tags() else None
-        if tag:
-            assert j.replay_state(tag=tag) == states[max(s for s in states if s <= j.tags()[tag])]
+        for tag, seq in j.tags().items():
+            assert j.replay_state(tag=tag) == states[seq]
+        # the trials table survives: every commit is still listed, the dropped ones as not replayable
+        trials = j.trials()
+        assert [t.seq for t in trials] == sorted(states)
+        assert {t.seq for t in trials if not t.replayable} == {s for s in states if s < newest and s not in tagged}
     with Journal.open(path) as j:
         assert j.replay_state() == p.to_state()
         assert j.verify().ok
@@ -227,14 +238,21 @@ def test_compaction_keeps_tags_at_the_snapshot(tmp_path: Path) -> None:
         p.metadata["x"] = 1
         j.commit(p, tag="kept")
         j.snapshot()
+        old = j.replay(tag="old")
+        p.metadata["x"] = 2
+        j.commit(p)
+        p.metadata["x"] = 3
+        j.commit(p, tag="after")
+        j.snapshot()
         j.compact()
-        assert j.tags() == {"kept": j.head}
-        assert j.replay(tag="kept") == p
+        # tagged commits stay replayable across compaction (each keeps its own snapshot)
+        assert j.tags() == {"old": 2, "kept": 4, "after": 7}
+        assert j.replay(tag="old") == old
         with pytest.raises(ds.DesiruError, match="compacted"):
-            j.replay(tag="old")
+            j.replay(seq=5)
     with Journal.open(tmp_path / "qa.journal", readonly=True) as r:
-        assert r.tags() == {"kept": r.head}
-        assert r.replay(tag="kept") == p
+        assert r.tags() == {"old": 2, "kept": 4, "after": 7}
+        assert r.replay(tag="old") == old and r.replay(tag="after") == p
 
 
 def test_reader_mode(tmp_path: Path) -> None:

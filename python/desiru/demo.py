@@ -260,7 +260,6 @@ def mutate(program: ResearchQA, trainset: list[ds.Example], rng: random.Random, 
         elif move == "shuffle" and len(answer.demos) > 1:
             rng.shuffle(answer.demos)
             changes.append("answer: demos reordered")
-    program.metadata = {"trial": trial}
     return changes or ["no change"]
 
 
@@ -359,24 +358,26 @@ def _run(folder: Path, journal_path: Path, lm: ds.ScriptedLM, *, trials: int, tr
 
     done = _timed(report, "optimize")
     program = ResearchQA()
-    program.metadata = {"trial": 0}
     best, best_score = program, evaluate(program, devset)
     report.baseline_score = best_score
     commit_time = 0.0
     with Journal.open(journal_path, fsync="batch") as j:
-        j.commit(program, tag="baseline")
-        # "best" starts at the baseline and moves to each better trial (a tag names the point after
-        # its commit; tagging a name again moves it)
-        report.best_seq = j.commit(program, tag="best").seq
+        # every trial is a commit derived from the best so far, its score and choices stored beside it
+        # (never in the program); "best" moves to each better trial
+        base = j.commit(program, tag="baseline", score=best_score, params={"trial": 0})
+        j.tag("best", base)
+        report.best_seq = base.seq
         report.commits = 1
         for n in range(1, trials + 1):
             candidate = best.copy()
             changes = mutate(candidate, trainset, rng, n)
             score = evaluate(candidate, devset)
-            candidate.metadata["score"] = round(score, 4)
             better = score > best_score
             t0 = time.perf_counter()
-            result = j.commit(candidate, tag="best" if better else None)
+            result = j.commit(candidate, parent=report.best_seq, score=score,
+                              params={"trial": n, "changes": list(changes)})
+            if better:
+                j.tag("best", result, move=True)
             commit_time += time.perf_counter() - t0
             report.commits += 1
             if better:

@@ -325,18 +325,11 @@ def compact_cmd(ctx: click.Context, journal: str, take_snapshot: bool, force: bo
         with sources.open_journal(src.path, k, write=True) as j:
             snaps = list(j.store.snapshot_seqs())
             cut = j.head if take_snapshot and j.head > 0 else (snaps[-1] if snaps else None)
-            lost = {name: seq for name, seq in j.tags().items() if cut is not None and seq < cut}
-            if lost and not force:
-                names = ", ".join(f"{name}@{seq}" for name, seq in sorted(lost.items(), key=lambda kv: kv[1]))
-                raise DesiruError(f"compacting to seq {cut:,} would drop the tag{'s' if len(lost) != 1 else ''} "
-                                  f"{names}", path=src.path,
-                                  hint="replay them to files first (`desiru replay JOURNAL --tag NAME -o FILE`), "
-                                       "then pass --force to drop them")
             before = j.size()
             with progress.task(env, "compacting"):
                 if take_snapshot and j.head > 0:
                     j.snapshot()
-                freed = j.compact()
+                freed = j.compact(keep_tags=not force)
             return {"before": before, "after": j.size(), "freed": freed, "first": j.first_replayable(),
                     "head": j.head, "snapshots": list(j.store.snapshot_seqs())}
 

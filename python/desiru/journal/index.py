@@ -150,9 +150,19 @@ class TagIndex:
                 self._dropped_tags.setdefault(tag, seq)
         kept = set(self._store.snapshot_seqs()) if floor > 1 else set()
         for tag, seq in list(self._tags.items()):
-            if seq < floor and seq not in kept:  # a compaction keeps a tagged commit's own snapshot
+            # a compaction keeps a tagged commit's own snapshot
+            if seq < floor and seq not in kept and self._commit_of(seq) not in kept:
                 self._dropped_tags[tag] = self._tags.pop(tag)
         self._checkpoints = [c for c in self._checkpoints if c.seq >= floor]
+
+    def _commit_of(self, seq: int) -> int:
+        """The seq of the commit a tag at ``seq`` names (the run index knows; else ``seq`` itself)."""
+        node_at = getattr(self, "_node_at", None)
+        try:
+            node = node_at(seq) if node_at is not None else None
+        except DesiruError:
+            return seq
+        return node.last if node is not None else seq
 
     def _scan_tags(self, start: int, stop: int) -> None:
         """Index the CheckpointTagged events with start <= seq < stop.

@@ -497,9 +497,14 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
                 return CommitResult(base, (), self._runs()[base].parent or None if base else None,
                                     digest.hex() if base else None)
             ts = self._now()
-            seq = self._head + 1
-            events: list[Event] = [Committed(payload={"parent": base, "hash": digest, "writer": self.writer},
-                                             seq=seq, timestamp=ts)]
+            seq = self._head
+            events: list[Event] = []
+            # a plain commit on the line writes what release 0.1.0 wrote; a run's commit (a parent, results,
+            # or a branch) opens with Committed: its parent, its state's hash and its writer
+            if parent is not None or results is not None or base != (self._node_seqs[-1] if self._node_seqs else 0):
+                seq += 1
+                events.append(Committed(payload={"parent": base, "hash": digest, "writer": self.writer}, seq=seq,
+                                        timestamp=ts))
             for edit in edits:
                 seq += 1
                 events.append(event_from_edit(edit, seq, ts))
@@ -511,6 +516,10 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
                 events.append(CheckpointTagged(path="", payload={"tag": tag, **(extra or {})}, seq=seq,
                                                timestamp=ts))
             self._write(events)
+            if not edits and not isinstance(events[0], Committed):
+                # a tag on the unchanged line head (the layout of release 0.1.0): no commit of its own
+                self._switch_line(base)
+                return CommitResult(seq, tuple(events), self._runs()[base].parent or None, digest.hex())
             if base != line and self._head_state is not None:
                 self._cache_state(line, self._head_state)
             self._line_head, self._head_state, self._private = seq, new_state, {}
@@ -780,14 +789,15 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             self._depth[seq] = 0
             return seq
 
-    def compact(self, keep_best: int = 10) -> int:
+    def compact(self, keep_best: int = 10, *, keep_tags: bool = True) -> int:
         """Drop the log before the newest snapshot; returns the bytes freed.
 
         Every commit after that snapshot replays the same. Tagged commits, the lineage of the
         ``keep_best`` best trials and this writer's last commit stay replayable (each gets a
         snapshot of its own if it needs one); the trials table (scores, params, lineage) of
-        every commit survives. Deletion goes oldest first, so a crash midway leaves a journal
-        that opens and replays.
+        every commit survives. ``keep_tags=False`` lets tagged commits before the snapshot go
+        (their tags are then compacted away). Deletion goes oldest first, so a crash midway
+        leaves a journal that opens and replays.
         """
         if isinstance(keep_best, bool) or not isinstance(keep_best, int) or keep_best < 0:
             raise DesiruError(f"keep_best must be an int >= 0, got {keep_best!r}")
@@ -808,9 +818,8 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
                 return node is not None and not node.dropped and (s in have or node.first >= first)
 
             keep: set[int] = set()
-            for seq in self._tags.values():
-                node = self._group_node(seq)
-                keep.add(node.last if node is not None else seq)
+            for seq in self._tags.values() if keep_tags else ():
+                keep.add(self._commit_of(seq))
             for s in self._ranked(None, "max")[:keep_best]:
                 keep.update(self._chain(s))
             if self._line_head:
@@ -842,8 +851,7 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             self._runs_first = self._store.first_seq()
             kept_now = set(self._store.snapshot_seqs())
             for tag, seq in list(self._tags.items()):
-                node = self._group_node(seq)
-                if seq < floor and (node is None or node.last not in kept_now):
+                if seq < floor and self._commit_of(seq) not in kept_now:
                     self._dropped_tags[tag] = self._tags.pop(tag)
             self._checkpoints = [c for c in self._checkpoints if c.seq >= floor]
             self._states = OrderedDict((s, st) for s, st in self._states.items() if s >= floor or s in kept_now)

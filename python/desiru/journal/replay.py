@@ -283,7 +283,7 @@ class ReplayMixin:
 
     def _replay_node(self, target: int, skip_snapshot: int | None = None) -> dict[str, Any]:
         """The state of commit ``target``: its nearest readable snapshot, then its lineage's events."""
-        nodes = self._runs()
+        nodes = self._runs(target)
         first = self._store.first_seq()
         snaps = set(self._store.snapshot_seqs())
         chain: list[int] = []

@@ -203,21 +203,24 @@ class RunIndex:
         self._runs_first = 0
 
     # -- building ------------------------------------------------------------------------------------
-    def _runs(self) -> dict[int, Node]:
-        """The node table, brought up to the head (a reader racing a compaction retries)."""
-        head = self.head
+    def _runs(self, upto: int | None = None) -> dict[int, Node]:
+        """The node table, brought up to the head or to ``upto`` (a reader racing a compaction retries).
+
+        Reading no further than asked keeps a replay of an early commit independent of damage later on.
+        """
+        head = self.head if upto is None else min(upto, self._head)
         nodes = self._nodes
         if nodes is not None and self._runs_upto >= head and self._runs_first >= self._store.first_seq():
             return nodes
-        return self._race_safe(self._update_runs)
+        return self._race_safe(lambda: self._update_runs(head))
 
-    def _update_runs(self) -> dict[int, Node]:
+    def _update_runs(self, head: int) -> dict[int, Node]:
         with self._mutex:
             try:
                 first = self._store.first_seq()
                 if self._nodes is None or first > self._runs_first and first - 1 > self._runs_upto:
                     self._build_base(first)
-                self._scan_runs(self._runs_upto + 1, self._head + 1)
+                self._scan_runs(self._runs_upto + 1, head + 1)
                 self._runs_first = first
             except BaseException:
                 self._reset_runs()
@@ -226,19 +229,32 @@ class RunIndex:
             return self._nodes
 
     def _build_base(self, first: int) -> None:
-        """Start the table empty, or (compacted journal) from the table its floor snapshot holds."""
+        """Start the table empty, or (compacted journal) from the table a compaction left in a snapshot.
+
+        The log is then scanned from its first record; the state before it is a node of its own
+        (the snapshot the log continues from), so the groups after it have a parent to start from.
+        """
         self._reset_runs()
         self._nodes = {}
         if first <= 1:
             return
-        floor = self.first_replayable()
-        meta = self._codec.snapshot_meta(floor, self._store.get_snapshot(floor)) if floor else {}
-        for row in meta.get("runs") or []:
-            self._add_node(Node.from_row(row))
-        self._runs_upto = max(floor, first - 1)
+        for s in reversed([s for s in self._store.snapshot_seqs() if s >= first - 1]):
+            try:
+                rows = self._codec.snapshot_meta(s, self._store.get_snapshot(s)).get("runs")
+            except CorruptDataError:
+                continue  # damaged: an older one, or the log, will do
+            if rows:
+                for row in rows:
+                    self._add_node(Node.from_row(row))
+                break
+        if first - 1 not in self._nodes:
+            self._add_node(Node(first - 1, first - 1, 0, None, None, 0.0))
+        self._runs_upto = first - 1
 
     def _add_node(self, node: Node) -> None:
         assert self._nodes is not None
+        if node.last in self._nodes:  # known from a compaction's table, met again in the log
+            return
         self._nodes[node.last] = node
         if not self._node_seqs or node.last > self._node_seqs[-1]:
             self._node_seqs.append(node.last)
@@ -300,7 +316,8 @@ class RunIndex:
                 node.merge(p)
         elif kind in _EDIT_TYPES and rec[R_LAST] not in self._nodes:
             # a group of release 0.1.0 (or appended by hand on a line): the commit before it is its parent
-            self._add_node(Node(rec[R_FIRST], rec[R_LAST], self._node_seqs[-1] if self._node_seqs else 0, None,
+            before = bisect.bisect_left(self._node_seqs, rec[R_FIRST])
+            self._add_node(Node(rec[R_FIRST], rec[R_LAST], self._node_seqs[before - 1] if before else 0, None,
                                 None, float(rec[R_TIMESTAMP])))
 
     def _index_appended(self, records: Iterable[list[Any]]) -> None:
@@ -314,7 +331,7 @@ class RunIndex:
     # -- resolving points ------------------------------------------------------------------------
     def _node_at(self, seq: int) -> Node | None:
         """The commit that ``seq`` names: the one whose group holds it, else the newest before it."""
-        nodes = self._runs()
+        nodes = self._runs(seq)
         node = self._group_node(seq)
         if node is not None:
             return node
