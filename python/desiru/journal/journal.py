@@ -487,11 +487,11 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             self._check_writable()
             line = self._line()
             base = line if parent is None else self._point(parent, "parent")
+            if tag is not None:
+                self._check_tag_free(tag, None)
             old = self._ensure_head_state() if base == line else self._state_of(base)
             edits = _split_large(_engine.diff_states(old, new_state))
             digest = _engine.content_hash(new_state)
-            if tag is not None:
-                self._check_tag_free(tag, None)
             if not edits and tag is None and not force_tag and results is None:
                 self._switch_line(base)
                 return CommitResult(base, (), self._runs()[base].parent or None if base else None,
@@ -599,6 +599,9 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             target = self._line() if point is None else self._point(point, "point")
             if target == 0:
                 raise DesiruError("nothing to tag: the journal holds no commit", path=self._name)
+            if self._runs()[target].dropped:
+                raise DesiruError(f"commit {target} was compacted away: a tag must name a commit that replays",
+                                  path=self._name, seq=target, hint="tag a commit that trials() lists as replayable")
             now = self._check_tag_free(name, target, move)
             if now == target:
                 return target
@@ -758,6 +761,10 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             "tags": {**self._dropped_tags, **self._tags},
             "checkpoints": [[c.version, c.tag, c.seq, c.timestamp] for c in self._checkpoints if c.seq <= seq],
         }
+        if runs is None and self._store.first_seq() > 1:
+            # a compacted journal: the table of the commits before its log travels with every snapshot
+            nodes = self._runs()
+            runs = [nodes[s].to_row() for s in self._node_seqs if s <= seq]
         if runs is not None:
             meta["runs"] = runs
         return meta
