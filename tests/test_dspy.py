@@ -184,9 +184,9 @@ def test_read_without_template_names_fields(tmp_path: Path) -> None:
     retrieve = prog.get_module("retrieve")  # default instructions name the fields exactly
     assert str(retrieve.signature) == "question -> search_query"
     assert "field_split" not in retrieve.metadata["dspy"]
-    cot = prog.get_module("sub.cot.predict")  # custom instructions: guessed from the prefixes
-    assert str(cot.signature) == "question, context -> reasoning, answer"
-    assert cot.metadata["dspy"]["field_split"] == "guessed"
+    cot = prog.get_module("sub.cot.predict")  # custom instructions: names from the ${name} descriptions,
+    assert str(cot.signature) == "question, context -> reasoning, answer"  # split at the reasoning
+    assert "field_split" not in cot.metadata["dspy"]
 
 
 def test_custom_and_empty_prefixes_round_trip(tmp_path: Path) -> None:

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 from desiru import _engine
 from desiru.atomic import atomic_write
 from desiru.errors import CorruptDataError, DesiruError, FormatError, SerializationError, UnknownModuleError
+from desiru.interop.dspy import layouts
 from desiru.program import Program
-from desiru.signature import default_prefix
 from desiru.state import copy_tree
 
 if TYPE_CHECKING:
@@ -51,9 +51,6 @@ ROOT = "self"
 #: layout version of what this adapter writes into metadata["dspy"]
 ADAPTER_FORMAT = 1
 
-_PREDICT_KEYS = ("demos", "signature", "lm")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DEFAULT_INSTRUCTIONS = re.compile(r"Given the fields (.*), produce the fields (.*)\.", re.S)
 _RESERVED = frozenset(dir(Program)) | {"configuration", "metadata", "custom_data"}
 _HINT_INSTALL = "install it with: pip install 'desiru[dspy]'"
 
@@ -133,6 +130,8 @@ def read_dspy_save(path: str | os.PathLike[str], template: Any = None) -> Progra
         raise CorruptDataError("the JSON is nested too deeply", path=where) from None
     if not isinstance(doc, dict):
         raise CorruptDataError(f"a DSPy state file holds a JSON object, got {type(doc).__name__}", path=where)
+    order = list(doc)
+    source: dict[str, Any] = {}  # what writing the file back exactly needs beyond modules and metadata
     save_metadata = doc.pop("metadata", None)
     if save_metadata is not None and not isinstance(save_metadata, dict):
         raise CorruptDataError("'metadata' must be an object", path=where)
@@ -146,14 +145,23 @@ def read_dspy_save(path: str | os.PathLike[str], template: Any = None) -> Progra
     # a bare predictor saves its own state, not a name -> state map
     if _is_parameter(template) if template is not None else _is_predictor_state(doc):
         doc = {ROOT: doc}
+    elif list(doc) == [ROOT]:
+        source["named_self"] = True  # {"self": {...}}, not a bare predictor's state at the top
     tree = _program_tree(doc, live, root=template, save_metadata=save_metadata, path=where)
+    if save_metadata is None:
+        source["metadata"] = False
+    if order != [*(k for k in order if k != "metadata"), *(["metadata"] if save_metadata is not None else [])]:
+        source["keys"] = order
+    if source:
+        tree["metadata"][META]["file"] = source
     return Program.from_state(tree, path=where)
 
 
 def _is_predictor_state(doc: dict[str, Any]) -> bool:
     """True when a file's top level is one predictor's state (what a bare dspy.Predict saves)."""
     sig = doc.get("signature")
-    return isinstance(doc.get("demos"), list) or (isinstance(sig, dict) and "fields" in sig)
+    return (isinstance(doc.get("demos"), list) or (isinstance(sig, dict) and "fields" in sig)
+            or layouts.classify(doc) is not None)
 
 
 def _is_parameter(obj: Any) -> bool:
@@ -271,7 +279,7 @@ def _clean(segment: str) -> str:
 
 
 def _module_state(name: str, state: Any, live: Any, path: str | None) -> dict[str, Any]:
-    """The desiru module state of one dspy parameter's saved state."""
+    """The desiru module state of one dspy parameter's saved state, whatever dspy version wrote it."""
     where = f"predictor {name!r}"
     if not isinstance(state, dict):
         raise CorruptDataError(f"{where}: state must be an object, got {type(state).__name__}", path=path)
@@ -279,14 +287,20 @@ def _module_state(name: str, state: Any, live: Any, path: str | None) -> dict[st
     meta: dict[str, Any] = {"name": name}
     if live is not None:
         meta["class"] = _class_path(type(live))
-    sig = state.get("signature")
-    shaped = isinstance(state.get("demos"), list) and isinstance(sig, dict) and "lm" in state
-    if not shaped:  # not a Predict (e.g. Retrieve, Flex): keep its state whole
+    layout = layouts.classify(state)
+    if layout is None:  # not a Predict (e.g. Retrieve, Flex): keep its state whole
         meta["raw"] = state
         return {"kind": "module", "class": "desiru.Module",
                 "signature": {"instructions": "", "inputs": [], "outputs": []},
                 "demos": [], "parameters": {}, "metadata": {META: meta}}
-    signature = _signature_state(where, sig, getattr(live, "signature", None), meta, path)
+    if layout != layouts.SIGNATURE:
+        meta["layout"] = layout
+    if [k for k in state if k in layouts.ORDER[layout]] != [k for k in layouts.ORDER[layout] if k in state]:
+        meta["keys"] = list(state)  # not the order dspy writes: keep the file's
+    for i, demo in enumerate(state["demos"]):
+        if not isinstance(demo, dict):
+            raise CorruptDataError(f"{where}: demo {i} must be an object, got {type(demo).__name__}", path=path)
+    signature = layouts.read_signature(layout, where, state, getattr(live, "signature", None), meta, path)
     demos = _demos(where, state["demos"], getattr(live, "demos", None), path)
     parameters: dict[str, Any] = {}
     config = getattr(live, "config", None)
@@ -302,74 +316,9 @@ def _module_state(name: str, state: Any, live: Any, path: str | None) -> dict[st
         if not isinstance(lm, dict):
             raise CorruptDataError(f"{where}: 'lm' must be an object or null", path=path)
         parameters["lm"] = lm
-    meta["extra_state"] = {k: v for k, v in state.items() if k not in _PREDICT_KEYS}
+    meta["extra_state"] = {k: v for k, v in state.items() if k not in layouts.own_keys(layout)}
     return {"kind": "module", "class": "desiru.Predict", "signature": signature, "demos": demos,
             "parameters": parameters, "metadata": {META: meta}}
-
-
-def _signature_state(where: str, sig: dict[str, Any], live_sig: Any, meta: dict[str, Any],
-                     path: str | None) -> dict[str, Any]:
-    instructions = sig.get("instructions", "")
-    fields = sig.get("fields")
-    if not isinstance(instructions, str) or not isinstance(fields, list):
-        raise CorruptDataError(f"{where}: signature needs 'instructions' (string) and 'fields' (list)",
-                               path=path)
-    for f in fields:
-        if not (isinstance(f, dict) and isinstance(f.get("prefix"), str)
-                and isinstance(f.get("description"), str)):
-            raise CorruptDataError(f"{where}: each signature field needs a string 'prefix' and 'description'",
-                                   path=path)
-    names, n_inputs, guessed = _field_names(fields, instructions, live_sig)
-    if guessed:
-        meta["field_split"] = "guessed"
-    empty = [n for n, f in zip(names, fields) if f["prefix"] == ""]
-    if empty:  # desiru fills an empty prefix with the default one; remember the dspy value
-        meta["empty_prefix"] = empty
-    out = [{"name": n, "desc": f["description"], "prefix": f["prefix"] or default_prefix(n)}
-           for n, f in zip(names, fields)]
-    return {"instructions": instructions, "inputs": out[:n_inputs], "outputs": out[n_inputs:]}
-
-
-def _field_names(
-    fields: list[dict[str, Any]], instructions: str, live_sig: Any
-) -> tuple[list[str], int, bool]:
-    """Field names and how many are inputs: from the live signature, default instructions, or prefixes."""
-    n = len(fields)
-    if live_sig is not None and hasattr(live_sig, "input_fields"):
-        ins, outs = list(live_sig.input_fields), list(live_sig.output_fields)
-        names = (ins + outs)[:n]
-        extra = [_from_prefix(f["prefix"], i) for i, f in enumerate(fields[len(names):], start=len(names))]
-        return _unique(names + extra), min(len(ins), n), False
-    match = _DEFAULT_INSTRUCTIONS.fullmatch(instructions)
-    if match:
-        ins = re.findall(r"`([^`]*)`", match.group(1))
-        outs = re.findall(r"`([^`]*)`", match.group(2))
-        if len(ins) + len(outs) == n:
-            return _unique(ins + outs), len(ins), False
-        # ChainOfThought keeps the instructions of the signature it extends, without its reasoning
-        if len(ins) + len(outs) + 1 == n and _from_prefix(fields[len(ins)]["prefix"], 0) == "reasoning":
-            return _unique([*ins, "reasoning", *outs]), len(ins), False
-    names = [_from_prefix(f["prefix"], i) for i, f in enumerate(fields)]
-    # ChainOfThought puts its reasoning first among the outputs; otherwise the last field is the output
-    reasoning = [i for i, f in enumerate(fields) if f["prefix"].lower().startswith("reasoning") and i > 0]
-    n_inputs = reasoning[0] if reasoning else max(n - 1, 0)
-    return _unique(names), n_inputs, True
-
-
-def _from_prefix(prefix: str, index: int) -> str:
-    """The field name a DSPy prefix was made from: ``"Search Query:"`` -> ``"search_query"``."""
-    name = "_".join(prefix.split(":", 1)[0].strip().lower().split())
-    return name if _IDENT.match(name) else f"field_{index}"
-
-
-def _unique(names: list[str]) -> list[str]:
-    out: list[str] = []
-    for i, name in enumerate(names):
-        name = name if isinstance(name, str) and _IDENT.match(name) else f"field_{i}"
-        while name in out:
-            name = f"{name}_{i}"
-        out.append(name)
-    return out
 
 
 def _demos(where: str, demos: list[Any], live_demos: Any, path: str | None) -> list[dict[str, Any]]:
@@ -450,8 +399,12 @@ def _class_path(cls: type) -> str:
 
 
 # -- desiru -> dspy --------------------------------------------------------------------------
-def dspy_state(program: Program) -> dict[str, Any]:
-    """The program as dspy's ``dump_state()`` gives it: dspy parameter name -> state (no file metadata)."""
+def dspy_state(program: Program, layout: str | None = None) -> dict[str, Any]:
+    """The program as dspy's ``dump_state()`` gives it: dspy parameter name -> state (no file metadata).
+
+    Each predictor is written in the layout it was read in (``layout`` overrides: one of
+    ``desiru.interop.dspy.layouts``' names).
+    """
     out: dict[str, Any] = {}
     for dotted, module in program.named_modules():
         meta = _meta(module.metadata)
@@ -461,7 +414,7 @@ def dspy_state(program: Program) -> dict[str, Any]:
         if name in out:
             raise DesiruError(f"two modules map to the dspy predictor {name!r}",
                               hint=f"see module {dotted!r}")
-        out[name] = _param_state(dotted, module, meta)
+        out[name] = param_state(dotted, module, meta, layout)
     return out
 
 
@@ -470,32 +423,18 @@ def _meta(metadata: Any) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def _param_state(dotted: str, module: Any, meta: dict[str, Any]) -> dict[str, Any]:
+def param_state(dotted: str, module: Any, meta: dict[str, Any], layout: str | None = None) -> dict[str, Any]:
+    """One module's dspy state, in ``layout`` (default: the one it was read in)."""
     if "raw" in meta:
         return copy_tree(meta["raw"])
-    extra = meta.get("extra_state")
-    extra = extra if isinstance(extra, dict) else {"traces": [], "train": []}
-    state: dict[str, Any] = {k: copy_tree(extra[k]) for k in ("traces", "train") if k in extra}
-    state["demos"] = [{k: copy_tree(v) for k, v in d.items() if k != INPUT_KEYS} for d in module.demos]
-    empty = set(meta.get("empty_prefix") or ())
-    state["signature"] = {
-        "instructions": module.signature.instructions,
-        "fields": [{"prefix": "" if n in empty and f.prefix == default_prefix(n) else f.prefix,
-                    "description": f.desc} for n, f in module.signature.fields.items()],
-    }
-    if "fields" in extra:
-        state["fields"] = copy_tree(extra["fields"])
     lm = module.parameters.get("lm")
     if lm is not None and not isinstance(lm, dict):
         raise DesiruError(f"module {dotted!r}: parameter 'lm' must be a dict of LM settings or absent")
     if lm is not None and "model" not in lm:
         raise DesiruError(f"module {dotted!r}: the LM settings in parameter 'lm' have no 'model'",
                           hint="set parameters['lm'] = {'model': 'provider/name', ...}")
-    state["lm"] = copy_tree(lm)
-    for k, v in extra.items():
-        if k not in state:
-            state[k] = copy_tree(v)
-    return state
+    recorded = meta.get("layout", layouts.SIGNATURE)
+    return layouts.write_predictor(module, meta, layout or recorded, lm)
 
 
 def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_state: bool = False) -> Any:
@@ -554,11 +493,14 @@ def _restore_live(param: Any, module: Any, dspy: Any) -> None:
         param.config = config if meta.get("config_captured") else {**param.config, **config}
 
 
-def write_dspy_save(program: Program | Any, path: str | os.PathLike[str]) -> SaveResult:
+def write_dspy_save(program: Program | Any, path: str | os.PathLike[str], *,
+                    dspy_version: str | None = None) -> SaveResult:
     """Write ``program`` as a DSPy JSON state file that dspy's ``module.load(path)`` reads.
 
-    The file's ``metadata`` block is the one the program was read with (dependency
-    versions kept); a program made elsewhere gets the versions of this environment.
+    A program read from a DSPy file is written back as that file was (its layout, key
+    order, "self" key and metadata block, or none); any other program in the layout of
+    the installed dspy, with metadata as dspy writes it. ``dspy_version`` names the dspy
+    release to write for instead (see ``dspy_document``, which also says what changed).
     """
     from desiru.serialization.documents import SaveResult
 
@@ -566,16 +508,7 @@ def write_dspy_save(program: Program | Any, path: str | os.PathLike[str]) -> Sav
     if Path(where).suffix.lower() != ".json":
         raise FormatError("DSPy reads state files only with a .json suffix", path=where,
                           hint="name the file something.json")
-    prog = as_program(program)
-    doc = dspy_state(prog)
-    if list(doc) == [ROOT]:  # a bare predictor: dspy writes its state at the top level
-        doc = doc[ROOT]
-    elif "metadata" in doc:
-        raise SerializationError("a predictor is named 'metadata', which DSPy's file format reserves",
-                                 path=where)
-    save_metadata = _meta(prog.metadata).get("save_metadata")
-    doc["metadata"] = copy_tree(save_metadata) if isinstance(save_metadata, dict) else {
-        "dependency_versions": dependency_versions()}
+    doc, _ = dspy_document(as_program(program), dspy_version)
     try:
         text = json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False, default=_no_json)
     except ValueError as exc:
@@ -584,6 +517,49 @@ def write_dspy_save(program: Program | Any, path: str | os.PathLike[str]) -> Sav
     data = (text + "\n").encode("utf-8")
     size = atomic_write(where, data)
     return SaveResult(Path(where), size, _engine.sha256(data).hex(), "json", None, False)
+
+
+def dspy_document(program: Program | Any, dspy_version: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The JSON document of a DSPy save of ``program``, and what was changed to make it.
+
+    Without ``dspy_version``, a program read from a DSPy file gives that file back and no
+    change. With it (or for a program from elsewhere, the installed dspy's version) the
+    document is in the layout that release writes; older layouts are brought forward as
+    docs/dspy.md says, and each change is listed.
+    """
+    from desiru.interop.dspy import upgrade
+
+    prog = as_program(program)
+    pmeta = _meta(prog.metadata)
+    source = pmeta.get("file") if isinstance(pmeta.get("file"), dict) else None
+    save_metadata = pmeta.get("save_metadata")
+    if dspy_version is None and (source is not None or isinstance(save_metadata, dict)):
+        source = source or {}
+        states = dspy_state(prog)
+        keys = source.get("keys") if isinstance(source.get("keys"), list) else []
+        bare = not source.get("named_self") and list(states) == [ROOT]
+        _check_names(not bare, states)
+        body = dict(states[ROOT] if bare else states)
+        if isinstance(save_metadata, dict):
+            body["metadata"] = copy_tree(save_metadata)
+        return {k: body[k] for k in [*keys, *body] if k in body}, []
+    version = dspy_version or dependency_versions().get("dspy") or upgrade.LATEST
+    states, changes = upgrade.states_for(prog, version)
+    bare = list(states) == [ROOT]
+    body = dict(states[ROOT]) if bare else dict(states)
+    _check_names(not bare, states)
+    from_file = source is not None or isinstance(save_metadata, dict)
+    metadata, note = upgrade.metadata_for(save_metadata, version, from_file=from_file)
+    if metadata is not None:
+        body["metadata"] = metadata
+    if note:
+        changes.append(note)
+    return body, changes
+
+
+def _check_names(named: bool, states: dict[str, Any]) -> None:
+    if named and "metadata" in states:
+        raise SerializationError("a predictor is named 'metadata', which DSPy's file format reserves")
 
 
 def _no_json(value: Any) -> Any:

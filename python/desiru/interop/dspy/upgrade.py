@@ -1,0 +1,112 @@
+"""Writing a program for a named dspy release: layouts brought forward, each change said.
+
+dspy 2.6 changed more than the layout of a predictor's state: ChainOfThought became
+a module holding a Predict (its state is saved as ``name.predict``, a bare one as
+``predict``), its reasoning field is ``reasoning`` (``rationale`` before 2.5), a
+save without a metadata block no longer loads, and ``extended_signature`` is refused.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from desiru.errors import DesiruError
+from desiru.interop.dspy import fields as fl
+from desiru.interop.dspy import layouts
+from desiru.module import Module
+from desiru.program import Program
+from desiru.state import copy_tree
+
+#: the layout written when neither the caller nor an installed dspy names a version
+LATEST = "3.0.0"
+
+
+def states_for(program: Program, version: str) -> tuple[dict[str, Any], list[str]]:
+    """dspy parameter name -> state for dspy ``version``, and the changes made to get there."""
+    from desiru.interop.dspy import ROOT, _meta, param_state
+
+    target = layouts.layout_for_version(version)
+    out: dict[str, Any] = {}
+    changes: list[str] = []
+    for dotted, module in program.named_modules():
+        meta = _meta(module.metadata)
+        name = meta.get("name", dotted)
+        if "raw" in meta:
+            out[name] = param_state(dotted, module, meta)
+            continue
+        source = meta.get("layout", layouts.SIGNATURE)
+        said: list[str] = []
+        if source != target:
+            said.append(f"{_LAYOUT_NAMES[source]} -> {_LAYOUT_NAMES[target]}")
+        if target == layouts.SIGNATURE and meta.get("cot") and source != layouts.SIGNATURE:
+            new_name = "predict" if name == ROOT else f"{name}.predict"
+            said.append(f"renamed to {new_name!r} (a ChainOfThought holds its Predict as .predict since dspy 2.6)")
+            module, meta = _cot_forward(module, meta, said)
+            name = new_name
+        if source != target and meta.get("unrecorded"):
+            said.append("wrote what the old file did not record (" + ", ".join(meta["unrecorded"])
+                        + ") as derived: see metadata['dspy']['unrecorded']")
+        if name in out:
+            raise DesiruError(f"two predictors would be named {name!r} for dspy {version}",
+                                      hint=f"see module {dotted!r}")
+        out[name] = param_state(dotted, module, meta, target)
+        if said:
+            changes.append(f"{meta.get('name', dotted)}: " + "; ".join(said))
+    return out, changes
+
+
+_LAYOUT_NAMES = {
+    layouts.SIGNATURE: "dspy 2.6+ layout",
+    layouts.SIGNATURE_25: "dspy 2.5 layout (signature + extended_signature)",
+    layouts.FLAT: "dspy 2.4 flat layout (signature_instructions/signature_prefix)",
+    layouts.EARLY: "early dspy 2.x layout (no signature state)",
+}
+
+
+def _cot_forward(module: Any, meta: dict[str, Any], said: list[str]) -> tuple[Any, dict[str, Any]]:
+    """A ChainOfThought predictor of dspy < 2.6 as dspy 2.6 keeps it: one signature, with ``reasoning``."""
+    state = module.to_state()
+    meta = dict(meta)
+    base = meta.pop("base_signature", None)
+    meta.pop("cot", None)
+    if base is not None:
+        said.append("dropped the base signature kept beside the extended one (dspy 2.6 keeps only the one "
+                    "the LM sees)")
+    for side in ("inputs", "outputs"):
+        for f in state["signature"][side]:
+            if f["name"] == "rationale":
+                f["name"] = "reasoning"
+            if f["name"] == "reasoning" and f["prefix"] == fl.COT_PREFIX and f["desc"].startswith("${produce"):
+                f["desc"] = "${reasoning}"  # dspy 2.6's ChainOfThought field
+    renamed = 0
+    for demo in state["demos"]:
+        if "rationale" in demo and "reasoning" not in demo:
+            demo_items = [("reasoning" if k == "rationale" else k, v) for k, v in demo.items()]
+            demo.clear()
+            demo.update(demo_items)
+            renamed += 1
+    if renamed:
+        said.append(f"demo key 'rationale' -> 'reasoning' in {renamed} demos")
+    state["metadata"] = {**state["metadata"], "dspy": meta}
+    return Module.from_state(state), meta
+
+
+def metadata_for(save_metadata: Any, version: str, *, from_file: bool) -> tuple[dict[str, Any] | None, str]:
+    """The metadata block dspy ``version`` writes (None before 2.5.41), and a note when it changed."""
+    from desiru.interop.dspy import dependency_versions
+
+    if not layouts.writes_metadata(version):
+        return None, "dropped the metadata block (dspy before 2.5.41 wrote none)" if save_metadata else ""
+    deps = save_metadata.get("dependency_versions") if isinstance(save_metadata, dict) else None
+    if isinstance(deps, dict) and deps.get("dspy") == version:
+        return copy_tree(save_metadata), ""
+    env = dependency_versions()
+    if layouts.version_tuple(version) < (2, 6, 0):  # 2.5 wrote full versions, 2.6 major.minor
+        env["python"] = ".".join(map(str, sys.version_info[:3]))
+    env["dspy"] = version
+    new = {"dependency_versions": {k: env[k] for k in ("python", "dspy", "cloudpickle") if k in env}}
+    if not from_file:
+        return new, ""
+    was = f"dspy {deps.get('dspy')}" if isinstance(deps, dict) else "no metadata block"
+    return new, f"metadata: {was} -> dependency_versions of dspy {version} (dspy's loader needs the block)"
