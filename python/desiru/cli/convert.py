@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from desiru.cli import keys, progress, render, sources
 from desiru.cli.app import Env, cli, env_of
+from desiru.errors import DesiruError
 from desiru.serialization.documents import SaveResult
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,20 +38,29 @@ def report_saved(env: Env, result: SaveResult, what: str = "wrote") -> None:
     env.say(f"{escape(what)} [bold]{escape(str(result.path))}[/] ({how}, {size})")
 
 
-@cli.command("convert", short_help='Rewrite a document: format, compression, key.')
+@cli.command("convert", short_help='Rewrite a document: format, compression, key; or as a DSPy save.')
 @click.argument("source", metavar="IN")
 @click.argument("out", metavar="OUT", type=click.Path(dir_okay=False))
 @output_options
+@click.option("--to", "to", type=click.Choice(["desiru", "dspy"], case_sensitive=False), default="desiru",
+              show_default=True, help="Write a desiru document, or a DSPy JSON save (module.load reads it).")
+@click.option("--dspy-version", metavar="VERSION",
+              help="With --to dspy: the dspy release to write for (default: the installed one).")
 @keys.key_options
 @click.pass_context
 def convert_cmd(ctx: click.Context, source: str, out: str, fmt: str | None, compress: str | None,
-                encrypt: bool, out_key_env: str | None, key_env: str | None, ask_key: bool) -> None:
+                encrypt: bool, out_key_env: str | None, to: str, dspy_version: str | None,
+                key_env: str | None, ask_key: bool) -> None:
     """Rewrite a document in another format, compression or encryption.
 
     IN is a document, or a journal point (PATH@tag:NAME, PATH@seq:N, PATH@head), which
     is replayed and written as a document. Format and compression come from the options,
     else from OUT's suffix (.json .yaml .msgpack, then .zst or .gz). The content is
     verified on the way in and its checksum carried over unchanged.
+
+    With --to dspy, IN may also be a DSPy JSON save of any dspy release, and OUT is
+    the DSPy save for --dspy-version (default: the installed dspy), in that
+    release's layout; every change made is listed (docs/dspy.md).
 
     \b
     Examples:
@@ -59,13 +69,43 @@ def convert_cmd(ctx: click.Context, source: str, out: str, fmt: str | None, comp
       desiru convert qa.json qa.bin --format msgpack --compress zstd --out-key-env PROD_KEY
       desiru convert secret.bin plain.json --key-env PROD_KEY
       desiru convert runs/qa.journal@tag:best best.json
+      desiru convert old_dspy_2_4.json new.json --to dspy --dspy-version 2.6
     """
     env = env_of(ctx)
     src = sources.parse_source(source)
     in_key = keys.input_key(key_env, ask_key)
+    if to.lower() == "dspy":
+        _to_dspy(env, src, out, dspy_version, in_key)
+        return
+    if dspy_version is not None:
+        raise DesiruError("--dspy-version is for --to dspy", hint="add --to dspy, or drop --dspy-version")
     with progress.task(env, f"reading {os.path.basename(src.text)}"):
         loaded = keys.with_key(lambda k: sources.read_source(src, k), in_key)
     out_key = keys.output_key(encrypt, out_key_env, in_key)
     with progress.task(env, f"writing {os.path.basename(out)}"):
         result = sources.write_state(loaded.state, out, kind=loaded.kind, fmt=fmt, compress=compress, key=out_key)
+    report_saved(env, result)
+
+
+def _to_dspy(env: Env, src: sources.Source, out: str, dspy_version: str | None, in_key: Any) -> None:
+    """``convert --to dspy``: a DSPy save or a desiru program, written as a DSPy save."""
+    from desiru.interop import dspy as dd
+    from desiru.program import Program
+
+    with progress.task(env, f"reading {os.path.basename(src.text)}"):
+        if not src.has_point and not sources.is_journal(src.path) and dd.looks_like_dspy_save(src.path):
+            program = dd.read_dspy_save(src.path)
+        else:
+            loaded = keys.with_key(lambda k: sources.read_source(src, k), in_key)
+            if loaded.kind != "program":
+                raise DesiruError("a DSPy save holds a program; this is a single module", path=src.path,
+                                  hint="convert the program the module belongs to")
+            program = Program.from_state(sources.with_known_classes(loaded.state), path=str(src.path))
+    with progress.task(env, f"writing {os.path.basename(out)}"):
+        changes = dd.dspy_document(program, dspy_version)[1]
+        result = dd.write_dspy_save(program, out, dspy_version=dspy_version)
+    for change in changes:
+        env.say(f"changed: {escape(change)}")
+    if not changes:
+        env.say("changed: nothing")
     report_saved(env, result)

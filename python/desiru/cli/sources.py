@@ -156,7 +156,7 @@ def about(path: str | os.PathLike[str]) -> Iterator[None]:
         raise
 
 
-def _with_known_classes(node: Any) -> Any:
+def with_known_classes(node: Any) -> Any:
     """A copy of a state tree where every class name the registry does not know is replaced by
     the base class (Program or Module), so the library can build it without the user's code."""
     from desiru import registry
@@ -172,7 +172,7 @@ def _with_known_classes(node: Any) -> Any:
         except DesiruError:
             out["class"] = base
     if isinstance(out.get("modules"), list):
-        out["modules"] = [_with_known_classes(m) for m in out["modules"]]
+        out["modules"] = [with_known_classes(m) for m in out["modules"]]
     return out
 
 
@@ -187,7 +187,7 @@ def check_shape(state: Any, kind: str, path: str | os.PathLike[str] | None = Non
     from desiru.program import Program
 
     where = os.fspath(path) if path is not None else None
-    tree = _with_known_classes(state)
+    tree = with_known_classes(state)
     if kind == "module":
         Module.from_state(tree, path=where)
     else:

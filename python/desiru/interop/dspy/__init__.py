@@ -157,6 +157,19 @@ def read_dspy_save(path: str | os.PathLike[str], template: Any = None) -> Progra
     return Program.from_state(tree, path=where)
 
 
+def looks_like_dspy_save(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a JSON object that is not a desiru document (so: a DSPy save to read)."""
+    p = Path(path)
+    if p.suffix.lower() != ".json" or not p.is_file():
+        return False
+    try:
+        with p.open("rb") as f:
+            head = f.read(1 << 16).lstrip()
+    except OSError:
+        return False
+    return head.startswith(b"{") and b'"format_version"' not in head
+
+
 def _is_predictor_state(doc: dict[str, Any]) -> bool:
     """True when a file's top level is one predictor's state (what a bare dspy.Predict saves)."""
     sig = doc.get("signature")
@@ -599,16 +612,21 @@ def load(path: str | os.PathLike[str], into: Any, *, key: bytes | str | None = N
     return to_dspy(obj, into, copy=copy, allow_unsafe_lm_state=allow_unsafe_lm_state)
 
 
+from desiru.interop.dspy.templates import dspy_template  # noqa: E402  (it imports from this module)
+
 __all__ = [
     "ADAPTER_FORMAT",
     "INPUT_KEYS",
     "META",
     "as_program",
     "dependency_versions",
+    "dspy_document",
     "dspy_state",
+    "dspy_template",
     "from_dspy",
     "is_dspy_module",
     "load",
+    "looks_like_dspy_save",
     "read_dspy_save",
     "save",
     "to_dspy",

@@ -45,8 +45,8 @@ def states_for(program: Program, version: str) -> tuple[dict[str, Any], list[str
             module, meta = _cot_forward(module, meta, said)
             name = new_name
         if source != target and meta.get("unrecorded"):
-            said.append("wrote what the old file did not record (" + ", ".join(meta["unrecorded"])
-                        + ") as derived: see metadata['dspy']['unrecorded']")
+            said.append("the old file did not record its " + ", ".join(meta["unrecorded"])
+                        + ": wrote dspy's defaults for the derived field names")
         if name in out:
             raise DesiruError(f"two predictors would be named {name!r} for dspy {version}",
                                       hint=f"see module {dotted!r}")
@@ -99,8 +99,11 @@ def metadata_for(save_metadata: Any, version: str, *, from_file: bool) -> tuple[
     if not layouts.writes_metadata(version):
         return None, "dropped the metadata block (dspy before 2.5.41 wrote none)" if save_metadata else ""
     deps = save_metadata.get("dependency_versions") if isinstance(save_metadata, dict) else None
-    if isinstance(deps, dict) and deps.get("dspy") == version:
-        return copy_tree(save_metadata), ""
+    saved = deps.get("dspy") if isinstance(deps, dict) else None
+    if isinstance(saved, str) and (saved == version or (
+            layouts.writes_metadata(saved)
+            and layouts.layout_for_version(saved) == layouts.layout_for_version(version))):
+        return copy_tree(save_metadata), ""  # written by a release of the same layout: it stays true
     env = dependency_versions()
     if layouts.version_tuple(version) < (2, 6, 0):  # 2.5 wrote full versions, 2.6 major.minor
         env["python"] = ".".join(map(str, sys.version_info[:3]))
