@@ -156,4 +156,5 @@ def _split(names: list[str], instructions: str) -> tuple[int, bool]:
         given = re.findall(r"`([^`]*)`", match.group(1))
         if 0 < len(given) < n and names[: len(given)] == given:
             return len(given), False
-    return max(n - 1, 0), True
+    # otherwise the last field is an output (dspy's file keeps inputs first); more is a guess
+    return max(n - 1, 0), n > 2
