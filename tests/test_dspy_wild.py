@@ -223,3 +223,76 @@ def test_old_chain_of_thought_comes_forward_as_dspy_2_6_keeps_it(tmp_path: Path)
     # a ChainOfThought saved by dspy 2.5 as "self" becomes the .predict of a ChainOfThought
     doc, _ = dd.dspy_document(dd.read_dspy_save(WILD / "can-gurkan__LEAR__optimized_program.json"), "2.6")
     assert list(doc) == ["predict", "metadata"] and "extended_signature" not in doc["predict"]
+
+
+# -- the same layouts as small hand-made vectors (tests/vectors/dspy/, see its README) -------------
+VECTORS = Path(__file__).resolve().parent / "vectors" / "dspy"
+#: vector -> ({dspy name: signature or raw state}, {names whose split is a marked guess}, loads as written)
+VECTOR_EXPECTED: dict[str, tuple[dict[str, Any], set[str], bool]] = {
+    "flat_2_4_cot.json": ({"retrieve": {"k": 3}, "generate_answer": "context, question -> rationale, answer"},
+                          set(), False),
+    "flat_2_5_0_predict.json": ({"classify": "message -> label"}, set(), False),
+    "flat_2_4_cot_base_differs.json": ({"narrator": " -> rationale, scene"}, {"narrator"}, False),
+    "early_2_x.json": ({"retrieve": {"k": 2}, "generate_answer": "context, question -> rationale, answer"},
+                       set(), False),
+    "signature_2_5_self.json": ({"self": "pseudocode -> reasoning, code"}, set(), False),
+    "signature_2_5_no_metadata.json": ({"predictor": "input -> reasoning, answer"}, set(), False),
+    "react_2_6.json": ({"agent.react": "question, trajectory -> next_thought, next_tool_name, next_tool_args",
+                        "agent.extract.predict": "question, trajectory -> reasoning, answer"}, set(), True),
+    "bare_3_x.json": ({"self": "source, code -> confidence"}, {"self"}, True),
+}
+
+
+def test_every_vector_is_listed() -> None:
+    assert sorted(p.name for p in VECTORS.glob("*.json")) == sorted(VECTOR_EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(VECTOR_EXPECTED))
+def test_layout_vectors(name: str, tmp_path: Path) -> None:
+    path = VECTORS / name
+    expected, guessed, loads = VECTOR_EXPECTED[name]
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    prog = dd.read_dspy_save(path)
+    modules = {m.metadata["dspy"]["name"]: m for _, m in prog.named_modules()}
+    assert list(modules) == list(expected)
+    for dspy_name, want in expected.items():
+        meta = modules[dspy_name].metadata["dspy"]
+        if isinstance(want, dict):
+            assert meta["raw"] == want
+            continue
+        assert str(modules[dspy_name].signature) == want
+        assert (meta.get("field_split") == "guessed") == (dspy_name in guessed)
+        assert [dict(d) for d in modules[dspy_name].demos] == _states(doc)[dspy_name]["demos"]
+    dd.write_dspy_save(prog, tmp_path / name)
+    assert json.dumps(json.loads((tmp_path / name).read_text(encoding="utf-8"))) == json.dumps(doc)
+    pytest.importorskip("dspy")
+    bench = _bench()
+    assert bench.dspy_reads(path)[0] == loads
+    dd.write_dspy_save(prog, tmp_path / "converted.json", dspy_version="2.6.27")
+    assert bench.dspy_reads(tmp_path / "converted.json") == (True, "ok")
+
+
+def test_flat_vector_details() -> None:
+    prog = dd.read_dspy_save(VECTORS / "flat_2_4_cot.json")
+    module = prog.get_module("generate_answer")
+    meta = module.metadata["dspy"]
+    assert meta["layout"] == "flat" and meta["cot"] is True
+    assert meta["unrecorded"] == ["descriptions", "prefixes except the last"]
+    assert module.signature.outputs["answer"].prefix == "Answer:"
+    assert module.signature.outputs["rationale"].prefix == "Reasoning: Let's think step by step in order to"
+    assert module.demos[0]["context"] == ["Zürich is in Switzerland.", "Bern is its capital."]
+    assert module.demos[1]["answer"] == 0.75 and type(module.demos[1]["answer"]) is float
+    # the base signature that differs from the extended one is kept, and comes back
+    narrator = dd.read_dspy_save(VECTORS / "flat_2_4_cot_base_differs.json").get_module("narrator")
+    assert narrator.signature.instructions == "Proposed Instruction: narrate the next scene vividly."
+    assert narrator.signature.outputs["scene"].prefix == "As the fog lifts over the valley, you see..."
+    assert narrator.metadata["dspy"]["base_signature"] == {"signature_instructions": "Describe the next scene.",
+                                                           "signature_prefix": "Scene:"}
+
+
+def test_bare_vector_prefixes() -> None:
+    module = dd.read_dspy_save(VECTORS / "bare_3_x.json").get_module("self")
+    assert list(module.signature.fields) == ["source", "code", "confidence"]  # from the bootstrapped demo
+    assert module.signature.inputs["source"].prefix == "Source:"  # empty in the file: desiru's default shown,
+    assert module.metadata["dspy"]["empty_prefix"] == ["source"]  # and the empty one written back
+    assert module.signature.fields["code"].prefix == "```python\n"  # named from the demo, not the fence
