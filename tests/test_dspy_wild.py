@@ -296,3 +296,58 @@ def test_bare_vector_prefixes() -> None:
     assert module.signature.inputs["source"].prefix == "Source:"  # empty in the file: desiru's default shown,
     assert module.metadata["dspy"]["empty_prefix"] == ["source"]  # and the empty one written back
     assert module.signature.fields["code"].prefix == "```python\n"  # named from the demo, not the fence
+
+
+def test_programs_not_from_a_file_are_written_for_the_named_release() -> None:
+    dspy = pytest.importorskip("dspy")
+    cot = dspy.ChainOfThought("question -> answer")
+    cot.predict.demos = [{"question": "q", "reasoning": "r", "answer": "a"}]
+    prog = dd.from_dspy(cot)
+    doc, changes = dd.dspy_document(prog)  # the installed release: as dspy itself saves it
+    assert doc == {"predict": cot.predict.dump_state(), "metadata": {"dependency_versions": dd.dependency_versions()}}
+    assert changes == []
+    old, changes = dd.dspy_document(prog, "2.4.9")  # then a ChainOfThought was itself the Predict
+    assert list(old) == list(layouts.ORDER[layouts.FLAT])
+    assert old["signature_prefix"] == old["extended_signature_prefix"] == "Answer:"
+    assert old["demos"] == [{"question": "q", "rationale": "r", "answer": "a"}]
+    assert any("renamed to 'self'" in c for c in changes) and any("metadata block" in c for c in changes)
+    mid, _ = dd.dspy_document(prog, "2.5.43")
+    assert list(mid) == [*layouts.ORDER[layouts.SIGNATURE_25], "metadata"]
+    assert mid["extended_signature"] == mid["signature"] == cot.predict.dump_state()["signature"]
+    assert mid["metadata"]["dependency_versions"]["dspy"] == "2.5.43"
+    # a desiru program: the installed layout, metadata as dspy writes it
+    native = ds.Program(answer=ds.Predict("question -> answer"))
+    doc, _ = dd.dspy_document(native)
+    assert list(doc) == ["answer", "metadata"]
+    assert list(doc["answer"]) == ["traces", "train", "demos", "signature", "lm"]
+    assert doc["metadata"] == {"dependency_versions": dd.dependency_versions()}
+    with pytest.raises(ds.DesiruError, match="dspy version"):
+        dd.dspy_document(native, "latest")
+
+
+def test_convert_cli_to_dspy(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from desiru.cli import cli
+
+    src = WILD / "wesen__dspy-grug__optimized_cot.json"
+    out = tmp_path / "grug.json"
+    run = CliRunner().invoke(cli, ["convert", str(src), str(out), "--to", "dspy", "--dspy-version", "2.6"])
+    assert run.exit_code == 0, run.output
+    assert "renamed to 'prog.predict'" in run.output and "metadata: no metadata block" in run.output
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert list(doc) == ["prog.predict", "metadata"]
+    assert doc["prog.predict"]["signature"]["instructions"] == "Translate plain english to grug text"
+    # a file already in the layout asked for: nothing changes
+    same = tmp_path / "same.json"
+    src = WILD / "knutole__dspy-demo__optimized_program.json"
+    run = CliRunner().invoke(cli, ["convert", str(src), str(same), "--to", "dspy", "--dspy-version", "2.6.25"])
+    assert run.exit_code == 0 and "changed: nothing" in run.output
+    assert json.loads(same.read_text("utf-8")) == json.loads(src.read_text("utf-8"))
+    # a desiru document goes out as a DSPy save too
+    dd.read_dspy_save(src).save(tmp_path / "prog.yaml")
+    run = CliRunner().invoke(cli, ["convert", str(tmp_path / "prog.yaml"), str(tmp_path / "back.json"), "--to", "dspy"])
+    assert run.exit_code == 0, run.output
+    assert json.loads((tmp_path / "back.json").read_text("utf-8")) == json.loads(src.read_text("utf-8"))
+    run = CliRunner().invoke(cli, ["convert", str(src), str(tmp_path / "x.msgpack"), "--dspy-version", "2.6"])
+    assert run.exit_code != 0 and "--to dspy" in run.output

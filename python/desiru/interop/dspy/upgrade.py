@@ -44,6 +44,11 @@ def states_for(program: Program, version: str) -> tuple[dict[str, Any], list[str
             said.append(f"renamed to {new_name!r} (a ChainOfThought holds its Predict as .predict since dspy 2.6)")
             module, meta = _cot_forward(module, meta, said)
             name = new_name
+        elif target != layouts.SIGNATURE and not meta.get("cot") and _is_cot_predict(name, module):
+            new_name = ROOT if name == "predict" else name.rsplit(".", 1)[0]
+            said.append(f"renamed to {new_name!r} (before dspy 2.6 a ChainOfThought was itself the Predict)")
+            module, meta = _cot_back(module, {**meta, "cot": True}, target, said)
+            name = new_name
         if source != target and meta.get("unrecorded"):
             said.append("the old file did not record its " + ", ".join(meta["unrecorded"])
                         + ": wrote dspy's defaults for the derived field names")
@@ -79,17 +84,44 @@ def _cot_forward(module: Any, meta: dict[str, Any], said: list[str]) -> tuple[An
                 f["name"] = "reasoning"
             if f["name"] == "reasoning" and f["prefix"] == fl.COT_PREFIX and f["desc"].startswith("${produce"):
                 f["desc"] = "${reasoning}"  # dspy 2.6's ChainOfThought field
-    renamed = 0
-    for demo in state["demos"]:
-        if "rationale" in demo and "reasoning" not in demo:
-            demo_items = [("reasoning" if k == "rationale" else k, v) for k, v in demo.items()]
-            demo.clear()
-            demo.update(demo_items)
-            renamed += 1
+    renamed = _rename_key(state["demos"], "rationale", "reasoning")
     if renamed:
         said.append(f"demo key 'rationale' -> 'reasoning' in {renamed} demos")
     state["metadata"] = {**state["metadata"], "dspy": meta}
     return Module.from_state(state), meta
+
+
+def _is_cot_predict(name: str, module: Any) -> bool:
+    """The Predict inside a dspy 2.6+ ChainOfThought: named ``predict``, its first output the reasoning."""
+    first = next(iter(module.signature.outputs), None)
+    return (name == "predict" or name.endswith(".predict")) and first in ("reasoning", "rationale")
+
+
+def _cot_back(module: Any, meta: dict[str, Any], target: str, said: list[str]) -> tuple[Any, dict[str, Any]]:
+    """A dspy 2.6+ ChainOfThought's Predict as dspy before 2.5 kept it: the field named ``rationale``."""
+    if target != layouts.FLAT:
+        return module, meta
+    state = module.to_state()
+    for f in state["signature"]["outputs"]:
+        if f["name"] == "reasoning":
+            f["name"] = "rationale"
+    renamed = _rename_key(state["demos"], "reasoning", "rationale")
+    if renamed:
+        said.append(f"demo key 'reasoning' -> 'rationale' in {renamed} demos")
+    state["metadata"] = {**state["metadata"], "dspy": meta}
+    return Module.from_state(state), meta
+
+
+def _rename_key(demos: list[dict[str, Any]], old: str, new: str) -> int:
+    """Rename a key in place in every demo that has it (and not the new one), keeping key order."""
+    renamed = 0
+    for demo in demos:
+        if old in demo and new not in demo:
+            items = [(new if k == old else k, v) for k, v in demo.items()]
+            demo.clear()
+            demo.update(items)
+            renamed += 1
+    return renamed
 
 
 def metadata_for(save_metadata: Any, version: str, *, from_file: bool) -> tuple[dict[str, Any] | None, str]:
@@ -112,4 +144,4 @@ def metadata_for(save_metadata: Any, version: str, *, from_file: bool) -> tuple[
     if not from_file:
         return new, ""
     was = f"dspy {deps.get('dspy')}" if isinstance(deps, dict) else "no metadata block"
-    return new, f"metadata: {was} -> dependency_versions of dspy {version} (dspy's loader needs the block)"
+    return new, f"metadata: {was} -> dependency_versions naming dspy {version}, the release written for"
