@@ -38,7 +38,7 @@ def report_saved(env: Env, result: SaveResult, what: str = "wrote") -> None:
     env.say(f"{escape(what)} [bold]{escape(str(result.path))}[/] ({how}, {size})")
 
 
-@cli.command("convert", short_help='Rewrite a document: format, compression, key; or as a DSPy save.')
+@cli.command("convert", short_help='Rewrite a document: format, compression, key.')
 @click.argument("source", metavar="IN")
 @click.argument("out", metavar="OUT", type=click.Path(dir_okay=False))
 @output_options
