@@ -225,13 +225,13 @@ def signature_state(module: Any, meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_predictor(module: Any, meta: dict[str, Any], layout: str, lm: Any) -> dict[str, Any]:
+def write_predictor(module: Any, meta: dict[str, Any], layout: str, lm: Any, demos: list[Any]) -> dict[str, Any]:
     """A predictor's dspy state in ``layout``: keys in the order the file had (or dspy writes), values
     from the module, and what the module cannot hold from ``meta``."""
     extra = meta.get("extra_state")
     extra = extra if isinstance(extra, dict) else {"traces": [], "train": []}
     values: dict[str, Any] = {k: copy_tree(v) for k, v in extra.items() if k not in _OWN[layout]}
-    values["demos"] = [{k: copy_tree(v) for k, v in d.items() if k != "_dspy_input_keys"} for d in module.demos]
+    values["demos"] = demos
     values["lm"] = copy_tree(lm)
     sig = signature_state(module, meta)
     base = meta.get("base_signature")

@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from desiru.errors import DesiruError
+from desiru.interop.dspy.live import _require_dspy
+from desiru.interop.dspy.states import ROOT, _meta, _segments
 from desiru.program import Program
 
 
 def dspy_template(program: Program) -> Any:
     """A dspy module whose ``named_parameters()`` are the program's predictors, by their dspy names."""
-    from desiru.interop.dspy import ROOT, _meta, _require_dspy, _segments
-
     dspy = _require_dspy()
     mods = [(_meta(m.metadata).get("name", d), m) for d, m in program.named_modules()]
     if [n for n, _ in mods] == [ROOT]:  # a bare predictor (or a file keyed "self", which only a bare one reads)
@@ -42,8 +42,6 @@ def dspy_template(program: Program) -> Any:
 
 
 def _leaf(dspy: Any, module: Any) -> Any:
-    from desiru.interop.dspy import _meta
-
     raw = _meta(module.metadata).get("raw")
     if raw is not None:
         if isinstance(raw, dict) and set(raw) <= {"k"}:

@@ -14,6 +14,7 @@ from typing import Any
 from desiru.errors import DesiruError
 from desiru.interop.dspy import fields as fl
 from desiru.interop.dspy import layouts
+from desiru.interop.dspy.states import ROOT, _meta, param_state
 from desiru.module import Module
 from desiru.program import Program
 from desiru.state import copy_tree
@@ -24,8 +25,6 @@ LATEST = "3.0.0"
 
 def states_for(program: Program, version: str) -> tuple[dict[str, Any], list[str]]:
     """dspy parameter name -> state for dspy ``version``, and the changes made to get there."""
-    from desiru.interop.dspy import ROOT, _meta, param_state
-
     target = layouts.layout_for_version(version)
     out: dict[str, Any] = {}
     changes: list[str] = []
@@ -126,7 +125,7 @@ def _rename_key(demos: list[dict[str, Any]], old: str, new: str) -> int:
 
 def metadata_for(save_metadata: Any, version: str, *, from_file: bool) -> tuple[dict[str, Any] | None, str]:
     """The metadata block dspy ``version`` writes (None before 2.5.41), and a note when it changed."""
-    from desiru.interop.dspy import dependency_versions
+    from desiru.interop.dspy.saves import dependency_versions
 
     if not layouts.writes_metadata(version):
         return None, "dropped the metadata block (dspy before 2.5.41 wrote none)" if save_metadata else ""

@@ -1,0 +1,150 @@
+"""Live dspy modules <-> desiru programs, and desiru files of dspy programs.
+
+DSPy is imported lazily: desiru works without it, and this module can be imported
+without it; only the functions that build or read dspy objects need it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from desiru.errors import DesiruError, SerializationError, UnknownModuleError
+from desiru.interop.dspy.states import INPUT_KEYS, ROOT, _meta, _program_tree, dspy_state
+from desiru.program import Program
+from desiru.state import copy_tree
+
+if TYPE_CHECKING:
+    from desiru.serialization.documents import SaveResult
+
+_HINT_INSTALL = "install it with: pip install 'desiru[dspy]'"
+
+
+def is_dspy_module(obj: Any) -> bool:
+    """True when ``obj`` is a dspy module (checked without importing dspy)."""
+    base = sys.modules.get("dspy.primitives.base_module")
+    return base is not None and isinstance(obj, base.BaseModule)
+
+
+def _require_dspy() -> Any:
+    try:
+        import dspy
+    except ImportError as exc:
+        raise DesiruError(f"DSPy is not installed ({exc})", hint=_HINT_INSTALL) from None
+    return dspy
+
+
+def as_program(obj: Any) -> Program:
+    """``obj`` as a desiru Program: a Program unchanged, a live dspy module converted."""
+    if isinstance(obj, Program):
+        return obj
+    if is_dspy_module(obj):
+        return from_dspy(obj)
+    raise SerializationError(
+        f"expected a desiru Program or a dspy module, got {type(obj).__module__}.{type(obj).__qualname__}",
+        hint="build a desiru.Program, or pass a dspy.Module",
+    )
+
+
+def from_dspy(module: Any) -> Program:
+    """A desiru Program holding the state of a live dspy module (one desiru module per predictor)."""
+    _require_dspy()
+    if not is_dspy_module(module):
+        raise SerializationError(f"from_dspy needs a dspy module, got {type(module).__qualname__}")
+    from dspy.utils.saving import get_dependency_versions
+
+    live = dict(module.named_parameters())
+    states = {name: _dump_param(param) for name, param in live.items()}
+    tree = _program_tree(states, live, root=module,
+                         save_metadata={"dependency_versions": get_dependency_versions()}, path=None)
+    return Program.from_state(tree)
+
+
+def _is_parameter(obj: Any) -> bool:
+    """True for dspy parameters (Predict, ...): their state is their own, not keyed by name."""
+    param = sys.modules.get("dspy.predict.parameter")
+    return param is not None and isinstance(obj, param.Parameter)
+
+
+def _dump_param(param: Any) -> Any:
+    """``param.dump_state()`` as dspy's JSON save would write it (json_mode where supported)."""
+    try:
+        takes_json_mode = "json_mode" in inspect.signature(param.dump_state).parameters
+    except (TypeError, ValueError):
+        takes_json_mode = False
+    return param.dump_state(json_mode=True) if takes_json_mode else param.dump_state()
+
+
+def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_state: bool = False) -> Any:
+    """Load ``program`` into the dspy module ``into`` (same structure) and return it.
+
+    ``into`` is changed in place, as dspy's own ``load()`` does; ``copy=True`` loads into
+    ``into.deepcopy()`` instead and leaves ``into`` as it was. Demos that were
+    ``dspy.Example`` objects come back as Examples with their input keys, and each
+    predictor's ``config`` is restored. ``allow_unsafe_lm_state`` is passed to dspy
+    (it lets LM states keep endpoints such as api_base and import custom LM classes;
+    only for trusted programs).
+    """
+    dspy = _require_dspy()
+    if not isinstance(program, Program):
+        raise DesiruError(f"to_dspy needs a desiru Program, got {type(program).__qualname__}")
+    if not is_dspy_module(into):
+        raise DesiruError(f"into= must be a dspy module, got {type(into).__qualname__}",
+                          hint="pass an instance of the dspy program this state belongs to")
+    target = into.deepcopy() if copy else into
+    states = dspy_state(program)
+    params = dict(target.named_parameters())
+    missing = [n for n in params if n not in states]
+    unknown = [n for n in states if n not in params]
+    if missing or unknown:
+        raise UnknownModuleError(
+            f"the dspy module {type(target).__qualname__} does not match the program: "
+            f"predictors missing from the program {missing}, not in the dspy module {unknown}",
+            hint="load into an instance of the dspy program the state came from",
+        )
+    # a bare predictor (dspy names it "self") loads its own state, not a name -> state map
+    ordered = states[ROOT] if _is_parameter(target) else {n: states[n] for n in params}
+    if allow_unsafe_lm_state:
+        target.load_state(ordered, allow_unsafe_lm_state=True)
+    else:
+        target.load_state(ordered)
+    modules = {(_meta(m.metadata).get("name", d)): m for d, m in program.named_modules()}
+    for name, param in params.items():
+        _restore_live(param, modules[name], dspy)
+    return target
+
+
+def _restore_live(param: Any, module: Any, dspy: Any) -> None:
+    """What dspy's load_state does not restore: Example demos with input keys, and config."""
+    meta = _meta(module.metadata)
+    if "raw" in meta:
+        return
+    demos = getattr(param, "demos", None)
+    if isinstance(demos, list) and len(demos) == len(module.demos):
+        for i, demo in enumerate(module.demos):
+            if INPUT_KEYS in demo:
+                keys = demo[INPUT_KEYS]
+                ex = dspy.Example({k: v for k, v in demos[i].items() if k != INPUT_KEYS})
+                demos[i] = ex.with_inputs(*keys) if isinstance(keys, list) else ex
+    if isinstance(getattr(param, "config", None), dict):
+        config = {k: copy_tree(v) for k, v in module.parameters.items() if k != "lm"}
+        param.config = config if meta.get("config_captured") else {**param.config, **config}
+
+
+def save(module: Any, path: str | os.PathLike[str], **options: Any) -> SaveResult:
+    """Save a live dspy module (or a Program) as a desiru file: ``Program.save`` options apply."""
+    return as_program(module).save(path, **options)
+
+
+def load(path: str | os.PathLike[str], into: Any, *, key: bytes | str | None = None,
+         copy: bool = False, allow_unsafe_lm_state: bool = False) -> Any:
+    """Load a desiru file into the dspy module ``into`` (see ``to_dspy``) and return it."""
+    from desiru.api import load as ds_load
+
+    obj = ds_load(path, key=key)
+    if not isinstance(obj, Program):
+        raise DesiruError("this file holds a single module, not a program", path=path,
+                          hint="save the whole dspy program with desiru.interop.dspy.save(module, path)")
+    return to_dspy(obj, into, copy=copy, allow_unsafe_lm_state=allow_unsafe_lm_state)
