@@ -19,7 +19,7 @@ from typing import Any
 from desiru.signature import default_prefix
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DEFAULT_INSTRUCTIONS = re.compile(r"Given the fields (.*), produce the fields (.*)\.", re.S)
+DEFAULT_INSTRUCTIONS = re.compile(r"Given the fields (.*), produce the fields (.*)\.", re.S)
 _GIVEN_FIELDS = re.compile(r"Given the fields? ((?:`[A-Za-z_][A-Za-z0-9_]*`(?:,\s*(?:and\s+)?|\s+and\s+)?)+)")
 _DESC_NAME = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _DESC_COT = re.compile(r"^\$\{produce the (?:[A-Za-z_][A-Za-z0-9_]*|output fields)\}\. We \.\.\.$")
@@ -69,7 +69,7 @@ def reasoning_name(demos: list[Any], default: str = "reasoning") -> str:
     return "reasoning" if "reasoning" in keys else default
 
 
-def _unique(names: list[str]) -> list[str]:
+def unique(names: list[str]) -> list[str]:
     out: list[str] = []
     for name in names:
         base, i = name, 2
@@ -81,7 +81,7 @@ def _unique(names: list[str]) -> list[str]:
 
 def from_default_instructions(instructions: str, n: int, prefixes: list[str]) -> Derived | None:
     """Names and split from DSPy's default instructions, when the predictor still has them."""
-    match = _DEFAULT_INSTRUCTIONS.fullmatch(instructions)
+    match = DEFAULT_INSTRUCTIONS.fullmatch(instructions)
     if not match:
         return None
     ins = re.findall(r"`([^`]*)`", match.group(1))
@@ -89,10 +89,10 @@ def from_default_instructions(instructions: str, n: int, prefixes: list[str]) ->
     if not all(_IDENT.match(x) for x in ins + outs):
         return None
     if len(ins) + len(outs) == n:
-        return Derived(_unique(ins + outs), len(ins))
+        return Derived(unique(ins + outs), len(ins))
     # ChainOfThought keeps the instructions of the signature it extends, without its reasoning
     if len(ins) + len(outs) + 1 == n and _is_reasoning(prefixes[len(ins)], ""):
-        return Derived(_unique([*ins, "reasoning", *outs]), len(ins))
+        return Derived(unique([*ins, "reasoning", *outs]), len(ins))
     return None
 
 
@@ -124,7 +124,7 @@ def derive(fields: list[dict[str, Any]], instructions: str, demos: list[Any]) ->
                 names = list(keys)
                 break
     demo_keys = [k for d in demos if isinstance(d, dict) for k in d if k not in DEMO_META_KEYS]
-    guessed: list[str] = []
+    guessed: list[int] = []  # positions whose name is a guess
     for i, prefix in enumerate(prefixes):
         if names[i] is not None:
             continue
@@ -135,9 +135,9 @@ def derive(fields: list[dict[str, Any]], instructions: str, demos: list[Any]) ->
     for i in range(n):
         if names[i] is None:
             names[i] = "input" if i < split[0] else "output"
-            guessed.append(i)  # type: ignore[arg-type]
-    final = _unique([str(x) for x in names])
-    return Derived(final, split[0], split[1], [final[i] for i in guessed])  # type: ignore[index]
+            guessed.append(i)
+    final = unique([str(x) for x in names])
+    return Derived(final, split[0], split[1], [final[i] for i in guessed])
 
 
 def _split(names: list[str], instructions: str) -> tuple[int, bool]:

@@ -142,7 +142,7 @@ def _recorded_signature(instructions: str, fields: list[dict[str, Any]], demos: 
         ins, outs = list(live_sig.input_fields), list(live_sig.output_fields)
         names = (ins + outs)[:n]
         extra = [fl.name_from_prefix(f["prefix"]) or "output" for f in fields[len(names):]]
-        derived = fl.Derived(fl._unique(names + extra), min(len(ins), n))
+        derived = fl.Derived(fl.unique(names + extra), min(len(ins), n))
     else:
         derived = fl.derive(fields, instructions, demos)
     _note(meta, derived)
@@ -168,7 +168,7 @@ def _derived_signature(instructions: str | None, base_prefix: str | None, last_p
     ins, outs, guessed = _flat_fields(instructions or "", base_prefix, demos, cot, cot_name, live_sig)
     if cot and cot_name not in outs:
         outs.insert(0, cot_name)
-    names = fl._unique(ins + outs)
+    names = fl.unique(ins + outs)
     ins, outs = names[:len(ins)], names[len(ins):]
     last = outs[-1]
     unrecorded = ["descriptions", "prefixes" if last_prefix is None else "prefixes except the last"]
@@ -194,7 +194,7 @@ def _flat_fields(instructions: str, base_prefix: str | None, demos: list[Any], c
     a guess, for a predictor whose save records no field list."""
     if live_sig is not None and hasattr(live_sig, "input_fields"):
         return list(live_sig.input_fields), [o for o in live_sig.output_fields if o != cot_name], False
-    m = fl._DEFAULT_INSTRUCTIONS.fullmatch(instructions)
+    m = fl.DEFAULT_INSTRUCTIONS.fullmatch(instructions)
     if m:
         return re.findall(r"`([^`]*)`", m.group(1)), re.findall(r"`([^`]*)`", m.group(2)), False
     last = fl.name_from_prefix(base_prefix) if base_prefix is not None else None

@@ -143,7 +143,8 @@ def dspy_document(program: Program | Any, dspy_version: str | None = None) -> tu
     if dspy_version is None and (source is not None or isinstance(save_metadata, dict)):
         source = source or {}
         states = dspy_state(prog)
-        keys = source.get("keys") if isinstance(source.get("keys"), list) else []
+        recorded = source.get("keys")
+        keys: list[str] = recorded if isinstance(recorded, list) else []
         bare = not source.get("named_self") and list(states) == [ROOT]
         _check_names(not bare, states)
         body = dict(states[ROOT] if bare else states)
