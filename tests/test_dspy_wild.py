@@ -351,3 +351,24 @@ def test_convert_cli_to_dspy(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "back.json").read_text("utf-8")) == json.loads(src.read_text("utf-8"))
     run = CliRunner().invoke(cli, ["convert", str(src), str(tmp_path / "x.msgpack"), "--dspy-version", "2.6"])
     assert run.exit_code != 0 and "--to dspy" in run.output
+
+
+def test_old_save_into_todays_program() -> None:
+    """to_dspy (and journal.replay(into=)) brings an old save forward into a program of today's dspy."""
+    dspy = pytest.importorskip("dspy")
+
+    class RAG(dspy.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.retrieve = dspy.Retrieve(k=1)
+            self.generate_answer = dspy.ChainOfThought("context, question -> answer")
+
+    prog = dd.read_dspy_save(WILD / "amelial9__DSPy__gao_clone.json")
+    doc = json.loads((WILD / "amelial9__DSPy__gao_clone.json").read_text("utf-8"))
+    rag = dd.to_dspy(prog, into=RAG())
+    assert rag.retrieve.k == 3
+    predict = rag.generate_answer.predict
+    assert predict.signature.instructions == doc["generate_answer"]["extended_signature_instructions"]
+    assert len(predict.demos) == len(doc["generate_answer"]["demos"]) == 16
+    first = doc["generate_answer"]["demos"][0]
+    assert predict.demos[0]["reasoning"] == first["rationale"] and predict.demos[0]["context"] == first["context"]

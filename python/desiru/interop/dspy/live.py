@@ -12,7 +12,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from desiru.errors import DesiruError, SerializationError, UnknownModuleError
-from desiru.interop.dspy.states import INPUT_KEYS, ROOT, _meta, _program_tree, dspy_state
+from desiru.interop.dspy import upgrade
+from desiru.interop.dspy.states import INPUT_KEYS, ROOT, _meta, _program_tree
 from desiru.program import Program
 from desiru.state import copy_tree
 
@@ -94,7 +95,9 @@ def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_
         raise DesiruError(f"into= must be a dspy module, got {type(into).__qualname__}",
                           hint="pass an instance of the dspy program this state belongs to")
     target = into.deepcopy() if copy else into
-    states = dspy_state(program)
+    # as the installed dspy keeps it: a program read from an older release's save is brought forward
+    entries, _ = upgrade.modules_for(program, dspy.__version__)
+    states = {name: state for name, (_, state) in entries.items()}
     params = dict(target.named_parameters())
     missing = [n for n in params if n not in states]
     unknown = [n for n in states if n not in params]
@@ -110,9 +113,8 @@ def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_
         target.load_state(ordered, allow_unsafe_lm_state=True)
     else:
         target.load_state(ordered)
-    modules = {(_meta(m.metadata).get("name", d)): m for d, m in program.named_modules()}
     for name, param in params.items():
-        _restore_live(param, modules[name], dspy)
+        _restore_live(param, entries[name][0], dspy)
     return target
 
 

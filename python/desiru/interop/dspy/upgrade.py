@@ -25,14 +25,21 @@ LATEST = "3.0.0"
 
 def states_for(program: Program, version: str) -> tuple[dict[str, Any], list[str]]:
     """dspy parameter name -> state for dspy ``version``, and the changes made to get there."""
+    entries, changes = modules_for(program, version)
+    return {name: state for name, (_, state) in entries.items()}, changes
+
+
+def modules_for(program: Program, version: str) -> tuple[dict[str, tuple[Any, dict[str, Any]]], list[str]]:
+    """dspy parameter name for dspy ``version`` -> (the module as that release keeps it, its state),
+    and the changes made to get there."""
     target = layouts.layout_for_version(version)
-    out: dict[str, Any] = {}
+    out: dict[str, tuple[Any, dict[str, Any]]] = {}
     changes: list[str] = []
     for dotted, module in program.named_modules():
         meta = _meta(module.metadata)
         name = meta.get("name", dotted)
         if "raw" in meta:
-            out[name] = param_state(dotted, module, meta)
+            out[name] = (module, param_state(dotted, module, meta))
             continue
         source = meta.get("layout", layouts.SIGNATURE)
         said: list[str] = []
@@ -53,8 +60,8 @@ def states_for(program: Program, version: str) -> tuple[dict[str, Any], list[str
                         + ": wrote dspy's defaults for the derived field names")
         if name in out:
             raise DesiruError(f"two predictors would be named {name!r} for dspy {version}",
-                                      hint=f"see module {dotted!r}")
-        out[name] = param_state(dotted, module, meta, target)
+                              hint=f"see module {dotted!r}")
+        out[name] = (module, param_state(dotted, module, meta, target))
         if said:
             changes.append(f"{meta.get('name', dotted)}: " + "; ".join(said))
     return out, changes
