@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from desiru.cli import keys, progress, render, sources
 from desiru.cli.app import Env, cli, env_of
-from desiru.errors import DesiruError
+from desiru.errors import DesiruError, FormatError
 from desiru.serialization.documents import SaveResult
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -93,10 +93,14 @@ def _to_dspy(env: Env, src: sources.Source, out: str, dspy_version: str | None, 
     from desiru.program import Program
 
     with progress.task(env, f"reading {os.path.basename(src.text)}"):
-        if not src.has_point and not sources.is_journal(src.path) and dd.looks_like_dspy_save(src.path):
+        try:
+            loaded = keys.with_key(lambda k: sources.read_source(src, k), in_key)
+        except FormatError:
+            # not a desiru document: a DSPy save is JSON without desiru's envelope
+            if src.has_point or src.path.suffix.lower() != ".json":
+                raise
             program = dd.read_dspy_save(src.path)
         else:
-            loaded = keys.with_key(lambda k: sources.read_source(src, k), in_key)
             if loaded.kind != "program":
                 raise DesiruError("a DSPy save holds a program; this is a single module", path=src.path,
                                   hint="convert the program the module belongs to")

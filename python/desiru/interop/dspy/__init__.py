@@ -18,7 +18,6 @@ from desiru.interop.dspy.live import as_program, from_dspy, is_dspy_module, load
 from desiru.interop.dspy.saves import (
     dependency_versions,
     dspy_document,
-    looks_like_dspy_save,
     read_dspy_save,
     write_dspy_save,
 )
@@ -38,7 +37,6 @@ __all__ = [
     "from_dspy",
     "is_dspy_module",
     "load",
-    "looks_like_dspy_save",
     "read_dspy_save",
     "save",
     "to_dspy",

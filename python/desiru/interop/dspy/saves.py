@@ -81,19 +81,6 @@ def read_dspy_save(path: str | os.PathLike[str], template: Any = None) -> Progra
     return Program.from_state(tree, path=where)
 
 
-def looks_like_dspy_save(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a JSON object that is not a desiru document (so: a DSPy save to read)."""
-    p = Path(path)
-    if p.suffix.lower() != ".json" or not p.is_file():
-        return False
-    try:
-        with p.open("rb") as f:
-            head = f.read(1 << 16).lstrip()
-    except OSError:
-        return False
-    return head.startswith(b"{") and b'"format_version"' not in head
-
-
 def _is_predictor_state(doc: dict[str, Any]) -> bool:
     """True when a file's top level is one predictor's state (what a bare dspy.Predict saves)."""
     sig = doc.get("signature")
