@@ -51,7 +51,7 @@ def test_run_demo_end_to_end(tmp_path: Path) -> None:
         assert [t.params["trial"] for t in trials] == list(range(31))
         assert [t.score for t in trials[1:]] == [t.score for t in seen]
         assert j.best().seq == report.best_seq and j.best().score == report.best_score
-        assert [t.seq for t in j.lineage("best")][0] == trials[0].seq
+        assert j.lineage("best")[0].seq == trials[0].seq
     # the files: json and msgpack+zstd, both load back to the replayed program
     assert report.files["json"] == tmp_path / "best.json"
     assert report.files["msgpack+zstd"] == tmp_path / "best.msgpack.zst"

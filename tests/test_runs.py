@@ -11,10 +11,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from programs import sample_program
 
 import desiru as ds
 from desiru.journal import Journal
-from programs import sample_program
 
 
 def _variant(i: int) -> ds.Program:

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from programs import sample_program
 
 import desiru as ds
 from desiru.journal import Journal
-from programs import sample_program
 
 
 class RunMachine(RuleBasedStateMachine):

@@ -301,16 +301,17 @@ def snapshot_cmd(ctx: click.Context, journal: str, key_env: str | None, ask_key:
 @click.argument("journal", metavar="JOURNAL")
 @click.option("--snapshot", "take_snapshot", is_flag=True,
               help="Snapshot the head first, so everything before the head is dropped.")
-@click.option("--force", is_flag=True, help="Compact even when tags fall before the cut (they are dropped).")
+@click.option("--force", is_flag=True, help="Also drop tagged commits before the cut (kept by default).")
 @keys.key_options
 @click.pass_context
 def compact_cmd(ctx: click.Context, journal: str, take_snapshot: bool, force: bool, key_env: str | None,
                 ask_key: bool) -> None:
     """Drop the events and snapshots before the newest snapshot, to free space.
 
-    Every seq and tag from that snapshot on replays exactly as before; older points
-    can no longer be replayed. Tags before the cut would be lost, so compact refuses
-    (naming them) unless --force is given; replay them to files first if you need them.
+    Every seq from that snapshot on replays exactly as before. Tagged commits, the
+    lineage of the 10 best trials and the head keep a snapshot of their own and still
+    replay; other older commits can no longer be replayed, but stay in `desiru trials`
+    with their scores. --force also lets tagged commits before the cut go.
 
     \b
     Examples:
@@ -323,8 +324,6 @@ def compact_cmd(ctx: click.Context, journal: str, take_snapshot: bool, force: bo
 
     def compact(k: str | None) -> dict[str, Any]:
         with sources.open_journal(src.path, k, write=True) as j:
-            snaps = list(j.store.snapshot_seqs())
-            cut = j.head if take_snapshot and j.head > 0 else (snaps[-1] if snaps else None)
             before = j.size()
             with progress.task(env, "compacting"):
                 if take_snapshot and j.head > 0:

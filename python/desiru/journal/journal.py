@@ -37,7 +37,7 @@ from desiru.journal.events import (
 from desiru.journal.file_store import FileStore
 from desiru.journal.index import Checkpoint, TagIndex
 from desiru.journal.replay import ReplayMixin, VerifyReport
-from desiru.journal.runs import Node, RunIndex, Trial, results_payload
+from desiru.journal.runs import Node, RunIndex, results_payload
 from desiru.journal.state_builder import StateBuilder
 from desiru.journal.store import CutReport, JournalStore
 from desiru.journal.warning import JournalWarning

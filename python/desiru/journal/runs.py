@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from desiru import _engine
 from desiru.errors import CorruptDataError, DesiruError
 from desiru.journal.codec import R_FIRST, R_LAST, R_PAYLOAD, R_SEQ, R_TIMESTAMP, R_TYPE, RecordCodec
-from desiru.journal.events import EVENT_TYPES, CheckpointTagged, Committed, ResultsRecorded
+from desiru.journal.events import EVENT_TYPES, Committed, ResultsRecorded
 from desiru.journal.store import JournalStore
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ class RunIndex:
         with self._mutex:
             try:
                 first = self._store.first_seq()
-                if self._nodes is None or first > self._runs_first and first - 1 > self._runs_upto:
+                if self._nodes is None or (first > self._runs_first and first - 1 > self._runs_upto):
                     self._build_base(first)
                 self._scan_runs(self._runs_upto + 1, head + 1)
                 self._runs_first = first
