@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -188,7 +189,7 @@ _KILL_WRITER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("delay", [0.15, 0.4])
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.2])
 def test_sigkill_during_commits_and_records_loses_nothing_acknowledged(tmp_path: Path, delay: float) -> None:
     path = tmp_path / "k.journal"
     script = _KILL_WRITER.format(tests=str(Path(__file__).parent), path=str(path))
@@ -198,16 +199,21 @@ def test_sigkill_during_commits_and_records_loses_nothing_acknowledged(tmp_path:
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                                 env={**os.environ, "PYTHONWARNINGS": "ignore"})
         assert proc.stdout is not None
-        import time
-
-        time.sleep(delay + 0.6)
+        lines = []
+        # wait until the writer is committing (a loaded machine starts it slowly), then kill it mid-run
+        while len(lines) < 6:
+            line = proc.stdout.readline()
+            assert line, "the writer died before committing"
+            lines.append(line)
+        time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate()
-        for line in out.splitlines():
+        for line in [*lines, *out.splitlines()]:
             parts = line.split()
-            if parts[0] == "C":
+            # a line the kill cut short is no acknowledgement
+            if len(parts) == 3 and parts[0] == "C":
                 acked[int(parts[1])] = int(parts[2])
-            elif parts[0] == "R":
+            elif len(parts) == 2 and parts[0] == "R":
                 recorded.add(int(parts[1]))
     assert acked
     import warnings
@@ -224,3 +230,18 @@ def test_sigkill_during_commits_and_records_loses_nothing_acknowledged(tmp_path:
         for seq in recorded:
             assert trials[seq].metrics == {"late": float(acked[seq])}
         assert j.verify().ok
+
+
+def test_verify_checks_the_run_events(tmp_path: Path) -> None:
+    from desiru.journal.events import Committed, ResultsRecorded
+
+    with Journal.open(tmp_path / "r.journal") as j:
+        a = j.commit(_variant(0), score=0.1)
+        j.commit(_variant(1), parent=a, score=0.2)
+        assert j.verify().ok
+        # hand-made events that name no commit: appended (they change no state), then reported
+        j.append(ResultsRecorded(payload={"commit": 2, "score": 1.0, "metrics": {}, "params": {}}))
+        j.append(Committed(payload={"parent": 999, "hash": b"", "writer": "x"}))
+        faults = [f.reason for f in j.verify().faults]
+        assert any("results name seq 2" in f for f in faults)
+        assert any("names parent 999" in f for f in faults)

@@ -87,7 +87,8 @@ class ReplayMixin:
         def _check_open(self) -> None: ...
         def tags(self, history: bool = False) -> Any: ...
         def _node_at(self, seq: int) -> Any: ...
-        def _runs(self) -> dict[int, Any]: ...
+        def _runs(self, upto: int | None = None) -> dict[int, Any]: ...
+        def _check_runs(self) -> list[Fault]: ...
 
     def _arrays(self, start: int, stop: int) -> Iterator[list[list[Any]]]:
         """Decoded record arrays (codec.R_*) with start <= seq < stop, a chunk at a time, checked gapless."""
@@ -436,6 +437,11 @@ class ReplayMixin:
                                 faults.append(Fault("snapshot differs from the replayed events", seq=s))
                     except DesiruError as exc:
                         faults.append(Fault(f"snapshot: {exc.message}", seq=s, offset=exc.offset))
+            if not faults:
+                try:
+                    faults.extend(self._check_runs())
+                except DesiruError as exc:
+                    faults.append(Fault(f"run index: {exc.message}", seq=exc.seq, offset=exc.offset))
             return VerifyReport(self._head, count, len(snaps), tuple(faults))
 
     def _replay_without(self, target: int, skip_snapshot: int) -> dict[str, Any]:

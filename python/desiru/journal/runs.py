@@ -21,7 +21,7 @@ from desiru import _engine
 from desiru.errors import CorruptDataError, DesiruError
 from desiru.journal.codec import R_FIRST, R_LAST, R_PAYLOAD, R_SEQ, R_TIMESTAMP, R_TYPE, RecordCodec
 from desiru.journal.events import EVENT_TYPES, Committed, ResultsRecorded
-from desiru.journal.store import JournalStore
+from desiru.journal.store import Fault, JournalStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -196,6 +196,8 @@ class RunIndex:
         def _race_safe(self, fn: Callable[[], T]) -> T: ...
 
     def _reset_runs(self) -> None:
+        #: (seq, target) of results naming no commit (verify reports them)
+        self._orphans: list[tuple[int, Any]] = []
         self._nodes = None
         self._node_seqs = []
         self._by_hash = {}
@@ -314,6 +316,8 @@ class RunIndex:
             node = self._nodes.get(target) if type(target) is int else None
             if node is not None:
                 node.merge(p)
+            else:
+                self._orphans.append((rec[R_SEQ], target))
         elif kind in _EDIT_TYPES and rec[R_LAST] not in self._nodes:
             # a group of release 0.1.0 (or appended by hand on a line): the commit before it is its parent
             before = bisect.bisect_left(self._node_seqs, rec[R_FIRST])
@@ -463,6 +467,33 @@ class RunIndex:
         nodes = self._runs()
         tags_of = self._tags_by_node()
         return [self._trial(nodes[s], tags_of) for s in self._by_hash.get(h, ())]
+
+    def _check_runs(self) -> list[Fault]:
+        """verify()'s look at the run: parents, results and tags name commits; snapshots hold their hash."""
+        faults = []
+        nodes = self._runs()
+        first = self._store.first_seq()
+        for s in self._node_seqs:
+            node = nodes[s]
+            if node.parent and (node.parent not in nodes or node.parent >= node.first):
+                faults.append(Fault(f"commit {s} names parent {node.parent}, which is no earlier commit", seq=s))
+        for seq, target in self._orphans:
+            if not (type(target) is int and target < first):  # results of a compacted commit are fine
+                faults.append(Fault(f"results name seq {target!r}, which holds no commit", seq=seq))
+        for name, seq in self.tags().items():
+            if self._node_at(seq) is None:
+                faults.append(Fault(f"tag {name!r} names seq {seq}, which holds no commit", seq=seq))
+        for s in self._store.snapshot_seqs():
+            node = nodes.get(s)
+            if node is None or node.hash is None or node.dropped:
+                continue
+            try:
+                state = self._codec.snapshot_state(s, self._store.get_snapshot(s))
+            except DesiruError:
+                continue  # reported by the snapshot checks
+            if _engine.content_hash(state) != node.hash:
+                faults.append(Fault("snapshot differs from the state its commit recorded (content hash)", seq=s))
+        return faults
 
     if TYPE_CHECKING:
         def _state_of_candidate(self, program: Any) -> dict[str, Any]: ...
