@@ -132,8 +132,9 @@ def test_a_follower_in_another_process(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import desiru as ds
         with ds.Journal.open({str(path)!r}, readonly=True) as r:
+            events = r.follow(timeout=10.0, poll=0.005)  # starts after the head as it is now
             print("READY", r.head, flush=True)
-            for e in r.follow(timeout=3.0, poll=0.005):
+            for e in events:
                 print(e.seq, e.type, flush=True)
                 if e.type == "CheckpointTagged" and e.payload["tag"] == "end":
                     break

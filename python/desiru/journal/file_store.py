@@ -17,6 +17,7 @@ mmap: the writer may truncate a torn tail, which would fault a mapping).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime as _dt
 import errno
@@ -46,6 +47,8 @@ SNAPSHOT_SUFFIX = ".snap"
 #: the framing's record header size and the largest record it accepts
 RECORD_HEADER = 24
 MAX_RECORD = 256 * 1024 * 1024
+#: one record in this many is remembered in the sparse seq -> offset index of a segment
+MARK_EVERY = 64
 #: bytes read per pread while scanning: bounds the memory of a scan, whatever the log size
 SCAN_CHUNK = 1024 * 1024
 #: snapshot blobs are split into framed chunks of at most this size
@@ -132,6 +135,10 @@ class FileStore(JournalStore):
         self._tail_pos: tuple[int, int] = (0, 0)
         # where the last read() stopped: (segment first seq, next seq, offset), to resume cheaply
         self._cursor: tuple[int, int, int] = (0, 0, 0)
+        # sparse seq -> offset index per segment, of records this object wrote or read whole:
+        # a read of any range starts near it instead of at the segment's start (never trusted over
+        # the records: the scan from a mark checks framing and seqs as from the start)
+        self._marks: dict[int, tuple[list[int], list[int]]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -404,6 +411,10 @@ class FileStore(JournalStore):
             expected += 1
         data = b"".join(parts)
         fd = self._writer_fd(records[0][0])
+        pos = self._end
+        for (seq, _payload), part in zip(records, parts):
+            self._mark(self._segments[-1], seq, pos)
+            pos += len(part)
         view = memoryview(data)
         while view:  # pwrite at our own end: a cut tail never leaves a hole before new records
             n = os.pwrite(fd, view, self._end)
@@ -442,6 +453,26 @@ class FileStore(JournalStore):
             # changed, and skips the timestamps
             getattr(os, "fdatasync", os.fsync)(self._fd)
 
+    def _mark(self, segment: int, seq: int, offset: int) -> None:
+        """Remember where record ``seq`` starts, one record in MARK_EVERY."""
+        seqs, offsets = self._marks.setdefault(segment, ([], []))
+        if not seqs or seq >= seqs[-1] + MARK_EVERY:
+            seqs.append(seq)
+            offsets.append(offset)
+            return
+        i = bisect.bisect_left(seqs, seq)
+        if (i == 0 or seq - seqs[i - 1] >= MARK_EVERY) and (i == len(seqs) or seqs[i] - seq >= MARK_EVERY):
+            seqs.insert(i, seq)
+            offsets.insert(i, offset)
+
+    def _nearest_mark(self, segment: int, start: int) -> tuple[int, int] | None:
+        """(seq, offset) of the marked record nearest at or before ``start`` in ``segment``."""
+        marks = self._marks.get(segment)
+        if not marks:
+            return None
+        i = bisect.bisect_right(marks[0], start)
+        return (marks[0][i - 1], marks[1][i - 1]) if i else None
+
     def read(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes]]:
         for chunk in self.read_chunks(start, stop):
             for seq, _off, payload in chunk:
@@ -464,9 +495,14 @@ class FileStore(JournalStore):
             c_first, c_next, c_off = self._cursor
             if c_first == first and first < c_next <= start:  # resume where the last read stopped
                 offset, expect = c_off, c_next
+            mark = self._nearest_mark(first, start)
+            if mark is not None and mark[0] > expect:  # or start at the nearest record we know
+                expect, offset = mark
             last_seen = expect - 1
             for base, records in self._scan_chunks(first, offset, tail_ok=is_last, expect=expect):
                 lo = records[0][0]
+                for k in range(0, len(records), MARK_EVERY):
+                    self._mark(first, records[k][0], base + records[k][1])
                 last_seen, last_off, last_payload = records[-1]
                 self._cursor = (first, last_seen + 1, base + last_off + RECORD_HEADER + len(last_payload))
                 if last_seen < start:
@@ -512,6 +548,7 @@ class FileStore(JournalStore):
 
     def _cut(self, first: int, offset: int, size: int, after_seq: int, reason: str) -> CutReport:
         self._cursor = (0, 0, 0)
+        self._marks.clear()
         path = self._seg_path(first)
         with open(path, "rb") as f:
             f.seek(offset)
@@ -540,6 +577,7 @@ class FileStore(JournalStore):
         if seq >= self._last_seq and self.damage is None:
             return None
         self._cursor = (0, 0, 0)
+        self._marks.clear()
         kept: list[str] = []
         nbytes = 0
         # whole segments after seq move aside; the one holding seq is truncated after it
@@ -575,6 +613,7 @@ class FileStore(JournalStore):
 
     def drop_before(self, seq: int) -> int:
         self._cursor = (0, 0, 0)
+        self._marks.clear()
         if self._roll and self._last_seq <= seq and self._segments:
             # the last segment is wholly covered: roll now, so it is no longer the last one and
             # the empty new segment keeps saying where the log continues
