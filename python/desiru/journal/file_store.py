@@ -49,6 +49,8 @@ RECORD_HEADER = 24
 MAX_RECORD = 256 * 1024 * 1024
 #: one record in this many is remembered in the sparse seq -> offset index of a segment
 MARK_EVERY = 64
+#: the first window of a read that needs only a few records
+SMALL_WINDOW = 16 * 1024
 #: bytes read per pread while scanning: bounds the memory of a scan, whatever the log size
 SCAN_CHUNK = 1024 * 1024
 #: snapshot blobs are split into framed chunks of at most this size
@@ -223,17 +225,19 @@ class FileStore(JournalStore):
             for seq, off, payload in records:
                 yield seq, base + off, payload
 
-    def _scan_chunks(self, first: int, offset: int = 0, *, tail_ok: bool, expect: int | None = None
-                     ) -> Iterator[tuple[int, list[tuple[int, int, bytes]]]]:
+    def _scan_chunks(self, first: int, offset: int = 0, *, tail_ok: bool, expect: int | None = None,
+                     want: int | None = None) -> Iterator[tuple[int, list[tuple[int, int, bytes]]]]:
         """(base offset, records) per window read; each record is (seq, offset from base, payload).
 
         Seqs are checked to run on from ``expect`` without a gap. Damage raises
         CorruptDataError naming seq and offset (after the good records before it were
         yielded), except a torn or corrupt tail of the last segment when ``tail_ok``
         (nothing valid follows it): there the scan just ends (a writer may be midway
-        through an append, or recover() will cut it).
+        through an append, or recover() will cut it). ``want`` (records the caller needs) starts
+        with a small window that grows, so reading a few records reads a few KiB.
         """
         path = self._seg_path(first)
+        grow = SCAN_CHUNK if want is None else min(SCAN_CHUNK, max(SMALL_WINDOW, want * 256))
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
@@ -244,7 +248,8 @@ class FileStore(JournalStore):
             pos = offset
             expected = first if expect is None else expect
             while pos < size:
-                window = min(SCAN_CHUNK, size - pos)
+                window = min(grow, size - pos)
+                grow = min(SCAN_CHUNK, grow * 4)
                 buf = os.pread(fd, window, pos)
                 records, good_end, fault = _engine.frame_scan(buf, self.salt, 0, MAX_RECORD)
                 if records:
@@ -499,7 +504,8 @@ class FileStore(JournalStore):
             if mark is not None and mark[0] > expect:  # or start at the nearest record we know
                 expect, offset = mark
             last_seen = expect - 1
-            for base, records in self._scan_chunks(first, offset, tail_ok=is_last, expect=expect):
+            want = None if stop is None else stop - expect
+            for base, records in self._scan_chunks(first, offset, tail_ok=is_last, expect=expect, want=want):
                 lo = records[0][0]
                 for k in range(0, len(records), MARK_EVERY):
                     self._mark(first, records[k][0], base + records[k][1])

@@ -80,8 +80,10 @@ def _split_large(edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-#: node states kept in memory (sharing structure) so a commit from a recent parent replays nothing
-STATE_CACHE = 64
+#: commit states kept in memory (sharing structure) so a commit from a recent parent replays nothing
+STATE_CACHE = 256
+#: the most commits applied on top of a cached ancestor before replaying from a snapshot instead
+STATE_CHAIN = 1024
 #: default bound on the events a replay applies after its nearest snapshot (see snapshot_every)
 DEFAULT_SNAPSHOT_EVERY = 20_000
 
@@ -414,39 +416,42 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             self._states.move_to_end(seq)
             return cached
         nodes = self._runs()
-        chain = []
+        first = self._store.first_seq()
+        chain: list[int] = []
         s = seq
         base: dict[str, Any] | None = None
-        while s and len(chain) < 64:
+        while s and len(chain) <= STATE_CHAIN:
             if s == self._line_head and self._head_state is not None:
                 base = self._head_state
                 break
-            if s in self._states:
-                base = self._states[s]
+            base = self._states.get(s)
+            if base is not None:
+                break
+            node = nodes.get(s)
+            if node is None or node.dropped or node.first < first:
                 break
             chain.append(s)
-            node = nodes.get(s)
-            if node is None or node.dropped or node.first < self._store.first_seq():
-                break
             s = node.parent
-        if base is None:
+        if base is None:  # no ancestor in memory: from the nearest snapshot on its lineage
             state = self.replay_state(seq, _copy=True)
         else:
-            state = base
-            for s in reversed(chain):
-                state = self._apply_node(state, nodes[s])
+            state = self._apply_chain(base, [nodes[c] for c in reversed(chain)])
         self._cache_state(seq, state)
         return state
 
-    def _apply_node(self, state: dict[str, Any], node: Node) -> dict[str, Any]:
-        """``state`` (left unchanged) with the edits of one commit applied, sharing what they do not touch."""
-        edits = []
-        for arrays in self._arrays(node.first, node.last + 1):
-            edits.extend(self._edits(arrays))
+    def _apply_chain(self, state: dict[str, Any], chain: list[Node]) -> dict[str, Any]:
+        """``state`` (left unchanged) with the edits of the commits in ``chain`` (oldest first) applied,
+        as one batch on a copy of only the nodes they touch."""
+        edits: list[dict[str, Any]] = []
+        for node in chain:
+            for arrays in self._arrays(node.first, node.last + 1):
+                edits.extend(self._edits(arrays))
         if not edits:
             return state
-        if any(e["op"] == "program_created" for e in edits):
+        created = [i for i, e in enumerate(edits) if e["op"] == "program_created"]
+        if created:
             new: dict[str, Any] = {}
+            edits = edits[created[-1]:]
         else:
             new = _unshare(state, {e["path"] for e in edits}, {})
         return _engine.apply_edits(new, edits)
