@@ -15,11 +15,20 @@ import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from desiru import _engine
 from desiru.errors import CorruptDataError, DesiruError
-from desiru.journal.codec import R_FIRST, R_LAST, R_PAYLOAD, R_SEQ, R_TIMESTAMP, R_TYPE, RecordCodec
+from desiru.journal.codec import (
+    CURRENT_SCHEMA,
+    R_FIRST,
+    R_LAST,
+    R_PAYLOAD,
+    R_SEQ,
+    R_TIMESTAMP,
+    R_TYPE,
+    RecordCodec,
+)
 from desiru.journal.events import EVENT_TYPES, Committed, ResultsRecorded
 from desiru.journal.store import Fault, JournalStore
 
@@ -36,8 +45,7 @@ _WANTED = tuple(_ARRAY8 + _engine.packb(t) for t in (ResultsRecorded.type, Commi
 _EDIT_TYPES = frozenset(name for name, cls in EVENT_TYPES.items() if cls.op is not None)
 
 
-@dataclass(frozen=True)
-class Trial:
+class Trial(NamedTuple):
     """One commit of a run: where it came from, how it scored, what was chosen, and who made it.
 
     ``seq`` is the commit's seq (its last event); ``first_seq`` its first. ``parent`` is the
@@ -57,6 +65,10 @@ class Trial:
     writer: str | None
     first_seq: int = 0
     replayable: bool = True
+
+    def __repr__(self) -> str:
+        return (f"Trial(seq={self.seq}, parent={self.parent}, score={self.score}, metrics={self.metrics}, "
+                f"params={self.params}, tags={self.tags})")
 
     def value(self, metric: str | None = None) -> float | None:
         """The score (``metric=None``) or the named metric; None when not recorded."""
@@ -273,6 +285,8 @@ class RunIndex:
         start = max(start, first) if first else start
         codec = self._codec
         quick = codec.key is None
+        unpack = _engine.unpackb
+        schemas = CURRENT_SCHEMA
         known_until = 0  # the last seq of the group whose Committed was read: its edits are skipped
         expect = start
         for chunk in self._store.read_chunks(start, stop):
@@ -283,7 +297,17 @@ class RunIndex:
             for seq, _pos, payload in chunk:
                 if seq <= known_until and quick and payload[:1] == _ARRAY8 and not payload.startswith(_WANTED):
                     continue
-                rec = codec.decode_array(seq, payload)
+                rec = None
+                if quick and payload[:1] == _ARRAY8:  # a plain record: decoded inline (as replay does)
+                    try:
+                        rec = unpack(payload)
+                    except CorruptDataError:
+                        rec = None
+                    if (type(rec) is not list or len(rec) != 8 or rec[R_SEQ] != seq
+                            or schemas.get(rec[R_TYPE]) != rec[1] or type(rec[R_PAYLOAD]) is not dict):
+                        rec = None
+                if rec is None:
+                    rec = codec.decode_array(seq, payload)
                 self._index_record(rec)
                 node = self._nodes.get(rec[R_LAST]) if self._nodes is not None else None
                 if node is not None and node.first <= seq:
