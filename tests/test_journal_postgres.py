@@ -33,3 +33,164 @@ class TestPostgresStoreContract(StoreContract):
     def connect(self, location: Any, readonly: bool = False) -> JournalStore:
         url, name = location
         return PostgresStore(url, name, readonly=readonly)
+
+
+@pytest.fixture
+def fresh_db(pg_url: str) -> str:
+    """The URL of a new, empty database on the session's server (for tests that break tables)."""
+    db = fresh_name("db").replace("-", "_")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')  # a test-made identifier, not user data
+    return pg_url.replace("@/postgres?", f"@/{db}?")
+
+
+def one_line_error(exc: BaseException) -> str:
+    text = str(exc)
+    assert "\n" not in text and text
+    return text
+
+
+# -- opening and the schema ---------------------------------------------------------------------------
+def test_journal_open_url_with_name_and_fragment(pg_url: str) -> None:
+    name = fresh_name("open")
+    p = _program()
+    with Journal.open(pg_url, name=name) as j:
+        j.commit(p, tag="v1")
+        assert j.path.endswith(f"#{name}") and "password" not in j.path
+    with Journal.open(f"{pg_url}#{name}", readonly=True) as r:
+        assert r.replay(tag="v1") == p and r.verify().ok
+
+
+def test_two_journals_in_one_database_are_independent(pg_url: str) -> None:
+    a, b = fresh_name("a"), fresh_name("b")
+    pa, pb = _program(2), _program(4)
+    with Journal.open(pg_url, name=a) as ja, Journal.open(pg_url, name=b) as jb:  # two exclusive writers
+        ja.commit(pa, tag="x")
+        jb.commit(pb, tag="y")
+        jb.commit(pb, tag="z")
+    with Journal.open(pg_url, name=a, readonly=True) as ra, Journal.open(pg_url, name=b, readonly=True) as rb:
+        assert ra.tags() == {"x": ra.head} and set(rb.tags()) == {"y", "z"}
+        assert ra.replay() == pa and rb.replay() == pb
+
+
+def test_no_name_and_unknown_name_are_one_line_errors(pg_url: str) -> None:
+    with pytest.raises(ds.DesiruError, match="needs a journal name") as e:
+        Journal.open(pg_url)
+    one_line_error(e.value)
+    with pytest.raises(ds.DesiruError, match="no journal here") as e:
+        Journal.open(pg_url, name=fresh_name("absent"), create=False)
+    one_line_error(e.value)
+
+
+def test_refused_connection_and_bad_url_are_one_line_errors() -> None:
+    from pg_server import free_port
+
+    port = free_port()
+    with pytest.raises(ds.DesiruError, match="cannot connect to PostgreSQL") as e:
+        Journal.open(f"postgresql://nobody@127.0.0.1:{port}/db", name="x")
+    assert "server is running" in one_line_error(e.value)
+    with pytest.raises(ds.DesiruError, match="not a valid PostgreSQL connection string") as e:
+        Journal.open("postgresql://u@h/db?nosuchoption=1", name="x")
+    one_line_error(e.value)
+
+
+def test_missing_database_says_createdb(pg_url: str) -> None:
+    with pytest.raises(ds.DesiruError, match="createdb") as e:
+        Journal.open(pg_url.replace("@/postgres?", "@/no_such_db?"), name="x")
+    one_line_error(e.value)
+
+
+def test_schema_is_versioned_and_a_newer_one_is_refused(fresh_db: str) -> None:
+    with Journal.open(fresh_db, name="j") as j:
+        j.commit(_program())
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM desiru_schema").fetchone() == (1,)
+        conn.execute("UPDATE desiru_schema SET version = 99")
+    with pytest.raises(ds.IncompatibleVersionError, match="schema 99") as e:
+        Journal.open(fresh_db, name="j", readonly=True)
+    assert "upgrade desiru" in one_line_error(e.value)
+
+
+def test_a_missing_table_says_what_to_do(fresh_db: str) -> None:
+    with Journal.open(fresh_db, name="j") as j:
+        j.commit(_program())
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("DROP TABLE desiru_snapshots")
+    with pytest.raises(ds.DesiruError, match="desiru_snapshots") as e:
+        Journal.open(fresh_db, name="j", readonly=True)
+    assert "restore" in one_line_error(e.value)
+
+
+def test_schema_migrations_run_in_order_from_a_registry(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from desiru.journal import postgres_store as pgs
+
+    with Journal.open(fresh_db, name="j") as j:
+        j.commit(_program(), tag="before")
+    monkeypatch.setitem(pgs._MIGRATIONS, 1, (2, ("ALTER TABLE desiru_journals ADD COLUMN note text",)))
+    monkeypatch.setattr(pgs, "SCHEMA_VERSION", 2)
+    with pytest.raises(ds.DesiruError, match="older than 2"):
+        Journal.open(fresh_db, name="j", readonly=True)  # a reader never changes the tables
+    with Journal.open(fresh_db, name="j") as j:  # a writer migrates them
+        assert j.tags() == {"before": j.head}
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM desiru_schema").fetchone() == (2,)
+        conn.execute("SELECT note FROM desiru_journals")
+
+
+def test_names_are_data_never_sql(pg_url: str) -> None:
+    name = "x'); DROP TABLE desiru_records; --\"#"
+    store = PostgresStore(pg_url, name)
+    store.create({"journal_id": b"q" * 16, "encryption": None})
+    store.open()
+    store.lock()
+    store.append([(1, b"one")])
+    reader = PostgresStore(pg_url, name, readonly=True)
+    reader.open()
+    assert list(reader.read()) == [(1, b"one")]
+    reader.close()
+    store.close()
+
+
+# -- encryption at rest ---------------------------------------------------------------------------------
+def _commit_secret(j: Journal, text: str, module: str) -> ds.Program:
+    """Two commits: the program, then one small demo (a record small enough to stay uncompressed)."""
+    p = ds.Program()
+    setattr(p, module, ds.ChainOfThought("question -> answer"))
+    j.commit(p)
+    getattr(p, module).demos = [ds.Example(question=text, answer="a")]
+    j.commit(p, tag="t")
+    return p
+
+
+def _raw_bytes(url: str, name: str) -> bytes:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT r.payload FROM desiru_records r JOIN desiru_journals j ON j.id = r.journal WHERE j.name = %s "
+            "UNION ALL SELECT s.blob FROM desiru_snapshots s JOIN desiru_journals j ON j.id = s.journal "
+            "WHERE j.name = %s UNION ALL SELECT meta FROM desiru_journals WHERE name = %s",
+            (name, name, name)).fetchall()
+    return b"".join(bytes(r[0]) for r in rows)
+
+
+def test_the_server_never_sees_plaintext_of_an_encrypted_journal(pg_server: Any) -> None:
+    secret, module = "zq-Atlantis-capital-7731", "zebra_module_4411"
+    key = bytes(range(32))
+    enc, plain = fresh_name("enc"), fresh_name("plain")
+    with Journal.open(pg_server.url, name=enc, key=key) as j:
+        program = _commit_secret(j, secret, module)
+        j.snapshot()
+    with Journal.open(pg_server.url, name=plain) as j:  # the control: the same text unencrypted
+        _commit_secret(j, secret + "-plain", module + "_plain")
+    raw = _raw_bytes(pg_server.url, enc)
+    assert raw and secret.encode() not in raw and module.encode() not in raw and b"ChainOfThought" not in raw
+    assert (secret + "-plain").encode() in _raw_bytes(pg_server.url, plain)
+    # and on the server's disk: heap files and WAL after a checkpoint
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    disk = b"".join(p.read_bytes() for p in pg_server.data.rglob("*") if p.is_file())
+    assert (secret + "-plain").encode() in disk
+    # every occurrence of the secret text and module name on disk is the control's
+    assert disk.count(secret.encode()) == disk.count((secret + "-plain").encode())
+    assert disk.count(module.encode()) == disk.count((module + "_plain").encode()) > 0
+    with Journal.open(pg_server.url, name=enc, key=key, readonly=True) as r:
+        assert r.replay(tag="t") == program and r.verify().ok
