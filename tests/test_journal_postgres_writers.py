@@ -1,0 +1,235 @@
+"""Many writers on one PostgreSQL journal: threads, processes, followers, and faults.
+
+Writers use ``append_new`` (the store allocates seqs inside the commit transaction);
+each commit is two ParameterSet records keyed by writer and number, so afterwards
+every commit can be found exactly once and the journal must replay and verify.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import statistics
+import threading
+import time
+from typing import Any
+
+import pytest
+from journal_contract import _program
+from pg_server import PgServer, wait_ready
+
+import desiru as ds
+from desiru.journal import Journal, ParameterSet
+from desiru.journal.codec import RecordCodec
+from desiru.journal.postgres_store import PostgresStore
+from test_journal_postgres import fresh_name
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def _start_journal(url: str, name: str) -> None:
+    with Journal.open(url, name=name) as j:
+        j.commit(_program(), tag="start")
+
+
+def commit_pair(store: PostgresStore, codec: RecordCodec, writer: str, i: int) -> list[tuple[int, bytes]]:
+    """One commit of two records, sealed with the seqs the store hands out."""
+    def make(last: int) -> list[tuple[int, bytes]]:
+        ts = time.time()
+        events = [ParameterSet(path="answer", payload={"key": f"{writer}.{i}", "value": i}, seq=last + 1, timestamp=ts),
+                  ParameterSet(path="answer", payload={"key": f"{writer}.{i}.b", "value": -i}, seq=last + 2,
+                               timestamp=ts)]
+        return [(e.seq, codec.encode_event(e, last + 1, last + 2)) for e in events]
+
+    return list(store.append_new(make))
+
+
+def _process_writer(url: str, name: str, writer: str, n: int) -> None:
+    store = PostgresStore(url, name)
+    meta = store.open()
+    codec = RecordCodec(meta["journal_id"], None, store.name)
+    for i in range(n):
+        commit_pair(store, codec, writer, i)
+    store.close()
+
+
+def check_all_landed(url: str, name: str, writers: list[str], n: int) -> None:
+    with Journal.open(url, name=name, readonly=True) as r:
+        events = list(r.events())
+        seqs = [e.seq for e in events]
+        assert seqs == list(range(1, len(seqs) + 1))  # gap-free
+        keys = [e.payload["key"] for e in events if e.type == "ParameterSet" and "." in e.payload["key"]]
+        want = sorted(f"{w}.{i}{b}" for w in writers for i in range(n) for b in ("", ".b"))
+        assert sorted(keys) == want  # every record exactly once
+        params = r.replay_state()["modules"][0]["parameters"]
+        assert all(params[f"{w}.{i}"] == i and params[f"{w}.{i}.b"] == -i for w in writers for i in range(n))
+        # the two records of each commit are adjacent: commits never interleave
+        pairs = {e.payload["key"]: e.seq for e in events if e.type == "ParameterSet"}
+        assert all(pairs[f"{w}.{i}.b"] == pairs[f"{w}.{i}"] + 1 for w in writers for i in range(n))
+        assert r.verify().ok
+
+
+def test_threads_sharing_one_store_commit_every_record_once(pg_url: str) -> None:
+    name = fresh_name("threads")
+    _start_journal(pg_url, name)
+    store = PostgresStore(pg_url, name)
+    codec = RecordCodec(store.open()["journal_id"], None, store.name)
+    writers, n = [f"t{k}" for k in range(6)], 25
+    threads = [threading.Thread(target=lambda w=w: [commit_pair(store, codec, w, i) for i in range(n)])
+               for w in writers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.close()
+    check_all_landed(pg_url, name, writers, n)
+
+
+def test_processes_commit_every_record_once_gap_free(pg_url: str) -> None:
+    name = fresh_name("procs")
+    _start_journal(pg_url, name)
+    writers, n = [f"p{k}" for k in range(4)], 40
+    procs = [SPAWN.Process(target=_process_writer, args=(pg_url, name, w, n)) for w in writers]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    check_all_landed(pg_url, name, writers, n)
+
+
+def test_an_exclusive_writer_keeps_shared_writers_out(pg_url: str) -> None:
+    name = fresh_name("excl")
+    _start_journal(pg_url, name)
+    shared = PostgresStore(pg_url, name)
+    codec = RecordCodec(shared.open()["journal_id"], None, shared.name)
+    with Journal.open(pg_url, name=name):
+        with pytest.raises(ds.JournalLockedError):
+            commit_pair(shared, codec, "s", 0)
+    commit_pair(shared, codec, "s", 0)  # free again
+    shared.close()
+
+
+def test_a_follower_on_another_connection_is_woken_by_notify(pg_url: str) -> None:
+    name = fresh_name("follow")
+    _start_journal(pg_url, name)
+    seen: list[tuple[int, float]] = []
+    with Journal.open(pg_url, name=name, readonly=True) as r:
+        start = r.head + 1
+        ready = threading.Event()
+
+        def follow() -> None:
+            ready.set()
+            # a poll of 5 s: only NOTIFY can wake the follower in time
+            for event in r.follow(start=start, timeout=3.0, poll=5.0):
+                seen.append((event.seq, time.monotonic()))
+
+        t = threading.Thread(target=follow)
+        t.start()
+        ready.wait()
+        time.sleep(0.2)
+        store = PostgresStore(pg_url, name)
+        codec = RecordCodec(store.open()["journal_id"], None, store.name)
+        done: dict[int, float] = {}
+        for i in range(30):
+            for seq, _ in commit_pair(store, codec, "f", i):
+                done[seq] = time.monotonic()
+            time.sleep(0.02)
+        store.close()
+        t.join(30)
+    assert [s for s, _ in seen] == list(range(start, start + 60))  # every event once, in order
+    lags = sorted(at - done[s] for s, at in seen)
+    assert statistics.median(lags) < 0.05 and lags[int(len(lags) * 0.9)] < 0.05, lags
+    assert lags[-1] < 1.0  # far below the 5 s poll
+
+
+# -- faults ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def own_server() -> Any:
+    """A server of this test's own, to crash and restart."""
+    with PgServer() as server:
+        yield server
+
+
+def test_immediate_stop_loses_no_acknowledged_commit_and_the_writer_goes_on(own_server: PgServer) -> None:
+    url, name = own_server.url, "crash"
+    p = _program()
+    with Journal.open(url, name=name, fsync="always") as j:
+        for i in range(5):
+            p.answer.demos.append(ds.Example(question=f"before {i}", answer="x"))
+            j.commit(p)
+        acked = p.to_state()
+        head = j.head
+        own_server.stop("immediate")
+        p.answer.demos.append(ds.Example(question="during", answer="x"))
+        with pytest.raises(ds.CommitFailedError, match="did not happen") as e:
+            j.commit(p)
+        assert "\n" not in str(e.value) and e.value.__cause__ is None  # no raw psycopg error
+        assert j.head == head
+        own_server.start()
+        r = j.commit(p, tag="after")  # the same Journal object: it reconnects, nothing to reopen
+        assert r.changed and j.head > head
+    wait_ready(url)
+    with Journal.open(url, name=name, readonly=True) as rd:
+        assert rd.replay_state(seq=head) == acked
+        assert rd.replay(tag="after") == p and rd.verify().ok
+
+
+def test_commits_against_a_stopped_server_fail_after_bounded_retries(own_server: PgServer) -> None:
+    from desiru.journal import postgres_store as pgs
+
+    url = own_server.url
+    with Journal.open(url, name="down") as j:
+        j.commit(_program())
+        own_server.stop("immediate")
+        p = _program(5)
+        with pytest.raises(ds.CommitFailedError):
+            j.commit(p)  # meets the dead connection
+        t0 = time.monotonic()
+        with pytest.raises(ds.CommitFailedError, match="cannot connect"):
+            j.commit(p)  # reconnects RECONNECT_ATTEMPTS times, then gives up
+        took = time.monotonic() - t0
+        budget = sum(pgs.RECONNECT_DELAY * 2 ** k for k in range(pgs.RECONNECT_ATTEMPTS - 1))
+        assert budget * 0.9 <= took < budget + 5
+        own_server.start()
+        assert j.commit(p).changed
+
+
+def _killed_mid_commit(url: str, name: str, pipe: Any) -> None:
+    """Runs one commit whose transaction stops after every INSERT, before COMMIT, and waits to be killed."""
+    import psycopg
+
+    real = psycopg.Connection.execute
+
+    def execute(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
+        out = real(self, query, *args, **kw)
+        if "pg_notify" in str(query):
+            pipe.send("inside")
+            time.sleep(120)
+        return out
+
+    psycopg.Connection.execute = execute  # type: ignore[method-assign]
+    store = PostgresStore(url, name)
+    codec = RecordCodec(store.open()["journal_id"], None, store.name)
+    commit_pair(store, codec, "killed", 0)
+
+
+def test_a_writer_killed_in_the_middle_of_a_commit_leaves_nothing(pg_url: str) -> None:
+    name = fresh_name("kill")
+    _start_journal(pg_url, name)
+    store = PostgresStore(pg_url, name)
+    codec = RecordCodec(store.open()["journal_id"], None, store.name)
+    before = store.last_seq()
+    ours, theirs = SPAWN.Pipe()
+    proc = SPAWN.Process(target=_killed_mid_commit, args=(pg_url, name, theirs))
+    proc.start()
+    assert ours.poll(60) and ours.recv() == "inside"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(10)
+    got = commit_pair(store, codec, "after", 0)  # waits for the server to see the death, then goes on
+    assert [s for s, _ in got] == [before + 1, before + 2]
+    store.close()
+    with Journal.open(pg_url, name=name, readonly=True) as r:
+        keys = [e.payload.get("key") for e in r.events() if e.type == "ParameterSet"]
+        assert keys == ["after.0", "after.0.b"] and r.verify().ok
