@@ -194,3 +194,99 @@ def test_the_server_never_sees_plaintext_of_an_encrypted_journal(pg_server: Any)
     assert disk.count(module.encode()) == disk.count((module + "_plain").encode()) > 0
     with Journal.open(pg_server.url, name=enc, key=key, readonly=True) as r:
         assert r.replay(tag="t") == program and r.verify().ok
+
+
+# -- copying between a directory and PostgreSQL ----------------------------------------------------------
+def _journal_with_history(path: Any, key: Any, *, compact: bool = False) -> list[Any]:
+    p = _program(4)
+    with Journal.open(path, key=key) as j:
+        j.commit(p, tag="base")
+        for i in range(6):
+            p.answer.demos[i % 4] = ds.Example(question=f"changed {i}", answer="x")
+            j.commit(p, tag=f"t{i}")
+            if i == 2:
+                j.snapshot()
+        if compact:
+            j.compact()
+        j.snapshot()
+        return [(e.seq, e.type, e.path, dict(e.payload), e.timestamp) for e in j.events()]
+
+
+@pytest.mark.parametrize("key", [None, "correct horse battery staple"], ids=["plain", "encrypted"])
+@pytest.mark.parametrize("compact", [False, True], ids=["whole", "compacted"])
+def test_copy_dir_to_postgres_to_dir_keeps_everything(tmp_path: Any, pg_url: str, key: Any, compact: bool) -> None:
+    from desiru.journal.copy import copy_journal
+
+    src, back, name = tmp_path / "a.journal", tmp_path / "b.journal", fresh_name("copy")
+    events = _journal_with_history(src, key, compact=compact)
+    r1 = copy_journal(src, pg_url, dst_name=name)
+    r2 = copy_journal(f"{pg_url}#{name}", back)
+    assert r1.records == r2.records == len(events) and r1.snapshots == r2.snapshots >= 1
+    for where, kw in ((src, {}), (pg_url, {"name": name}), (back, {})):
+        with Journal.open(where, key=key, readonly=True, **kw) as j:
+            assert [(e.seq, e.type, e.path, dict(e.payload), e.timestamp) for e in j.events()] == events
+            assert j.store.snapshot_seqs() == file_snapshot_seqs(src)
+            assert j.verify().ok
+            tags = j.tags()
+            assert set(tags) >= {"t3", "t4", "t5"}
+    with Journal.open(src, key=key, readonly=True) as a, Journal.open(back, key=key, readonly=True) as b:
+        assert a.tags() == b.tags() and a.replay_state() == b.replay_state()
+        assert a.journal_id == b.journal_id and a.encryption == b.encryption
+    if key is not None:
+        with pytest.raises(ds.MissingKeyError):
+            Journal.open(pg_url, name=name, readonly=True)
+
+
+def file_snapshot_seqs(path: Any) -> list[int]:
+    from desiru.journal import FileStore
+
+    store = FileStore(path, readonly=True)
+    store.open()
+    return store.snapshot_seqs()
+
+
+def test_copy_refuses_an_existing_destination_and_cleans_up_a_failed_one(tmp_path: Any, pg_url: str) -> None:
+    from desiru.journal.copy import copy_journal
+
+    src, name = tmp_path / "a.journal", fresh_name("dup")
+    _journal_with_history(src, None)
+    copy_journal(src, pg_url, dst_name=name)
+    with pytest.raises(ds.DesiruError, match="already holds a journal"):
+        copy_journal(src, pg_url, dst_name=name)
+    with pytest.raises(ds.DesiruError, match="already exists"):
+        copy_journal(f"{pg_url}#{name}", src)
+    with pytest.raises(ds.DesiruError, match="no journal"):
+        copy_journal(f"{pg_url}#{fresh_name('none')}", tmp_path / "c.journal")
+    assert not (tmp_path / "c.journal").exists()
+
+
+def test_cli_takes_postgres_journals(tmp_path: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from desiru.cli import cli
+
+    src, name = tmp_path / "a.journal", fresh_name("cli")
+    _journal_with_history(src, None)
+    monkeypatch.setenv("DESIRU_PG_URL", pg_url)
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        res = runner.invoke(cli, list(args), catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    assert "copied 20 records and 2 snapshots" in run("copy", str(src), f"pg:{name}")
+    assert "ok: 20 records" in run("verify", f"pg:{name}")
+    assert "CheckpointTagged" in run("log", f"{pg_url}#{name}")
+    res = runner.invoke(cli, ["diff", f"pg:{name}@tag:t4", f"pg:{name}@tag:t5"])
+    assert res.exit_code == 1 and '+ answer  demo #1: {question: "changed 5"' in res.output
+    run("replay", f"pg:{name}", "--tag", "t5", "-o", str(tmp_path / "t5.json"))
+    assert ds.load(tmp_path / "t5.json") == Journal.open(src, readonly=True).replay(tag="t5")
+    assert "tagged extra" in run("tag", f"pg:{name}", "extra")
+    run("copy", f"pg:{name}", str(tmp_path / "back.journal"))
+    assert "ok: 21 records" in run("verify", str(tmp_path / "back.journal"))
+    res = runner.invoke(cli, ["repair", f"pg:{name}"])
+    assert res.exit_code == 2 and "needs no repair" in res.output
+    monkeypatch.delenv("DESIRU_PG_URL")
+    res = runner.invoke(cli, ["log", f"pg:{name}"])
+    assert res.exit_code == 2 and "DESIRU_PG_URL" in res.output

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from journal_contract import _program
 from pg_server import PgServer, wait_ready
+from test_journal_postgres import fresh_name
 
 import desiru as ds
 from desiru.journal import Journal, ParameterSet
 from desiru.journal.codec import RecordCodec
 from desiru.journal.postgres_store import PostgresStore
-from test_journal_postgres import fresh_name
 
 SPAWN = multiprocessing.get_context("spawn")
 

@@ -159,6 +159,8 @@ class PostgresStore(JournalStore):
         self._pid = os.getpid()
         self._mutex = threading.RLock()
         self._schema_ok = False
+        #: the journal format version the journal was created with (set by open)
+        self.version: Version = CURRENT_VERSION
 
     # -- connections ----------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -320,7 +322,7 @@ class PostgresStore(JournalStore):
             raise DesiruError("no journal of this name in the database", path=self.name,
                               hint="check the name, or create it with desiru.Journal.open(url, name=...)")
         self._row = int(row[0])
-        version = Version(row[1])
+        self.version = version = Version(row[1])
         if version.major != CURRENT_VERSION.major:
             raise IncompatibleVersionError(
                 f"journal format {version} cannot be read by this release (format {CURRENT_VERSION})",
@@ -352,6 +354,13 @@ class PostgresStore(JournalStore):
         if self._row is None:
             raise DesiruError("the store is not open", path=self.name, hint="call open() first")
         return self._row
+
+    def drop(self) -> None:
+        """Delete this journal from the database, records and snapshots included (a failed copy's)."""
+        self._need_writable()
+        self._run("deleting the journal", lambda conn: conn.execute(
+            "DELETE FROM desiru_journals WHERE name = %s", (self.journal,)), retry=False)
+        self._row = None
 
     # -- writers -----------------------------------------------------------------------------------
     def _take_lock(self, conn: Any) -> None:
