@@ -8,8 +8,9 @@ pg_ctl on a temp dir, default settings, fsync on) and reaches it over localhost 
 With 1, 4 and 8 worker processes it records the same trials (same params, same
 values) three ways, each into a fresh journal / study on that one server:
 
-- desiru: a commit of a one-demo change whose metadata holds the trial's score and
-  params, through ``PostgresStore.append_new`` (one transaction: row lock, insert, NOTIFY);
+- desiru: a commit of a one-demo change with the trial's score and params (the events
+  ``Journal.commit(program, parent=..., score=..., params=...)`` writes), through
+  ``PostgresStore.append_new`` (one transaction: row lock, insert, NOTIFY);
 - Optuna ``add_trial``: one call per finished trial (its cheapest way to record one);
 - Optuna ask/tell: ``study.ask()``, two ``suggest_*``, ``study.tell()`` (what workers do).
 
@@ -30,9 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from pg_server import PgServer, wait_ready
 from report import machine, table, write_section
@@ -64,36 +64,32 @@ def setup_desiru(url: str, name: str) -> None:
 
 
 def desiru_worker(url: str, name: str, trials: list[int], start: Any, out: Any) -> None:
-    """Commit each trial as a one-demo change carrying its score and params (see the module docstring)."""
+    """Commit each trial: a one-demo change of the base program with its score and params."""
+    from run_commits import commit_run
+
     import desiru as ds
-    from desiru import _engine
-    from desiru.journal import event_from_edit
+    from desiru.journal import Journal
     from desiru.journal.codec import RecordCodec
     from desiru.journal.postgres_store import PostgresStore
     from desiru.journal.state_builder import StateBuilder
 
     store = PostgresStore(url, name)
     codec = RecordCodec(store.open()["journal_id"], None, store.name)
+    with Journal.open(url, name=name, readonly=True) as r:
+        base_seq = r.trials()[0].seq
     builder = StateBuilder()
     program = _base_program()
     base = builder.build(program)
+    writer = f"bench-{trials[0]}"
     start.wait()
     t0 = time.time()
     for k in trials:
         params, value = trial_params(k)
         program.answer.demos.append(ds.Example(question=f"trial {k}", answer="candidate"))
-        program.metadata = {"trial": {"number": k, "score": value, "params": params}}
-        # NOTE(issue 12, runs API): when Journal.commit(program, parent=..., score=..., params=...) and a
-        # shared Journal on PostgreSQL land, this becomes j.commit(program, parent=0, score=value, params=params).
-        edits = _engine.diff_states(base, builder.build(program))
-
-        def make(last: int, edits: list[dict[str, Any]] = edits) -> list[tuple[int, bytes]]:
-            ts = time.time()
-            events = [event_from_edit(e, last + 1 + i, ts) for i, e in enumerate(edits)]
-            first, end = events[0].seq, events[-1].seq
-            return [(ev.seq, codec.encode_event(ev, first, end)) for ev in events]
-
-        store.append_new(make)
+        # the events of Journal.commit(program, parent=base_seq, score=value, params=params), through the
+        # store's append_new (seqs allocated in the transaction) since a Journal does not share a store yet
+        commit_run(store, codec, parent=base_seq, parent_state=base, state=builder.build(program), writer=writer,
+                   score=value, params={**params, "trial": k})
         program.answer.demos.pop()
     out.put((t0, time.time()))
     store.close()
@@ -152,12 +148,12 @@ def run_workers(target: Any, args: tuple[Any, ...], n_trials: int, workers: int,
 
 
 def check_desiru(url: str, name: str, n_trials: int) -> None:
-    """Every trial landed once and the journal verifies."""
+    """Every trial landed once, with its score and params, and the journal verifies."""
     from desiru.journal import Journal
 
     with Journal.open(url, name=name, readonly=True) as j:
-        numbers = [e.payload["value"]["trial"]["number"] for e in j.events() if e.type == "MetadataSet"]
-        if sorted(numbers) != list(range(n_trials)) or not j.verify().ok:
+        got = sorted((t.params["trial"], t.score) for t in j.trials()[1:])
+        if got != [(k, trial_params(k)[1]) for k in range(n_trials)] or not j.verify().ok:
             raise RuntimeError(f"desiru journal {name} does not hold every trial once")
 
 
@@ -174,9 +170,10 @@ def follow_writer(url: str, name: str, n: int, start: Any, out: Any) -> None:
     for k in range(n):
         params, value = trial_params(k)
 
-        def make(last: int, k: int = k) -> list[tuple[int, bytes]]:
-            ev = MetadataSet(path="", payload={"value": {"trial": {"number": k, "score": value, "params": params}}},
-                             seq=last + 1, timestamp=time.time())
+        payload = {"value": {"trial": {"number": k, "score": value, "params": params}}}
+
+        def make(last: int, payload: dict[str, Any] = payload) -> list[tuple[int, bytes]]:
+            ev = MetadataSet(path="", payload=payload, seq=last + 1, timestamp=time.time())
             return [(ev.seq, codec.encode_event(ev, ev.seq, ev.seq))]
 
         (seq, _), = store.append_new(make)
@@ -211,7 +208,7 @@ def follower_latency(url: str, name: str, n: int) -> list[float]:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -265,12 +262,14 @@ def main() -> None:
     command = "python benchmarks/bench_postgres.py" + (" --quick" if args.quick else "")
     body = "\n".join([
         f"`{command}`; {runs} runs of {n_trials:,} trials per worker count, trials/s as median (and p90 over "
-        f"the runs). Machine: {machine()}. PostgreSQL {version} started by the script (default settings, fsync on), over localhost TCP. Peers: optuna "
+        f"the runs). Machine: {machine()}. PostgreSQL {version} started by the script (default settings, "
+        f"fsync on), over localhost TCP. Peers: optuna "
         f"{optuna.__version__} RDBStorage with SQLAlchemy + psycopg 3 on the same server.",
         "",
         "Each trial is the same for all three: params `instruction_idx`, `demo_set` and a value. desiru "
-        "commits a one-demo change whose metadata holds score and params (one transaction through "
-        "`PostgresStore.append_new`); Optuna records it with `study.add_trial` (one call) or with "
+        "commits a one-demo change with score and params (the events of `Journal.commit(program, parent=..., "
+        "score=..., params=...)`, in one transaction through `PostgresStore.append_new`; `trials()` lists "
+        "each once afterwards); Optuna records it with `study.add_trial` (one call) or with "
         "`ask`, two `suggest_int`, `tell` (what an Optuna worker does).",
         "",
         table(["workers", "desiru trials/s", "Optuna add_trial", "Optuna ask/tell", "desiru / add_trial",

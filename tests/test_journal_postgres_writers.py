@@ -233,3 +233,79 @@ def test_a_writer_killed_in_the_middle_of_a_commit_leaves_nothing(pg_url: str) -
     with Journal.open(pg_url, name=name, readonly=True) as r:
         keys = [e.payload.get("key") for e in r.events() if e.type == "ParameterSet"]
         assert keys == ["after.0", "after.0.b"] and r.verify().ok
+
+
+# -- a run: commits from random parents, with results -----------------------------------------------------
+def _run_writer(url: str, name: str, writer: str, n: int, seed: int, out: Any = None) -> list[Any]:
+    """``n`` commits, each from a random earlier commit of this writer (or the base), each with results."""
+    import random
+
+    from run_commits import commit_run
+
+    rng = random.Random(seed)
+    store = PostgresStore(url, name)
+    codec = RecordCodec(store.open()["journal_id"], None, store.name)
+    with Journal.open(url, name=name, readonly=True) as r:
+        base = r.trials()[0].seq
+        known = {base: r.replay_state(seq=base)}
+    done = []
+    for i in range(n):
+        parent = rng.choice(sorted(known))
+        state = _engine_copy(known[parent])
+        state["modules"][0]["demos"].append({"question": f"{writer} {i}", "answer": str(parent)})
+        score, params = round(rng.random(), 4), {"writer": writer, "i": i, "parent": parent}
+        seq, digest = commit_run(store, codec, parent=parent, parent_state=known[parent], state=state,
+                                 writer=writer, score=score, params=params)
+        known[seq] = state
+        done.append((seq, parent, digest.hex(), score, params))
+    store.close()
+    if out is not None:
+        out.put(done)
+    return done
+
+
+def _engine_copy(state: dict[str, Any]) -> dict[str, Any]:
+    from desiru import _engine
+
+    return _engine.unpackb(_engine.packb(state))
+
+
+def check_run(url: str, name: str, done: list[Any]) -> None:
+    """Every commit once in trials(), with its parent and results, and it replays to what was committed."""
+    from desiru import _engine
+
+    with Journal.open(url, name=name, readonly=True) as r:
+        trials = {t.seq: t for t in r.trials()}
+        assert len(trials) == len(done) + 1  # and the base
+        for seq, parent, digest, score, params in done:
+            t = trials[seq]
+            assert (t.parent, t.content_hash, t.score, dict(t.params)) == (parent, digest, score, params)
+            assert _engine.content_hash(r.replay_state(seq=seq)).hex() == digest
+        assert r.verify().ok
+
+
+def test_threads_commit_candidates_from_random_parents(pg_url: str) -> None:
+    name = fresh_name("run-threads")
+    _start_journal(pg_url, name)
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda k=k: results.extend(_run_writer(pg_url, name, f"t{k}", 12, k)))
+               for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check_run(pg_url, name, results)
+
+
+def test_processes_commit_candidates_from_random_parents(pg_url: str) -> None:
+    name = fresh_name("run-procs")
+    _start_journal(pg_url, name)
+    out = SPAWN.Queue()
+    procs = [SPAWN.Process(target=_run_writer, args=(pg_url, name, f"p{k}", 15, k, out)) for k in range(4)]
+    for p in procs:
+        p.start()
+    results = [item for _ in procs for item in out.get(timeout=120)]
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    check_run(pg_url, name, results)
