@@ -309,3 +309,26 @@ def test_processes_commit_candidates_from_random_parents(pg_url: str) -> None:
         p.join(60)
         assert p.exitcode == 0
     check_run(pg_url, name, results)
+
+
+def test_a_store_used_in_a_forked_child_is_refused_and_the_parent_is_unharmed(pg_url: str) -> None:
+    name = fresh_name("fork")
+    _start_journal(pg_url, name)
+    with Journal.open(pg_url, name=name) as j:
+        head = j.head
+        pid = os.fork()
+        if pid == 0:  # the child: the inherited writer is refused, and dropping it must not touch the session
+            code = 1
+            try:
+                j.commit(_program(6))
+            except ds.DesiruError as exc:
+                code = 0 if "another process" in str(exc) else 2
+            finally:
+                j.close()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        r = j.commit(_program(7), tag="parent")  # the parent's session and lock are intact
+        assert r.seq > head
+    with Journal.open(pg_url, name=name, readonly=True) as rd:
+        assert rd.replay(tag="parent") == _program(7) and rd.verify().ok

@@ -209,11 +209,15 @@ class PostgresStore(JournalStore):
             except JournalLockedError as exc:
                 raise JournalLockedError("the connection was lost and another writer took this journal meanwhile",
                                          path=self.name, hint="close the journal and open it again") from exc
+            except _psycopg().Error as exc:
+                self._drop()
+                raise DesiruError(f"taking the writer lock again failed: {one_line(exc)}", path=self.name,
+                                  hint="the next call tries again") from None
         return conn
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is not None and os.getpid() == self._pid:  # a forked child never hangs up its parent's session
             try:
                 conn.close()
             except Exception:  # a broken socket: nothing left to release
@@ -339,7 +343,7 @@ class PostgresStore(JournalStore):
             self.unlock()  # at once: a closed session frees its locks only when the server notices
             self._drop()
             listen, self._listen = self._listen, None
-            if listen is not None:
+            if listen is not None and os.getpid() == self._pid:
                 try:
                     listen.close()
                 except Exception:
@@ -390,6 +394,8 @@ class PostgresStore(JournalStore):
             if not self._locked:
                 return
             self._locked = False
+            if os.getpid() != self._pid:
+                return  # the lock is the parent's session's, not this forked child's
             conn = self._conn
             if conn is not None and not conn.closed and not conn.broken:
                 try:
