@@ -12,7 +12,8 @@ values) three ways, each into a fresh journal / study on that one server:
   ``Journal.commit(program, parent=..., score=..., params=...)`` writes), through
   ``PostgresStore.append_new`` (one transaction: row lock, insert, NOTIFY);
 - Optuna ``add_trial``: one call per finished trial (its cheapest way to record one);
-- Optuna ask/tell: ``study.ask()``, two ``suggest_*``, ``study.tell()`` (what workers do).
+- Optuna ask/tell: ``study.ask()``, two ``suggest_*``, ``study.tell()`` (what workers do),
+  with Optuna's RandomSampler so that the time is the storage's, not a sampler's model.
 
 Workers connect first and start together; the time is from the start signal to the
 last worker's end. Follower latency: one writer commits a trial every 10 ms while a
@@ -113,7 +114,9 @@ def optuna_worker(sa_url: str, name: str, trials: list[int], start: Any, out: An
     from optuna.distributions import IntDistribution
 
     dists = {"instruction_idx": IntDistribution(0, 6), "demo_set": IntDistribution(0, 4)}
-    study = optuna.load_study(study_name=name, storage=optuna.storages.RDBStorage(sa_url))
+    # a random sampler: the time is the storage's, not TPE's model fitting over past trials
+    study = optuna.load_study(study_name=name, storage=optuna.storages.RDBStorage(sa_url),
+                              sampler=optuna.samplers.RandomSampler(seed=trials[0]))
     start.wait()
     t0 = time.time()
     for k in trials:
@@ -270,7 +273,8 @@ def main() -> None:
         "commits a one-demo change with score and params (the events of `Journal.commit(program, parent=..., "
         "score=..., params=...)`, in one transaction through `PostgresStore.append_new`; `trials()` lists "
         "each once afterwards); Optuna records it with `study.add_trial` (one call) or with "
-        "`ask`, two `suggest_int`, `tell` (what an Optuna worker does).",
+        "`ask`, two `suggest_int`, `tell` (what an Optuna worker does; RandomSampler, so the time is the "
+        "storage's and not TPE's).",
         "",
         table(["workers", "desiru trials/s", "Optuna add_trial", "Optuna ask/tell", "desiru / add_trial",
                "desiru / ask/tell"], rows),
