@@ -332,3 +332,56 @@ def test_a_store_used_in_a_forked_child_is_refused_and_the_parent_is_unharmed(pg
         assert r.seq > head
     with Journal.open(pg_url, name=name, readonly=True) as rd:
         assert rd.replay(tag="parent") == _program(7) and rd.verify().ok
+
+
+def test_a_connection_lost_before_the_commit_is_confirmed_is_looked_up(pg_url: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server dies between INSERT and COMMIT: the store reconnects, finds nothing, says so."""
+    import psycopg
+
+    name = fresh_name("doubt")
+    _start_journal(pg_url, name)
+    store = PostgresStore(pg_url, name)
+    codec = RecordCodec(store.open()["journal_id"], None, store.name)
+    before = store.last_seq()
+    real = psycopg.Connection.execute
+
+    def execute(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
+        out = real(self, query, *args, **kw)
+        if "pg_notify" in str(query) and self is store._conn:
+            with psycopg.connect(pg_url, autocommit=True) as killer:
+                killer.execute("SELECT pg_terminate_backend(%s)", (self.info.backend_pid,))
+        return out
+
+    monkeypatch.setattr(psycopg.Connection, "execute", execute)
+    with pytest.raises(ds.CommitFailedError, match="did not happen"):
+        commit_pair(store, codec, "lost", 0)
+    monkeypatch.undo()
+    assert store.last_seq() == before
+    assert [s for s, _ in commit_pair(store, codec, "next", 0)] == [before + 1, before + 2]
+    store.close()
+
+
+def test_a_commit_whose_answer_was_lost_is_found_and_returns(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """COMMIT went through but the connection broke before its answer: the store looks and finds it."""
+    import psycopg
+
+    name = fresh_name("acklost")
+    _start_journal(pg_url, name)
+    store = PostgresStore(pg_url, name)
+    codec = RecordCodec(store.open()["journal_id"], None, store.name)
+    before = store.last_seq()
+    real_exit = psycopg.Transaction.__exit__
+
+    def exit_(self: Any, *exc: Any) -> Any:
+        out = real_exit(self, *exc)
+        if exc[0] is None and self.connection is store._conn:
+            self.connection.close()
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return out
+
+    monkeypatch.setattr(psycopg.Transaction, "__exit__", exit_)
+    got = commit_pair(store, codec, "acked", 0)
+    monkeypatch.undo()
+    assert [s for s, _ in got] == [before + 1, before + 2] and store.last_seq() == before + 2
+    store.close()
