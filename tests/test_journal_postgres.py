@@ -290,3 +290,20 @@ def test_cli_takes_postgres_journals(tmp_path: Any, pg_url: str, monkeypatch: py
     monkeypatch.delenv("DESIRU_PG_URL")
     res = runner.invoke(cli, ["log", f"pg:{name}"])
     assert res.exit_code == 2 and "DESIRU_PG_URL" in res.output
+
+
+def test_locations_name_journals_one_way(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from desiru.journal.locate import split_postgres, store_for
+
+    with pytest.raises(ds.DesiruError, match="name= is for journals in PostgreSQL"):
+        Journal.open(tmp_path / "x.journal", name="a")
+    with pytest.raises(ds.DesiruError, match="two journal names"):
+        split_postgres("postgresql://u@h/db#a", "b")
+    assert split_postgres("postgresql://u@h/db#a") == ("postgresql://u@h/db", "a")
+    assert split_postgres("postgres://u@h/db", "b") == ("postgres://u@h/db", "b")
+    monkeypatch.setenv("DESIRU_PG_URL", "postgresql://me@db.lan:5432/runs")
+    assert split_postgres("pg:run-1") == ("postgresql://me@db.lan:5432/runs", "run-1")
+    store = store_for("pg:run-1", readonly=True)
+    assert isinstance(store, PostgresStore) and store.name == "postgresql://me@db.lan:5432/runs#run-1"
+    monkeypatch.setenv("DESIRU_PG_URL", "postgresql://me:s3cret@db.lan/runs")  # a password never shows
+    assert "s3cret" not in store_for("pg:run-1").name
