@@ -2,14 +2,22 @@
 PY ?= python3
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install demo build test test-rust test-python test-pure lint bench
+.PHONY: help install install-postgres demo build test test-rust test-python test-pure lint bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 install:  ## install desiru (builds the Rust extension) with test and dspy extras, editable
 	$(PY) -m pip install -q --upgrade "maturin>=1.5,<2.0"
-	$(PY) -m pip install -q -e ".[test,bench,dspy]"
+	$(PY) -m pip install -q -e ".[test,bench,dspy,postgres]"
+
+install-postgres:  ## find PostgreSQL's initdb and pg_ctl (the tests start a server of their own), or apt-get install it
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  [ -x "$$DESIRU_PG_BIN/initdb" ] || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
+	    else echo "the tests need PostgreSQL's server binaries: sudo apt-get install -y postgresql" \
+	      "(or set DESIRU_PG_BIN to a directory holding initdb and pg_ctl)"; exit 1; fi; }
 
 demo: install  ## install, then run the demo: a journaled optimization run, replayed and saved
 	desiru demo
@@ -26,10 +34,10 @@ lint:  ## rustfmt, clippy and ruff
 test-rust:  ## cargo test
 	cargo test -q
 
-test-python:  ## pytest on the Rust engine
+test-python: install-postgres  ## pytest on the Rust engine
 	$(PY) -m pytest
 
-test-pure:  ## pytest on the pure-Python engine (msgpack package)
+test-pure: install-postgres  ## pytest on the pure-Python engine (msgpack package)
 	DESIRU_PURE_PYTHON=1 $(PY) -m pytest
 
 test: lint test-rust test-python test-pure  ## the whole test suite (what CI runs)

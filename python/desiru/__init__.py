@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from desiru.api import load
 from desiru.errors import (
+    CommitFailedError,
     CorruptDataError,
     DecryptionError,
     DesiruError,
@@ -33,6 +34,7 @@ from desiru.signature import Field, Signature
 
 __all__ = [
     "ChainOfThought",
+    "CommitFailedError",
     "CommitResult",
     "CorruptDataError",
     "DecryptionError",

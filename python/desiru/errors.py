@@ -94,11 +94,16 @@ class JournalLockedError(DesiruError):
     """Another writer holds the journal's lock."""
 
 
+class CommitFailedError(DesiruError):
+    """A commit did not happen (nothing of it was stored); the writer may go on and commit again."""
+
+
 class SerializationError(DesiruError):
     """A value in a program cannot be written (it is not part of a state tree)."""
 
 
 __all__ = [
+    "CommitFailedError",
     "CorruptDataError",
     "DecryptionError",
     "DesiruError",

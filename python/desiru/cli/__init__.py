@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from desiru.cli import (  # noqa: F401  (importing registers the commands)
     convert,
+    copy_cmd,
     demo_cmd,
     diff,
     inspect,

@@ -130,7 +130,7 @@ def report_error(env: Env | None, exc: BaseException) -> int:
 
 #: the order --help lists commands in: first steps, documents, journals, upkeep
 ORDER = ("demo", "inspect", "diff", "convert", "export-module", "import-module", "log", "replay", "tag",
-         "snapshot", "compact", "verify", "repair", "migrate", "rekey")
+         "snapshot", "compact", "verify", "repair", "migrate", "rekey", "copy")
 
 
 class DesiruGroup(click.Group):

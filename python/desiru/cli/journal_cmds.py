@@ -450,6 +450,9 @@ def repair_cmd(ctx: click.Context, journal: str, key_env: str | None, ask_key: b
 
     env = env_of(ctx)
     src = _journal_arg(journal)
+    if sources.is_postgres(src.path):
+        raise DesiruError("a journal in PostgreSQL needs no repair: each commit is one transaction, so nothing is "
+                          "ever torn", path=src.path, hint="`desiru verify` checks every record")
     if not sources.is_journal(src.path):
         if not os.path.exists(src.path):
             raise DesiruError("no such journal", path=src.path, hint="check the path")

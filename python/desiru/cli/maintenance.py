@@ -30,6 +30,7 @@ def migrate_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: boo
     import desiru as ds
 
     env = env_of(ctx)
+    _not_postgres(path, "migrate")
     if not os.path.exists(path):
         raise DesiruError("no such file", path=path, hint="check the path")
     with progress.task(env, f"migrating {os.path.basename(path)}"):
@@ -43,6 +44,14 @@ def migrate_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: boo
     else:
         what = f"migrated {result.kind} from format {result.from_version} to {result.to_version}"
     env.result(f"{result.path}: {what}{kept}", markup=False)
+
+
+def _not_postgres(path: str, command: str) -> None:
+    """``migrate`` and ``rekey`` rewrite files; a journal in PostgreSQL goes through a directory."""
+    if sources.is_postgres(path):
+        raise DesiruError(f"{command} works on files and journal directories, not on a journal in PostgreSQL",
+                          path=path, hint=f"`desiru copy` it to a directory, {command} it there, and copy it back "
+                          "under a new name")
 
 
 def _encrypted(path: str) -> bool:
@@ -82,6 +91,7 @@ def rekey_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: bool,
     import desiru as ds
 
     env = env_of(ctx)
+    _not_postgres(path, "rekey")
     if not os.path.exists(path):
         raise DesiruError("no such file", path=path, hint="check the path")
     if decrypt and new_key_env:

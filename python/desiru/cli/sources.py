@@ -49,8 +49,27 @@ class Source:
         return self.tag is not None or self.seq is not None or self.head
 
 
+def is_postgres(text: Any) -> bool:
+    """Whether ``text`` is a PostgreSQL journal location (postgresql://...#NAME or pg:NAME)."""
+    from desiru.journal.locate import is_postgres as check
+
+    return check(text)
+
+
 def parse_source(text: str) -> Source:
-    """Split ``PATH@tag:NAME`` / ``PATH@seq:N`` / ``PATH@head``; a path that exists is taken whole."""
+    """Split ``PATH@tag:NAME`` / ``PATH@seq:N`` / ``PATH@head``; a path that exists is taken whole.
+
+    A PostgreSQL location (``postgresql://USER@HOST/DB#NAME``, ``pg:NAME``) takes a point
+    after its journal name (``...#NAME@tag:best``); its ``path`` is the location string.
+    """
+    if is_postgres(text):
+        head, hash_, name = text.partition("#") if not text.startswith("pg:") else ("", "", text)
+        if "@" not in name:
+            return Source(text, text)  # type: ignore[arg-type]
+        base_name, _, selector = name.rpartition("@")
+        base = head + hash_ + base_name
+        parsed = parse_source(f"x@{selector}")
+        return Source(text, base, tag=parsed.tag, seq=parsed.seq, head=parsed.head)  # type: ignore[arg-type]
     if "@" not in text or os.path.exists(text):
         return Source(text, Path(text))
     base, _, selector = text.rpartition("@")
@@ -77,6 +96,8 @@ def is_journal(path: str | os.PathLike[str]) -> bool:
     from desiru import journal
     from desiru.journal.file_store import HEADER_FILE, LOG_DIR
 
+    if is_postgres(path):
+        return True  # opening it says whether the database holds it
     if journal.is_journal(path):
         return True
     p = Path(path)
@@ -88,6 +109,8 @@ def header_problem(path: str | os.PathLike[str]) -> str | None:
     read, else None."""
     from desiru.journal.file_store import HEADER_FILE, decode_header
 
+    if is_postgres(path):
+        return None  # no header file: the database keeps the meta
     header = Path(path) / HEADER_FILE
     try:
         data = header.read_bytes()
@@ -113,6 +136,12 @@ def open_journal(path: str | os.PathLike[str], key: Any = None, *, write: bool =
     """
     from desiru import journal
 
+    if is_postgres(path):
+        if key is not None and not journal_encrypted(path):
+            key = None
+        with journal.Journal.open(path, key=key, create=False, readonly=not write, **options) as j:
+            yield j
+        return
     if not os.path.exists(path):
         raise DesiruError("no such journal", path=path, hint="check the path")
     if not is_journal(path):
@@ -131,6 +160,15 @@ def journal_header(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
     """(format version, meta) from a journal's header alone: cheap, checksummed, needs no key."""
     from desiru.journal.file_store import HEADER_FILE, decode_header
 
+    if is_postgres(path):
+        from desiru.journal.locate import store_for
+
+        store = store_for(os.fspath(path), readonly=True)
+        try:
+            meta = store.open()
+            return str(store.version), dict(meta)  # type: ignore[attr-defined]
+        finally:
+            store.close()
     data = (Path(path) / HEADER_FILE).read_bytes()
     version, body = decode_header(data, os.fspath(path), check_version=False)
     return str(version), dict(body.get("meta") or {})

@@ -15,7 +15,8 @@ def follow(journal: Journal, start: int | None = None, timeout: float | None = N
            poll: float = 0.02) -> Iterator[Event]:
     """Events from ``start`` (default: after the current head) as they are committed.
 
-    Polls the store every ``poll`` seconds; only whole commits are yielded (a reader
+    Waits in the store's ``wait_for_append`` (a file store polls every ``poll`` seconds,
+    PostgreSQL wakes on NOTIFY); only whole commits are yielded (a reader
     never sees half of one). Ends when no new event came for ``timeout`` seconds
     (None: follows until the caller stops iterating).
     """
@@ -25,6 +26,7 @@ def follow(journal: Journal, start: int | None = None, timeout: float | None = N
 
 def _follow(journal: Journal, next_seq: int, timeout: float | None, poll: float) -> Iterator[Event]:
     deadline = None if timeout is None else time.monotonic() + timeout
+    woken = False
     while True:
         head = journal.head  # a reader refreshes its view here
         if head >= next_seq:
@@ -33,10 +35,16 @@ def _follow(journal: Journal, next_seq: int, timeout: float | None, poll: float)
                 yield event
             if timeout is not None:
                 deadline = time.monotonic() + timeout
+            woken = False
             continue
-        if deadline is not None and time.monotonic() >= deadline:
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
             return
-        time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
+        left = 1.0 if deadline is None else deadline - now
+        if woken:  # records are there but no whole commit yet (a writer midway): look again shortly
+            time.sleep(min(poll, left))
+        # the store wakes us when something is appended (PostgreSQL: LISTEN/NOTIFY; files: polling)
+        woken = journal.store.wait_for_append(next_seq - 1, left, poll)
 
 
 __all__ = ["follow"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from desiru import _engine
-from desiru.errors import CorruptDataError, DesiruError, MissingKeyError
+from desiru.errors import CommitFailedError, CorruptDataError, DesiruError, MissingKeyError
 from desiru.journal.codec import (
     RecordCodec,
     check_fsync_mode,
@@ -34,7 +34,6 @@ from desiru.journal.events import (
     ResultsRecorded,
     event_from_edit,
 )
-from desiru.journal.file_store import FileStore
 from desiru.journal.index import Checkpoint, TagIndex
 from desiru.journal.replay import ReplayMixin, VerifyReport
 from desiru.journal.runs import Node, RunIndex, results_payload
@@ -228,14 +227,19 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
         create: bool = True,
         *,
         readonly: bool = False,
+        name: str | None = None,
     ) -> Journal:
-        """Open (or create) the journal directory at ``path``; ``readonly=True`` opens a reader.
+        """Open (or create) the journal at ``path``; ``readonly=True`` opens a reader.
 
-        One writer at a time: a second writer gets JournalLockedError at once. Readers take
-        no lock and see every commit that completed.
+        ``path`` is a directory, or a PostgreSQL location ``postgresql://USER@HOST:PORT/DB``
+        with the journal's ``name`` (see desiru.journal.locate). One writer at a time: a
+        second writer gets JournalLockedError at once. Readers take no lock and see every
+        commit that completed.
         """
-        return cls(FileStore(path, readonly=readonly), key=key, fsync=fsync, snapshot_every=snapshot_every,
-                   create=create, readonly=readonly)
+        from desiru.journal.locate import store_for
+
+        return cls(store_for(path, name=name, readonly=readonly), key=key, fsync=fsync,
+                   snapshot_every=snapshot_every, create=create, readonly=readonly)
 
     @staticmethod
     def _new_meta(key: Any) -> dict[str, Any]:
@@ -682,6 +686,8 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
         records = [(ev.seq, encode(ev, first, last)) for ev in events]
         try:
             self._store.append(records)
+        except CommitFailedError:
+            raise  # nothing of it was stored (a database store's lost connection): the writer goes on
         except BaseException as exc:
             # the log may now hold part of this commit: refuse to write after it until reopened,
             # and read back only what the log holds

@@ -11,6 +11,7 @@ suite in tests/journal_contract.py.
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +108,21 @@ class JournalStore(abc.ABC):
         if records:
             self.append(records)
         return records
+
+    def wait_for_append(self, after_seq: int, timeout: float, poll: float = 0.02) -> bool:
+        """Wait up to ``timeout`` s until a record after ``after_seq`` is stored; whether one is.
+
+        Followers sleep here between looks. This default polls ``last_seq`` every ``poll``
+        seconds; a store that can be woken (PostgreSQL's LISTEN/NOTIFY) overrides it.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            if self.last_seq() > after_seq:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(poll, left))
 
     @abc.abstractmethod
     def sync(self) -> None:
