@@ -21,16 +21,17 @@ import bisect
 import contextlib
 import datetime as _dt
 import errno
+import fcntl
 import os
 import secrets
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from desiru import _engine
 from desiru.atomic import atomic_write, fsync_dir
-from desiru.errors import CorruptDataError, DesiruError, FormatError, IncompatibleVersionError
+from desiru.errors import CorruptDataError, DesiruError, FormatError, IncompatibleVersionError, JournalLockedError
 from desiru.journal.lock import WriterLock
 from desiru.journal.store import CutReport, Fault, JournalStore
 from desiru.serialization.version import CURRENT_VERSION, Version
@@ -39,6 +40,7 @@ from desiru.serialization.version import CURRENT_VERSION, Version
 MAGIC = b"\x89DSRJ\r\n\x1a"
 HEADER_FILE = "header"
 LOCK_FILE = "lock"
+APPEND_LOCK_FILE = "append.lock"
 LOG_DIR = "log"
 SNAPSHOT_DIR = "snapshots"
 DAMAGED_DIR = "damaged"
@@ -128,6 +130,10 @@ class FileStore(JournalStore):
         self.salt = 0
         self.version: Version = CURRENT_VERSION
         self._lock = WriterLock(str(self.root / LOCK_FILE), self.name)
+        # a shared writer: holds the lock file in shared mode for its life, and the append lock
+        # (``append.lock``) for one append at a time
+        self._shared_fd: int | None = None
+        self._appending = False
         self._segments: list[int] = []  # first seqs, ascending
         self._last_seq = 0
         self._fd: int | None = None  # the writer's append descriptor, on the last segment
@@ -196,6 +202,7 @@ class FileStore(JournalStore):
                 os.close(self._fd)
             self._fd = None
         self._lock.release()
+        self.unlock()
 
     def lock(self) -> None:
         if self.readonly:
@@ -204,6 +211,70 @@ class FileStore(JournalStore):
 
     def unlock(self) -> None:
         self._lock.release()
+        fd, self._shared_fd = self._shared_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def lock_shared(self) -> None:
+        if self.readonly:
+            raise DesiruError("this store was opened read-only", path=self.name)
+        if self._shared_fd is not None:
+            return
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise JournalLockedError("an exclusive writer holds this journal", path=self.name,
+                                     hint="close it, or open every writer with shared=True") from None
+        self._shared_fd = fd
+
+    def _writing(self) -> bool:
+        """Whether this object may append now: the exclusive writer, or a shared one inside append_new."""
+        return self._lock.held or self._appending
+
+    def append_new(self, make: Callable[[int], Sequence[tuple[int, bytes]]]) -> Sequence[tuple[int, bytes]]:
+        """A shared writer: under the append lock, catch up on the other writers' records, cut what a
+        crashed one left torn, then append what ``make(last)`` builds."""
+        if self._shared_fd is None:
+            return super().append_new(make)
+        fd = os.open(self.root / APPEND_LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # blocks while another writer appends (one append's time)
+            self._appending = True
+            last = self._catch_up()
+            records = make(last)
+            if records:
+                self.append(records)
+            return records
+        finally:
+            self._appending = False
+            os.close(fd)
+
+    def _catch_up(self) -> int:
+        """Shared writer under the append lock: the true last seq, the tail cut of torn bytes."""
+        if self._fd is not None:  # another writer may have rolled to a new segment: reopen at the end
+            os.close(self._fd)
+            self._fd = None
+        self._roll = False
+        self.damage = None
+        last = self.last_seq()  # the reader's incremental look, over every writer's records
+        if self.damage is not None:  # valid records after damage: never cut or append after it
+            raise self.damage
+        if self._segments and self._tail_pos[0] != self._segments[-1]:
+            last = self._scan_last()  # no view of the last segment yet: scan it whole
+            if self.damage is not None:
+                raise self.damage
+        if self._segments:
+            first = self._segments[-1]
+            size = self._seg_path(first).stat().st_size
+            good_end = self._tail_pos[1]
+            if good_end < size:  # a writer died mid-append (it held this lock): its bytes go aside
+                self._cut(first, good_end, size, last, "torn tail of a writer that died mid-append")
+                self._tail_pos = (first, good_end)
+        self._last_seq = last
+        return last
 
     # -- segments ---------------------------------------------------------------------------------
     def _list_segments(self) -> list[int]:
@@ -402,7 +473,7 @@ class FileStore(JournalStore):
         return self._segments[0] if self._segments else self._last_seq + 1
 
     def append(self, records: Sequence[tuple[int, bytes]]) -> None:
-        if not self._lock.held:
+        if not self._writing():
             raise DesiruError("append needs the writer lock", path=self.name)
         if not records:
             return
@@ -416,7 +487,7 @@ class FileStore(JournalStore):
             expected += 1
         data = b"".join(parts)
         fd = self._writer_fd(records[0][0])
-        pos = self._end
+        pos = start = self._end
         for (seq, _payload), part in zip(records, parts):
             self._mark(self._segments[-1], seq, pos)
             pos += len(part)
@@ -426,6 +497,8 @@ class FileStore(JournalStore):
             view = view[n:]
             self._end += n
         self._last_seq = expected - 1
+        if self._tail_pos == (self._segments[-1], start):  # a shared writer's view of the tail moves on
+            self._tail_pos = (self._segments[-1], self._end)
 
     def _writer_fd(self, next_seq: int) -> int:
         if self._roll or not self._segments:
@@ -437,6 +510,7 @@ class FileStore(JournalStore):
                 fd = os.open(self._seg_path(next_seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 fsync_dir(self.root / LOG_DIR)
                 self._segments.append(next_seq)
+                self._tail_pos = (next_seq, 0)  # the view of the tail moves to the new segment
                 self._fd, self._end = fd, 0
                 return fd
         if self._fd is None:

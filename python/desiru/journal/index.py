@@ -195,18 +195,20 @@ class TagIndex:
         ``history=True``: every tagging and move still in the log, oldest first, as TagMove.
         """
         self._check_open()
-        self._load_index()
-        assert self._tags is not None
-        if history:
-            return list(self._tag_history)
-        return dict(self._tags)
+        with self._mutex:
+            self._load_index()
+            assert self._tags is not None
+            if history:
+                return list(self._tag_history)
+            return dict(self._tags)
 
     def checkpoints(self) -> list[Checkpoint]:
         """Checkpoints recorded by IncrementalSerializer, oldest first."""
         self._check_open()
-        self._load_index()
-        assert self._checkpoints is not None
-        return list(self._checkpoints)
+        with self._mutex:
+            self._load_index()
+            assert self._checkpoints is not None
+            return list(self._checkpoints)
 
 
 __all__ = ["Checkpoint", "TagIndex", "TagMove"]

@@ -159,8 +159,11 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
         snapshot_every: int | None = None,
         create: bool = True,
         readonly: bool = False,
+        shared: bool = False,
     ) -> None:
         self._store = store
+        #: one of many writers (processes, machines): each append catches up on the others first
+        self.shared = bool(shared) and not readonly
         self._name = store.name
         self.readonly = readonly
         self.fsync = check_fsync_mode(fsync)
@@ -200,7 +203,9 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
         self._codec = RecordCodec(self.journal_id, self._resolve_key(key), self._name)
         self._sync = SyncPolicy(self.fsync, store.sync, self._mutex, self._name)
         try:
-            if not readonly:
+            if self.shared:
+                store.lock_shared()  # torn bytes of a dead writer are cut under the append lock
+            elif not readonly:
                 store.lock()
                 cut = store.recover()
                 if cut is not None:
@@ -228,18 +233,21 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
         *,
         readonly: bool = False,
         name: str | None = None,
+        shared: bool = False,
     ) -> Journal:
         """Open (or create) the journal at ``path``; ``readonly=True`` opens a reader.
 
         ``path`` is a directory, or a PostgreSQL location ``postgresql://USER@HOST:PORT/DB``
-        with the journal's ``name`` (see desiru.journal.locate). One writer at a time: a
-        second writer gets JournalLockedError at once. Readers take no lock and see every
-        commit that completed.
+        with the journal's ``name`` (see desiru.journal.locate). By default one writer at a
+        time: a second writer gets JournalLockedError at once. ``shared=True`` opens one of
+        many writers (processes on one machine, or machines on PostgreSQL): each append takes
+        the store's lock for that append only and catches up on the others' records first.
+        Readers take no lock and see every commit that completed.
         """
         from desiru.journal.locate import store_for
 
         return cls(store_for(path, name=name, readonly=readonly), key=key, fsync=fsync,
-                   snapshot_every=snapshot_every, create=create, readonly=readonly)
+                   snapshot_every=snapshot_every, create=create, readonly=readonly, shared=shared)
 
     @staticmethod
     def _new_meta(key: Any) -> dict[str, Any]:
@@ -293,7 +301,7 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             return
         first, last = record.get("commit") or (head, head)
         if last > head:
-            if self.readonly:  # the writer may be midway through this commit: hide it
+            if self.readonly or self.shared:  # a writer may be midway through this commit: hide it
                 self._head = first - 1
             else:
                 cut = self._store.cut_after(first - 1, "a commit a crash left half written")
@@ -359,12 +367,12 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
     @property
     def head(self) -> int:
         """Seq of the newest event of a whole commit (0 for an empty journal); a reader refreshes it."""
-        if self.readonly and not self._closed:
+        if (self.readonly or self.shared) and not self._closed:
             self.refresh()
         return self._head
 
     def refresh(self) -> int:
-        """Reader: pick up commits the writer completed since the last look; returns the head."""
+        """Reader (or shared writer): pick up commits other writers completed since the last look."""
         with self._mutex:
             last = self._store.last_seq()
             if last != self._head:
@@ -510,7 +518,8 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             events: list[Event] = []
             # a plain commit on the line writes what release 0.1.0 wrote; a run's commit (a parent, results,
             # or a branch) opens with Committed: its parent, its state's hash and its writer
-            if parent is not None or results is not None or base != (self._node_seqs[-1] if self._node_seqs else 0):
+            if (self.shared or parent is not None or results is not None
+                    or base != (self._node_seqs[-1] if self._node_seqs else 0)):
                 seq += 1
                 events.append(Committed(payload={"parent": base, "hash": digest, "writer": self.writer}, seq=seq,
                                         timestamp=ts))
@@ -524,7 +533,8 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
                 seq += 1
                 events.append(CheckpointTagged(path="", payload={"tag": tag, **(extra or {})}, seq=seq,
                                                timestamp=ts))
-            self._write(events)
+            events = self._write(events)
+            seq = events[-1].seq
             if not edits and not isinstance(events[0], Committed):
                 # a tag on the unchanged line head (the layout of release 0.1.0): no commit of its own
                 self._switch_line(base)
@@ -644,7 +654,7 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             stored: list[Event] = []
             edits = []
             # on a branch (this writer's line is not the newest commit) the group must say its parent
-            branch = bool(line) and bool(self._node_seqs) and self._node_seqs[-1] != line
+            branch = self.shared or (bool(line) and bool(self._node_seqs) and self._node_seqs[-1] != line)
             if branch and any(ev.op is not None for ev in events) and not isinstance(events[0], Committed):
                 seq += 1
                 stored.append(Committed(payload={"parent": line, "hash": b"", "writer": self.writer}, seq=seq,
@@ -672,22 +682,38 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
                     # nothing was written; the head state may be half changed: rebuild it from the log
                     self._head_state, self._private = None, {}
                     raise
-            self._write(stored)
+            stored = self._write(stored)
             if edits:
                 self._head_state = state
-                self._line_head = seq
+                self._line_head = seq = stored[-1].seq
                 self._depth[seq] = self._depth_of(line, self._runs()) + len(stored)
             self._maybe_snapshot()
             return stored[len(stored) - len(events):]  # the caller's events (not a Committed added above)
 
-    def _write(self, events: list[Event]) -> None:
-        first, last = events[0].seq, events[-1].seq
+    def _write(self, events: list[Event]) -> list[Event]:
+        """Append one commit group atomically; returns its events as stored (seqs the store allocated).
+
+        The events come numbered from this writer's head; a shared store may have grown since,
+        so they are renumbered from its true last seq under its lock (parents, targets and tags
+        name seqs of their own and never move).
+        """
         encode = self._codec.encode_event
-        records = [(ev.seq, encode(ev, first, last)) for ev in events]
+        stored: list[Event] = events
+
+        def make(last: int) -> list[tuple[int, bytes]]:
+            nonlocal stored
+            if self.shared and last != self._head:
+                last = self._settle_shared_tail(last)
+            shift = last + 1 - events[0].seq
+            stored = events if shift == 0 else [ev._stamped(ev.seq + shift, ev.timestamp) for ev in events]
+            first, final = stored[0].seq, stored[-1].seq
+            return [(ev.seq, encode(ev, first, final)) for ev in stored]
+
+        previous = self._head
         try:
-            self._store.append(records)
-        except CommitFailedError:
-            raise  # nothing of it was stored (a database store's lost connection): the writer goes on
+            self._store.append_new(make)
+        except CommitFailedError:  # the store knows the commit did not happen (e.g. a lost connection)
+            raise
         except BaseException as exc:
             # the log may now hold part of this commit: refuse to write after it until reopened,
             # and read back only what the log holds
@@ -695,20 +721,36 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             self._head_state, self._private = None, {}
             if isinstance(exc, OSError):
                 raise DesiruError(f"writing the journal failed: {exc.strerror or exc}", path=self._name,
-                                  seq=first, hint="free disk space (or fix the disk), then close and reopen "
-                                  "the journal: it cuts what was half written; the commit did not happen"
+                                  seq=events[0].seq, hint="free disk space (or fix the disk), then close and "
+                                  "reopen the journal: it cuts what was half written; the commit did not happen"
                                   ) from exc
             raise
+        first, last = stored[0].seq, stored[-1].seq
         self._head = last
         try:
-            self._sync.appended(len(records))
+            self._sync.appended(len(stored))
         except BaseException:
             self._head_state, self._private = None, {}  # poisoned: reads replay the log from now on
             raise
-        if self._tags is not None:
-            self._index(events)
+        if self._tags is not None and first == previous + 1:
+            self._index(stored)
         self._index_appended([[ev.type, ev.schema_version, ev.seq, ev.timestamp, ev.path, dict(ev.payload),
-                               first, last] for ev in events])
+                               first, last] for ev in stored])
+        return stored
+
+    def _settle_shared_tail(self, last: int) -> int:
+        """A shared writer, under the store's lock: the last whole commit's seq, a dead writer's half
+        commit cut (each writer appends a commit in one write, so this is rare: a crash mid-write)."""
+        if last == 0 or last < self._store.first_seq():
+            return last
+        record = self._read_record(last)
+        first, end = record.get("commit") or (last, last)
+        if end > last:
+            cut = self._store.cut_after(first - 1, "a commit a crashed writer left half written")
+            if cut is not None:
+                self._warn_cut(cut)
+            return first - 1
+        return last
 
     def _maybe_snapshot(self) -> None:
         """The automatic snapshot: when replaying this writer's line head would apply more than
@@ -819,6 +861,9 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
         """
         if isinstance(keep_best, bool) or not isinstance(keep_best, int) or keep_best < 0:
             raise DesiruError(f"keep_best must be an int >= 0, got {keep_best!r}")
+        if self.shared:
+            raise DesiruError("compact() needs the only writer: other writers may be appending", path=self._name,
+                              hint="close the shared writers and open one without shared=True to compact")
         with self._mutex:
             self._check_writable()
             snaps = self._store.snapshot_seqs()

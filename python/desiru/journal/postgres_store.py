@@ -389,6 +389,12 @@ class PostgresStore(JournalStore):
             if not self._locked:
                 self._run("taking the writer lock", self._take_lock)
 
+    def lock_shared(self) -> None:
+        """Many writers: each commit takes the journal's lock in shared mode inside its transaction."""
+        if self.readonly:
+            raise DesiruError("this store was opened read-only", path=self.name)
+        self._need_row()
+
     def unlock(self) -> None:
         with self._mutex:
             if not self._locked:

@@ -264,7 +264,8 @@ class ReplayMixin:
         A naive ``at`` datetime is local time (as ``datetime.timestamp()`` takes it).
         """
         self._check_open()
-        return self._race_safe(lambda: self._replay_state(seq, tag, at, _copy))
+        with self._mutex:  # the writer's caches are shared with committing threads
+            return self._race_safe(lambda: self._replay_state(seq, tag, at, _copy))
 
     def _replay_state(self, seq: int | None, tag: str | None, at: Any, _copy: bool) -> dict[str, Any]:
         target = self._target(seq, tag, at)

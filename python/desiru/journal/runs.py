@@ -408,15 +408,17 @@ class RunIndex:
     def trials(self) -> list[Trial]:
         """Every commit as a Trial, oldest first, from the index (no program is replayed)."""
         self._check_open()
-        nodes = self._runs()
-        tags_of = self._tags_by_node()
-        return [self._trial(nodes[s], tags_of) for s in self._node_seqs]
+        with self._mutex:
+            nodes = self._runs()
+            tags_of = self._tags_by_node()
+            return [self._trial(nodes[s], tags_of) for s in self._node_seqs]
 
     def trial(self, point: Any) -> Trial:
         """The Trial of one commit (a seq, tag, CommitResult or Trial)."""
         self._check_open()
-        seq = self._point(point)
-        return self._trial(self._runs()[seq], self._tags_by_node())
+        with self._mutex:
+            seq = self._point(point)
+            return self._trial(self._runs()[seq], self._tags_by_node())
 
     def best(self, k: int | None = None, metric: str | None = None, mode: str = "max") -> Any:
         """The best Trial by score (or by ``metric``), or a list of the ``k`` best; ties go to the older.
@@ -428,10 +430,11 @@ class RunIndex:
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
             raise DesiruError(f"k must be an int >= 1, got {k!r}")
         self._check_open()
-        ranked = self._ranked(metric, mode)
-        tags_of = self._tags_by_node()
-        nodes = self._runs()
-        top = [self._trial(nodes[s], tags_of) for s in ranked[: (k or 1)]]
+        with self._mutex:
+            ranked = self._ranked(metric, mode)
+            tags_of = self._tags_by_node()
+            nodes = self._runs()
+            top = [self._trial(nodes[s], tags_of) for s in ranked[: (k or 1)]]
         if k is None:
             return top[0] if top else None
         return top
@@ -451,16 +454,17 @@ class RunIndex:
     def lineage(self, point: Any) -> list[Trial]:
         """The Trials from the root commit to ``point``, in that order."""
         self._check_open()
-        seq = self._point(point)
-        nodes = self._runs()
-        tags_of = self._tags_by_node()
-        out = []
-        while seq:
-            node = nodes.get(seq)
-            if node is None:
-                break
-            out.append(self._trial(node, tags_of))
-            seq = node.parent
+        with self._mutex:
+            seq = self._point(point)
+            nodes = self._runs()
+            tags_of = self._tags_by_node()
+            out = []
+            while seq:
+                node = nodes.get(seq)
+                if node is None:
+                    break
+                out.append(self._trial(node, tags_of))
+                seq = node.parent
         out.reverse()
         return out
 
@@ -487,10 +491,12 @@ class RunIndex:
         elif isinstance(program_or_hash, bytes):
             h = program_or_hash
         else:
-            h = _engine.content_hash(self._state_of_candidate(program_or_hash))
-        nodes = self._runs()
-        tags_of = self._tags_by_node()
-        return [self._trial(nodes[s], tags_of) for s in self._by_hash.get(h, ())]
+            with self._mutex:
+                h = _engine.content_hash(self._state_of_candidate(program_or_hash))
+        with self._mutex:
+            nodes = self._runs()
+            tags_of = self._tags_by_node()
+            return [self._trial(nodes[s], tags_of) for s in self._by_hash.get(h, ())]
 
     def _check_runs(self) -> list[Fault]:
         """verify()'s look at the run: parents, results and tags name commits; snapshots hold their hash."""

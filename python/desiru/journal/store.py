@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from desiru.errors import DesiruError
+
 
 @dataclass(frozen=True)
 class Fault:
@@ -90,6 +92,15 @@ class JournalStore(abc.ABC):
     @abc.abstractmethod
     def unlock(self) -> None:
         """Stop being the writer."""
+
+    def lock_shared(self) -> None:
+        """Join the writers of a store many writers append to, each through ``append_new``.
+
+        Refused (JournalLockedError) while an exclusive writer holds the store; an exclusive
+        writer is refused while shared ones are open. Stores that take one writer only say so.
+        """
+        raise DesiruError("this journal store takes one writer at a time", path=self.name,
+                          hint="open it without shared=True")
 
     # -- records ---------------------------------------------------------------------------
     @abc.abstractmethod

@@ -1,0 +1,204 @@
+"""Many writers: threads sharing one Journal, processes sharing one file journal (shared=True),
+and shared writers on PostgreSQL; every commit lands once and replays as its writer committed it."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from programs import sample_program
+
+import desiru as ds
+from desiru.journal import Journal
+
+TESTS = str(Path(__file__).parent)
+
+
+def _candidate(tag: str, i: int) -> ds.Program:
+    p = sample_program()
+    p.answer.demos = [ds.Example(question=f"{tag}-{i}", answer=str(i))]
+    p.answer.parameters["writer"] = tag
+    return p
+
+
+def _check_run(j: Journal, committed: dict[int, str]) -> None:
+    """Every acknowledged commit is listed once and replays to exactly its state; seqs are gap-free."""
+    trials = j.trials()
+    seqs = [t.seq for t in trials]
+    assert len(seqs) == len(set(seqs))
+    assert set(committed) <= set(seqs)
+    by_seq = {t.seq: t for t in trials}
+    for seq, digest in committed.items():
+        assert by_seq[seq].content_hash == digest
+        assert ds._engine.content_hash(j.replay_state(seq=seq)).hex() == digest
+    assert [e.seq for e in j.events()] == list(range(1, j.head + 1))
+    assert j.verify().ok
+
+
+@pytest.mark.parametrize("fsync", ["batch", "never"])
+def test_threads_share_one_journal(tmp_path: Path, fsync: str) -> None:
+    committed: dict[int, str] = {}
+    errors: list[BaseException] = []
+    with Journal.open(tmp_path / "t.journal", fsync=fsync) as j:
+        root = j.commit(sample_program(), score=0.0)
+        committed[root.seq] = root.content_hash or ""
+        lock = threading.Lock()
+
+        def work(name: str) -> None:
+            rng = random.Random(name)
+            try:
+                for i in range(25):
+                    with lock:
+                        parent = rng.choice(sorted(committed))
+                    r = j.commit(_candidate(name, i), parent=parent, score=rng.random(), params={"w": name, "i": i})
+                    j.record(r, metrics={"later": float(i)})
+                    if i % 10 == 0:
+                        j.tag(f"{name}-{i}", r)
+                    with lock:
+                        committed[r.seq] = r.content_hash or ""
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(f"w{n}",)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert len(committed) == 101
+        _check_run(j, committed)
+        assert all(t.metrics.get("later") is not None for t in j.trials() if t.seq != root.seq)
+        assert len(j.tags()) == 12
+
+
+_WORKER = textwrap.dedent("""
+    import random, sys
+    sys.path.insert(0, {tests!r})
+    import desiru as ds
+    from test_many_writers import _candidate
+    name, n, location, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] or None
+    kwargs = {{"name": "run"}} if location.startswith("postgresql") else {{}}
+    rng = random.Random(name)
+    with ds.Journal.open(location, key=key, shared=True, fsync="always", **kwargs) as j:
+        for i in range(n):
+            seqs = [t.seq for t in j.trials()]   # the others' commits too
+            parent = rng.choice(seqs) if seqs else None
+            r = j.commit(_candidate(name, i), parent=parent, score=rng.random(), params={{"w": name}})
+            print(r.seq, r.content_hash, flush=True)
+""")
+
+
+def _run_workers(location: str, key: str | None, workers: int, each: int) -> dict[int, str]:
+    code = _WORKER.format(tests=TESTS)
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"p{n}", str(each), location, key or ""],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for n in range(workers)]
+    committed: dict[int, str] = {}
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        for line in out.splitlines():
+            seq, digest = line.split()
+            assert int(seq) not in committed
+            committed[int(seq)] = digest
+    assert len(committed) == workers * each
+    return committed
+
+
+@pytest.mark.parametrize("key", [None, "a passphrase for the shared run"])
+def test_processes_share_one_file_journal(tmp_path: Path, key: str | None) -> None:
+    path = tmp_path / "p.journal"
+    with Journal.open(path, key=key) as j:
+        j.commit(sample_program(), score=0.0)
+    follower = Journal.open(path, key=key, readonly=True)
+    events = follower.follow(timeout=10.0, poll=0.01)
+    committed = _run_workers(str(path), key, workers=3, each=12)
+    seen = []
+    for ev in events:
+        seen.append(ev.seq)
+        if ev.seq == follower.head:
+            break
+    assert seen == list(range(seen[0], follower.head + 1)) and seen[0] == 4  # every event once, in order
+    follower.close()
+    with Journal.open(path, key=key, readonly=True) as r:
+        _check_run(r, committed)
+        assert {t.writer.split(":")[1] for t in r.trials()[1:]} and len({t.writer for t in r.trials()[1:]}) == 3
+
+
+def test_exclusive_and_shared_writers_refuse_each_other(tmp_path: Path) -> None:
+    path = tmp_path / "x.journal"
+    with Journal.open(path) as j:
+        j.commit(sample_program())
+        with pytest.raises(ds.JournalLockedError, match="exclusive writer"):
+            Journal.open(path, shared=True)
+    with Journal.open(path, shared=True) as a, Journal.open(path, shared=True) as b:
+        with pytest.raises(ds.JournalLockedError):
+            Journal.open(path)
+        ra = a.commit(_candidate("a", 1), score=0.5)
+        rb = b.commit(_candidate("b", 1), score=0.6)  # b catches up on a's commit before it appends
+        assert rb.seq > ra.seq and b.head == rb.seq and a.head == rb.seq
+        assert b.replay(seq=ra.seq) == _candidate("a", 1)
+        with pytest.raises(ds.DesiruError, match="compact\\(\\) needs the only writer"):
+            a.compact()
+
+
+def test_a_shared_writer_killed_mid_run_loses_no_acknowledged_commit(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    path = tmp_path / "k.journal"
+    code = _WORKER.format(tests=TESTS)
+    victim = subprocess.Popen([sys.executable, "-c", code, "victim", "100000", str(path), ""],
+                              stdout=subprocess.PIPE, text=True)
+    assert victim.stdout is not None
+    acked: dict[int, str] = {}
+    while len(acked) < 5:
+        seq, digest = victim.stdout.readline().split()
+        acked[int(seq)] = digest
+    time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    out, _ = victim.communicate()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            acked[int(parts[0])] = parts[1]
+    acked.update(_run_workers(str(path), None, workers=2, each=5))  # the others go on after it
+    with Journal.open(path, readonly=True) as r:
+        _check_run(r, acked)
+
+
+def test_processes_share_one_postgres_journal(pg_url: str) -> None:
+    import uuid
+
+    location = pg_url
+    name = f"shared-{uuid.uuid4().hex[:8]}"
+    with Journal.open(location, name=name) as j:
+        j.commit(sample_program(), score=0.0)
+    os.environ["DESIRU_TEST_RUN"] = name
+    code_location = location
+    committed = _run_workers_named(code_location, name, workers=3, each=8)
+    with Journal.open(location, name=name, readonly=True) as r:
+        _check_run(r, committed)
+
+
+def _run_workers_named(location: str, name: str, workers: int, each: int) -> dict[int, str]:
+    code = _WORKER.format(tests=TESTS).replace('{"name": "run"}', repr({"name": name}))
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"p{n}", str(each), location, ""],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for n in range(workers)]
+    committed: dict[int, Any] = {}
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        for line in out.splitlines():
+            seq, digest = line.split()
+            committed[int(seq)] = digest
+    assert len(committed) == workers * each
+    return committed
