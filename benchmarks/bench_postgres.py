@@ -8,9 +8,9 @@ pg_ctl on a temp dir, default settings, fsync on) and reaches it over localhost 
 With 1, 4 and 8 worker processes it records the same trials (same params, same
 values) three ways, each into a fresh journal / study on that one server:
 
-- desiru: a commit of a one-demo change with the trial's score and params (the events
-  ``Journal.commit(program, parent=..., score=..., params=...)`` writes), through
-  ``PostgresStore.append_new`` (one transaction: row lock, insert, NOTIFY);
+- desiru: ``Journal.commit(program, parent=..., score=..., params=...)`` of a one-demo change,
+  each worker a shared writer (``Journal.open(url, name=..., shared=True)``): one transaction
+  per commit (row lock, insert, NOTIFY);
 - Optuna ``add_trial``: one call per finished trial (its cheapest way to record one);
 - Optuna ask/tell: ``study.ask()``, two ``suggest_*``, ``study.tell()`` (what workers do),
   with Optuna's RandomSampler so that the time is the storage's, not a sampler's model.
@@ -64,36 +64,23 @@ def setup_desiru(url: str, name: str) -> None:
         j.commit(_base_program(), tag="base")
 
 
-def desiru_worker(url: str, name: str, trials: list[int], start: Any, out: Any) -> None:
-    """Commit each trial: a one-demo change of the base program with its score and params."""
-    from run_commits import commit_run
-
+def desiru_worker(location: str, name: str | None, trials: list[int], start: Any, out: Any) -> None:
+    """Commit each trial: a one-demo change of the base program with its score and params, as one of
+    many shared writers (``Journal.open(..., shared=True)``; a file journal when ``name`` is None)."""
     import desiru as ds
     from desiru.journal import Journal
-    from desiru.journal.codec import RecordCodec
-    from desiru.journal.postgres_store import PostgresStore
-    from desiru.journal.state_builder import StateBuilder
 
-    store = PostgresStore(url, name)
-    codec = RecordCodec(store.open()["journal_id"], None, store.name)
-    with Journal.open(url, name=name, readonly=True) as r:
-        base_seq = r.trials()[0].seq
-    builder = StateBuilder()
-    program = _base_program()
-    base = builder.build(program)
-    writer = f"bench-{trials[0]}"
-    start.wait()
-    t0 = time.time()
-    for k in trials:
-        params, value = trial_params(k)
-        program.answer.demos.append(ds.Example(question=f"trial {k}", answer="candidate"))
-        # the events of Journal.commit(program, parent=base_seq, score=value, params=params), through the
-        # store's append_new (seqs allocated in the transaction) since a Journal does not share a store yet
-        commit_run(store, codec, parent=base_seq, parent_state=base, state=builder.build(program), writer=writer,
-                   score=value, params={**params, "trial": k})
-        program.answer.demos.pop()
-    out.put((t0, time.time()))
-    store.close()
+    with Journal.open(location, name=name, shared=True, fsync="always") as j:
+        base_seq = j.trials()[0].seq
+        program = _base_program()
+        start.wait()
+        t0 = time.time()
+        for k in trials:
+            params, value = trial_params(k)
+            program.answer.demos.append(ds.Example(question=f"trial {k}", answer="candidate"))
+            j.commit(program, parent=base_seq, score=value, params={**params, "trial": k})
+            program.answer.demos.pop()
+        out.put((t0, time.time()))
 
 
 # -- Optuna ----------------------------------------------------------------------------------------------
@@ -270,8 +257,8 @@ def main() -> None:
         f"{optuna.__version__} RDBStorage with SQLAlchemy + psycopg 3 on the same server.",
         "",
         "Each trial is the same for all three: params `instruction_idx`, `demo_set` and a value. desiru "
-        "commits a one-demo change with score and params (the events of `Journal.commit(program, parent=..., "
-        "score=..., params=...)`, in one transaction through `PostgresStore.append_new`; `trials()` lists "
+        "commits a one-demo change with score and params (`Journal.commit(program, parent=..., score=..., "
+        "params=...)` on a writer opened with `shared=True`, one transaction per commit; `trials()` lists "
         "each once afterwards); Optuna records it with `study.add_trial` (one call) or with "
         "`ask`, two `suggest_int`, `tell` (what an Optuna worker does; RandomSampler, so the time is the "
         "storage's and not TPE's).",

@@ -1,0 +1,144 @@
+"""Many worker processes recording scored trials into one file journal, beside Optuna's JournalFileBackend.
+
+    python benchmarks/bench_shared.py            # full run; writes the "Shared file journal" section
+    python benchmarks/bench_shared.py --quick    # fewer trials and runs, prints only
+
+With 1, 4 and 8 worker processes, the same trials (same params, same values) are recorded
+into one fresh file journal by desiru writers opened with ``shared=True`` (a commit of a
+one-demo change with score and params, ``fsync="always"``), and into one Optuna journal
+file by ``JournalStorage(JournalFileBackend(path))`` with the same processes (Optuna's
+``add_trial``, its cheapest path, and ask/tell with a RandomSampler). Both fsync every
+trial: Optuna's backend fsyncs each append under its lock file, desiru's "always" mode
+fsyncs each commit. Target (issue 12): >= 5x Optuna's trials/s at every worker count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_postgres import _base_program, _silence_optuna, desiru_worker, pct, run_workers, trial_params
+from report import machine, table, write_section
+
+WORKERS = (1, 4, 8)
+
+
+def setup_desiru(path: str) -> None:
+    from desiru.journal import Journal
+
+    with Journal.open(path) as j:
+        j.commit(_base_program(), tag="base")
+
+
+def check_desiru(path: str, n_trials: int) -> None:
+    """Every trial landed once, with its score and params, and the journal verifies."""
+    from desiru.journal import Journal
+
+    with Journal.open(path, readonly=True) as j:
+        got = sorted((t.params["trial"], t.score) for t in j.trials()[1:])
+        if got != [(k, trial_params(k)[1]) for k in range(n_trials)] or not j.verify().ok:
+            raise RuntimeError(f"desiru journal {path} does not hold every trial once")
+
+
+def _optuna_storage(path: str) -> Any:
+    optuna = _silence_optuna()
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna, optuna.storages.JournalStorage(JournalFileBackend(path))
+
+
+def setup_optuna(path: str) -> None:
+    optuna, storage = _optuna_storage(path)
+    optuna.create_study(study_name="bench", storage=storage, direction="maximize")
+
+
+def optuna_worker(path: str, trials: list[int], start: Any, out: Any, mode: str) -> None:
+    optuna, storage = _optuna_storage(path)
+    from optuna.distributions import IntDistribution
+
+    dists = {"instruction_idx": IntDistribution(0, 6), "demo_set": IntDistribution(0, 4)}
+    study = optuna.load_study(study_name="bench", storage=storage,
+                              sampler=optuna.samplers.RandomSampler(seed=trials[0]))
+    start.wait()
+    t0 = time.time()
+    for k in trials:
+        params, value = trial_params(k)
+        if mode == "add_trial":
+            study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value))
+        else:
+            trial = study.ask()
+            trial.suggest_int("instruction_idx", 0, 6)
+            trial.suggest_int("demo_set", 0, 4)
+            study.tell(trial, value)
+    out.put((t0, time.time()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer trials and runs, prints only (a smoke run)")
+    parser.add_argument("--runs", type=int, default=None, help="runs per configuration (default 5; quick 1)")
+    parser.add_argument("--trials", type=int, default=None, help="trials per run (default 400; quick 60)")
+    args = parser.parse_args()
+    runs = args.runs or (1 if args.quick else 5)
+    n_trials = args.trials or (60 if args.quick else 400)
+    import optuna
+
+    results: dict[tuple[str, int], list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="desiru-bench-shared-") as tmp:
+        for run in range(runs):
+            for workers in WORKERS:
+                journal = f"{tmp}/d-r{run}w{workers}.journal"
+                setup_desiru(journal)
+                results.setdefault(("desiru", workers), []).append(
+                    run_workers(desiru_worker, (journal, None), n_trials, workers))
+                check_desiru(journal, n_trials)
+                for mode in ("add_trial", "ask/tell"):
+                    path = f"{tmp}/o-{mode.replace('/', '')}-r{run}w{workers}.log"
+                    setup_optuna(path)
+                    results.setdefault((mode, workers), []).append(
+                        run_workers(optuna_worker, (path,), n_trials, workers, (mode,)))
+                print(f"run {run + 1}/{runs}, {workers} workers: " + ", ".join(
+                    f"{k} {results[(k, workers)][-1]:,.0f}/s" for k in ("desiru", "add_trial", "ask/tell")),
+                    flush=True)
+
+    rows = []
+    worst = float("inf")
+    for workers in WORKERS:
+        d = results[("desiru", workers)]
+        a, t = results[("add_trial", workers)], results[("ask/tell", workers)]
+        ratio_a, ratio_t = statistics.median(d) / statistics.median(a), statistics.median(d) / statistics.median(t)
+        worst = min(worst, ratio_a)
+        rows.append([workers, f"{statistics.median(d):,.0f} (p90 {pct(d, 0.9):,.0f})",
+                     f"{statistics.median(a):,.0f} (p90 {pct(a, 0.9):,.0f})",
+                     f"{statistics.median(t):,.0f} (p90 {pct(t, 0.9):,.0f})", f"{ratio_a:.1f}x", f"{ratio_t:.1f}x"])
+    command = "python benchmarks/bench_shared.py" + (" --quick" if args.quick else "")
+    body = "\n".join([
+        f"`{command}`; {runs} runs of {n_trials:,} trials per worker count, trials/s as median (and p90 over "
+        f"the runs). Machine: {machine()}. Peer: optuna {optuna.__version__} `JournalStorage(JournalFileBackend)` "
+        "on the same disk, with the same processes.",
+        "",
+        "Each trial is the same for all three: params `instruction_idx`, `demo_set` and a value. desiru: "
+        "`Journal.commit(program, parent=..., score=..., params=...)` of a one-demo change, each worker a "
+        "writer opened with `shared=True, fsync=\"always\"` (one fsync per commit; Optuna's backend also "
+        "fsyncs each append). Optuna: `study.add_trial` or ask, two `suggest_int`, tell (RandomSampler).",
+        "",
+        table(["workers", "desiru trials/s", "Optuna add_trial", "Optuna ask/tell", "desiru / add_trial",
+               "desiru / ask/tell"], rows),
+        "",
+        f"Target: >= 5x Optuna's trials/s at every worker count: the lowest ratio here (against add_trial) is "
+        f"{worst:.1f}x; {'met' if worst >= 5 else 'not met'}.",
+    ])
+    print(body)
+    if not args.quick:
+        write_section("Shared file journal", body)
+
+
+if __name__ == "__main__":
+    main()
