@@ -70,6 +70,21 @@ class RecordCodec:
         self._upcast = _upcaster()
         self._zc = zstandard.ZstdCompressor(level=RECORD_ZSTD_LEVEL)
         self._zd = zstandard.ZstdDecompressor()
+        #: the store whose log snapshots are checked against (see snapshot_binding); None: unchecked
+        self._bound: Any = None
+
+    def bind(self, store: Any) -> None:
+        """Check every snapshot read through this codec against ``store``'s log, and bind new ones to it."""
+        self._bound = store
+
+    def _record_timestamp(self, seq: int, payload: bytes) -> float:
+        return float(self.decode_array(seq, payload)[R_TIMESTAMP])
+
+    def _check_bound(self, seq: int, meta: dict[str, Any]) -> None:
+        if self._bound is not None:
+            from desiru.journal.snapshot_binding import check_binding
+
+            check_binding(self._bound, seq, meta, self._record_timestamp)
 
     # -- records ------------------------------------------------------------------------------
     def _seal_payload(self, raw: bytes, seq: int) -> bytes:
@@ -177,6 +192,14 @@ class RecordCodec:
             raise DecryptionError(f"snapshot: {exc.message}", path=self.name, seq=seq, hint=exc.hint) from None
 
     def encode_snapshot(self, seq: int, meta: dict[str, Any], state: dict[str, Any]) -> bytes:
+        """A snapshot blob; bound (``record_hash``) to the record at ``seq`` of the bound store's log."""
+        from desiru.journal.snapshot_binding import RECORD_HASH, record_hash
+
+        meta = {k: v for k, v in meta.items() if k != RECORD_HASH}
+        if self._bound is not None:
+            bound = record_hash(self._bound, seq)
+            if bound is not None:
+                meta[RECORD_HASH] = bound
         body = _engine.packb(state)
         threads = -1 if len(body) > (1 << 20) else 0
         packed = zstandard.ZstdCompressor(level=SNAPSHOT_ZSTD_LEVEL, threads=threads).compress(body)
@@ -191,10 +214,12 @@ class RecordCodec:
         meta = _engine.unpackb(self._open(blob[4: 4 + n], seq, _SNAPSHOT_META_AAD_SUFFIX))
         if type(meta) is not dict or meta.get("seq") != seq:
             raise CorruptDataError("snapshot meta does not match its seq", path=self.name, seq=seq)
+        self._check_bound(seq, meta)
         return meta
 
     def snapshot_state(self, seq: int, blob: bytes) -> dict[str, Any]:
-        """The state tree stored in a snapshot blob."""
+        """The state tree stored in a snapshot blob (after its meta was checked against the log)."""
+        self.snapshot_meta(seq, blob)
         (n,) = _U32.unpack_from(blob, 0)
         packed = self._open(blob[4 + n:], seq, _SNAPSHOT_AAD_SUFFIX)
         try:

@@ -37,6 +37,7 @@ from desiru.journal.events import (
 from desiru.journal.index import Checkpoint, TagIndex
 from desiru.journal.replay import ReplayMixin, VerifyReport
 from desiru.journal.runs import Node, RunIndex, results_payload
+from desiru.journal.snapshot_binding import newest_bound, set_aside_past_head
 from desiru.journal.state_builder import StateBuilder
 from desiru.journal.store import CutReport, JournalStore
 from desiru.journal.warning import JournalWarning
@@ -201,6 +202,7 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
         self.journal_id: bytes = meta.get("journal_id", b"")
         self.encryption: dict[str, Any] | None = meta.get("encryption")
         self._codec = RecordCodec(self.journal_id, self._resolve_key(key), self._name)
+        self._codec.bind(store)  # snapshots are used only when they belong to this log
         self._sync = SyncPolicy(self.fsync, store.sync, self._mutex, self._name)
         try:
             if self.shared:
@@ -216,6 +218,8 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             self._head = store.last_seq()
             self._head_ts = 0.0
             self._settle_tail()
+            if not readonly:
+                set_aside_past_head(store, self._head, self._name)
         except BaseException:
             store.close()
             raise
@@ -869,7 +873,11 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             snaps = self._store.snapshot_seqs()
             if not snaps:
                 return 0
-            floor = snaps[-1]
+            # only a snapshot that belongs to this log may stand in for the history before it
+            floor = newest_bound(snaps, lambda s: self._codec.snapshot_meta(s, self._store.get_snapshot(s)))
+            if floor is None:
+                return 0
+            snaps = [s for s in snaps if s <= floor]
             nodes = self._runs()
             self._load_index()
             assert self._tags is not None and self._checkpoints is not None

@@ -85,6 +85,7 @@ def _rewrite(path: str | os.PathLike[str], old_key: Any, new_key: Any, *, keep_k
         dst.open()
         dst.lock()
         codec_new = RecordCodec(new_meta["journal_id"], key, str(tmp))
+        codec_new.bind(dst)  # each snapshot is bound to its record as rewritten
         snaps = src.snapshot_seqs()
         count = 0
         try:

@@ -1,0 +1,133 @@
+"""Regressions of the attack campaign (issue 14), one test per class of defect.
+
+Each test runs on both byte engines (the ``engine`` fixture swaps the functions of
+``desiru._engine``) and, where they apply, on every fsync mode and document format.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engines import implementations
+from programs import sample_program
+
+import desiru as ds
+from desiru import _engine
+from desiru._pure import backend as pure_backend
+from desiru.journal import Journal, JournalWarning
+from desiru.journal.file_store import LOG_DIR, SNAPSHOT_DIR
+
+FSYNC_MODES = ["always", "batch", "never"]
+_ENGINE_FUNCS = ["packb", "unpackb", "content_hash", "sha256", "xxh3_128", "frame_encode", "frame_scan",
+                 "diff_states", "apply_edits"]
+
+
+@pytest.fixture(params=[impl.__name__.rsplit(".", 1)[-1] for impl in implementations(pure_backend, "frame_scan")])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Run the test on one byte engine: the pure-Python twin ("backend") or Rust ("_native")."""
+    impl = next(i for i in implementations(pure_backend, "frame_scan") if i.__name__.endswith(request.param))
+    for name in _ENGINE_FUNCS:
+        monkeypatch.setattr(_engine, name, getattr(impl, name))
+    yield request.param
+
+
+def _commit(j: Journal, p: ds.Program, step: int, **params: Any) -> int:
+    p.metadata = {"step": step}
+    for k, v in params.items():
+        p.answer.parameters[k] = v
+    return j.commit(p).seq
+
+
+def _segment(path: Path) -> Path:
+    return sorted((path / LOG_DIR).iterdir())[-1]
+
+
+def _quiet_open(path: Path, **kw: Any) -> Journal:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", JournalWarning)
+        return Journal.open(path, **kw)
+
+
+# -- 1. a snapshot is used only when it belongs to the log beside it ---------------------------------------
+@pytest.mark.parametrize("fsync", FSYNC_MODES)
+def test_snapshot_must_belong_to_its_log(tmp_path: Path, engine: str, fsync: str) -> None:
+    path = tmp_path / "run.journal"
+    p = sample_program()
+    j = Journal.open(path, fsync=fsync)
+    _commit(j, p, 1)
+    _commit(j, p, 2)
+    cut_seq = _commit(j, p, 3, only_in_cut_commit=1)
+    j.snapshot()
+    j.close()
+    stale = (path / SNAPSHOT_DIR / f"{cut_seq:020d}.snap").read_bytes()
+    seg = _segment(path)
+    data = bytearray(seg.read_bytes())
+    data[-3] ^= 0xFF  # damage the last record: the writer cuts it as a torn tail
+    seg.write_bytes(bytes(data))
+    with pytest.warns(JournalWarning) as caught:
+        j = Journal.open(path, fsync=fsync)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "past the head" in messages and "moved aside" in messages
+    assert j.head < cut_seq
+    del p.answer.parameters["only_in_cut_commit"]
+    want = {}
+    for step in (4, 5, 6):
+        seq = _commit(j, p, step)
+        want[seq] = p.to_state()
+    assert max(want) > cut_seq
+    for seq, state in want.items():
+        assert j.replay_state(seq=seq) == state
+    # the same snapshot planted back (a half-copied journal): still never used, never trusted by compact
+    (path / SNAPSHOT_DIR / f"{cut_seq:020d}.snap").write_bytes(stale)
+    r = Journal.open(path, readonly=True)
+    with pytest.warns(JournalWarning, match="does not belong"):
+        assert r.replay_state(seq=max(want)) == want[max(want)]
+    assert any("does not belong" in f.reason for f in r.verify().faults)
+    r.close()
+    assert j.compact() == 0  # the only snapshot does not belong: nothing of the log is dropped
+    assert j.replay_state(seq=1)["metadata"] == {"step": 1}
+    j.close()
+    assert any(p.name.endswith(f"snapshot-{cut_seq:020d}.bin") for p in (path / "damaged").iterdir())
+
+
+def test_snapshot_of_a_log_copied_before_its_snapshots(tmp_path: Path, engine: str) -> None:
+    """``cp -r`` of a live journal: log/ copied first, snapshots/ later, the run resumes from the copy."""
+    path, copy = tmp_path / "live.journal", tmp_path / "copy.journal"
+    p = sample_program()
+    j = Journal.open(path, fsync="always")
+    _commit(j, p, 1)
+    shutil.copytree(path, copy, ignore=shutil.ignore_patterns("lock"))  # log/ and header at seq 2
+    _commit(j, p, 2, only_in_original=True)
+    j.snapshot()
+    j.close()
+    shutil.rmtree(copy / SNAPSHOT_DIR)
+    shutil.copytree(path / SNAPSHOT_DIR, copy / SNAPSHOT_DIR)  # snapshots/ copied after more commits
+    c = _quiet_open(copy, fsync="always")
+    assert c.store.snapshot_seqs() == []  # the snapshot past the copy's head was moved aside
+    p2 = sample_program()
+    for step in (3, 4, 5):
+        top = _commit(c, p2, step)
+    assert c.replay_state(seq=top) == p2.to_state()
+    assert "only_in_original" not in str(c.replay_state(seq=top))
+    c.compact()
+    assert c.replay_state(seq=top) == p2.to_state()
+    c.close()
+
+
+def test_snapshots_without_binding_still_serve_old_journals(tmp_path: Path, engine: str) -> None:
+    """A snapshot written before the binding is checked by its head record's timestamp."""
+    src = Path(__file__).parent / "vectors" / "documents" / "journal_2_0_0.journal"
+    path = tmp_path / "old.journal"
+    shutil.copytree(src, path)
+    r = Journal.open(path, readonly=True)
+    snaps = r.store.snapshot_seqs()
+    assert snaps
+    meta = r._codec.snapshot_meta(snaps[0], r.store.get_snapshot(snaps[0]))  # checked, no error
+    assert "record_hash" not in meta
+    assert r.verify().ok
+    r.close()
