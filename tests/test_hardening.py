@@ -131,3 +131,49 @@ def test_snapshots_without_binding_still_serve_old_journals(tmp_path: Path, engi
     assert "record_hash" not in meta
     assert r.verify().ok
     r.close()
+
+
+# -- 2. good records after damage, however far, mean damage, never a torn tail ------------------------------
+def _events_journal(path: Path, n: int, fsync: str = "never") -> None:
+    from desiru.journal import ParameterSet
+
+    with Journal.open(path, fsync=fsync) as j:
+        j.commit(sample_program())
+        j.append_many([ParameterSet(path="answer", payload={"key": "k", "value": i}) for i in range(n)])
+
+
+@pytest.mark.parametrize("fsync", FSYNC_MODES)
+@pytest.mark.parametrize("hole", [64 * 1024, 300_000])
+def test_damage_is_never_taken_for_a_torn_tail(tmp_path: Path, engine: str, fsync: str, hole: int) -> None:
+    path = tmp_path / "big.journal"
+    _events_journal(path, 6000)
+    seg = _segment(path)
+    data = bytearray(seg.read_bytes())
+    mid = len(data) // 3
+    data[mid: mid + hole] = bytes(hole)  # zeros over hundreds of records, good ones after
+    seg.write_bytes(bytes(data))
+    before = seg.read_bytes()
+    with pytest.raises(ds.CorruptDataError) as err:
+        Journal.open(path, fsync=fsync)
+    assert err.value.seq is not None and err.value.offset is not None and err.value.offset <= mid
+    assert seg.read_bytes() == before  # nothing was cut
+    with pytest.warns(JournalWarning, match="damaged record"):
+        r = Journal.open(path, readonly=True)
+    assert r.head < err.value.seq
+    report = r.verify()
+    assert not report.ok and any(f.seq == err.value.seq for f in report.faults)
+    r.close()
+
+
+def test_a_torn_tail_of_zeros_is_still_a_tail(tmp_path: Path, engine: str) -> None:
+    path = tmp_path / "tail.journal"
+    _events_journal(path, 50)
+    with Journal.open(path, readonly=True) as r:
+        head = r.head
+    seg = _segment(path)
+    with open(seg, "ab") as f:
+        f.write(bytes(2 * 1024 * 1024))  # a hole a power loss left after the last record
+    with pytest.warns(JournalWarning, match="torn or corrupt tail"):
+        j = Journal.open(path)
+    assert j.head == head
+    j.close()

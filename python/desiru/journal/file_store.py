@@ -23,6 +23,7 @@ import datetime as _dt
 import errno
 import fcntl
 import os
+import re
 import secrets
 import struct
 from collections.abc import Callable, Iterator, Sequence
@@ -57,11 +58,28 @@ SMALL_WINDOW = 16 * 1024
 SCAN_CHUNK = 1024 * 1024
 #: snapshot blobs are split into framed chunks of at most this size
 SNAPSHOT_CHUNK = 64 * 1024 * 1024
-#: how many following seqs the tail check looks for after a fault (see _valid_record_after)
-TAIL_PROBE_SEQS = 256
 _HEADER_TAIL = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _TORN = ("torn header", "torn payload")
+#: open flag refusing a symlink as the last path component (0 where the OS has none)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _seq_patterns(lo: int, hi: int) -> list[re.Pattern[bytes]]:
+    """Regexes matching at the start of every record header whose seq field could lie in [lo, hi].
+
+    The seqs in the range share their high bytes (at most two values of them, the range
+    being smaller than the low bytes' span): those bytes, at their place in the header,
+    are what a hit must have. When they are zero, the low bytes must not be (seq >= 1),
+    so that runs of zeros (a hole a crash left) are not a hit at every byte.
+    """
+    k = max(1, ((lo ^ hi).bit_length() + 7) // 8)
+    pats = []
+    for v in range(lo >> (8 * k), (hi >> (8 * k)) + 1):
+        high = re.escape(v.to_bytes(8 - k, "little")) if k < 8 else b""
+        low = b"(?!\\x00{%d})" % k if v == 0 else b""
+        pats.append(re.compile(b"(?=[\\s\\S]{4}" + low + b"[\\s\\S]{%d}" % k + high + b")"))
+    return pats
 
 
 def _seg_name(first_seq: int) -> str:
@@ -370,47 +388,59 @@ class FileStore(JournalStore):
             os.close(fd)
 
     def _valid_record_after(self, fd: int, at: int, size: int, expected: int) -> bool:
-        """Whether any valid record follows the fault at ``at``: then it is damage, not a torn tail.
+        """Whether any valid record follows the fault at ``at``: then it is damage, not a torn tail."""
+        return self._find_valid(fd, at + 1, size, expected) is not None
 
-        We look for the seq fields of the next TAIL_PROBE_SEQS seqs (bytes 4..12 of a record
-        header) and check each hit with the framing's checksums.
+    def _find_valid(self, fd: int, at: int, size: int, expected: int) -> tuple[int, int] | None:
+        """(offset, seq) of the first valid record at or after ``at`` with a seq >= ``expected``.
+
+        Every offset up to the end of the file is considered, however long the damage is: a
+        record after the fault can only carry a seq in [expected, expected + bytes left / 24],
+        so the search looks for the bytes those seqs share (see ``_seq_patterns``) and checks
+        each hit with the framing's checksums. Memory stays one window whatever the size.
         """
-        rest = os.pread(fd, size - at, at) if size - at <= 64 * SCAN_CHUNK else None
-        if rest is None:  # a huge unreadable region: treat as damage, never as a tail
+        if at >= size:
+            return None
+        hi = expected + (size - at) // RECORD_HEADER + 1
+        patterns = _seq_patterns(expected, hi)
+        window = 4 * SCAN_CHUNK
+        pos = at
+        while pos < size:
+            buf = os.pread(fd, min(window + RECORD_HEADER, size - pos), pos)
+            limit = min(window, len(buf))
+            hits = sorted({m.start() for pat in patterns for m in pat.finditer(buf, 0, limit + RECORD_HEADER)
+                           if m.start() < limit})
+            for hit in hits:
+                if len(buf) - hit < RECORD_HEADER:
+                    break
+                seq = _U64.unpack_from(buf, hit + 4)[0]
+                if expected <= seq <= hi and self._valid_at(fd, pos + hit, buf, hit):
+                    return pos + hit, seq
+            pos += limit
+        return None
+
+    def _valid_at(self, fd: int, offset: int, buf: bytes, at: int) -> bool:
+        """Whether a whole valid record starts at ``offset`` (``buf[at:]`` holds the bytes from there)."""
+        records, _, fault = _engine.frame_scan(buf, self.salt, at, MAX_RECORD)
+        if records:
             return True
-        for seq in range(expected, expected + TAIL_PROBE_SEQS):
-            needle = _U64.pack(seq)
-            hit = rest.find(needle, 1)
-            while hit != -1:
-                start = hit - 4
-                if start > 0:
-                    records, _, _ = _engine.frame_scan(rest, self.salt, start, MAX_RECORD)
-                    if records:
-                        return True
-                hit = rest.find(needle, hit + 1)
-        return False
+        if fault is None or fault[1] != "torn payload":
+            return False
+        # the header held and the payload runs past the window: read the record whole
+        need = RECORD_HEADER + struct.unpack_from("<I", buf, at)[0]
+        records, _, _ = _engine.frame_scan(os.pread(fd, need, offset), self.salt, 0, MAX_RECORD)
+        return bool(records)
 
     def _next_valid(self, path: Path, at: int, expected: int) -> tuple[int, int] | None:
         """(offset, seq) of the first valid record after the fault at ``at`` (for check())."""
         try:
-            with open(path, "rb") as f:
-                f.seek(at)
-                rest = f.read(64 * SCAN_CHUNK)
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
         except OSError:
             return None
-        best: tuple[int, int] | None = None
-        for seq in range(expected, expected + TAIL_PROBE_SEQS):
-            needle = _U64.pack(seq)
-            hit = rest.find(needle, 1)
-            while hit != -1 and (best is None or hit - 4 < best[0] - at):
-                start = hit - 4
-                if start > 0:
-                    records, _, _ = _engine.frame_scan(rest, self.salt, start, MAX_RECORD)
-                    if records:
-                        best = (at + start, seq)
-                        break
-                hit = rest.find(needle, hit + 1)
-        return best
+        try:
+            return self._find_valid(fd, at + 1, os.fstat(fd).st_size, expected)
+        finally:
+            os.close(fd)
 
     def _scan_last(self) -> int:
         """The last complete seq, scanning only the last segment (earlier ones are checked on read).

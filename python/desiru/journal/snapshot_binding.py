@@ -7,7 +7,9 @@ torn tail cut back before it, a journal copied log first with ``cp -r``) names a
 record that is no longer there, or another one. Snapshots written before the
 binding carry the timestamp of their head record, which is compared instead.
 The snapshot a compacted log starts after (seq = first seq - 1) has no record
-left to compare with: it is the log's base and is trusted as such.
+left to compare with: it is the log's base and is trusted as such; so is a
+snapshot whose record cannot be read for damage in the log before it (it stands
+in for that history, as before the binding).
 
 On open, a writer moves every snapshot past the head into ``damaged/`` (never
 deleting it), so no later commit at those seqs can meet it.
@@ -50,9 +52,14 @@ def check_binding(store: JournalStore, seq: int, meta: dict[str, Any], timestamp
     if seq < store.first_seq():
         return  # the base of a compacted log: its record was dropped with the log before it
     payload = None
-    for s, p in store.read(seq, seq + 1):
-        if s == seq:
-            payload = p
+    try:
+        for s, p in store.read(seq, seq + 1):
+            if s == seq:
+                payload = p
+    except CorruptDataError as exc:
+        if exc.seq is not None and exc.seq <= seq:
+            return  # damage in the log before it: the snapshot is what stands in for that history
+        raise
     where = getattr(store, "name", None)
     if payload is None:
         raise StaleSnapshotError(f"snapshot at seq {seq} is past the end of the log (a cut tail or a "
