@@ -6,6 +6,7 @@ Each test runs on both byte engines (the ``engine`` fixture swaps the functions 
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -177,3 +178,50 @@ def test_a_torn_tail_of_zeros_is_still_a_tail(tmp_path: Path, engine: str) -> No
         j = Journal.open(path)
     assert j.head == head
     j.close()
+
+
+# -- 3. a writer used across fork() is refused, and the parent's journal is unharmed ------------------------
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("fsync", FSYNC_MODES)
+def test_writer_refuses_a_forked_process(tmp_path: Path, engine: str, fsync: str) -> None:
+    from desiru.journal import ParameterSet
+
+    path = tmp_path / "fork.journal"
+    p = sample_program()
+    j = Journal.open(path, fsync=fsync)
+    _commit(j, p, 1)
+    result = tmp_path / "child.txt"
+    pid = os.fork()
+    if pid == 0:  # the child: every write path must refuse, closing must not touch the parent's lock
+        code = 0
+        try:
+            lines = []
+            attempts = {
+                "commit": lambda: j.commit(sample_program(), tag="child"),
+                "append": lambda: j.append(ParameterSet(path="answer", payload={"key": "c", "value": 1})),
+                "snapshot": j.snapshot, "compact": j.compact, "flush": j.flush,
+            }
+            for name, fn in attempts.items():
+                try:
+                    fn()
+                    lines.append(f"{name}: accepted")
+                except ds.DesiruError as exc:
+                    lines.append(f"{name}: {'open the journal in the child' in str(exc)}")
+            j.close()
+            result.write_text("\n".join(lines))
+        except BaseException as exc:  # report anything to the parent
+            result.write_text(repr(exc))
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, result.read_text()
+    assert result.read_text().splitlines() == [f"{n}: True" for n in
+                                               ("commit", "append", "snapshot", "compact", "flush")]
+    assert f"pid {os.getpid()}" in (path / "lock").read_text()  # the holder's note survived the child
+    with pytest.raises(ds.JournalLockedError):
+        Journal.open(path)  # the parent still holds the lock
+    seq = _commit(j, p, 2)
+    j.close()
+    with Journal.open(path, readonly=True) as r:
+        assert r.verify().ok and r.head == seq and r.tags() == {}
+        assert r.replay_state() == p.to_state()

@@ -11,6 +11,7 @@ to hold what we wrote.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -39,13 +40,30 @@ class SyncPolicy:
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
+        #: the process that opened the writer: a forked child inherits the object, never the right to write
+        self.pid = os.getpid()
 
     def poison(self, exc: BaseException, what: str) -> None:
         """Refuse further appends: ``what`` ("an fsync", "a write") failed with ``exc``."""
         self.poisoned, self.poisoned_by = exc, what
 
+    def forked(self) -> bool:
+        """Whether this is a process forked from the one that opened the writer."""
+        return os.getpid() != self.pid
+
     def check(self) -> None:
-        """Raise if a failed fsync or write poisoned the writer."""
+        """Raise if this process did not open the writer (a fork), or a failed fsync or write poisoned it.
+
+        Every write path of a journal passes here first (the write guard).
+        """
+        if self.forked():
+            raise DesiruError(
+                f"this journal writer was opened by process {self.pid} and cannot write from process "
+                f"{os.getpid()} (a fork): the two would overwrite each other's commits",
+                path=self.name,
+                hint="open the journal in the child (after the fork), or use the multiprocessing 'spawn' "
+                "start method; the parent's writer is unharmed",
+            )
         if self.poisoned is not None:
             raise DesiruError(
                 f"the journal writer is poisoned: {self.poisoned_by} failed ({self.poisoned})",
@@ -100,9 +118,9 @@ class SyncPolicy:
                 return  # poisoned: the next append reports it
 
     def close(self) -> None:
-        """Sync what is pending (unless poisoned) and stop the background thread."""
+        """Sync what is pending (unless poisoned or forked) and stop the background thread."""
         try:
-            if self.poisoned is None and self._pending and self.mode != "never":
+            if self.poisoned is None and not self.forked() and self._pending and self.mode != "never":
                 self.sync_now()
         finally:
             self._closed = True

@@ -26,6 +26,7 @@ class WriterLock:
         self.path = path
         self.journal = journal
         self._fd: int | None = None
+        self._pid = 0  # the process that took the lock
 
     @property
     def held(self) -> bool:
@@ -56,15 +57,21 @@ class WriterLock:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
-        self._fd = fd
+        self._fd, self._pid = fd, os.getpid()
 
     def release(self) -> None:
-        """Drop the lock (closing the descriptor releases the flock)."""
+        """Drop the lock (closing the descriptor releases the flock).
+
+        In a forked child the descriptor is closed only: the lock (shared with the parent's
+        descriptor) and the holder's note stay the parent's.
+        """
         fd, self._fd = self._fd, None
         if fd is not None:
+            if os.getpid() == self._pid:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
             with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            os.close(fd)
+                os.close(fd)
 
 
 __all__ = ["WriterLock"]
