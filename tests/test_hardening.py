@@ -225,3 +225,34 @@ def test_writer_refuses_a_forked_process(tmp_path: Path, engine: str, fsync: str
     with Journal.open(path, readonly=True) as r:
         assert r.verify().ok and r.head == seq and r.tags() == {}
         assert r.replay_state() == p.to_state()
+
+
+# -- 5. a seq inside a multi-event commit replays to the end of that commit --------------------------------
+@pytest.mark.parametrize("fsync", FSYNC_MODES)
+def test_replay_never_shows_half_a_commit(tmp_path: Path, engine: str, fsync: str) -> None:
+    from click.testing import CliRunner
+
+    from desiru.cli import cli
+
+    path = tmp_path / "half.journal"
+    p = sample_program()
+    with Journal.open(path, fsync=fsync) as j:
+        j.commit(p)
+        p.metadata = {"step": 2}
+        p.answer.parameters["temperature"] = 0.9
+        p.retrieve.demos = []
+        r = j.commit(p, tag="two")
+        assert len(r.events) >= 3
+        full = p.to_state()
+        first, last = r.events[0].seq, r.events[-1].seq
+        for seq in range(first, last + 1):  # every seq of the commit: the whole commit, never a part
+            assert j.replay_state(seq=seq) == full
+        assert j.replay_state(seq=first - 1) != full
+    runner = CliRunner()
+    for seq in range(first, last + 1):
+        out = tmp_path / f"at{seq}.json"
+        res = runner.invoke(cli, ["replay", str(path), "--seq", str(seq), "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        assert ds.load(out).to_state() == full
+        res = runner.invoke(cli, ["diff", f"{path}@seq:{seq}", f"{path}@tag:two"])
+        assert res.exit_code == 0 and "equal" in res.output, res.output
