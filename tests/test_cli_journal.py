@@ -332,7 +332,9 @@ def test_damaged_journal_readers_warn_and_stop_before_the_damage(journal: Path, 
     assert "desiru repair" in warning[0] and "journal.verify()" not in warning[0]
     assert run("verify", journal).exit_code == EXIT_DIFFERENT
     assert_error(run("tag", journal, "x"), f"seq {damaged}")  # a writer refuses to append after damage
-    repaired = run("repair", journal)
+    # the tag after the damage cannot be kept: repair names it and needs --force
+    assert_error(run("repair", journal), "would drop the tag 'best'", "--force")
+    repaired = run("repair", journal, "--force")
     assert repaired.exit_code == 0, repaired.stderr
     assert f"head is now seq {len(seqs)}" in repaired.stdout and "kept in" in repaired.stdout
     assert run("verify", journal).exit_code == 0

@@ -256,3 +256,98 @@ def test_replay_never_shows_half_a_commit(tmp_path: Path, engine: str, fsync: st
         assert ds.load(out).to_state() == full
         res = runner.invoke(cli, ["diff", f"{path}@seq:{seq}", f"{path}@tag:two"])
         assert res.exit_code == 0 and "equal" in res.output, res.output
+
+
+# -- 4. repair keeps what can be kept after the damage, and never drops a tag silently ----------------------
+def _flip_record(path: Path, seq: int, key: Any = None) -> None:
+    """Flip one payload byte of the record at ``seq`` (found through the framing)."""
+    from desiru.journal.file_store import RECORD_HEADER, FileStore
+
+    store = FileStore(path, readonly=True)
+    store.open()
+    for seg in sorted((path / LOG_DIR).iterdir()):
+        for s, off, payload in store._scan_segment(int(seg.name.split(".")[0]), tail_ok=True):
+            if s == seq:
+                data = bytearray(seg.read_bytes())
+                data[off + RECORD_HEADER + len(payload) // 2] ^= 0x10
+                seg.write_bytes(bytes(data))
+                return
+    raise AssertionError(f"no record {seq}")
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(path)): f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+@pytest.mark.parametrize("fsync", FSYNC_MODES)
+@pytest.mark.parametrize("key", [None, "correct horse battery staple"])
+def test_repair_keeps_records_after_damage_and_names_tags(tmp_path: Path, engine: str, fsync: str,
+                                                          key: Any) -> None:
+    path = tmp_path / "rep.journal"
+    p = sample_program()
+    states: dict[str, dict[str, Any]] = {}
+    with Journal.open(path, key=key, fsync=fsync) as j:
+        for i in range(60):
+            p.metadata = {"step": i}
+            tag = {5: "best", 25: "middle", 55: "best", 58: "last"}.get(i)
+            seq = j.commit(p, tag=tag).seq
+            if tag:
+                states[tag] = p.to_state()
+            if i == 20:
+                damaged_seq = seq - 1
+            if i == 40:
+                anchor = j.snapshot()
+        head_before = j.head
+        tags_before = j.tags()
+    _flip_record(path, damaged_seq)
+    pristine = _tree(path)
+    with pytest.raises(ds.DesiruError, match="would drop the tag 'middle'") as err:
+        ds.journal.repair(path, key=key)
+    assert "force=True" in (err.value.hint or "")
+    assert _tree(path) == pristine  # refused: nothing changed
+    report = ds.journal.repair(path, key=key, force=True)
+    assert report.tags_dropped == {"middle": tags_before["middle"]}
+    assert set(report.tags_moved) == {"best", "last"}
+    assert report.kept_after_damage == head_before - anchor
+    assert any("damaged" in c.kept_in for c in report.cuts)  # the cut bytes stay in damaged/
+    with Journal.open(path, key=key, fsync=fsync) as j:
+        assert j.verify().ok
+        assert j.head == report.head == report.tags_moved["last"][1] + 1  # one untagged commit after it
+        assert j.tags() == {"best": report.tags_moved["best"][1], "last": report.tags_moved["last"][1]}
+        assert j.replay_state(tag="best") == states["best"]  # the kept commits replay exactly
+        assert j.replay_state(tag="last") == states["last"]
+        assert j.replay_state(seq=damaged_seq - 2)["metadata"]["step"] < 20
+        p.metadata = {"step": 99}
+        j.commit(p)  # and it accepts appends
+    from click.testing import CliRunner
+
+    from desiru.cli import cli
+
+    assert CliRunner().invoke(cli, ["verify", str(path)] + (["--key-env", "K"] if key else []),
+                              env={"K": key} if key else {}).exit_code == 0
+
+
+def test_repair_without_an_anchor_needs_force_to_drop_tags(tmp_path: Path, engine: str) -> None:
+    from click.testing import CliRunner
+
+    from desiru.cli import cli
+
+    path = tmp_path / "rep.journal"
+    p = sample_program()
+    with Journal.open(path) as j:
+        for i in range(30):
+            p.metadata = {"step": i}
+            seq = j.commit(p, tag="best" if i in (3, 25) else None).seq
+            if i == 10:
+                damaged_seq = seq
+    _flip_record(path, damaged_seq)
+    pristine = _tree(path)
+    res = CliRunner().invoke(cli, ["repair", str(path)])
+    assert res.exit_code != 0 and "would drop the tag 'best'" in res.output and "--force" in res.output
+    assert "internal error" not in res.output
+    assert _tree(path) == pristine
+    res = CliRunner().invoke(cli, ["repair", str(path), "--force"])
+    assert res.exit_code == 0, res.output
+    assert "tag best dropped" in res.output
+    with Journal.open(path, readonly=True) as r:
+        assert r.head == damaged_seq - 1 and r.tags() == {"best": 5}

@@ -83,6 +83,8 @@ class Env:
 
 #: library hints that name a Python call, and what a command-line user types instead
 _CLI_HINTS = (
+    ("repair(path, force=True)", "replay what you need from them first (`desiru replay JOURNAL --tag NAME -o "
+                                 "FILE`), then run `desiru repair JOURNAL --force`; nothing was changed"),
     ("journal.repair(", "`desiru verify JOURNAL` lists every fault; `desiru repair JOURNAL` cuts the journal "
                         "before the damage, keeping the cut bytes"),
     ("journal.verify()", "`desiru verify JOURNAL` lists every fault"),

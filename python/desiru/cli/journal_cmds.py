@@ -434,13 +434,16 @@ def _verify_document(env: Env, src: sources.Source, key: str | None) -> tuple[di
 
 @cli.command("repair", short_help='Cut a journal before its damage, keeping the bytes.')
 @click.argument("journal", metavar="JOURNAL")
+@click.option("--force", is_flag=True, help="Repair even if that drops tags (they are named first).")
 @keys.key_options
 @click.pass_context
-def repair_cmd(ctx: click.Context, journal: str, key_env: str | None, ask_key: bool) -> None:
+def repair_cmd(ctx: click.Context, journal: str, force: bool, key_env: str | None, ask_key: bool) -> None:
     """Cut a journal before its first damaged record (a torn tail, a flipped byte), keeping the cut bytes.
 
     Everything before the first damaged record stays and replays as before; the cut
-    bytes are moved aside to JOURNAL/damaged/, never deleted. Run `desiru verify` afterwards.
+    bytes are moved aside to JOURNAL/damaged/, never deleted. Records after the damage
+    are kept (renumbered) when a snapshot after it anchors them. A repair that would drop
+    a tag is refused, naming the tags, unless --force is given. Run `desiru verify` afterwards.
 
     \b
     Examples:
@@ -463,7 +466,8 @@ def repair_cmd(ctx: click.Context, journal: str, key_env: str | None, ask_key: b
         raise DesiruError(f"cannot repair this journal: {problem}; repair cuts damaged records, it cannot "
                           f"rebuild a header", path=src.path, hint="restore the journal from a copy")
     with progress.task(env, "repairing"):
-        report = keys.with_key(lambda k: journal_pkg.repair(src.path, key=k), keys.input_key(key_env, ask_key))
+        report = keys.with_key(lambda k: journal_pkg.repair(src.path, key=k, force=force),
+                               keys.input_key(key_env, ask_key))
     _print_repair(env, report)
 
 
@@ -482,5 +486,12 @@ def _print_repair(env: Env, report: Any) -> None:
                    f"kept in {cut.kept_in}", markup=False)
     for seq in report.snapshots_removed:
         env.result(f"moved the snapshot at seq {seq:,} aside (damaged or past the new head)")
+    if report.kept_after_damage:
+        env.result(f"kept {report.kept_after_damage:,} records after the damage (renumbered after one commit "
+                   f"that stands in for the lost ones)")
+    for tag, (old, new) in sorted(report.tags_moved.items()):
+        env.result(f"tag {escape(tag)} moved from seq {old:,} to seq {new:,} (same commit, renumbered)")
+    for tag, old in sorted(report.tags_dropped.items()):
+        env.result(f"[yellow]tag {escape(tag)} dropped[/] (it named seq {old:,}, which was cut)")
     env.result(f"{report.path}: repaired; head is now seq {report.head:,}. Check it with `desiru verify`.",
                markup=False)

@@ -11,6 +11,7 @@ so that the small meta (tags, checkpoints) reads without decoding the state.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -198,6 +199,10 @@ class RecordCodec:
         meta = {k: v for k, v in meta.items() if k != RECORD_HASH}
         if self._bound is not None:
             bound = record_hash(self._bound, seq)
+            if bound is None and seq in self._bound.snapshot_seqs():
+                # the record was compacted away: a snapshot rewritten there keeps the binding it had
+                with contextlib.suppress(DesiruError):
+                    bound = self.snapshot_meta(seq, self._bound.get_snapshot(seq)).get(RECORD_HASH)
             if bound is not None:
                 meta[RECORD_HASH] = bound
         body = _engine.packb(state)

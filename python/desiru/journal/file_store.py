@@ -774,6 +774,26 @@ class FileStore(JournalStore):
                                     file=str(self.root / SNAPSHOT_DIR / _snap_name(seq))))
         return count, faults
 
+    def salvage(self, start: int) -> Iterator[tuple[int, bytes]]:
+        """Every readable record with seq >= ``start``, in order, resuming after each fault (for repair)."""
+        segments = self._list_segments()
+        for i, first in enumerate(segments):
+            if i + 1 < len(segments) and segments[i + 1] <= start:
+                continue
+            path = self._seg_path(first)
+            offset, expect = 0, first
+            while True:
+                try:
+                    for seq, _off, payload in self._scan_segment(first, offset, tail_ok=False, expect=expect):
+                        if seq >= start:
+                            yield seq, payload
+                    break
+                except CorruptDataError as exc:
+                    resume = self._next_valid(path, exc.offset or 0, exc.seq or expect)
+                    if resume is None or resume[0] <= offset:
+                        break
+                    offset, expect = resume
+
     # -- snapshots -------------------------------------------------------------------------------------
     def put_snapshot(self, seq: int, blob: bytes) -> None:
         view = memoryview(blob)

@@ -1,34 +1,54 @@
-"""Repair a damaged journal: keep the longest sound history, move the rest aside.
+"""Repair a damaged journal: keep the longest sound history, and what after the damage can be kept.
 
 Nothing is deleted: cut bytes and damaged snapshots go to the journal's damaged/
 folder. What remains opens, replays and accepts appends.
+
+The log is cut before its first damaged record (at the start of the commit that
+holds it). Records after the damage are kept when a snapshot after it anchors
+them: the snapshot is bound to its record (docs/FORMAT.md, "Snapshots"), so the
+state there is known exactly; one commit that turns the state before the damage
+into that state stands in for the lost commits, and the records after the
+snapshot follow it, renumbered (their tags move with them). A repair that would
+drop a tag (its commit is lost) is refused unless ``force=True``; the report names
+every tag dropped or moved.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from desiru.errors import DesiruError
-from desiru.journal.codec import RecordCodec
+from desiru import _engine
+from desiru.errors import CorruptDataError, DesiruError
+from desiru.journal.codec import R_FIRST, R_LAST, R_PAYLOAD, R_TIMESTAMP, R_TYPE, RecordCodec
+from desiru.journal.events import CheckpointTagged, event_from_edit
 from desiru.journal.file_store import FileStore, is_file_journal
+from desiru.journal.snapshot_binding import RECORD_HASH
 from desiru.journal.store import CutReport, Fault
+from desiru.journal.warning import JournalWarning
 
 
 @dataclass(frozen=True)
 class RepairReport:
-    """What repair found and did: faults, cuts (with where the bytes went), snapshots moved aside."""
+    """What repair found and did: faults, cuts, snapshots moved aside, tags dropped or moved, records kept."""
 
     path: str
     head: int
     faults: tuple[Fault, ...] = field(default=())
     cuts: tuple[CutReport, ...] = field(default=())
     snapshots_removed: tuple[int, ...] = field(default=())
+    #: tag -> the seq it named, for tags whose commit was cut
+    tags_dropped: dict[str, int] = field(default_factory=dict)
+    #: tag -> (old seq, new seq), for tags whose commit was kept under a new seq
+    tags_moved: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: records after the damage kept (renumbered after the commit that stands in for the lost ones)
+    kept_after_damage: int = 0
 
     @property
     def changed(self) -> bool:
-        return bool(self.cuts or self.snapshots_removed)
+        return bool(self.cuts or self.snapshots_removed or self.kept_after_damage)
 
 
 def is_journal(path: str | os.PathLike[str]) -> bool:
@@ -49,11 +69,120 @@ def _codec(meta: dict[str, Any], key: Any, name: str) -> RecordCodec | None:
     return RecordCodec(meta.get("journal_id", b""), k, name)
 
 
-def repair(path: str | os.PathLike[str], key: Any = None) -> RepairReport:
-    """Cut the journal at its first damaged record (framing, seq, decryption or decoding).
+def _first_bad(store: FileStore, codec: RecordCodec | None, faults: list[Fault], name: str) -> int | None:
+    """The first damaged seq: framing (from ``faults``), seq order, decryption or decoding."""
+    log_faults = [f for f in faults if not f.reason.startswith("snapshot") and f.seq is not None]
+    bad = min((f.seq for f in log_faults if f.seq is not None), default=None)
+    if codec is None:
+        return bad
+    stop = bad if bad is not None else store.last_seq() + 1
+    try:
+        for seq, payload in store.read(0, stop):
+            try:
+                codec.event(codec.decode(seq, payload))
+            except DesiruError as exc:
+                faults.append(Fault(exc.message, seq=seq, file=name))
+                return seq
+    except DesiruError as exc:
+        if exc.seq is not None:
+            bad = exc.seq if bad is None else min(bad, exc.seq)
+    return bad
+
+
+def _tags_of(records: list[list[Any]]) -> dict[str, int]:
+    """tag -> seq of the CheckpointTagged events among decoded record arrays (the last one wins)."""
+    tags = {}
+    for rec in records:
+        if rec[R_TYPE] == CheckpointTagged.type and isinstance(rec[R_PAYLOAD].get("tag"), str):
+            tags[rec[R_PAYLOAD]["tag"]] = rec[2]
+    return tags
+
+
+def _decoded(codec: RecordCodec, pairs: list[tuple[int, bytes]]) -> list[list[Any]]:
+    """The decodable prefix of ``pairs``, contiguous, as record arrays."""
+    out: list[list[Any]] = []
+    for seq, payload in pairs:
+        if out and seq != out[-1][2] + 1:
+            break
+        try:
+            rec = codec.decode_array(seq, payload)
+            codec.event_of(rec)
+        except DesiruError:
+            break
+        out.append(rec)
+    return out
+
+
+def _whole_commits(records: list[list[Any]]) -> list[list[Any]]:
+    """``records`` without a commit at the end that is not whole."""
+    while records and records[-1][R_LAST] > records[-1][2]:
+        first = records[-1][R_FIRST]
+        records = [r for r in records if r[2] < first]
+    return records
+
+
+class _Plan:
+    """What a repair will do, worked out before anything is changed."""
+
+    def __init__(self) -> None:
+        self.cut_at: int | None = None  # first seq removed from the log
+        self.anchor: int | None = None  # seq of the snapshot that anchors the kept records
+        self.anchor_state: dict[str, Any] | None = None
+        self.anchor_ts = 0.0
+        self.kept: list[list[Any]] = []  # decoded records after the anchor, kept (renumbered)
+        self.tags_before: dict[str, int] = {}  # every tag the log holds, before and after the damage
+        self.before_state: dict[str, Any] | None = None  # the state just before the cut
+        self.bridge: list[dict[str, Any]] = []  # edits from before_state to the anchor's state
+
+
+def _state_before(name: str, key: Any, seq: int) -> dict[str, Any] | None:
+    """The state at ``seq`` (None for 0), read by a reader of the damaged journal."""
+    if seq < 1:
+        return None
+    from desiru.journal.journal import Journal
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", JournalWarning)
+        j = Journal(FileStore(name, readonly=True), key=key, readonly=True)
+    try:
+        return j.replay_state(seq=seq)
+    finally:
+        j.close()
+
+
+def _find_anchor(store: FileStore, codec: RecordCodec, plan: _Plan, after: dict[int, bytes]) -> None:
+    """The newest snapshot past the cut whose record survives and matches it, with the records after it."""
+    for s in reversed([s for s in store.snapshot_seqs() if plan.cut_at is not None and s >= plan.cut_at]):
+        payload = after.get(s)
+        if payload is None:
+            continue
+        try:
+            blob = store.get_snapshot(s)
+            unbound = RecordCodec(codec.journal_id, codec.key, codec.name)
+            meta = unbound.snapshot_meta(s, blob)
+            rec = codec.decode_array(s, payload)
+            want = meta.get(RECORD_HASH)
+            ok = (bytes(_engine.xxh3_128(payload)) == want if isinstance(want, bytes)
+                  else float(rec[R_TIMESTAMP]) == float(meta.get("timestamp", -1.0)))
+            if not ok or rec[R_LAST] != s:
+                continue
+            state = unbound.snapshot_state(s, blob)
+        except DesiruError:
+            continue
+        plan.anchor, plan.anchor_state = s, state
+        plan.anchor_ts = float(rec[R_TIMESTAMP])
+        plan.kept = _whole_commits(_decoded(codec, [(q, p) for q, p in sorted(after.items()) if q > s]))
+        if plan.kept and plan.kept[0][2] != s + 1:
+            plan.kept = []
+        return
+
+
+def repair(path: str | os.PathLike[str], key: Any = None, *, force: bool = False) -> RepairReport:
+    """Cut the journal at its first damaged record, keeping what after it can be kept (see the module doc).
 
     Takes the writer lock (JournalLockedError if a writer is open). Without the key,
-    an encrypted journal is checked by its framing only.
+    an encrypted journal is checked by its framing only. A repair that would drop a
+    tag raises DesiruError naming them, and changes nothing, unless ``force=True``.
     """
     name = os.fspath(path)
     if not is_journal(name):
@@ -68,56 +197,125 @@ def repair(path: str | os.PathLike[str], key: Any = None) -> RepairReport:
             if cut is not None:
                 cuts.append(cut)
         _count, faults = store.check()
-        log_faults = [f for f in faults if not f.reason.startswith("snapshot") and f.seq is not None]
-        bad = min((f.seq for f in log_faults if f.seq is not None), default=None)
         codec = _codec(meta, key, name)
         if codec is not None:
-            stop = bad if bad is not None else store.last_seq() + 1
-            last_rec: dict[str, Any] | None = None
-            try:
-                for seq, payload in store.read(0, stop):
-                    try:
-                        last_rec = codec.decode(seq, payload)
-                        codec.event(last_rec)
-                    except DesiruError as exc:
-                        faults.append(Fault(exc.message, seq=seq, file=name))
-                        bad = seq
-                        break
-            except DesiruError as exc:
-                if exc.seq is not None:
-                    bad = exc.seq if bad is None else min(bad, exc.seq)
-        if bad is not None:
-            cut = store.cut_after(bad - 1, f"repair: damage at seq {bad}")
+            codec.bind(store)
+        bad = _first_bad(store, codec, faults, name)
+        plan = _plan(store, codec, name, key, bad)
+        dropped = {t: s for t, s in plan.tags_before.items() if _moved_to(plan, s) is None}
+        moved = {t: (s, m) for t, s in plan.tags_before.items() if (m := _moved_to(plan, s)) not in (None, s)}
+        if dropped and not force:
+            names = ", ".join(f"{t!r}@{s}" for t, s in sorted(dropped.items(), key=lambda kv: kv[1]))
+            raise DesiruError(f"repair would drop the tag{'s' if len(dropped) > 1 else ''} {names}: the commits "
+                              f"they name are damaged or follow the damage and cannot be kept", path=name,
+                              seq=plan.cut_at, hint="replay what you need from them first, then call "
+                              "repair(path, force=True); nothing was changed")
+        if plan.cut_at is not None:
+            why = f"repair: damage at seq {bad}" if bad is not None else "repair: a commit left half written"
+            cut = store.cut_after(plan.cut_at - 1, why)
             if cut is not None:
                 cuts.append(cut)
-        # a commit cut in the middle by the above: drop its first part too
+        kept = _append_kept(store, codec, plan, key, name) if codec is not None and plan.anchor else 0
+        head = store.last_seq()
+        removed = _set_aside_snapshots(store, codec, head, faults, name)
+        return RepairReport(name, head, tuple(faults), tuple(cuts), tuple(removed), dropped, moved, kept)
+    finally:
+        store.close()
+
+
+def _moved_to(plan: _Plan, seq: int) -> int | None:
+    """Where the record at ``seq`` ends up (None: cut)."""
+    if plan.cut_at is None or seq < plan.cut_at:
+        return seq
+    if plan.anchor is None or not plan.kept or seq <= plan.anchor or seq > plan.kept[-1][2]:
+        return None
+    return seq + _delta(plan)
+
+
+def _delta(plan: _Plan) -> int:
+    """How far the kept records move: they follow the stand-in commit after the cut."""
+    assert plan.cut_at is not None and plan.anchor is not None
+    return plan.cut_at + len(plan.bridge) - (plan.anchor + 1)
+
+
+def _plan(store: FileStore, codec: RecordCodec | None, name: str, key: Any, bad: int | None) -> _Plan:
+    plan = _Plan()
+    if bad is None:
+        # no damage; a commit a crash left half written is still cut whole
         head = store.last_seq()
         if codec is not None and head:
             for seq, payload in store.read(head, head + 1):
-                first, last = codec.decode(seq, payload).get("commit") or (seq, seq)
+                first, last = codec.decode(seq, payload)["commit"]
                 if last > head:
-                    cut = store.cut_after(first - 1, "repair: a commit left half written")
-                    if cut is not None:
-                        cuts.append(cut)
-        head = store.last_seq()
-        removed = []
-        for seq in store.snapshot_seqs():
-            ok = seq <= head
-            if ok:
-                try:
-                    blob = store.get_snapshot(seq)
-                    if codec is not None:
-                        codec.snapshot_meta(seq, blob)
-                        codec.snapshot_state(seq, blob)
-                except DesiruError as exc:
-                    faults.append(Fault(f"snapshot: {exc.message}", seq=seq, file=name))
-                    ok = False
-            if not ok:
-                store.quarantine_snapshot(seq)
-                removed.append(seq)
-        return RepairReport(name, head, tuple(faults), tuple(cuts), tuple(removed))
-    finally:
-        store.close()
+                    plan.cut_at = first
+        return plan
+    plan.cut_at = bad
+    if codec is None:
+        return plan
+    last: list[Any] | None = None
+    for seq, payload in store.read(0, bad):  # streamed: only the tags and the last record are kept
+        last = codec.decode_array(seq, payload)
+        plan.tags_before.update(_tags_of([last]))
+    # the cut starts at the commit holding the damage
+    plan.cut_at = (last[2] + 1 if last[R_LAST] == last[2] else last[R_FIRST]) if last else max(store.first_seq(), 1)
+    after = dict(store.salvage(plan.cut_at))
+    plan.tags_before.update(_tags_of(_decoded(codec, sorted(after.items()))))
+    _find_anchor(store, codec, plan, after)
+    if plan.anchor is not None:
+        try:
+            plan.before_state = _state_before(name, key, plan.cut_at - 1)
+        except DesiruError:  # the state before the cut cannot be rebuilt (compacted away): keep nothing
+            plan.anchor, plan.kept = None, []
+            return plan
+        plan.bridge = _engine.diff_states(plan.before_state, plan.anchor_state)
+    return plan
+
+
+def _append_kept(store: FileStore, codec: RecordCodec, plan: _Plan, key: Any, name: str) -> int:
+    """Append the stand-in commit and the kept records, renumbered after it."""
+    assert plan.cut_at is not None
+    edits = plan.bridge
+    records: list[tuple[int, bytes]] = []
+    seq = plan.cut_at - 1
+    first, last = plan.cut_at, plan.cut_at + len(edits) - 1
+    for edit in edits:
+        seq += 1
+        ev = event_from_edit(edit, seq, plan.anchor_ts)
+        records.append((seq, codec.encode_event(ev, first, last)))
+    delta = _delta(plan)
+    for rec in plan.kept:
+        new = list(rec)
+        new[2] += delta
+        new[R_FIRST] += delta
+        new[R_LAST] += delta
+        ev = codec.event_of(new)
+        records.append((new[2], codec.encode_event(ev, new[R_FIRST], new[R_LAST])))
+    store.append(records)
+    store.sync()
+    return len(plan.kept)
+
+
+def _set_aside_snapshots(store: FileStore, codec: RecordCodec | None, head: int, faults: list[Fault],
+                         name: str) -> list[int]:
+    """Move aside every snapshot past ``head``, damaged, or not belonging to the repaired log."""
+    removed = []
+    for seq in store.snapshot_seqs():
+        ok = seq <= head
+        if ok:
+            try:
+                blob = store.get_snapshot(seq)
+                if codec is not None:
+                    codec.snapshot_state(seq, blob)  # meta, binding and state
+            except CorruptDataError as exc:
+                faults.append(Fault(f"snapshot: {exc.message}", seq=seq, file=name))
+                ok = False
+            except DesiruError as exc:
+                faults.append(Fault(f"snapshot: {exc.message}", seq=seq, file=name))
+                ok = False
+        if not ok:
+            store.quarantine_snapshot(seq)
+            removed.append(seq)
+    return removed
 
 
 __all__ = ["RepairReport", "is_journal", "repair"]
