@@ -351,3 +351,111 @@ def test_repair_without_an_anchor_needs_force_to_drop_tags(tmp_path: Path, engin
     assert "tag best dropped" in res.output
     with Journal.open(path, readonly=True) as r:
         assert r.head == damaged_seq - 1 and r.tags() == {"best": 5}
+
+
+# -- 6. a journal holds no symbolic links: none is ever followed --------------------------------------------
+def _victim(tmp_path: Path) -> Path:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious data outside the journal\n" * 100)
+    return victim
+
+
+def _plant(link: Path, target: Path) -> None:
+    if link.is_dir() and not link.is_symlink():
+        shutil.rmtree(link)
+    elif link.exists() or link.is_symlink():
+        link.unlink()
+    link.symlink_to(target)
+
+
+@pytest.mark.parametrize("fsync", FSYNC_MODES)
+@pytest.mark.parametrize("where", ["lock", "header", "segment", "snapshot", "damaged", "snapshots"])
+def test_symlinks_inside_journal_are_refused(tmp_path: Path, engine: str, fsync: str, where: str) -> None:
+    path = tmp_path / "j.journal"
+    victim = _victim(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with Journal.open(path, fsync=fsync) as j:
+        _commit(j, sample_program(), 1)
+        j.snapshot()
+    seg = _segment(path)
+    with open(seg, "ab") as f:
+        f.write(b"\x01torn")  # a torn tail: a writer would cut it into damaged/
+    links = {"lock": (path / "lock", victim), "header": (path / "header", victim),
+             "segment": (seg, victim), "snapshot": (next((path / SNAPSHOT_DIR).iterdir()), victim),
+             "damaged": (path / "damaged", elsewhere), "snapshots": (path / SNAPSHOT_DIR, elsewhere)}
+    link, target = links[where]
+    _plant(link, target)
+    before = victim.read_bytes()
+    for readonly in (False, True):
+        with pytest.raises(ds.DesiruError, match="symbolic link") as err:
+            Journal.open(path, fsync=fsync, readonly=readonly)
+        assert "remove the link" in (err.value.hint or "")
+    with pytest.raises(ds.DesiruError, match="symbolic link|not a desiru journal"):
+        ds.journal.repair(path)  # a linked header is not even taken for a journal
+    assert victim.read_bytes() == before and list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("fsync", FSYNC_MODES)
+def test_symlinks_planted_after_open_are_never_followed(tmp_path: Path, engine: str, fsync: str) -> None:
+    path = tmp_path / "j.journal"
+    victim = _victim(tmp_path)
+    before = victim.read_bytes()
+    p = sample_program()
+    j = Journal.open(path, fsync=fsync)
+    _commit(j, p, 1)
+    head = j.snapshot()  # the next append starts the segment named after head + 1
+    _plant(path / LOG_DIR / f"{head + 1:020d}.log", victim)
+    with pytest.raises(ds.DesiruError, match="symbolic link"):
+        _commit(j, p, 2)
+    j.close()
+    assert victim.read_bytes() == before
+    (path / LOG_DIR / f"{head + 1:020d}.log").unlink()
+    with _quiet_open(path, fsync=fsync) as j:  # the journal itself is unharmed
+        assert j.head == head and j.verify().ok
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        _plant(path / "damaged", elsewhere)
+        _plant(path / SNAPSHOT_DIR, elsewhere)
+        with pytest.raises(ds.DesiruError, match="symbolic link"):
+            j.snapshot()
+        assert list(elsewhere.iterdir()) == []
+
+
+# -- 10. a writer that cannot create or open its files gets a DesiruError ---------------------------------
+@pytest.mark.parametrize("fsync", FSYNC_MODES)
+def test_writer_os_errors_are_desiru_errors(tmp_path: Path, engine: str, fsync: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    path = tmp_path / "ro.journal"
+    with Journal.open(path, fsync=fsync) as j:
+        _commit(j, sample_program(), 1)
+    (path / "lock").unlink()
+    real_open = os.open
+
+    def denied(p: Any, flags: int, *a: Any, **kw: Any) -> int:
+        if str(p).endswith("lock") or (flags & os.O_WRONLY and str(p).endswith(".log")):
+            raise PermissionError(errno.EACCES, "Permission denied", str(p))
+        return real_open(p, flags, *a, **kw)
+
+    monkeypatch.setattr(os, "open", denied)
+    with pytest.raises(ds.DesiruError, match="Permission denied") as err:
+        Journal.open(path, fsync=fsync)
+    assert not isinstance(err.value, OSError) and "readonly=True" in (err.value.hint or "")
+    with Journal.open(path, readonly=True) as r:  # reading needs no lock
+        assert r.head == 2 or r.head >= 1
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores permissions")
+def test_writer_in_a_read_only_folder_is_a_desiru_error(tmp_path: Path, engine: str) -> None:
+    path = tmp_path / "ro.journal"
+    with Journal.open(path) as j:
+        _commit(j, sample_program(), 1)
+    (path / "lock").unlink()
+    path.chmod(0o555)
+    try:
+        with pytest.raises(ds.DesiruError, match="lock"):
+            Journal.open(path)
+    finally:
+        path.chmod(0o755)

@@ -34,6 +34,7 @@ from desiru import _engine
 from desiru.atomic import atomic_write, fsync_dir
 from desiru.errors import CorruptDataError, DesiruError, FormatError, IncompatibleVersionError, JournalLockedError
 from desiru.journal.lock import WriterLock
+from desiru.journal.safe_fs import open_file, os_errors, read_file, real_dir, refuse_links
 from desiru.journal.store import CutReport, Fault, JournalStore
 from desiru.serialization.version import CURRENT_VERSION, Version
 
@@ -61,8 +62,8 @@ SNAPSHOT_CHUNK = 64 * 1024 * 1024
 _HEADER_TAIL = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _TORN = ("torn header", "torn payload")
-#: open flag refusing a symlink as the last path component (0 where the OS has none)
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_WRITE_HINT = ("a writer needs write access to the journal folder and its files; check their owner and "
+               "permissions (or free space), or open it with readonly=True to read")
 
 
 def _seq_patterns(lo: int, hi: int) -> list[re.Pattern[bytes]]:
@@ -199,8 +200,13 @@ class FileStore(JournalStore):
         fsync_dir(parent)
 
     def open(self) -> dict[str, Any]:
+        with os_errors("opening the journal", self.name, "check that the path is a journal folder you can read"):
+            return self._open()
+
+    def _open(self) -> dict[str, Any]:
         try:
-            data = (self.root / HEADER_FILE).read_bytes()
+            refuse_links(self.root, (HEADER_FILE, LOCK_FILE), (LOG_DIR, SNAPSHOT_DIR, DAMAGED_DIR), self.name)
+            data = read_file(self.root / HEADER_FILE, journal=self.name)
         except FileNotFoundError:
             raise DesiruError("no journal here", path=self.name,
                               hint="create it with desiru.Journal.open(path) (create=True)") from None
@@ -225,7 +231,8 @@ class FileStore(JournalStore):
     def lock(self) -> None:
         if self.readonly:
             raise DesiruError("this store was opened read-only", path=self.name)
-        self._lock.acquire()
+        with os_errors("taking the journal's writer lock", self.name, _WRITE_HINT):
+            self._lock.acquire()
 
     def unlock(self) -> None:
         self._lock.release()
@@ -328,7 +335,7 @@ class FileStore(JournalStore):
         path = self._seg_path(first)
         grow = SCAN_CHUNK if want is None else min(SCAN_CHUNK, max(SMALL_WINDOW, want * 256))
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = open_file(path, os.O_RDONLY, journal=self.name)
         except FileNotFoundError:
             raise CorruptDataError("a log segment vanished while reading (compacted?)", path=str(path),
                                    seq=expect, hint="reopen the journal and read again") from None
@@ -434,7 +441,7 @@ class FileStore(JournalStore):
     def _next_valid(self, path: Path, at: int, expected: int) -> tuple[int, int] | None:
         """(offset, seq) of the first valid record after the fault at ``at`` (for check())."""
         try:
-            fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+            fd = open_file(path, os.O_RDONLY, journal=self.name)
         except OSError:
             return None
         try:
@@ -537,14 +544,15 @@ class FileStore(JournalStore):
                 if self._fd is not None:
                     os.close(self._fd)
                     self._fd = None
-                fd = os.open(self._seg_path(next_seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                real_dir(self.root / LOG_DIR, journal=self.name)  # a link planted since the open is refused
+                fd = open_file(self._seg_path(next_seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, journal=self.name)
                 fsync_dir(self.root / LOG_DIR)
                 self._segments.append(next_seq)
                 self._tail_pos = (next_seq, 0)  # the view of the tail moves to the new segment
                 self._fd, self._end = fd, 0
                 return fd
         if self._fd is None:
-            fd = os.open(self._seg_path(self._segments[-1]), os.O_WRONLY)
+            fd = open_file(self._seg_path(self._segments[-1]), os.O_WRONLY, journal=self.name)
             self._end = os.lseek(fd, 0, os.SEEK_END)
             self._fd = fd
         return self._fd
@@ -636,6 +644,10 @@ class FileStore(JournalStore):
         """
         if self.damage is not None:
             raise self.damage
+        with os_errors("checking the end of the journal's log", self.name, _WRITE_HINT):
+            return self._recover()
+
+    def _recover(self) -> CutReport | None:
         self._remove_temp_files()
         if not self._segments:
             return None
@@ -660,11 +672,13 @@ class FileStore(JournalStore):
         self._cursor = (0, 0, 0)
         self._marks.clear()
         path = self._seg_path(first)
-        with open(path, "rb") as f:
-            f.seek(offset)
-            cut = f.read(size - offset)
+        fd = open_file(path, os.O_RDWR, journal=self.name)
+        try:
+            cut = os.pread(fd, size - offset, offset)
+        finally:
+            os.close(fd)
         kept = self._keep_aside(cut, f"{first:020d}-at-{offset}")
-        fd = os.open(path, os.O_WRONLY)
+        fd = open_file(path, os.O_WRONLY, journal=self.name)
         try:
             os.ftruncate(fd, offset)
             os.fsync(fd)
@@ -676,8 +690,7 @@ class FileStore(JournalStore):
         return CutReport(after_seq=after_seq, reason=reason, nbytes=len(cut), kept_in=kept)
 
     def _keep_aside(self, data: bytes, label: str) -> str:
-        folder = self.root / DAMAGED_DIR
-        folder.mkdir(exist_ok=True)
+        folder = real_dir(self.root / DAMAGED_DIR, journal=self.name, create=True)
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         target = folder / f"{stamp}-{label}.bin"
         atomic_write(target, data)
@@ -694,7 +707,7 @@ class FileStore(JournalStore):
         for first in reversed(list(self._segments)):
             if first > seq + 1 or (first == seq + 1 and first != self._segments[0]):
                 path = self._seg_path(first)
-                data = path.read_bytes()
+                data = read_file(path, journal=self.name)
                 kept.append(self._keep_aside(data, f"{first:020d}-whole"))
                 nbytes += len(data)
                 if self._fd is not None and first == self._segments[-1]:
@@ -801,14 +814,14 @@ class FileStore(JournalStore):
         meta = _engine.packb({"seq": seq, "chunks": len(pieces), "size": len(blob)})
         frames = [_engine.frame_encode(meta, 0, self.salt)]
         frames.extend(_engine.frame_encode(bytes(p), i + 1, self.salt) for i, p in enumerate(pieces))
-        atomic_write(self.root / SNAPSHOT_DIR / _snap_name(seq), frames)
+        atomic_write(real_dir(self.root / SNAPSHOT_DIR, journal=self.name) / _snap_name(seq), frames)
         if seq == self._last_seq:
             self._roll = True
 
     def get_snapshot(self, seq: int) -> bytes:
         path = self.root / SNAPSHOT_DIR / _snap_name(seq)
         try:
-            data = path.read_bytes()
+            data = read_file(path, journal=self.name)
         except FileNotFoundError:
             raise DesiruError(f"no snapshot at seq {seq}", path=str(path), seq=seq) from None
         records, _end, fault = _engine.frame_scan(data, self.salt, 0, MAX_RECORD)
@@ -848,7 +861,7 @@ class FileStore(JournalStore):
         """Move a snapshot file into damaged/ (repair uses this for damaged or orphaned snapshots)."""
         path = self.root / SNAPSHOT_DIR / _snap_name(seq)
         try:
-            data = path.read_bytes()
+            data = read_file(path, journal=self.name)
         except FileNotFoundError:
             return None
         kept = self._keep_aside(data, f"snapshot-{seq:020d}")
@@ -859,7 +872,8 @@ class FileStore(JournalStore):
         total = 0
         for folder in (self.root / LOG_DIR, self.root / SNAPSHOT_DIR):
             with contextlib.suppress(FileNotFoundError):
-                total += sum(e.stat().st_size for e in os.scandir(folder) if e.is_file())
+                total += sum(e.stat(follow_symlinks=False).st_size for e in os.scandir(folder)
+                             if e.is_file(follow_symlinks=False))
         with contextlib.suppress(FileNotFoundError):
             total += (self.root / HEADER_FILE).stat().st_size
         return total
@@ -868,10 +882,15 @@ class FileStore(JournalStore):
 def is_file_journal(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a journal directory (its header starts with the journal magic)."""
     try:
-        with open(Path(path) / HEADER_FILE, "rb") as f:
-            return f.read(len(MAGIC)) == MAGIC
+        fd = open_file(Path(path) / HEADER_FILE, os.O_RDONLY)
+    except (OSError, DesiruError):  # missing, unreadable, or a link: not a journal
+        return False
+    try:
+        return os.pread(fd, len(MAGIC), 0) == MAGIC
     except OSError:
         return False
+    finally:
+        os.close(fd)
 
 
 __all__ = ["MAGIC", "FileStore", "decode_header", "encode_header", "is_file_journal", "peek_version"]

@@ -19,6 +19,18 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 
+def open_lock_file(path: str, journal: str) -> int:
+    """The lock file's descriptor, created if missing; never through a link (DesiruError for any failure)."""
+    from desiru.journal.safe_fs import open_file
+
+    try:
+        return open_file(path, os.O_RDWR | os.O_CREAT, journal=journal)
+    except OSError as exc:
+        raise DesiruError(f"cannot open the journal's lock file: {exc.strerror or exc}", path=journal,
+                          hint="a writer needs write access to the journal folder; check its owner and "
+                          "permissions, or open it with readonly=True to read") from None
+
+
 class WriterLock:
     """An exclusive, non-blocking lock on ``path``; ``acquire`` raises JournalLockedError at once."""
 
@@ -40,7 +52,7 @@ class WriterLock:
         if fcntl is None:  # pragma: no cover
             raise DesiruError("journal writers need POSIX file locks (fcntl)", path=self.journal,
                               hint="open the journal with readonly=True on this platform")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_lock_file(self.path, self.journal)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

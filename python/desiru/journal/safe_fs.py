@@ -1,0 +1,100 @@
+"""File access inside a journal directory that never follows a symbolic link.
+
+A link planted inside a journal (``lock -> victim``, ``log/<seq>.log -> victim``,
+``damaged -> elsewhere``) would make a writer truncate, overwrite or fill a file
+outside the journal. A journal holds no links: opening one refuses it
+(``refuse_links``), and every file is opened with O_NOFOLLOW and every folder
+checked to be a real directory before it is written into, so a link planted
+after the open check is refused too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from desiru.errors import DesiruError
+
+#: open flag refusing a symlink as the last path component (0 where the OS has none)
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_HINT = "a journal holds no symbolic links: remove the link (or put the real file there) and open it again"
+
+
+@contextlib.contextmanager
+def os_errors(what: str, journal: str | None, hint: str) -> Iterator[None]:
+    """Turn an OSError raised inside into DesiruError("<what> failed: <reason>") naming the journal."""
+    try:
+        yield
+    except OSError as exc:
+        raise DesiruError(f"{what} failed: {exc.strerror or exc}", path=journal, hint=hint) from exc
+
+
+def link_error(path: str | os.PathLike[str], journal: str | None) -> DesiruError:
+    """The error for a symbolic link (or other non-regular entry) found inside a journal."""
+    return DesiruError(f"{os.fspath(path)!r} inside the journal is a symbolic link or not a regular file; "
+                       f"desiru refuses to follow it", path=journal, hint=_HINT)
+
+
+def open_file(path: str | os.PathLike[str], flags: int, mode: int = 0o644, *, journal: str | None = None) -> int:
+    """``os.open`` that refuses a symbolic link at ``path`` (DesiruError); other OSErrors pass through."""
+    try:
+        return os.open(path, flags | O_NOFOLLOW, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise link_error(path, journal) from None
+        raise
+
+
+def read_file(path: str | os.PathLike[str], *, journal: str | None = None) -> bytes:
+    """The bytes of the regular file at ``path``, never through a symbolic link."""
+    fd = open_file(path, os.O_RDONLY, journal=journal)
+    try:
+        size = os.fstat(fd).st_size
+        chunks = []
+        while True:
+            chunk = os.read(fd, max(size, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def real_dir(path: str | os.PathLike[str], *, journal: str | None = None, create: bool = False) -> Path:
+    """``path``, checked to be a real directory (not a link to one); created first when ``create``."""
+    p = Path(path)
+    if create:
+        with contextlib.suppress(FileExistsError):
+            p.mkdir()
+    st = os.lstat(p)
+    if not stat.S_ISDIR(st.st_mode):
+        raise link_error(p, journal)
+    return p
+
+
+def refuse_links(root: Path, files: Iterable[str], folders: Iterable[str], journal: str) -> None:
+    """DesiruError if any of ``root``'s ``files``/``folders``, or any entry of those folders, is a link."""
+    for name in files:
+        try:
+            st = os.lstat(root / name)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise link_error(root / name, journal)
+    for name in folders:
+        try:
+            real_dir(root / name, journal=journal)
+        except FileNotFoundError:
+            continue
+        with os.scandir(root / name) as entries:
+            bad = next((e.path for e in entries if e.is_symlink()), None)
+        if bad is not None:
+            raise link_error(bad, journal)
+
+
+__all__ = ["O_NOFOLLOW", "link_error", "open_file", "os_errors", "read_file", "real_dir", "refuse_links"]
