@@ -459,3 +459,52 @@ def test_writer_in_a_read_only_folder_is_a_desiru_error(tmp_path: Path, engine: 
             Journal.open(path)
     finally:
         path.chmod(0o755)
+
+
+# -- 7. rebuilding a journal (rekey, migrate, repair) or writing into it never widens its modes --------------
+def _modes(path: Path) -> dict[str, int]:
+    out = {".": path.stat().st_mode & 0o777}
+    for f in path.rglob("*"):
+        out[str(f.relative_to(path))] = f.lstat().st_mode & 0o777
+    return out
+
+
+@pytest.mark.parametrize("fsync", FSYNC_MODES)
+def test_journal_rewrites_keep_modes(tmp_path: Path, engine: str, fsync: str) -> None:
+    from desiru.journal import migrate_journal
+
+    path = tmp_path / "private.journal"
+    key = "a passphrase nobody else knows"
+    p = sample_program()
+    with Journal.open(path, key=key, fsync=fsync) as j:
+        _commit(j, p, 1)
+        j.snapshot()
+        _commit(j, p, 2)
+    for f in [path, *path.rglob("*")]:
+        f.chmod(0o700 if f.is_dir() else 0o600)
+    ds.rekey(path, key, None)  # decrypted: the demo text is plaintext now, it must stay private
+    assert set(_modes(path).values()) <= {0o700, 0o600}
+    migrate_journal(path)
+    with Journal.open(path, fsync=fsync) as j:
+        j.snapshot()
+        _commit(j, p, 3)  # a new segment after the snapshot
+    with open(_segment(path), "ab") as f:
+        f.write(b"\x07torn tail")
+    assert ds.journal.repair(path).cuts  # damaged/ and the cut bytes in it
+    modes = _modes(path)
+    assert any(k.startswith("damaged/") for k in modes) and len([k for k in modes if k.startswith("log/")]) >= 2
+    assert {k: m for k, m in modes.items() if m not in (0o700, 0o600)} == {}
+    assert all(m == 0o700 for k, m in modes.items() if (path / k).is_dir())
+
+
+def test_new_journals_follow_the_umask(tmp_path: Path, engine: str) -> None:
+    old = os.umask(0o077)
+    try:
+        with Journal.open(tmp_path / "new.journal") as j:
+            _commit(j, sample_program(), 1)
+            j.snapshot()
+            _commit(j, sample_program(), 2)
+    finally:
+        os.umask(old)
+    modes = _modes(tmp_path / "new.journal")
+    assert {k: m for k, m in modes.items() if m & 0o077} == {}

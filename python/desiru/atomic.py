@@ -29,19 +29,29 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | Iterable[bytes], *, durable: bool = True) -> int:
-    """Replace ``path`` with ``data`` atomically; returns the number of bytes written."""
+def atomic_write(path: str | os.PathLike[str], data: bytes | Iterable[bytes], *, durable: bool = True,
+                 mode: int | None = None) -> int:
+    """Replace ``path`` with ``data`` atomically; returns the number of bytes written.
+
+    The new file keeps the mode of the file it replaces; a new file gets ``mode`` (exactly,
+    e.g. the mode of its journal's other files) or, without one, 0o644 less the umask.
+    """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise DesiruError(f"folder {str(folder)!r} does not exist", path=target, hint="create it first")
     tmp = folder / f".{target.name}.{secrets.token_hex(6)}.tmp"
-    mode = 0o644
+    exact = mode is not None
+    if mode is None:
+        mode = 0o644
     with contextlib.suppress(OSError):
         mode = target.stat().st_mode & 0o777
+        exact = True
     size = 0
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        if exact:
+            os.fchmod(fd, mode)  # not widened by the umask, not narrowed either: the mode it replaces
         with os.fdopen(fd, "wb") as f:
             chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
             for chunk in chunks:

@@ -147,6 +147,8 @@ class FileStore(JournalStore):
         self.name = os.fspath(path)
         self.readonly = readonly
         self.salt = 0
+        self.file_mode = 0o600
+        self.dir_mode = 0o700
         self.version: Version = CURRENT_VERSION
         self._lock = WriterLock(str(self.root / LOCK_FILE), self.name)
         # a shared writer: holds the lock file in shared mode for its life, and the append lock
@@ -212,6 +214,10 @@ class FileStore(JournalStore):
                               hint="create it with desiru.Journal.open(path) (create=True)") from None
         self.version, body = decode_header(data, self.name, check_version=self.check_version)
         self.salt = body["salt"]
+        # new files and folders take the modes the journal already has (a 0700/0600 journal stays private)
+        self.file_mode = os.lstat(self.root / HEADER_FILE).st_mode & 0o777
+        self.dir_mode = os.stat(self.root).st_mode & 0o777
+        self._lock.mode = self.file_mode
         self._segments = self._list_segments()
         self._last_seq = self._scan_last()
         snaps = self.snapshot_seqs()
@@ -545,7 +551,9 @@ class FileStore(JournalStore):
                     os.close(self._fd)
                     self._fd = None
                 real_dir(self.root / LOG_DIR, journal=self.name)  # a link planted since the open is refused
-                fd = open_file(self._seg_path(next_seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, journal=self.name)
+                fd = open_file(self._seg_path(next_seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.file_mode,
+                               journal=self.name)
+                os.fchmod(fd, self.file_mode)
                 fsync_dir(self.root / LOG_DIR)
                 self._segments.append(next_seq)
                 self._tail_pos = (next_seq, 0)  # the view of the tail moves to the new segment
@@ -690,10 +698,10 @@ class FileStore(JournalStore):
         return CutReport(after_seq=after_seq, reason=reason, nbytes=len(cut), kept_in=kept)
 
     def _keep_aside(self, data: bytes, label: str) -> str:
-        folder = real_dir(self.root / DAMAGED_DIR, journal=self.name, create=True)
+        folder = real_dir(self.root / DAMAGED_DIR, journal=self.name, create=self.dir_mode)
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         target = folder / f"{stamp}-{label}.bin"
-        atomic_write(target, data)
+        atomic_write(target, data, mode=self.file_mode)
         return str(target)
 
     def cut_after(self, seq: int, reason: str) -> CutReport | None:
@@ -814,7 +822,8 @@ class FileStore(JournalStore):
         meta = _engine.packb({"seq": seq, "chunks": len(pieces), "size": len(blob)})
         frames = [_engine.frame_encode(meta, 0, self.salt)]
         frames.extend(_engine.frame_encode(bytes(p), i + 1, self.salt) for i, p in enumerate(pieces))
-        atomic_write(real_dir(self.root / SNAPSHOT_DIR, journal=self.name) / _snap_name(seq), frames)
+        atomic_write(real_dir(self.root / SNAPSHOT_DIR, journal=self.name) / _snap_name(seq), frames,
+                     mode=self.file_mode)
         if seq == self._last_seq:
             self._roll = True
 

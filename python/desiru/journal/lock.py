@@ -19,12 +19,12 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 
-def open_lock_file(path: str, journal: str) -> int:
+def open_lock_file(path: str, journal: str, mode: int = 0o644) -> int:
     """The lock file's descriptor, created if missing; never through a link (DesiruError for any failure)."""
     from desiru.journal.safe_fs import open_file
 
     try:
-        return open_file(path, os.O_RDWR | os.O_CREAT, journal=journal)
+        return open_file(path, os.O_RDWR | os.O_CREAT, mode, journal=journal)
     except OSError as exc:
         raise DesiruError(f"cannot open the journal's lock file: {exc.strerror or exc}", path=journal,
                           hint="a writer needs write access to the journal folder; check its owner and "
@@ -39,6 +39,7 @@ class WriterLock:
         self.journal = journal
         self._fd: int | None = None
         self._pid = 0  # the process that took the lock
+        self.mode = 0o644  # of a new lock file (the journal's file mode)
 
     @property
     def held(self) -> bool:
@@ -52,7 +53,7 @@ class WriterLock:
         if fcntl is None:  # pragma: no cover
             raise DesiruError("journal writers need POSIX file locks (fcntl)", path=self.journal,
                               hint="open the journal with readonly=True on this platform")
-        fd = open_lock_file(self.path, self.journal)
+        fd = open_lock_file(self.path, self.journal, self.mode)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

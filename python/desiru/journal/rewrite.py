@@ -17,7 +17,7 @@ from typing import Any
 
 from desiru.errors import DesiruError, MissingKeyError
 from desiru.journal.codec import RecordCodec
-from desiru.journal.file_store import FileStore
+from desiru.journal.file_store import HEADER_FILE, LOG_DIR, SNAPSHOT_DIR, FileStore
 from desiru.journal.journal import CIPHER
 from desiru.serialization.version import CURRENT_VERSION
 
@@ -60,6 +60,13 @@ def _exchange(a: Path, b: Path) -> None:
     os.rename(aside, b)
 
 
+def _copy_modes(src: Path, dst: Path) -> None:
+    """Give the rebuilt journal the modes of the one it replaces (its folders and its header file)."""
+    for sub in ("", LOG_DIR, SNAPSHOT_DIR, HEADER_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(dst / sub if sub else dst, os.lstat(src / sub if sub else src).st_mode & 0o777)
+
+
 def _rewrite(path: str | os.PathLike[str], old_key: Any, new_key: Any, *, keep_key: bool) -> int:
     root = Path(path)
     name = os.fspath(path)
@@ -82,6 +89,7 @@ def _rewrite(path: str | os.PathLike[str], old_key: Any, new_key: Any, *, keep_k
                 new_meta["encryption"] = {"cipher": CIPHER, "key_id": key.key_id, "kdf": key.kdf}
         dst = FileStore(tmp)
         dst.create(new_meta)
+        _copy_modes(root, tmp)
         dst.open()
         dst.lock()
         codec_new = RecordCodec(new_meta["journal_id"], key, str(tmp))

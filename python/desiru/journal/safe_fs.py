@@ -65,12 +65,15 @@ def read_file(path: str | os.PathLike[str], *, journal: str | None = None) -> by
         os.close(fd)
 
 
-def real_dir(path: str | os.PathLike[str], *, journal: str | None = None, create: bool = False) -> Path:
-    """``path``, checked to be a real directory (not a link to one); created first when ``create``."""
+def real_dir(path: str | os.PathLike[str], *, journal: str | None = None, create: int | None = None) -> Path:
+    """``path``, checked to be a real directory (not a link to one); made first with mode ``create`` if given."""
     p = Path(path)
-    if create:
-        with contextlib.suppress(FileExistsError):
+    if create is not None:
+        try:
             p.mkdir()
+            os.chmod(p, create)
+        except FileExistsError:
+            pass
     st = os.lstat(p)
     if not stat.S_ISDIR(st.st_mode):
         raise link_error(p, journal)
