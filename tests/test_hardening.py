@@ -6,6 +6,7 @@ Each test runs on both byte engines (the ``engine`` fixture swaps the functions 
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import warnings
@@ -508,3 +509,81 @@ def test_new_journals_follow_the_umask(tmp_path: Path, engine: str) -> None:
         os.umask(old)
     modes = _modes(tmp_path / "new.journal")
     assert {k: m for k, m in modes.items() if m & 0o077} == {}
+
+
+# -- 8. decompression is bounded: a bomb is refused before it takes the memory ------------------------------
+def _zstd_rle_bomb(blocks: int) -> bytes:
+    """A zstd frame with no content size, made of RLE blocks of 128 KiB each (4 bytes per block)."""
+    out = bytearray(b"\x28\xb5\x2f\xfd" + bytes([0x00, 0x38]))  # no FCS, a 128 KiB window
+    rle = ((128 * 1024) << 3 | 1 << 1).to_bytes(3, "little") + b"A"
+    out += rle * (blocks - 1)
+    out += ((128 * 1024) << 3 | 1 << 1 | 1).to_bytes(3, "little") + b"A"  # the last block
+    return bytes(out)
+
+
+@functools.lru_cache(maxsize=1)
+def _gzip_bomb() -> bytes:
+    import zlib
+
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    return b"".join([z.compress(zeros) for _ in range(200)] + [z.flush()])
+
+
+@pytest.mark.parametrize("kind", ["zstd", "gzip"])
+def test_decompression_is_bounded(tmp_path: Path, engine: str, kind: str) -> None:
+    import tracemalloc
+
+    from click.testing import CliRunner
+
+    from desiru.cli import cli
+    from desiru.serialization import container
+
+    if kind == "zstd":
+        bomb = _zstd_rle_bomb(8192)  # 32 KiB that would become 1 GiB
+        target = tmp_path / "bomb.msgpack.zst"
+    else:
+        bomb = _gzip_bomb()  # ~200 KiB that would become 200 MiB
+        target = tmp_path / "bomb.json.gz"
+    target.write_bytes(bomb)
+    limit = container.decompression_limit(len(bomb))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ds.CorruptDataError, match="decompression bomb") as err:
+            ds.load(target)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert err.value.path == str(target) and "max_size" in (err.value.hint or "")
+    assert peak < 2 * limit + (32 << 20), peak  # bounded by the limit, not by what the stream claims
+    res = CliRunner().invoke(cli, ["inspect", str(target)])
+    assert res.exit_code not in (0, 3) and "internal error" not in res.output
+    with pytest.raises(ds.CorruptDataError):  # a caller can raise the limit; a still-smaller one refuses
+        container.decompress(bomb, kind, max_size=1 << 20)
+
+
+def test_a_declared_size_over_the_limit_is_refused(engine: str) -> None:
+    import zstandard
+
+    from desiru.serialization import container
+
+    data = zstandard.ZstdCompressor(write_content_size=True).compress(bytes(100 << 20))
+    with pytest.raises(ds.CorruptDataError, match="decompression bomb"):
+        container.decompress(data, "zstd")
+    assert len(container.decompress(data, "zstd", max_size=100 << 20)) == 100 << 20
+
+
+# -- 13a. bytes after a document (a second document joined to it) are refused in every format ---------------
+@pytest.mark.parametrize("fmt", ["json", "yaml", "msgpack"])
+@pytest.mark.parametrize("compress", [None, "zstd", "gzip"])
+def test_trailing_bytes_after_a_document_are_refused(tmp_path: Path, engine: str, fmt: str,
+                                                     compress: str | None) -> None:
+    first = sample_program().save(tmp_path / f"a.{fmt}", compress=compress).path
+    other = sample_program()
+    other.metadata = {"planted": True}
+    second = other.save(tmp_path / f"b.{fmt}", compress=compress).path
+    joined = tmp_path / f"joined{first.name[1:]}"
+    joined.write_bytes(first.read_bytes() + second.read_bytes())
+    with pytest.raises(ds.CorruptDataError) as err:
+        ds.load(joined)
+    assert err.value.path == str(joined)

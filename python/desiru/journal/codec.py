@@ -227,10 +227,12 @@ class RecordCodec:
         self.snapshot_meta(seq, blob)
         (n,) = _U32.unpack_from(blob, 0)
         packed = self._open(blob[4 + n:], seq, _SNAPSHOT_AAD_SUFFIX)
-        try:
-            body = zstandard.ZstdDecompressor().decompress(packed)
-        except zstandard.ZstdError as exc:
-            raise CorruptDataError(f"snapshot state is damaged: {exc}", path=self.name, seq=seq) from None
+        from desiru.serialization.container import MAX_DOCUMENT_SIZE, decompress
+
+        try:  # bounded like a document (a snapshot is one), never by ratio: states can be very repetitive
+            body = decompress(packed, "zstd", max_size=MAX_DOCUMENT_SIZE)
+        except CorruptDataError as exc:
+            raise CorruptDataError(f"snapshot state is damaged: {exc.message}", path=self.name, seq=seq) from None
         state = _engine.unpackb(body)
         if type(state) is not dict:
             raise CorruptDataError("snapshot state is not a program state", path=self.name, seq=seq)

@@ -28,8 +28,15 @@ SUFFIX = {"zstd": ".zst", "gzip": ".gz"}
 #: zstd level 1 with all cores: saves are dominated by compression, so fast beats small
 ZSTD_LEVEL = 1
 GZIP_LEVEL = 6
-#: a zstd frame's declared size is preallocated only up to this ratio to its input
-TRUSTED_RATIO = 64
+#: the largest document (after decompression) desiru loads: 64 GiB
+MAX_DOCUMENT_SIZE = 64 << 30
+#: decompression stops at MAX_RATIO times the compressed size plus RATIO_SLACK (a decompression
+#: bomb is refused before it takes the memory); a caller that trusts a file passes max_size=
+MAX_RATIO = 256
+RATIO_SLACK = 64 << 20
+#: kept for callers of the first releases: a declared size is trusted up to the same bound
+TRUSTED_RATIO = MAX_RATIO
+_STREAM_CHUNK = 1 << 24
 
 
 def normalize_compression(compress: bool | str | None) -> str | None:
@@ -65,24 +72,111 @@ def detect_compression(data: bytes) -> str | None:
     return None
 
 
-def decompress(data: bytes, method: str, path: str | None = None) -> bytes:
-    """Undo ``compress``; a damaged or truncated stream is a CorruptDataError."""
+def decompression_limit(compressed: int, max_size: int | None = None) -> int:
+    """How many bytes a stream of ``compressed`` bytes may decompress to (``max_size`` overrides)."""
+    if max_size is not None:
+        return max_size
+    return min(MAX_DOCUMENT_SIZE, MAX_RATIO * compressed + RATIO_SLACK)
+
+
+def _too_big(method: str, limit: int, path: str | None) -> CorruptDataError:
+    return CorruptDataError(
+        f"the {method} stream decompresses to more than {limit:,} bytes (at most {MAX_RATIO}x its size plus "
+        f"{RATIO_SLACK >> 20} MiB, and never more than {MAX_DOCUMENT_SIZE >> 30} GiB): refused as a "
+        f"decompression bomb",
+        path=path,
+        hint="if the file is genuine (a very repetitive program), load it with "
+        "desiru.serialization.documents.load_document(path, max_size=N) or raise "
+        "desiru.serialization.container.MAX_RATIO",
+    )
+
+
+def zstd_frame_length(data: bytes) -> int:
+    """Bytes of the zstd frame at the start of ``data`` (RFC 8878), walked block by block, no decoding.
+
+    A CorruptDataError when the frame is malformed or runs past the data.
+    """
+    n = len(data)
+    if n < 6 or not data.startswith(ZSTD_MAGIC):
+        raise CorruptDataError("not a zstd frame")
+    fhd = data[4]
+    if fhd & 0x08:
+        raise CorruptDataError("zstd frame header has its reserved bit set")
+    fcs_flag, single, checksum, dict_flag = fhd >> 6, (fhd >> 5) & 1, (fhd >> 2) & 1, fhd & 3
+    pos = 5 + (0 if single else 1) + (0, 1, 2, 4)[dict_flag] + ((1 if single else 0), 2, 4, 8)[fcs_flag]
+    while True:
+        if pos + 3 > n:
+            raise CorruptDataError("zstd frame is truncated (in a block header)")
+        header = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+        last, kind, size = header & 1, (header >> 1) & 3, header >> 3
+        if kind == 3:
+            raise CorruptDataError("zstd frame holds a reserved block type")
+        pos += 3 + (1 if kind == 1 else size)
+        if pos > n:
+            raise CorruptDataError("zstd frame is truncated (in a block)")
+        if last:
+            break
+    pos += 4 if checksum else 0
+    if pos > n:
+        raise CorruptDataError("zstd frame is truncated (in its checksum)")
+    return pos
+
+
+def _unzstd(data: bytes, limit: int, path: str | None) -> bytes:
+    end = zstd_frame_length(data)
+    if end != len(data):
+        raise CorruptDataError(f"{len(data) - end:,} bytes follow the zstd frame (a second document, or garbage)",
+                               path=path, offset=end, hint="the file was altered or two files were joined; "
+                               "restore it from a backup")
+    dctx = zstandard.ZstdDecompressor()
+    declared = zstandard.frame_content_size(data)
+    if declared > limit:
+        raise _too_big("zstd", limit, path)
+    if declared >= 0:
+        return dctx.decompress(data)  # one allocation of the declared (bounded) size
+    out = bytearray()
+    with dctx.stream_reader(io.BytesIO(data), read_across_frames=False) as reader:
+        while chunk := reader.read(_STREAM_CHUNK):
+            out += chunk
+            if len(out) > limit:
+                raise _too_big("zstd", limit, path)
+    return bytes(out)
+
+
+def _gunzip(data: bytes, limit: int, path: str | None) -> bytes:
+    d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    out = bytearray()
+    rest = data
+    while not d.eof:
+        chunk = d.decompress(rest, _STREAM_CHUNK)
+        out += chunk
+        if len(out) > limit:
+            raise _too_big("gzip", limit, path)
+        rest = d.unconsumed_tail
+        if not chunk and not rest:
+            raise EOFError("the gzip stream ends before its end marker")
+    if d.unused_data:
+        raise CorruptDataError(f"{len(d.unused_data):,} bytes follow the gzip stream (a second document, or "
+                               f"garbage)", path=path, offset=len(data) - len(d.unused_data),
+                               hint="the file was altered or two files were joined; restore it from a backup")
+    return bytes(out)
+
+
+def decompress(data: bytes, method: str, path: str | None = None, *, max_size: int | None = None) -> bytes:
+    """Undo ``compress``; a damaged, truncated, trailed or oversized stream is a CorruptDataError.
+
+    Output is bounded by ``decompression_limit(len(data), max_size)`` whatever the stream
+    declares, so a small bomb cannot take gigabytes of memory.
+    """
+    limit = decompression_limit(len(data), max_size)
     try:
         if method == "zstd":
-            dctx = zstandard.ZstdDecompressor()
-            declared = zstandard.frame_content_size(data)
-            # trust a declared size only when the input can plausibly justify it; a forged
-            # header claiming terabytes must not become one huge allocation
-            if 0 <= declared <= TRUSTED_RATIO * len(data) + (64 << 20):
-                return dctx.decompress(data)
-            with dctx.stream_reader(io.BytesIO(data), read_across_frames=True) as reader:
-                chunks = []
-                while chunk := reader.read(1 << 24):
-                    chunks.append(chunk)
-            return b"".join(chunks)
+            return _unzstd(data, limit, path)
         if method == "gzip":
-            return gzip.decompress(data)
-    except (zstandard.ZstdError, gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
+            return _gunzip(data, limit, path)
+    except CorruptDataError as exc:
+        raise exc.locate(path) from None
+    except (zstandard.ZstdError, EOFError, zlib.error, OSError) as exc:
         raise CorruptDataError(
             f"the {method} stream is damaged or truncated: {exc}",
             path=path,
@@ -110,7 +204,8 @@ def seal(doc: bytes, *, fmt: str, compression: str | None, key: Any) -> bytes:
     return crypto.seal_document(body, key)
 
 
-def unseal(data: bytes, *, key: Any, path: str | None = None) -> tuple[bytes, Layers]:
+def unseal(data: bytes, *, key: Any, path: str | None = None, max_size: int | None = None
+           ) -> tuple[bytes, Layers]:
     """Decrypt (when it is a desiru container) and decompress; returns document bytes and the layers."""
     encrypted = False
     key_id = None
@@ -135,5 +230,5 @@ def unseal(data: bytes, *, key: Any, path: str | None = None) -> tuple[bytes, La
         )
     method = detect_compression(data)
     if method is not None:
-        data = decompress(data, method, path)
+        data = decompress(data, method, path, max_size=max_size)
     return data, Layers(method, encrypted, key_id)

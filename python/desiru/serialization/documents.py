@@ -72,12 +72,16 @@ def msgpack_chunks(state: dict[str, Any], kind: str, extra: dict[str, Any] | Non
 
 
 def deserialize_document(
-    data: bytes, *, key: Any = None, path: str | None = None, format: str = "auto", verify: bool = True
+    data: bytes, *, key: Any = None, path: str | None = None, format: str = "auto", verify: bool = True,
+    max_size: int | None = None,
 ) -> Document:
-    """The Document in ``data``, whatever its format, compression and encryption."""
+    """The Document in ``data``, whatever its format, compression and encryption.
+
+    ``max_size`` bounds the decompressed size (default: ``container.decompression_limit``).
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DesiruError(f"expected bytes, got {type(data).__name__}")
-    raw, layers = container.unseal(bytes(data), key=key, path=path)
+    raw, layers = container.unseal(bytes(data), key=key, path=path, max_size=max_size)
     fmt = formats.detect(raw, path) if format is None or format.lower() == "auto" else formats.normalize_format(format)
     assert fmt is not None
     early, state_offset = envelope.scan_header(raw) if fmt == "msgpack" else (None, None)
@@ -166,11 +170,12 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
         raise DesiruError(f"cannot read the file: {exc.strerror or exc}", path=path) from None
 
 
-def load_document(path: str | os.PathLike[str], *, key: Any = None, verify: bool = True) -> Document:
-    """Read and open the document at ``path``."""
+def load_document(path: str | os.PathLike[str], *, key: Any = None, verify: bool = True,
+                  max_size: int | None = None) -> Document:
+    """Read and open the document at ``path`` (``max_size``: see ``deserialize_document``)."""
     data = read_bytes(path)
     try:
-        return deserialize_document(data, key=key, path=os.fspath(path), verify=verify)
+        return deserialize_document(data, key=key, path=os.fspath(path), verify=verify, max_size=max_size)
     except RecursionError:
         raise CorruptDataError("the document is nested too deeply", path=path) from None
     except DesiruError as exc:

@@ -38,6 +38,24 @@ class _SafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignor
         return math.nan if math.isnan(value) else value
 
 
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        """A mapping, refusing a key given twice: which value wins would be the reader's guess
+        (two documents joined into one file read as one mapping whose second half wins)."""
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _value in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                except TypeError:
+                    continue  # an unhashable key: the base class refuses it
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} appears twice in a "
+                                                            f"mapping", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 _SafeLoader.add_constructor("tag:yaml.org,2002:float", _SafeLoader.construct_yaml_float)
 
 
