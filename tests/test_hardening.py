@@ -587,3 +587,81 @@ def test_trailing_bytes_after_a_document_are_refused(tmp_path: Path, engine: str
     with pytest.raises(ds.CorruptDataError) as err:
         ds.load(joined)
     assert err.value.path == str(joined)
+
+
+# -- 9. a number past CPython's digit limit is a CorruptDataError, never a raw ValueError -------------------
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+@pytest.mark.parametrize("compress", [None, "zstd"])
+def test_huge_numbers_in_documents_are_corrupt_data(tmp_path: Path, engine: str, fmt: str,
+                                                    compress: str | None) -> None:
+    from click.testing import CliRunner
+
+    from desiru.cli import cli
+    from desiru.serialization import container
+
+    plain = sample_program().save(tmp_path / f"p.{fmt}").path
+    text = plain.read_text()
+    needle = '"temperature": 0.2' if fmt == "json" else "temperature: 0.2"
+    assert needle in text
+    bad = text.replace(needle, needle.replace("0.2", "9" * 5000)).encode()
+    target = tmp_path / (f"big.{fmt}" + (".zst" if compress else ""))
+    target.write_bytes(container.compress(bad, compress))
+    with pytest.raises(ds.CorruptDataError) as err:
+        ds.load(target)
+    assert err.value.path == str(target)
+    res = CliRunner().invoke(cli, ["inspect", str(target)])
+    assert res.exit_code not in (0, 3) and "internal error" not in res.output and "big." in res.output
+
+
+# -- 11. every field of a journal header is checked before it is used ---------------------------------------
+def _rewrite_header(path: Path, change: Any) -> None:
+    from desiru.journal.file_store import decode_header, encode_header
+
+    version, body = decode_header((path / "header").read_bytes())
+    change(body)
+    (path / "header").write_bytes(encode_header(body["salt"], body["meta"], version))  # checksum recomputed
+
+
+_HEADER_ATTACKS = {
+    "encryption is an int": lambda b: b["meta"].__setitem__("encryption", 5),
+    "kdf is an int": lambda b: b["meta"]["encryption"].__setitem__("kdf", 5),
+    "kdf asks for terabytes": lambda b: b["meta"]["encryption"]["kdf"].__setitem__("n", 2 ** 40),
+    "journal_id is a str": lambda b: b["meta"].__setitem__("journal_id", "abc"),
+    "salt is negative": lambda b: b.__setitem__("salt", -5),
+    "salt is a str": lambda b: b.__setitem__("salt", "salt"),
+    "cipher is unknown": lambda b: b["meta"]["encryption"].__setitem__("cipher", "ROT13"),
+    "salt was changed": lambda b: b.__setitem__("salt", (b["salt"] + 1) % (1 << 64)),
+}
+
+
+@pytest.mark.parametrize("fsync", FSYNC_MODES)
+@pytest.mark.parametrize("attack", list(_HEADER_ATTACKS))
+def test_journal_header_fields_are_checked(tmp_path: Path, engine: str, fsync: str, attack: str) -> None:
+    from click.testing import CliRunner
+
+    from desiru.cli import cli
+
+    path = tmp_path / "h.journal"
+    key = "a passphrase for the header test"
+    with Journal.open(path, key=key, fsync=fsync) as j:
+        for step in range(3):
+            _commit(j, sample_program(), step)
+    _rewrite_header(path, _HEADER_ATTACKS[attack])
+    before = _tree(path)
+    with pytest.raises(ds.CorruptDataError) as err:
+        Journal.open(path, key=key, fsync=fsync)
+    assert err.value.path is not None and "header" in str(err.value) and "restore" in (err.value.hint or "")
+    with warnings.catch_warnings(record=True) as caught:  # a reader never shows an empty journal silently
+        warnings.simplefilter("always")
+        try:
+            with Journal.open(path, key=key, readonly=True) as r:
+                r.head  # noqa: B018 - the look itself is the test
+        except ds.CorruptDataError:
+            pass
+        else:
+            assert any("salt" in str(w.message) for w in caught)
+    with pytest.raises(ds.CorruptDataError):
+        ds.journal.repair(path, key=key, force=True)  # repair never cuts a log its header does not fit
+    assert _tree(path) == before  # nothing was cut or rewritten
+    res = CliRunner().invoke(cli, ["log", str(path), "--key-env", "K"], env={"K": key})
+    assert "internal error" not in res.output

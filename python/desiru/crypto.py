@@ -155,6 +155,16 @@ def _check_scrypt(n: Any, r: Any, p: Any, salt: Any, path: Any = None) -> None:
         )
 
 
+def check_kdf(kdf: Any, path: Any = None) -> None:
+    """CorruptDataError unless ``kdf`` (stored key-derivation parameters) is None or sound scrypt parameters."""
+    if kdf is None:
+        return
+    if not isinstance(kdf, dict) or kdf.get("name", "scrypt") != "scrypt":
+        raise CorruptDataError(f"the stored key derivation is malformed ({kdf!r:.80})", path=path,
+                               hint="the file's header was altered or damaged; restore it from a copy")
+    _check_scrypt(kdf.get("n"), kdf.get("r"), kdf.get("p"), kdf.get("salt"), path)
+
+
 def _scrypt(passphrase: str, kdf: dict[str, Any]) -> bytes:
     # NFC so that the same passphrase typed on macOS (NFD) and elsewhere gives the same key
     secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")

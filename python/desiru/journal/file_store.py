@@ -131,10 +131,52 @@ def decode_header(data: bytes, path: str | None = None, *, check_version: bool =
     if len(data) != end + 16 or _engine.xxh3_128(data[:end]) != data[end:]:
         raise CorruptDataError("the journal header fails its checksum", path=path, offset=0,
                                hint="the header is damaged; restore the journal from a copy")
-    body = _engine.unpackb(data[pos + 4: end])
-    if not isinstance(body, dict) or not isinstance(body.get("salt"), int) or not isinstance(body.get("meta"), dict):
-        raise CorruptDataError("the journal header body is malformed", path=path, offset=pos + 4)
+    try:
+        body = _engine.unpackb(data[pos + 4: end])
+    except CorruptDataError as exc:
+        raise CorruptDataError(f"the journal header body is malformed: {exc.message}", path=path,
+                               offset=pos + 4) from None
+    _check_body(body, path, pos + 4)
     return version, body
+
+
+def _check_body(body: Any, path: str | None, offset: int) -> None:
+    """CorruptDataError naming the field unless every header field has its type and range (docs/FORMAT.md).
+
+    The checksum only says the bytes are what was written; a header written by anything
+    else must not reach the code that trusts its fields (AttributeError, TypeError, a
+    scrypt asked for terabytes).
+    """
+    def bad(what: str) -> CorruptDataError:
+        return CorruptDataError(f"the journal header is malformed: {what}", path=path, offset=offset,
+                                hint="the header was altered or written by something else; restore the "
+                                "journal from a copy")
+
+    if type(body) is not dict or type(body.get("meta")) is not dict:
+        raise bad("its body is not a map with a meta map")
+    salt = body.get("salt")
+    if type(salt) is not int or not 0 <= salt < 1 << 64:
+        raise bad(f"salt {salt!r:.40} is not an unsigned 64-bit integer")
+    meta = body["meta"]
+    if type(meta.get("journal_id", b"")) is not bytes:
+        raise bad(f"journal_id is a {type(meta.get('journal_id')).__name__}, not bytes")
+    enc = meta.get("encryption")
+    if enc is None:
+        return
+    if type(enc) is not dict:
+        raise bad(f"encryption is a {type(enc).__name__}, not a map or nil")
+    if enc.get("cipher") != "AES-256-GCM" or type(enc.get("key_id")) is not str:
+        raise bad(f"encryption names cipher {enc.get('cipher')!r:.40} and key id {enc.get('key_id')!r:.40}")
+    from desiru import crypto
+
+    try:
+        crypto.check_kdf(enc.get("kdf"), path)
+    except CorruptDataError as exc:
+        raise bad(f"encryption kdf: {exc.message}") from None
+
+
+class HeaderMismatchError(CorruptDataError):
+    """The log's records are whole but fail the checksums the header's salt seeds: the header is not theirs."""
 
 
 class FileStore(JournalStore):
@@ -392,17 +434,35 @@ class FileStore(JournalStore):
                             continue
                         f_off, reason = fault2 if fault2 is not None else (0, "bad record")
                         at = pos + f_off
-                if tail_ok and not self._valid_record_after(fd, at, size, expected):
+                salted = reason == "bad header checksum" and self._salted_otherwise(fd, at, size, expected)
+                if tail_ok and not salted and self._find_valid(fd, at + 1, size, expected) is None:
                     return
+                if salted:
+                    raise HeaderMismatchError(
+                        "whole records fail the checksums seeded by the journal header's salt: the header "
+                        "was replaced or altered", path=str(path), seq=expected, offset=at,
+                        hint="restore the journal's header file from a copy; do not repair it (repair would "
+                        "cut every record)")
                 raise CorruptDataError(f"damaged record ({reason})", path=str(path), seq=expected, offset=at,
                                        hint="run journal.verify() to see every fault, and "
                                        "desiru.journal.repair(path) to cut the journal before it")
         finally:
             os.close(fd)
 
-    def _valid_record_after(self, fd: int, at: int, size: int, expected: int) -> bool:
-        """Whether any valid record follows the fault at ``at``: then it is damage, not a torn tail."""
-        return self._find_valid(fd, at + 1, size, expected) is not None
+    def _salted_otherwise(self, fd: int, at: int, size: int, expected: int) -> bool:
+        """Whether the bytes from ``at`` to the end are a chain of whole records with the seqs that
+        belong there (several of them, or the whole log from its first byte): a write torn by a
+        crash leaves no such thing, a header whose salt does not match its log does."""
+        pos, seq, count = at, expected, 0
+        while pos < size and count < 4096:
+            head = os.pread(fd, RECORD_HEADER, pos)
+            if len(head) < RECORD_HEADER:
+                return False
+            length, got = struct.unpack_from("<IQ", head, 0)
+            if got != seq or length > MAX_RECORD or pos + RECORD_HEADER + length > size:
+                return False
+            pos, seq, count = pos + RECORD_HEADER + length, seq + 1, count + 1
+        return count >= 2 or (at == 0 and count == 1 and pos == size)
 
     def _find_valid(self, fd: int, at: int, size: int, expected: int) -> tuple[int, int] | None:
         """(offset, seq) of the first valid record at or after ``at`` with a seq >= ``expected``.
@@ -902,4 +962,5 @@ def is_file_journal(path: str | os.PathLike[str]) -> bool:
         os.close(fd)
 
 
-__all__ = ["MAGIC", "FileStore", "decode_header", "encode_header", "is_file_journal", "peek_version"]
+__all__ = ["MAGIC", "FileStore", "HeaderMismatchError", "decode_header", "encode_header", "is_file_journal",
+           "peek_version"]

@@ -24,7 +24,7 @@ from desiru import _engine
 from desiru.errors import CorruptDataError, DesiruError
 from desiru.journal.codec import R_FIRST, R_LAST, R_PAYLOAD, R_TIMESTAMP, R_TYPE, RecordCodec
 from desiru.journal.events import CheckpointTagged, event_from_edit
-from desiru.journal.file_store import FileStore, is_file_journal
+from desiru.journal.file_store import FileStore, HeaderMismatchError, is_file_journal
 from desiru.journal.snapshot_binding import RECORD_HASH
 from desiru.journal.store import CutReport, Fault
 from desiru.journal.warning import JournalWarning
@@ -191,6 +191,8 @@ def repair(path: str | os.PathLike[str], key: Any = None, *, force: bool = False
     meta = store.open()
     store.lock()
     try:
+        if isinstance(store.damage, HeaderMismatchError):
+            raise store.damage  # the header is not the log's: cutting would throw the whole log away
         cuts: list[CutReport] = []
         if store.damage is None:  # otherwise the cut below starts at the damage
             cut = store.recover()

@@ -123,7 +123,11 @@ def zstd_frame_length(data: bytes) -> int:
 
 
 def _unzstd(data: bytes, limit: int, path: str | None) -> bytes:
-    end = zstd_frame_length(data)
+    try:
+        end = zstd_frame_length(data)
+    except CorruptDataError as exc:
+        raise CorruptDataError(f"the zstd stream is damaged or truncated: {exc.message}", path=path,
+                               hint="the file was cut short or altered; restore it from a backup") from None
     if end != len(data):
         raise CorruptDataError(f"{len(data) - end:,} bytes follow the zstd frame (a second document, or garbage)",
                                path=path, offset=end, hint="the file was altered or two files were joined; "

@@ -271,6 +271,9 @@ def decode(data: bytes, fmt: str, path: str | None = None) -> Any:
                                    hint="the file is damaged or truncated; restore it from a backup") from None
         except RecursionError:
             raise CorruptDataError("the json document is nested too deeply", path=path) from None
+        except ValueError as exc:  # e.g. an integer past CPython's digit limit (sys.set_int_max_str_digits)
+            raise CorruptDataError(f"invalid json: {exc}", path=path,
+                                   hint="desiru files hold 64-bit integers; the file was altered or damaged") from None
     if fmt == "yaml":
         try:
             _check_yaml_events(data, path)
