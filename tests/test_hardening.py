@@ -665,3 +665,48 @@ def test_journal_header_fields_are_checked(tmp_path: Path, engine: str, fsync: s
     assert _tree(path) == before  # nothing was cut or rewritten
     res = CliRunner().invoke(cli, ["log", str(path), "--key-env", "K"], env={"K": key})
     assert "internal error" not in res.output
+
+
+# -- 12. encoding a snapshot never holds back the batch mode's fsync ---------------------------------------
+@pytest.mark.parametrize("how", ["snapshot()", "snapshot_every"])
+def test_batch_fsync_bound_holds_during_a_snapshot(tmp_path: Path, engine: str, how: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from desiru.journal.codec import RecordCodec
+    from desiru.journal.durability import BATCH_MAX_DELAY
+
+    p = sample_program()
+    p.answer.demos = [ds.Example(question=f"q{i}", answer=f"a{i}") for i in range(150_000)]
+    j = Journal.open(tmp_path / "big.journal", fsync="batch", snapshot_every=None)
+    j.commit(p)
+    j.flush()
+    j.tags()  # the writer's tag index is built once, on first use (a scan of the log under the lock)
+    syncs: list[float] = []
+    real_sync = j._sync._sync  # what the sync policy calls: the store's fdatasync
+    monkeypatch.setattr(j._sync, "_sync", lambda: (syncs.append(time.monotonic()), real_sync())[1])
+    encoding = threading.Event()
+    real_encode = RecordCodec.encode_snapshot
+
+    def slow_encode(self: RecordCodec, *a: Any, **kw: Any) -> bytes:
+        encoding.set()
+        time.sleep(0.4)  # as long as a much larger program takes; the sync thread must not wait for it
+        return real_encode(self, *a, **kw)
+
+    monkeypatch.setattr(RecordCodec, "encode_snapshot", slow_encode)
+    p.metadata = {"changed": True}
+    if how == "snapshot_every":
+        j.snapshot_every = 1
+        t0 = time.monotonic()
+        j.commit(p)  # its automatic snapshot runs after the commit's records are in the log
+    else:
+        j.commit(p)
+        t0 = time.monotonic()
+        j.snapshot()
+    assert encoding.is_set()
+    first = min(t for t in syncs if t >= t0 - 0.01)
+    assert first - t0 < BATCH_MAX_DELAY + 0.25, first - t0  # well before the 0.4 s encode ended
+    j.close()
+    with Journal.open(tmp_path / "big.journal", readonly=True) as r:
+        assert r.replay_state() == p.to_state() and r.store.snapshot_seqs() == [r.head]

@@ -192,8 +192,20 @@ class RecordCodec:
         except DecryptionError as exc:
             raise DecryptionError(f"snapshot: {exc.message}", path=self.name, seq=seq, hint=exc.hint) from None
 
-    def encode_snapshot(self, seq: int, meta: dict[str, Any], state: dict[str, Any]) -> bytes:
-        """A snapshot blob; bound (``record_hash``) to the record at ``seq`` of the bound store's log."""
+    def encode_snapshot(self, seq: int, meta: dict[str, Any], state: dict[str, Any], *, bound: bool = False
+                        ) -> bytes:
+        """A snapshot blob; its meta bound to the record at ``seq`` (``bind_meta``), unless ``bound`` says
+        the caller did so already (under its lock: the encoding itself may then run outside it)."""
+        if not bound:
+            meta = self.bind_meta(seq, meta)
+        body = _engine.packb(state)
+        threads = -1 if len(body) > (1 << 20) else 0
+        packed = zstandard.ZstdCompressor(level=SNAPSHOT_ZSTD_LEVEL, threads=threads).compress(body)
+        head = self._seal(_engine.packb({**meta, "seq": seq}), seq, _SNAPSHOT_META_AAD_SUFFIX)
+        return _U32.pack(len(head)) + head + self._seal(packed, seq, _SNAPSHOT_AAD_SUFFIX)
+
+    def bind_meta(self, seq: int, meta: dict[str, Any]) -> dict[str, Any]:
+        """``meta`` with ``record_hash`` of the record at ``seq`` in the bound store's log (any old one dropped)."""
         from desiru.journal.snapshot_binding import RECORD_HASH, record_hash
 
         meta = {k: v for k, v in meta.items() if k != RECORD_HASH}
@@ -205,11 +217,7 @@ class RecordCodec:
                     bound = self.snapshot_meta(seq, self._bound.get_snapshot(seq)).get(RECORD_HASH)
             if bound is not None:
                 meta[RECORD_HASH] = bound
-        body = _engine.packb(state)
-        threads = -1 if len(body) > (1 << 20) else 0
-        packed = zstandard.ZstdCompressor(level=SNAPSHOT_ZSTD_LEVEL, threads=threads).compress(body)
-        head = self._seal(_engine.packb({**meta, "seq": seq}), seq, _SNAPSHOT_META_AAD_SUFFIX)
-        return _U32.pack(len(head)) + head + self._seal(packed, seq, _SNAPSHOT_AAD_SUFFIX)
+        return meta
 
     def snapshot_meta(self, seq: int, blob: bytes) -> dict[str, Any]:
         """The meta dict of a snapshot blob (tags, checkpoints, timestamp) without its state."""

@@ -548,8 +548,9 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             self._line_head, self._head_state, self._private = seq, new_state, {}
             nodes = self._runs()
             self._depth[seq] = self._depth_of(base, nodes) + len(events)
-            self._maybe_snapshot()
-            return CommitResult(seq, tuple(events), base or None, digest.hex())
+            result = CommitResult(seq, tuple(events), base or None, digest.hex())
+        self._maybe_snapshot()  # outside the lock: encoding a snapshot must not hold back the batch fsync
+        return result
 
     def _depth_of(self, seq: int, nodes: dict[int, Node]) -> int:
         """Events a replay of commit ``seq`` applies after its nearest snapshot (estimated when unknown)."""
@@ -691,8 +692,9 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
                 self._head_state = state
                 self._line_head = seq = stored[-1].seq
                 self._depth[seq] = self._depth_of(line, self._runs()) + len(stored)
-            self._maybe_snapshot()
-            return stored[len(stored) - len(events):]  # the caller's events (not a Committed added above)
+            result = stored[len(stored) - len(events):]  # the caller's events (not a Committed added above)
+        self._maybe_snapshot()  # outside the lock, as in commit()
+        return result
 
     def _write(self, events: list[Event]) -> list[Event]:
         """Append one commit group atomically; returns its events as stored (seqs the store allocated).
@@ -838,8 +840,16 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             seq = self._line_head or 0
             if seq == 0 or state is None:
                 raise DesiruError("nothing to snapshot: the journal holds no commit", path=self._name)
+            # later edits copy a node before they change it, so ``state`` stays as it is while it is encoded
+            self._private = {}
+            meta = self._codec.bind_meta(seq, self._snapshot_meta(seq))
+        # encoded outside the lock: the batch mode's sync thread needs it to keep its 50 ms bound
+        blob = self._codec.encode_snapshot(seq, meta, state, bound=True)
+        with self._mutex:
+            self._check_writable()
+            self._sync.sync_now()  # the events up to the snapshot reach the disk before it does
             try:
-                self._put_snapshot(seq, state, self._snapshot_meta(seq))
+                self._store.put_snapshot(seq, blob)
             except OSError as exc:  # atomic: no snapshot was written, the log is untouched
                 what = f"writing the snapshot at seq {seq} failed: {exc.strerror or exc}"
                 if auto:
@@ -849,7 +859,7 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
                 raise DesiruError(what, path=self._name, seq=seq,
                                   hint="free disk space (or fix the disk) and call snapshot() again; "
                                   "the journal itself is unharmed") from exc
-            self._last_snapshot = seq
+            self._last_snapshot = max(self._last_snapshot, seq)
             self._depth[seq] = 0
             return seq
 
