@@ -710,3 +710,83 @@ def test_batch_fsync_bound_holds_during_a_snapshot(tmp_path: Path, engine: str, 
     j.close()
     with Journal.open(tmp_path / "big.journal", readonly=True) as r:
         assert r.replay_state() == p.to_state() and r.store.snapshot_seqs() == [r.head]
+
+
+# -- 14b. the two engines agree on argument handling, not only on bytes -------------------------------------
+_REC = pure_backend.frame_encode(b"hello", 1, 7)
+_ARG_CASES: dict[str, Any] = {
+    "packb canonical=1": lambda m: m.packb({"b": 1, "a": 2}, canonical=1),
+    "packb canonical=None": lambda m: m.packb({"b": 1}, canonical=None),
+    "packb canonical=True": lambda m: m.packb({"b": 1, "a": 2}, canonical=True),
+    "sha256 strided": lambda m: m.sha256(memoryview(b"abcdefgh")[::2]),
+    "xxh3 strided": lambda m: m.xxh3_128(memoryview(b"abcdefgh")[::3]),
+    "sha256 str": lambda m: m.sha256("abc"),
+    "unpackb strided": lambda m: m.unpackb(memoryview(b"\x92\x00\x01\x00\x02")[::2]),
+    "unpackb max_depth=2**70": lambda m: m.unpackb(b"\x91\x01", max_depth=2 ** 70),
+    "unpackb max_depth=-1": lambda m: m.unpackb(b"\x91\x01", max_depth=-1),
+    "unpackb max_depth=3.0": lambda m: m.unpackb(b"\x91\x01", max_depth=3.0),
+    "unpackb max_depth='3'": lambda m: m.unpackb(b"\x91\x01", max_depth="3"),
+    "unpackb max_depth=True": lambda m: m.unpackb(b"\x91\x01", max_depth=True),
+    "unpackb positional": lambda m: m.unpackb(b"\x01", 5),
+    "frame_encode salt=-1": lambda m: m.frame_encode(b"x", 1, -1),
+    "frame_encode seq=2**64": lambda m: m.frame_encode(b"x", 2 ** 64, 0),
+    "frame_encode str": lambda m: m.frame_encode("abc", 1, 7),
+    "frame_scan offset past end": lambda m: m.frame_scan(_REC, 7, len(_REC) + 1),
+    "frame_scan offset=-1": lambda m: m.frame_scan(_REC, 7, -1),
+    "frame_scan max_record=2**70": lambda m: m.frame_scan(_REC, 7, 0, 2 ** 70),
+    "frame_scan salt=1.0": lambda m: m.frame_scan(_REC, 1.0),
+    "content_hash int key": lambda m: m.content_hash({1: 2}),
+    "diff_states int": lambda m: m.diff_states(5, {}),
+    "apply_edits int": lambda m: m.apply_edits({}, 5),
+}
+
+
+@pytest.mark.parametrize("case", list(_ARG_CASES))
+def test_engines_agree_on_arguments(case: str) -> None:
+    impls = implementations(pure_backend, "frame_scan")
+    if len(impls) < 2:
+        pytest.skip("the Rust engine is not built or is disabled")
+    outcomes = []
+    for impl in impls:
+        try:
+            outcomes.append(("ok", _ARG_CASES[case](impl)))
+        except Exception as exc:  # the type is what both engines must agree on
+            outcomes.append(("raised", type(exc)))
+    assert outcomes[0] == outcomes[1], (case, outcomes)
+
+
+# -- 14a. a crash while a journal is created or rewritten leaves nothing behind for good --------------------
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("fsync", FSYNC_MODES)
+def test_stale_temporaries_of_a_crashed_creation_are_removed(tmp_path: Path, engine: str, fsync: str) -> None:
+    from desiru.journal import file_store
+    from desiru.journal.safe_fs import hold_temporary
+
+    path = tmp_path / "new.journal"
+    pid = os.fork()
+    if pid == 0:  # die (as by SIGKILL) in the middle of creating the journal
+        file_store.fsync_dir = lambda folder: os._exit(0)
+        try:
+            Journal.open(path, fsync=fsync)
+        finally:
+            os._exit(1)
+    os.waitpid(pid, 0)
+    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".new.journal.")]
+    assert leftovers and not path.exists()
+    busy = tmp_path / ".new.journal.0123456789ab.tmp"  # another process building it right now
+    busy.mkdir()
+    fd = hold_temporary(busy)
+    stale_rewrite = tmp_path / ".new.journal.ba9876543210.rewrite"
+    stale_rewrite.mkdir()
+    other = tmp_path / ".other.journal.0123456789ab.tmp"  # another journal's: not ours to touch
+    other.mkdir()
+    try:
+        with Journal.open(path, fsync=fsync) as j:
+            _commit(j, sample_program(), 1)
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert names == sorted([busy.name, other.name, path.name])
+    finally:
+        os.close(fd)
+    with Journal.open(path, fsync=fsync):  # the next writer's open: the builder is gone now
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, path.name])

@@ -11,6 +11,7 @@ finds the first problem the way the Rust code does.
 from __future__ import annotations
 
 import hashlib
+import operator
 from typing import Any
 
 import msgpack
@@ -204,6 +205,8 @@ def _walk(obj: Any, depth: int, canonical: bool, full: bool) -> Any:
 def packb(obj: Any, canonical: bool = False) -> bytes:
     """msgpack encoding of a state tree, byte-identical to
     ``msgpack.packb(obj, use_bin_type=True)``; ``canonical`` sorts map keys."""
+    if type(canonical) is not bool:  # as the Rust engine: a bool, not a truthy value
+        raise TypeError(f"argument 'canonical': '{type(canonical).__name__}' object cannot be converted to 'PyBool'")
     try:
         tree = _walk(obj, 0, canonical, full=False)
     except _Bad:
@@ -233,6 +236,8 @@ def content_hash(obj: Any) -> bytes:
 def _byte_arg(func: str, data: Any) -> Any:
     if not isinstance(data, _BYTES_LIKE):
         raise TypeError(f"{func}() needs bytes, bytearray or memoryview, not '{type(data).__name__}'")
+    if type(data) is memoryview and not data.c_contiguous:
+        return data.tobytes()  # a strided view: its bytes in order, as the Rust engine reads them
     return data
 
 
@@ -284,8 +289,21 @@ def _plain(obj: Any, max_depth: int) -> bool:
     return True
 
 
+def _c_long(name: str, value: Any) -> int:
+    """``value`` as the Rust engine takes an integer argument: an index, within a C long."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"argument '{name}': '{type(value).__name__}' object cannot be interpreted as an "
+                        f"integer") from None
+    if not -(1 << 63) <= v < 1 << 63:
+        raise OverflowError("Python int too large to convert to C long")
+    return v
+
+
 def unpackb(data: bytes | bytearray | memoryview, *, max_depth: int = MAX_DEPTH) -> Any:
     """Decode one msgpack value of a state tree, with bounded depth and allocation."""
+    max_depth = _c_long("max_depth", max_depth)
     if not 1 <= max_depth <= HARD_MAX_DEPTH:
         raise ValueError(f"max_depth must be between 1 and {HARD_MAX_DEPTH}, not {max_depth}")
     buf = _byte_arg("unpackb", data)

@@ -34,7 +34,15 @@ from desiru import _engine
 from desiru.atomic import atomic_write, fsync_dir
 from desiru.errors import CorruptDataError, DesiruError, FormatError, IncompatibleVersionError, JournalLockedError
 from desiru.journal.lock import WriterLock
-from desiru.journal.safe_fs import open_file, os_errors, read_file, real_dir, refuse_links
+from desiru.journal.safe_fs import (
+    hold_temporary,
+    open_file,
+    os_errors,
+    read_file,
+    real_dir,
+    refuse_links,
+    remove_stale_temporaries,
+)
 from desiru.journal.store import CutReport, Fault, JournalStore
 from desiru.serialization.version import CURRENT_VERSION, Version
 
@@ -220,9 +228,12 @@ class FileStore(JournalStore):
         parent = self.root.parent
         if not parent.is_dir():
             raise DesiruError(f"folder {str(parent)!r} does not exist", path=self.name, hint="create it first")
+        remove_stale_temporaries(self.root)
         tmp = parent / f".{self.root.name}.{secrets.token_hex(6)}.tmp"
+        hold: int | None = None
         try:
             tmp.mkdir()
+            hold = hold_temporary(tmp)  # while we build it, no other open takes it for a crash's leftover
             for sub in (LOG_DIR, SNAPSHOT_DIR):
                 (tmp / sub).mkdir()
             atomic_write(tmp / HEADER_FILE, encode_header(secrets.randbits(64), meta))
@@ -241,6 +252,8 @@ class FileStore(JournalStore):
                 import shutil
 
                 shutil.rmtree(tmp, ignore_errors=True)
+            if hold is not None:
+                os.close(hold)
         fsync_dir(parent)
 
     def open(self) -> dict[str, Any]:
@@ -281,6 +294,7 @@ class FileStore(JournalStore):
             raise DesiruError("this store was opened read-only", path=self.name)
         with os_errors("taking the journal's writer lock", self.name, _WRITE_HINT):
             self._lock.acquire()
+        remove_stale_temporaries(self.root)
 
     def unlock(self) -> None:
         self._lock.release()

@@ -19,6 +19,11 @@ from pathlib import Path
 
 from desiru.errors import DesiruError
 
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 #: open flag refusing a symlink as the last path component (0 where the OS has none)
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _HINT = "a journal holds no symbolic links: remove the link (or put the real file there) and open it again"
@@ -100,4 +105,58 @@ def refuse_links(root: Path, files: Iterable[str], folders: Iterable[str], journ
             raise link_error(bad, journal)
 
 
-__all__ = ["O_NOFOLLOW", "link_error", "open_file", "os_errors", "read_file", "real_dir", "refuse_links"]
+def hold_temporary(folder: Path) -> int:
+    """Lock a folder being built (flock on its descriptor) so that ``remove_stale_temporaries`` leaves it be."""
+    fd = os.open(folder, os.O_RDONLY | O_NOFOLLOW)
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def remove_stale_temporaries(root: Path) -> list[str]:
+    """Remove the folders a crash left beside the journal at ``root`` while creating or rewriting it.
+
+    They are named ``.<name>.<12 hex>.tmp`` (a creation) and ``.<name>.<12 hex>.rewrite``
+    (a rekey or migration). A creation in progress holds an flock on its folder and is
+    left alone; a rewrite runs under the journal's writer lock, which the caller holds.
+    Never a link, never anything else.
+    """
+    import re
+    import shutil
+
+    pattern = re.compile(rf"^\.{re.escape(root.name)}\.[0-9a-f]{{12}}\.(tmp|rewrite)$")
+    removed = []
+    try:
+        with os.scandir(root.parent) as entries:
+            candidates = [e for e in entries if pattern.match(e.name) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return removed
+    for entry in candidates:
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # someone is building it right now
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+        finally:
+            os.close(fd)
+    return removed
+
+
+__all__ = [
+    "O_NOFOLLOW",
+    "hold_temporary",
+    "link_error",
+    "open_file",
+    "os_errors",
+    "read_file",
+    "real_dir",
+    "refuse_links",
+    "remove_stale_temporaries",
+]
