@@ -89,13 +89,31 @@ def _first_bad(store: FileStore, codec: RecordCodec | None, faults: list[Fault],
     return bad
 
 
-def _tags_of(records: list[list[Any]]) -> dict[str, int]:
-    """tag -> seq of the CheckpointTagged events among decoded record arrays (the last one wins)."""
-    tags = {}
+#: payload keys that hold the seq of another commit, per event type (they move with a renumbering)
+SEQ_FIELDS = {"Committed": ("parent",), "ResultsRecorded": ("commit",), CheckpointTagged.type: ("target", "moved_from")}
+
+
+def _tag_events(records: list[list[Any]]) -> list[tuple[str, int, int]]:
+    """(tag, the seq it names, the event's seq) of the CheckpointTagged events among decoded record arrays."""
+    out = []
     for rec in records:
         if rec[R_TYPE] == CheckpointTagged.type and isinstance(rec[R_PAYLOAD].get("tag"), str):
-            tags[rec[R_PAYLOAD]["tag"]] = rec[2]
-    return tags
+            target = rec[R_PAYLOAD].get("target")
+            out.append((rec[R_PAYLOAD]["tag"], target if isinstance(target, int) else rec[2], rec[2]))
+    return out
+
+
+def _keepable(records: list[list[Any]], cut_at: int, anchor: int) -> list[list[Any]]:
+    """The prefix of ``records`` (after the anchor) whose references to other commits survive the repair:
+    a commit, result or tag that names a commit lost in the cut (other than the anchor) ends it."""
+    out: list[list[Any]] = []
+    for rec in records:
+        for key in SEQ_FIELDS.get(rec[R_TYPE], ()):
+            ref = rec[R_PAYLOAD].get(key)
+            if isinstance(ref, int) and cut_at <= ref < anchor:
+                return _whole_commits(out)
+        out.append(rec)
+    return out
 
 
 def _decoded(codec: RecordCodec, pairs: list[tuple[int, bytes]]) -> list[list[Any]]:
@@ -130,7 +148,7 @@ class _Plan:
         self.anchor_state: dict[str, Any] | None = None
         self.anchor_ts = 0.0
         self.kept: list[list[Any]] = []  # decoded records after the anchor, kept (renumbered)
-        self.tags_before: dict[str, int] = {}  # every tag the log holds, before and after the damage
+        self.tag_events: list[tuple[str, int, int]] = []  # every tag event the log holds, before and after the damage
         self.before_state: dict[str, Any] | None = None  # the state just before the cut
         self.bridge: list[dict[str, Any]] = []  # edits from before_state to the anchor's state
 
@@ -171,7 +189,8 @@ def _find_anchor(store: FileStore, codec: RecordCodec, plan: _Plan, after: dict[
             continue
         plan.anchor, plan.anchor_state = s, state
         plan.anchor_ts = float(rec[R_TIMESTAMP])
-        plan.kept = _whole_commits(_decoded(codec, [(q, p) for q, p in sorted(after.items()) if q > s]))
+        plan.kept = _keepable(_whole_commits(_decoded(codec, [(q, p) for q, p in sorted(after.items()) if q > s])),
+                              plan.cut_at, s)
         if plan.kept and plan.kept[0][2] != s + 1:
             plan.kept = []
         return
@@ -204,8 +223,15 @@ def repair(path: str | os.PathLike[str], key: Any = None, *, force: bool = False
             codec.bind(store)
         bad = _first_bad(store, codec, faults, name)
         plan = _plan(store, codec, name, key, bad)
-        dropped = {t: s for t, s in plan.tags_before.items() if _moved_to(plan, s) is None}
-        moved = {t: (s, m) for t, s in plan.tags_before.items() if (m := _moved_to(plan, s)) not in (None, s)}
+        last_event = {name: (target, at) for name, target, at in plan.tag_events}  # the last one wins
+        dropped: dict[str, int] = {}
+        moved: dict[str, tuple[int, int]] = {}
+        for name, (target, at) in last_event.items():
+            new_at, new_target = _moved_to(plan, at), _moved_to(plan, target)
+            if new_at is None or new_target is None:  # the tag's event or its commit is cut
+                dropped[name] = target
+            elif new_target != target:
+                moved[name] = (target, new_target)
         if dropped and not force:
             names = ", ".join(f"{t!r}@{s}" for t, s in sorted(dropped.items(), key=lambda kv: kv[1]))
             raise DesiruError(f"repair would drop the tag{'s' if len(dropped) > 1 else ''} {names}: the commits "
@@ -229,9 +255,11 @@ def _moved_to(plan: _Plan, seq: int) -> int | None:
     """Where the record at ``seq`` ends up (None: cut)."""
     if plan.cut_at is None or seq < plan.cut_at:
         return seq
-    if plan.anchor is None or not plan.kept or seq <= plan.anchor or seq > plan.kept[-1][2]:
+    if plan.anchor is None or not plan.kept or seq > plan.kept[-1][2]:
         return None
-    return seq + _delta(plan)
+    if seq == plan.anchor:  # the anchor's commit survives as the stand-in commit
+        return plan.cut_at + len(plan.bridge) - 1
+    return seq + _delta(plan) if seq > plan.anchor else None
 
 
 def _delta(plan: _Plan) -> int:
@@ -257,11 +285,11 @@ def _plan(store: FileStore, codec: RecordCodec | None, name: str, key: Any, bad:
     last: list[Any] | None = None
     for seq, payload in store.read(0, bad):  # streamed: only the tags and the last record are kept
         last = codec.decode_array(seq, payload)
-        plan.tags_before.update(_tags_of([last]))
+        plan.tag_events.extend(_tag_events([last]))
     # the cut starts at the commit holding the damage
     plan.cut_at = (last[2] + 1 if last[R_LAST] == last[2] else last[R_FIRST]) if last else max(store.first_seq(), 1)
     after = dict(store.salvage(plan.cut_at))
-    plan.tags_before.update(_tags_of(_decoded(codec, sorted(after.items()))))
+    plan.tag_events.extend(_tag_events(_decoded(codec, sorted(after.items()))))
     _find_anchor(store, codec, plan, after)
     if plan.anchor is not None:
         try:
@@ -285,11 +313,18 @@ def _append_kept(store: FileStore, codec: RecordCodec, plan: _Plan, key: Any, na
         ev = event_from_edit(edit, seq, plan.anchor_ts)
         records.append((seq, codec.encode_event(ev, first, last)))
     delta = _delta(plan)
+    assert plan.anchor is not None
     for rec in plan.kept:
         new = list(rec)
         new[2] += delta
         new[R_FIRST] += delta
         new[R_LAST] += delta
+        payload = dict(new[R_PAYLOAD])
+        for key in SEQ_FIELDS.get(new[R_TYPE], ()):
+            ref = payload.get(key)
+            if isinstance(ref, int) and ref >= plan.anchor:  # the anchor is now the stand-in commit's end
+                payload[key] = last if ref == plan.anchor else ref + delta
+        new[R_PAYLOAD] = payload
         ev = codec.event_of(new)
         records.append((new[2], codec.encode_event(ev, new[R_FIRST], new[R_LAST])))
     store.append(records)

@@ -19,7 +19,6 @@ from desiru import _engine
 from desiru.errors import CorruptDataError, DesiruError
 from desiru.journal.codec import (
     CURRENT_SCHEMA,
-    R_LAST,
     R_PATH,
     R_PAYLOAD,
     R_SEQ,
@@ -218,18 +217,6 @@ class ReplayMixin:
             raise DesiruError(f"seq= takes an int, got {type(seq).__name__}")
         if seq < 0 or seq > head:
             raise DesiruError(f"seq {seq!r} is out of range (0..{head})", path=self._name)
-        return self._commit_end(seq)
-
-    def _commit_end(self, seq: int) -> int:
-        """The last seq of the commit holding ``seq``: a seq inside a commit replays to the end of it.
-
-        Half a commit never existed as a program; a seq outside the log (0, or compacted
-        away) is returned as it is.
-        """
-        if seq < 1 or seq >= self._head or seq < self._store.first_seq():
-            return seq
-        for arrays in self._arrays(seq, seq + 1):
-            return min(int(arrays[0][R_LAST]), self._head)
         return seq
 
     def _seq_at(self, at: Any) -> int:
