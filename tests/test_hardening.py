@@ -796,3 +796,52 @@ def test_stale_temporaries_of_a_crashed_creation_are_removed(tmp_path: Path, eng
     with Journal.open(path, fsync=fsync):  # the next writer's open: the builder is gone now
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, path.name])
+
+
+# -- 13b. every header field of a document is under a checksum (format 2.1.0) -----------------------------
+@pytest.mark.parametrize("fmt", ["json", "yaml", "msgpack"])
+@pytest.mark.parametrize("compress", [None, "zstd", "gzip"])
+def test_document_header_is_under_checksum(tmp_path: Path, engine: str, fmt: str, compress: str | None) -> None:
+    from desiru.serialization import container, formats
+    from desiru.serialization.documents import load_document
+
+    saved = sample_program().save(tmp_path / f"p.{fmt}", compress=compress).path
+    raw, _ = container.unseal(saved.read_bytes(), key=None)
+    tree = formats.decode(raw, fmt)
+    assert load_document(saved).header["header_checksum"] == tree["header_checksum"]
+    attacks = {
+        "written by": lambda t: t.__setitem__("library_version", "9.9.9"),
+        "created_at": lambda t: t.__setitem__("created_at", "1999-01-01T00:00:00.000Z"),
+        "python_version": lambda t: t.__setitem__("python_version", "2.7.18"),
+        "class": lambda t: t.__setitem__("class", "programs.Outer"),
+        "a renamed key": lambda t: t.__setitem__("python_versioN", t.pop("python_version")),
+        "an added field": lambda t: t.__setitem__("planted", True),
+        "a removed header_checksum": lambda t: t.pop("header_checksum"),
+        "a downgraded version": lambda t: t.__setitem__("format_version", "2.0.0"),
+    }
+    for what, change in attacks.items():
+        bad = {k: v for k, v in tree.items()}
+        change(bad)
+        target = tmp_path / f"bad{saved.name[1:]}"
+        target.write_bytes(container.compress(formats.encode(bad, fmt), compress))
+        with pytest.raises(ds.CorruptDataError, match="header") as err:
+            ds.load(target)
+        assert err.value.path == str(target), what
+
+
+def test_documents_of_format_2_0_0_still_load_and_migrate(tmp_path: Path, engine: str) -> None:
+    import json
+
+    from desiru.serialization.documents import load_document
+
+    src = Path(__file__).parent / "vectors" / "documents" / "v2_0_0.json"
+    target = tmp_path / "old.json"
+    shutil.copy(src, target)
+    want = json.loads((src.parent / "v2_0_0.json.expected.json").read_text())
+    assert "header_checksum" not in json.loads(target.read_text())
+    assert load_document(target).kind == want["kind"]
+    res = ds.migrate(target)
+    assert (str(res.from_version), str(res.to_version), res.changed) == ("2.0.0", "2.1.0", True)
+    again = json.loads(target.read_text())
+    assert again["format_version"] == "2.1.0" and again["header_checksum"].startswith("xxh3-128:")
+    assert ds.load(target).to_state() == ds.load(res.backup).to_state()

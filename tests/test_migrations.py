@@ -45,8 +45,10 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- document migrations -------------------------------------------------------------------------------
 def test_the_built_in_chain_goes_from_the_ruby_layout_to_ours() -> None:
-    assert migration_chain("1.0.0") == [(Version("1.0.0"), Version("1.1.0")), (Version("1.1.0"), Version("2.0.0"))]
-    assert migration_chain("1.1.0") == [(Version("1.1.0"), Version("2.0.0"))]
+    assert migration_chain("1.0.0") == [(Version("1.0.0"), Version("1.1.0")), (Version("1.1.0"), Version("2.0.0")),
+                                        (Version("2.0.0"), Version("2.1.0"))]
+    assert migration_chain("1.1.0") == [(Version("1.1.0"), Version("2.0.0")), (Version("2.0.0"), Version("2.1.0"))]
+    assert migration_chain("2.0.0") == [(Version("2.0.0"), Version("2.1.0"))]  # the header under its checksum
     assert migration_chain(CURRENT_VERSION) == []
 
 
@@ -83,7 +85,7 @@ def test_a_0x_file_is_refused_unless_a_migration_from_it_is_registered(registry:
     with pytest.raises(ds.IncompatibleVersionError) as info:
         ds.load(tmp_path / "pre.json")
     text = str(info.value)
-    assert "0.9.0" in text and "2.0.0" in text and "missing step: 0.9.0" in text
+    assert "0.9.0" in text and str(CURRENT_VERSION) in text and "missing step: 0.9.0" in text
     assert info.value.path == os.fspath(tmp_path / "pre.json")
     register_migration("0.9.0", "1.0.0")(lambda tree: tree)
     assert ds.load(tmp_path / "pre.json").answer.demos[0]["answer"] == "a"
@@ -96,7 +98,7 @@ def test_a_gap_in_the_chain_names_both_versions_and_the_missing_step(
     with pytest.raises(ds.IncompatibleVersionError) as info:
         ds.load(tmp_path / "old.yaml")
     text = str(info.value)
-    assert "format 1.0.0" in text and "reads 2.0.0" in text and "missing step: 1.1.0" in text
+    assert "format 1.0.0" in text and f"reads {CURRENT_VERSION}" in text and "missing step: 1.1.0" in text
     assert "register_migration" in text
     before = (tmp_path / "old.yaml").read_bytes()
     with pytest.raises(ds.IncompatibleVersionError):
@@ -115,7 +117,7 @@ def test_registration_is_checked(registry: None) -> None:
     with pytest.raises(ds.DesiruError, match="forward"):
         register_migration("1.1.0", "1.0.0")
     with pytest.raises(ds.DesiruError, match="past the current format"):
-        register_migration("2.0.0", "2.1.0")
+        register_migration("2.1.0", "2.2.0")
     with pytest.raises(ds.DesiruError, match="already registered"):
         register_migration("1.0.0", "1.1.0")(lambda tree: tree)
     with pytest.raises(ds.DesiruError, match="invalid version"):
@@ -303,7 +305,9 @@ def test_migrate_leaves_current_and_newer_minor_documents_alone(tmp_path: Path) 
 
     state = QA().to_state()
     tree = {"format": "desiru", "format_version": "2.5.0", "kind": "program", "class": state["class"],
-            "checksum": envelope.checksum_of(state), "state": state}
+            "checksum": envelope.checksum_of(state)}
+    tree["header_checksum"] = envelope.header_checksum_of(tree)
+    tree["state"] = state
     (tmp_path / "newer.json").write_text(json.dumps(tree))
     res = ds.migrate(tmp_path / "newer.json")  # no warning escapes: filterwarnings=error would fail
     assert (res.changed, res.from_version, res.to_version) == (False, Version("2.5.0"), Version("2.5.0"))

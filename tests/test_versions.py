@@ -23,10 +23,10 @@ parts = st.integers(min_value=0, max_value=10**6)
 
 # -- Version ----------------------------------------------------------------------------------------
 def test_current_version_is_exposed_everywhere() -> None:
-    assert CURRENT_VERSION == Version("2.0.0")
+    assert CURRENT_VERSION == Version("2.1.0")
     assert Serializer.CURRENT_VERSION is CURRENT_VERSION
-    assert str(CURRENT_VERSION) == "2.0.0"
-    assert repr(CURRENT_VERSION) == "Version('2.0.0')"
+    assert str(CURRENT_VERSION) == "2.1.0"
+    assert repr(CURRENT_VERSION) == "Version('2.1.0')"
 
 
 def test_ordering_is_numeric_not_textual() -> None:
@@ -116,7 +116,7 @@ def test_a_newer_major_msgpack_is_refused_before_its_body_is_decoded() -> None:
     with pytest.raises(ds.IncompatibleVersionError) as info:
         deserialize_document(data, path="future.msgpack")
     text = str(info.value)
-    assert "3.0.0" in text and "2.0.0" in text and "upgrade desiru" in text
+    assert "3.0.0" in text and str(CURRENT_VERSION) in text and "upgrade desiru" in text
     assert info.value.path == "future.msgpack"
 
 
@@ -158,6 +158,7 @@ def _newer_minor_tree(version: str = "2.3.0") -> dict[str, Any]:
             "library_version": "9.9.9", "created_at": "2030-01-01T00:00:00.000Z", "python_version": "3.14",
             "provenance": {"host": "ci-7"}, "signing": None}
     tree["checksum"] = envelope.checksum_of(state)
+    tree["header_checksum"] = envelope.header_checksum_of(tree)  # every file since 2.1.0 covers its header
     tree["state"] = state
     return tree
 
@@ -186,12 +187,13 @@ def test_a_newer_minor_loads_with_a_warning_and_keeps_unknown_fields(tmp_path: P
 
 
 def test_unknown_fields_survive_ds_load_copy_and_nested_programs(tmp_path: Path) -> None:
-    tree = _newer_minor_tree("2.1.5")
+    tree = _newer_minor_tree("2.3.5")
     outer = {"kind": "program", "class": "desiru.Program", "configuration": {}, "custom_data": None,
              "metadata": {}, "modules": [{"name": "inner", **tree["state"], "future_flag": True}],
              "future_root": [1, 2]}
     tree["state"], tree["class"] = outer, "desiru.Program"
     tree["checksum"] = envelope.checksum_of(outer)
+    tree["header_checksum"] = envelope.header_checksum_of(tree)
     src = tmp_path / "nested.json"
     src.write_text(json.dumps(tree))
     with pytest.warns(NewerFormatWarning):

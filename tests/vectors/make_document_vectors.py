@@ -119,6 +119,20 @@ def make_v2() -> None:
                encrypted=True, key=PASSPHRASE, state=state)
 
 
+def make_v2_1() -> None:
+    """Format 2.1.0: the header covered by header_checksum (written by this release's save path)."""
+    p = v2_program()
+    state = p.to_state()
+    for name, kwargs in [("v2_1_0.json", {}), ("v2_1_0.yaml", {}), ("v2_1_0.msgpack.zst", {"compress": "zstd"})]:
+        if (OUT / name).exists():
+            continue
+        stem = name.removesuffix(".zst").removesuffix(".gz")
+        r = p.save(OUT / stem, **kwargs)
+        assert r.path.name == name, r.path
+        expect(name, version="2.1.0", kind="program", format=r.format, compression=r.compression,
+               encrypted=False, state=state)
+
+
 # -- format 1.0.0 / 1.1.0: the original Ruby design's layout -------------------------------------------
 LEGACY_PROGRAM: dict[str, Any] = {
     "class": "Desiru::Program",
@@ -281,7 +295,25 @@ def make_other_versions() -> None:
                   "python_version": "3.14.0", "provenance": {"host": "build-7", "signed": False},
                   "checksum": envelope.checksum_of(state), "state": state}
         write("v2_1_0_unknown_fields.json", json.dumps(header, indent=2).encode("utf-8"))
+        # written as a "newer minor" before 2.1.0 existed; format 2.1.0 covers the header with
+        # header_checksum, which this file lacks: it is refused (v2_2_0_unknown_fields.json took its role)
         expect("v2_1_0_unknown_fields.json", version="2.1.0", kind="program", format="json", compression=None,
+               encrypted=False, error="CorruptDataError")
+    if not (OUT / "v2_2_0_unknown_fields.json").exists():
+        # a newer minor of our major: extra header field, extra program and module state fields
+        p = ds.Program()
+        p.answer = ds.Predict("question -> answer", temperature=0.5)
+        state = p.to_state()
+        state["schedule"] = {"every": "1h", "until": None}
+        state["modules"][0]["adapter"] = {"name": "chat", "version": 3}
+        header = {"format": "desiru", "format_version": "2.2.0", "kind": "program", "class": state["class"],
+                  "library_version": "2.6.0", "created_at": "2027-06-01T00:00:00.000Z",
+                  "python_version": "3.14.0", "provenance": {"host": "build-7", "signed": False},
+                  "checksum": envelope.checksum_of(state)}
+        header["header_checksum"] = envelope.header_checksum_of(header)
+        header["state"] = state
+        write("v2_2_0_unknown_fields.json", json.dumps(header, indent=2).encode("utf-8"))
+        expect("v2_2_0_unknown_fields.json", version="2.2.0", kind="program", format="json", compression=None,
                encrypted=False, warning="NewerFormatWarning", state=state,
                header_extra={"provenance": {"host": "build-7", "signed": False}})
     if not (OUT / "v3_0_0.msgpack").exists():
@@ -356,6 +388,7 @@ def main() -> int:
         OUT = Path(sys.argv[1]).resolve()
     OUT.mkdir(exist_ok=True)
     make_v2()
+    make_v2_1()
     make_legacy()
     make_other_versions()
     make_journals()

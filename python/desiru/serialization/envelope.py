@@ -22,11 +22,42 @@ from desiru.serialization.version import CURRENT_VERSION, Version
 FORMAT_NAME = "desiru"
 CHECKSUM_ALGORITHM = "xxh3-128"
 KINDS = ("program", "module")
+#: the first format whose header is covered by ``header_checksum`` (docs/FORMAT.md, docs/VERSIONING.md)
+HEADER_CHECKSUM_SINCE = Version("2.1.0")
+HEADER_CHECKSUM = "header_checksum"
 
 
 def checksum_of(state: Any) -> str:
     """``"xxh3-128:<hex>"`` of the canonical msgpack encoding of ``state``."""
     return f"{CHECKSUM_ALGORITHM}:{_engine.content_hash(state).hex()}"
+
+
+def header_checksum_of(tree: dict[str, Any]) -> str:
+    """``"xxh3-128:<hex>"`` of the canonical msgpack of every header field: all but ``state`` and
+    ``header_checksum`` itself (the state is covered through ``checksum``, which is a header field)."""
+    header = {k: v for k, v in tree.items() if k not in ("state", HEADER_CHECKSUM)}
+    return f"{CHECKSUM_ALGORITHM}:{_engine.content_hash(header).hex()}"
+
+
+def check_header(tree: dict[str, Any], version: Version, path: str | None) -> None:
+    """CorruptDataError unless the header is what its writer wrote: ``header_checksum`` holds, and
+    is there in every file of format 2.1.0 or later (a flipped key or value, a wrong "written by")."""
+    want = tree.get(HEADER_CHECKSUM)
+    if want is None and version < HEADER_CHECKSUM_SINCE:
+        return  # written before the header was covered
+    if not isinstance(want, str) or not want.startswith(f"{CHECKSUM_ALGORITHM}:"):
+        raise CorruptDataError(
+            f"the document's header has no valid {HEADER_CHECKSUM} (found {want!r:.60}); format {version} "
+            f"files carry one", path=path,
+            hint="the file was altered or damaged; restore it from a backup")
+    try:
+        got = header_checksum_of(tree)
+    except Exception:  # a header value no state tree can hold: not what a writer wrote
+        got = None
+    if got != want:
+        raise CorruptDataError(
+            f"header checksum mismatch: the file says {want}, its header fields hash to {got}",
+            path=path, hint="a header field (a name or a value) was altered or damaged; restore it from a backup")
 
 
 def build(
@@ -46,8 +77,10 @@ def build(
         "python_version": platform.python_version(),
     }
     for k, v in (extra or {}).items():  # fields a newer minor wrote, kept as they were
-        header.setdefault(k, v)
+        if k != HEADER_CHECKSUM:
+            header.setdefault(k, v)
     header["checksum"] = checksum or checksum_of(state)
+    header[HEADER_CHECKSUM] = header_checksum_of(header)
     header["state"] = state
     return header
 
@@ -135,6 +168,8 @@ def open_tree(
     tree = legacy.normalize_keys(tree)  # Ruby's yaml writes ":version"; read it as "version"
     version = header_version(tree, path)
     check_newer(version, path)
+    if verify and tree.get("format") == FORMAT_NAME:
+        check_header(tree, version, path)  # before any migration rewrites the header
     if version != CURRENT_VERSION:
         tree = migrations.upgrade_document(tree, version, path, verify=verify)
         raw_state = None  # the state was rewritten: only a re-encode can check it

@@ -36,7 +36,7 @@ _UPCASTERS: dict[str, dict[int, Callable[[Tree], Tree]]] = {}
 #: header fields this release writes (envelope.build); any other header field is kept as it was
 KNOWN_HEADER_FIELDS = frozenset({
     "format", "format_version", "kind", "class", "library_version", "created_at", "python_version",
-    "checksum", "state",
+    "checksum", "header_checksum", "state",
 })
 
 
@@ -63,6 +63,13 @@ def register_migration(from_version: str | Version, to_version: str | Version) -
         return fn
 
     return decorate
+
+
+@register_migration("2.0.0", "2.1.0")
+def _header_under_checksum(tree: Tree) -> Tree:
+    """2.1.0 covers the header by ``header_checksum`` (written on every save); nothing else changed."""
+    tree.pop("header_checksum", None)  # a 2.0.0 file never had one; the next save writes it anew
+    return tree
 
 
 def migration_chain(version: Version | str) -> list[tuple[Version, Version]]:
