@@ -469,7 +469,9 @@ def test_migrate_rewrites_a_journal_of_early_writers(tmp_path: Path) -> None:
     shutil.copytree(Path(__file__).parent / "vectors" / "documents" / "journal_2_0_0.journal", path)
     first = run("migrate", path)
     assert first.exit_code == 0, first.stderr
-    assert "rewrote the journal" in first.stdout and len(list(tmp_path.glob("old.journal.bak-*"))) == 1
+    # a 2.0.0 journal: brought to the current format (2.1.0), records rewritten in today's layout
+    assert ("rewrote the journal" in first.stdout or "migrated journal from format 2.0.0" in first.stdout)
+    assert len(list(tmp_path.glob("old.journal.bak-*"))) == 1
     again = run("migrate", path)
     assert "unchanged" in again.stdout and len(list(tmp_path.glob("old.journal.bak-*"))) == 1
 
