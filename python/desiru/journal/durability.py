@@ -58,8 +58,8 @@ class SyncPolicy:
         """
         if self.forked():
             raise DesiruError(
-                f"this journal writer was opened by process {self.pid} and cannot write from process "
-                f"{os.getpid()} (a fork): the two would overwrite each other's commits",
+                f"this journal writer was opened by another process (pid {self.pid}) and cannot write from "
+                f"this one (pid {os.getpid()}, a fork): the two would overwrite each other's commits",
                 path=self.name,
                 hint="open the journal in the child (after the fork), or use the multiprocessing 'spawn' "
                 "start method; the parent's writer is unharmed",
