@@ -218,7 +218,7 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             self._head = store.last_seq()
             self._head_ts = 0.0
             self._settle_tail()
-            if not readonly:
+            if not readonly and not self.shared:  # only the one writer knows no other writer is ahead of it
                 set_aside_past_head(store, self._head, self._name)
         except BaseException:
             store.close()
