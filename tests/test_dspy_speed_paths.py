@@ -120,9 +120,11 @@ def test_one_changed_demo_converts_one_demo(monkeypatch: pytest.MonkeyPatch) -> 
        st.one_of(st.none(), st.lists(st.text(min_size=1, max_size=3), max_size=3)))
 def test_example_factory_builds_what_dspy_builds(fields: dict[str, Any], keys: list[str] | None) -> None:
     made = ExampleFactory(dspy.Example).make(fields, keys)
+    (batch,) = ExampleFactory(dspy.Example).make_all([dict(fields)], [keys])
     want = dspy.Example(fields)
     want = want.with_inputs(*keys) if keys is not None else want
     assert type(made) is type(want) and vars(made) == vars(want)
+    assert type(batch) is type(want) and vars(batch) == vars(want)
     assert made == want and made.toDict() == want.toDict()
     if keys is not None:
         assert made.inputs().toDict() == want.inputs().toDict()

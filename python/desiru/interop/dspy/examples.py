@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+_set = object.__setattr__
+
 
 class ExampleFactory:
     """Examples of one dspy Example class, built like ``cls(fields)`` / ``.with_inputs(*keys)``."""
@@ -36,8 +38,20 @@ class ExampleFactory:
                  "_input_keys": None if keys is None else set(keys)}
         for k, v in self._fresh:  # mutable attributes (the Example's _demos list): each its own
             attrs[k] = v.copy()
-        ex.__dict__ = attrs
+        _set(ex, "__dict__", attrs)  # not through Example.__setattr__
         return ex
+
+    def make_all(self, fields: list[dict[str, Any]], keys: list[list[str] | None]) -> list[Any]:
+        """``make(f, k, copy=False)`` for each pair: the Examples take the dicts they are given."""
+        if not self._fast or self._shared or [k for k, _ in self._fresh] != ["_demos"]:
+            return [self.make(f, k, copy=False) for f, k in zip(fields, keys)]
+        new, cls, out, set_ = self._new, self.cls, [], _set
+        append = out.append
+        for f, k in zip(fields, keys):  # the shape dspy's constructor gives, built in one step
+            ex = new(cls)
+            set_(ex, "__dict__", {"_store": f, "_demos": [], "_input_keys": None if k is None else set(k)})
+            append(ex)
+        return out
 
 
 __all__ = ["ExampleFactory"]

@@ -132,6 +132,7 @@ def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_
     return target
 
 
+_PLAIN = object()  # marks a demo that was a plain dict (no input keys recorded)
 #: LM state keys dspy drops on load unless allow_unsafe_lm_state=True (dspy.predict.predict.UNSAFE_LM_STATE_KEYS)
 _UNSAFE_LM_KEYS = ("api_base", "base_url", "model_list")
 
@@ -158,16 +159,17 @@ def _restore_live(param: Any, module: Any, dspy: Any) -> None:
         return
     demos = getattr(param, "demos", None)
     if isinstance(demos, list) and len(demos) == len(module.demos):
-        factory = ExampleFactory(dspy.Example)
-        for i, demo in enumerate(module.demos):
-            data = getattr(demo, "_data", demo)
-            if INPUT_KEYS in data:
-                keys = data[INPUT_KEYS]
-                fields = demos[i]
-                if type(fields) is not dict or INPUT_KEYS in fields:
-                    fields = {k: v for k, v in dict(fields).items() if k != INPUT_KEYS}
-                # the dict made for this load: the Example takes it without a copy
-                demos[i] = factory.make(fields, keys if isinstance(keys, list) else None, copy=fields is not demos[i])
+        marks = [getattr(d, "_data", d).get(INPUT_KEYS, _PLAIN) for d in module.demos]
+        at = [i for i, mark in enumerate(marks) if mark is not _PLAIN]  # the demos that were dspy.Examples
+        fields = []
+        for i in at:
+            f = demos[i]  # the dict made for this load (taken without a copy), unless dspy changed it
+            fields.append(f if type(f) is dict and INPUT_KEYS not in f else
+                          {k: v for k, v in dict(f).items() if k != INPUT_KEYS})
+        made = ExampleFactory(dspy.Example).make_all(
+            fields, [marks[i] if isinstance(marks[i], list) else None for i in at])
+        for i, ex in zip(at, made):
+            demos[i] = ex
     if isinstance(getattr(param, "config", None), dict):
         config = {k: copy_tree(v) for k, v in module.parameters.items() if k != "lm"}
         param.config = config if meta.get("config_captured") else {**param.config, **config}

@@ -291,17 +291,18 @@ def _meta(metadata: Any) -> dict[str, Any]:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def _dspy_demo(demo: Any) -> dict[str, Any]:
-    """A desiru demo as dspy saves it: a fresh dict without the reserved input-keys entry.
+def _dspy_demos(demos: list[Any]) -> list[dict[str, Any]]:
+    """Desiru demos as dspy saves them: fresh dicts without the reserved input-keys entry.
 
-    Read from the Example's own dict and copied at C speed when every value is a scalar
+    Read from each Example's own dict and copied at C speed when every value is a scalar
     (a load may convert many thousands of demos).
     """
-    data = getattr(demo, "_data", None)
-    out = dict(data if type(data) is dict else demo)
-    out.pop(INPUT_KEYS, None)
-    if not _SCALARS.issuperset(map(type, out.values())):
-        out = {k: copy_tree(v) for k, v in out.items()}
+    out, scalars = [], _SCALARS.issuperset
+    for demo in demos:
+        data = getattr(demo, "_data", None)
+        d = dict(data if type(data) is dict else demo)
+        d.pop(INPUT_KEYS, None)
+        out.append(d if scalars(map(type, d.values())) else {k: copy_tree(v) for k, v in d.items()})
     return out
 
 
@@ -316,5 +317,5 @@ def param_state(dotted: str, module: Any, meta: dict[str, Any], layout: str | No
         raise DesiruError(f"module {dotted!r}: the LM settings in parameter 'lm' have no 'model'",
                           hint="set parameters['lm'] = {'model': 'provider/name', ...}")
     recorded = meta.get("layout", layouts.SIGNATURE)
-    demos = [_dspy_demo(d) for d in module.demos]
+    demos = _dspy_demos(module.demos)
     return layouts.write_predictor(module, meta, layout or recorded, lm, demos)
