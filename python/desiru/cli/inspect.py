@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from desiru import _engine
-from desiru.cli import keys, progress, render, sources
+from desiru.cli import dspy_view, keys, progress, render, sources
 from desiru.cli.app import Env, cli, env_of
 from desiru.errors import DesiruError, MissingKeyError
 from desiru.serialization import container
@@ -31,7 +31,7 @@ def module_rows(state: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {
             "path": path,
-            "class": m.get("class"),
+            "class": dspy_view.class_label(state, path, m),
             "signature": sources.signature_text(m),
             "instructions": (m.get("signature") or {}).get("instructions") if isinstance(m.get("signature"), dict)
             else None,
@@ -265,7 +265,7 @@ def module_detail(env: Env, label: str, path: str, node: dict[str, Any], n_demos
         return
     sig = node.get("signature") if isinstance(node.get("signature"), dict) else {}
     demos = node.get("demos") or []
-    env.result(Text.assemble((path, "bold"), f"  {node.get('class')}  ({label})"))
+    env.result(Text.assemble((path, "bold"), f"  {dspy_view.class_label(None, path, node)}  ({label})"))
     if node.get("kind") == "program":
         env.result(modules_table(module_rows(node)))
         return
@@ -283,9 +283,7 @@ def module_detail(env: Env, label: str, path: str, node: dict[str, Any], n_demos
     env.result(_fields_table(fields))
     shown = [d for d in demos[:n_demos] if isinstance(d, dict)]
     if shown:
-        columns: list[str] = []
-        for d in shown:
-            columns.extend(k for k in d if k not in columns)
+        columns = dspy_view.demo_columns(shown)
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
         table.add_column("#", justify="right")
         for c in columns:

@@ -184,6 +184,7 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
         self._index_first = 0
         self._readable_snapshots: set[int] = set()
         self._builder = StateBuilder()
+        self._dspy_cache: Any = None  # desiru.interop.dspy.cache.DspyStateCache, made on the first dspy commit
         # ids of the head state's nodes only the journal holds (see _unshare), with the nodes
         self._private: dict[int, Any] = {}
         self._reset_runs()
@@ -489,8 +490,14 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
 
     def _state_of_candidate(self, program: Any) -> dict[str, Any]:
         if not isinstance(program, Program):  # a live dspy module, through the adapter (dspy is optional)
-            from desiru.interop.dspy import as_program
+            from desiru.interop.dspy import as_program, is_dspy_module
 
+            if is_dspy_module(program):  # converting only the demos that changed since the last commit
+                if self._dspy_cache is None:
+                    from desiru.interop.dspy.cache import DspyStateCache
+
+                    self._dspy_cache = DspyStateCache()
+                return self._dspy_cache.state(program)
             program = as_program(program)
         return self._builder.build(program)
 

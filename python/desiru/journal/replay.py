@@ -392,10 +392,12 @@ class ReplayMixin:
         return state
 
     def replay(self, seq: int | None = None, tag: str | None = None, at: Any = None, *,
-               into: Any = None) -> Program | Any:
+               into: Any = None, allow_unsafe_lm_state: bool = False) -> Program | Any:
         """The program exactly as it was at ``seq`` / ``tag`` / time ``at`` (default: the head).
 
-        With ``into=`` a dspy module (a template, left unchanged), a copy of it holding that state.
+        With ``into=`` a dspy module (a template, left unchanged), a copy of it holding that state;
+        ``allow_unsafe_lm_state=True`` keeps LM endpoints (api_base, ...) for trusted journals
+        (see ``desiru.interop.dspy.to_dspy``).
         """
         state = self.replay_state(seq, tag, at, _copy=False)
         program = Program.from_state(state, path=self._name)
@@ -403,7 +405,7 @@ class ReplayMixin:
             return program
         from desiru.interop.dspy import to_dspy
 
-        return to_dspy(program, into, copy=True)
+        return to_dspy(program, into, copy=True, allow_unsafe_lm_state=allow_unsafe_lm_state)
 
     def verify(self) -> VerifyReport:
         """Check every record (framing, decryption, decoding) and snapshot; report each fault.

@@ -6,7 +6,10 @@
 - live.py: live dspy modules (from_dspy, to_dspy) and desiru files of them;
 - saves.py: DSPy's own JSON files, read and written back as they were;
 - upgrade.py: writing for a named dspy release, each change listed;
-- templates.py: a stand-in dspy module to load a save into.
+- templates.py: a stand-in dspy module to load a save into;
+- drift.py: fields matched by name and their types checked when loading into a class;
+- track.py, resume.py: optimization runs recorded (and resumed) through dspy's callbacks;
+- cache.py, examples.py: the fast paths (commits convert only changed demos; Examples built fast).
 
 DSPy is imported lazily: desiru works without it, and this package can be imported
 without it; only the functions that build or read dspy objects need it.
@@ -14,7 +17,7 @@ without it; only the functions that build or read dspy objects need it.
 
 from __future__ import annotations
 
-from desiru.interop.dspy.live import as_program, from_dspy, is_dspy_module, load, save, to_dspy
+from desiru.interop.dspy.live import LMStateWarning, as_program, from_dspy, is_dspy_module, load, save, to_dspy
 from desiru.interop.dspy.saves import (
     dependency_versions,
     dspy_document,
@@ -23,12 +26,14 @@ from desiru.interop.dspy.saves import (
 )
 from desiru.interop.dspy.states import ADAPTER_FORMAT, INPUT_KEYS, META, ROOT, dspy_state
 from desiru.interop.dspy.templates import dspy_template
+from desiru.interop.dspy.track import track
 
 __all__ = [
     "ADAPTER_FORMAT",
     "INPUT_KEYS",
     "META",
     "ROOT",
+    "LMStateWarning",
     "as_program",
     "dependency_versions",
     "dspy_document",
@@ -40,5 +45,6 @@ __all__ = [
     "read_dspy_save",
     "save",
     "to_dspy",
+    "track",
     "write_dspy_save",
 ]

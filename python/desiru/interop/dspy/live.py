@@ -9,10 +9,14 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import warnings
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from desiru.errors import DesiruError, SerializationError, UnknownModuleError
 from desiru.interop.dspy import upgrade
+from desiru.interop.dspy.drift import align, rename_fields
+from desiru.interop.dspy.examples import ExampleFactory
 from desiru.interop.dspy.states import INPUT_KEYS, ROOT, _meta, _program_tree
 from desiru.program import Program
 from desiru.state import copy_tree
@@ -78,7 +82,8 @@ def _dump_param(param: Any) -> Any:
     return param.dump_state(json_mode=True) if takes_json_mode else param.dump_state()
 
 
-def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_state: bool = False) -> Any:
+def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_state: bool = False,
+            fields: str = "strict", rename: Mapping[str, str] | None = None, check_types: bool = True) -> Any:
     """Load ``program`` into the dspy module ``into`` (same structure) and return it.
 
     ``into`` is changed in place, as dspy's own ``load()`` does; ``copy=True`` loads into
@@ -86,7 +91,10 @@ def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_
     ``dspy.Example`` objects come back as Examples with their input keys, and each
     predictor's ``config`` is restored. ``allow_unsafe_lm_state`` is passed to dspy
     (it lets LM states keep endpoints such as api_base and import custom LM classes;
-    only for trusted programs).
+    only for trusted programs); without it, dropped endpoints are warned about
+    (``LMStateWarning``). Signature fields are matched by name and their types checked
+    (``drift.align``): drift raises a DesiruError unless ``fields="by_name"``, ``rename=``
+    or ``check_types=False`` say what to do (docs/dspy.md).
     """
     dspy = _require_dspy()
     if not isinstance(program, Program):
@@ -94,6 +102,8 @@ def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_
     if not is_dspy_module(into):
         raise DesiruError(f"into= must be a dspy module, got {type(into).__qualname__}",
                           hint="pass an instance of the dspy program this state belongs to")
+    if rename:
+        program = rename_fields(program, rename)
     target = into.deepcopy() if copy else into
     # as the installed dspy keeps it: a program read from an older release's save is brought forward
     entries, _ = upgrade.modules_for(program, dspy.__version__)
@@ -107,6 +117,10 @@ def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_
             f"predictors missing from the program {missing}, not in the dspy module {unknown}",
             hint="load into an instance of the dspy program the state came from",
         )
+    align(states, {name: module for name, (module, _) in entries.items()}, params, fields=fields,
+          check_types=check_types)
+    if not allow_unsafe_lm_state:
+        _warn_dropped_endpoints(states)
     # a bare predictor (dspy names it "self") loads its own state, not a name -> state map
     ordered = states[ROOT] if _is_parameter(target) else {n: states[n] for n in params}
     if allow_unsafe_lm_state:
@@ -118,6 +132,26 @@ def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_
     return target
 
 
+_PLAIN = object()  # marks a demo that was a plain dict (no input keys recorded)
+#: LM state keys dspy drops on load unless allow_unsafe_lm_state=True (dspy.predict.predict.UNSAFE_LM_STATE_KEYS)
+_UNSAFE_LM_KEYS = ("api_base", "base_url", "model_list")
+
+
+class LMStateWarning(UserWarning):
+    """LM settings of a loaded program were dropped (endpoints, unless allow_unsafe_lm_state=True)."""
+
+
+def _warn_dropped_endpoints(states: dict[str, Any]) -> None:
+    """Say which endpoints dspy is about to drop: a program that silently calls another endpoint is a trap."""
+    for name, state in states.items():
+        lm = state.get("lm") if isinstance(state, dict) else None
+        dropped = [k for k in _UNSAFE_LM_KEYS if isinstance(lm, dict) and k in lm]
+        if dropped:
+            warnings.warn(f"predictor {name!r}: its LM state sets {dropped}, which are dropped on load (the "
+                          "program would call the provider's default endpoint); pass allow_unsafe_lm_state=True "
+                          "to keep them for a trusted program", LMStateWarning, stacklevel=3)
+
+
 def _restore_live(param: Any, module: Any, dspy: Any) -> None:
     """What dspy's load_state does not restore: Example demos with input keys, and config."""
     meta = _meta(module.metadata)
@@ -125,11 +159,17 @@ def _restore_live(param: Any, module: Any, dspy: Any) -> None:
         return
     demos = getattr(param, "demos", None)
     if isinstance(demos, list) and len(demos) == len(module.demos):
-        for i, demo in enumerate(module.demos):
-            if INPUT_KEYS in demo:
-                keys = demo[INPUT_KEYS]
-                ex = dspy.Example({k: v for k, v in demos[i].items() if k != INPUT_KEYS})
-                demos[i] = ex.with_inputs(*keys) if isinstance(keys, list) else ex
+        marks = [getattr(d, "_data", d).get(INPUT_KEYS, _PLAIN) for d in module.demos]
+        at = [i for i, mark in enumerate(marks) if mark is not _PLAIN]  # the demos that were dspy.Examples
+        fields = []
+        for i in at:
+            f = demos[i]  # the dict made for this load (taken without a copy), unless dspy changed it
+            fields.append(f if type(f) is dict and INPUT_KEYS not in f else
+                          {k: v for k, v in dict(f).items() if k != INPUT_KEYS})
+        made = ExampleFactory(dspy.Example).make_all(
+            fields, [marks[i] if isinstance(marks[i], list) else None for i in at])
+        for i, ex in zip(at, made):
+            demos[i] = ex
     if isinstance(getattr(param, "config", None), dict):
         config = {k: copy_tree(v) for k, v in module.parameters.items() if k != "lm"}
         param.config = config if meta.get("config_captured") else {**param.config, **config}

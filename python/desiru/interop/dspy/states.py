@@ -27,6 +27,7 @@ from typing import Any
 
 from desiru.errors import CorruptDataError, DesiruError, SerializationError
 from desiru.interop.dspy import layouts
+from desiru.interop.dspy.drift import field_types
 from desiru.program import Program
 from desiru.state import copy_tree
 
@@ -165,6 +166,8 @@ def _module_state(name: str, state: Any, live: Any, path: str | None) -> dict[st
             raise CorruptDataError(f"{where}: demo {i} must be an object, got {type(demo).__name__}", path=path)
     signature = layouts.read_signature(layout, where, state, getattr(live, "signature", None), meta, path)
     demos = _demos(where, state["demos"], getattr(live, "demos", None), path)
+    if hasattr(getattr(live, "signature", None), "input_fields"):
+        meta["types"] = field_types(live.signature)
     parameters: dict[str, Any] = {}
     config = getattr(live, "config", None)
     if isinstance(config, dict):
@@ -285,6 +288,24 @@ def _meta(metadata: Any) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _dspy_demos(demos: list[Any]) -> list[dict[str, Any]]:
+    """Desiru demos as dspy saves them: fresh dicts without the reserved input-keys entry.
+
+    Read from each Example's own dict and copied at C speed when every value is a scalar
+    (a load may convert many thousands of demos).
+    """
+    out, scalars = [], _SCALARS.issuperset
+    for demo in demos:
+        data = getattr(demo, "_data", None)
+        d = dict(data if type(data) is dict else demo)
+        d.pop(INPUT_KEYS, None)
+        out.append(d if scalars(map(type, d.values())) else {k: copy_tree(v) for k, v in d.items()})
+    return out
+
+
 def param_state(dotted: str, module: Any, meta: dict[str, Any], layout: str | None = None) -> dict[str, Any]:
     """One module's dspy state, in ``layout`` (default: the one it was read in)."""
     if "raw" in meta:
@@ -296,5 +317,5 @@ def param_state(dotted: str, module: Any, meta: dict[str, Any], layout: str | No
         raise DesiruError(f"module {dotted!r}: the LM settings in parameter 'lm' have no 'model'",
                           hint="set parameters['lm'] = {'model': 'provider/name', ...}")
     recorded = meta.get("layout", layouts.SIGNATURE)
-    demos = [{k: copy_tree(v) for k, v in d.items() if k != INPUT_KEYS} for d in module.demos]
+    demos = _dspy_demos(module.demos)
     return layouts.write_predictor(module, meta, layout or recorded, lm, demos)

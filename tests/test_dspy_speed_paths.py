@@ -1,0 +1,132 @@
+"""The fast paths of the dspy adapter give exactly what the plain ones give.
+
+A journal converts only the demos that changed since its last commit of a dspy module
+(``dspy.cache``); a load builds dspy Examples without dspy's copies (``dspy.examples``).
+Each step of a random sequence of edits is checked against the conversion from scratch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+dspy = pytest.importorskip("dspy")
+
+import desiru as ds  # noqa: E402
+from desiru.interop import dspy as dd  # noqa: E402
+from desiru.interop.dspy.cache import DspyStateCache  # noqa: E402
+from desiru.interop.dspy.examples import ExampleFactory  # noqa: E402
+
+
+class QA(dspy.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rewrite = dspy.Predict("question -> search_query")
+        self.answer = dspy.ChainOfThought("question, context -> answer")
+
+
+def ex(i: int) -> dspy.Example:
+    return dspy.Example(question=f"q{i}", context="c", answer=f"a{i}").with_inputs("question", "context")
+
+
+VALUES = st.one_of(st.text(max_size=5), st.none(), st.integers(-2, 2), st.booleans(), st.floats(0, 1),
+                   st.lists(st.text(max_size=3), max_size=2), st.just(1), st.just(1.0), st.just(True))
+EDITS = st.lists(st.tuples(
+    st.sampled_from(["replace", "set_field", "input_keys", "insert", "delete", "reverse", "dict_demo",
+                     "instructions", "same_again", "mutate_list"]),
+    st.integers(0, 1000), VALUES), min_size=1, max_size=25)
+
+
+def apply(p: QA, edit: tuple[str, int, Any]) -> None:
+    op, k, value = edit
+    demos = p.answer.predict.demos
+    i = k % len(demos) if demos else 0
+    if op == "replace" and demos:
+        demos[i] = ex(k)
+    elif op == "set_field" and demos:
+        demos[i]["answer"] = value  # in place: the same Example object, another value
+    elif op == "input_keys" and demos and hasattr(demos[i], "_input_keys"):
+        demos[i]._input_keys = {"question"} if k % 2 else None  # in place, as with_inputs sets it
+    elif op == "insert":
+        demos.insert(i, ex(k))
+    elif op == "delete" and demos:
+        del demos[i]
+    elif op == "reverse":
+        demos.reverse()
+    elif op == "dict_demo":
+        demos.insert(i, {"question": f"d{k}", "context": "c", "answer": value})
+    elif op == "instructions":
+        sig = p.answer.predict.signature
+        p.answer.predict.signature = sig.with_instructions(f"Answer {k}.")
+    elif op == "mutate_list" and demos:
+        if not isinstance(demos[i].get("answer") if isinstance(demos[i], dict) else demos[i]._store.get("answer"),
+                          list):
+            demos[i]["answer"] = ["x"]
+        else:
+            demos[i]["answer"].append(str(k))  # a list value changed in place
+
+
+@settings(max_examples=60, deadline=None)
+@given(EDITS)
+def test_cached_state_equals_the_conversion_from_scratch(edits: list[tuple[str, int, Any]]) -> None:
+    p = QA()
+    p.answer.predict.demos = [ex(i) for i in range(6)]
+    cache = DspyStateCache()
+    assert cache.state(p) == dd.from_dspy(p).to_state()
+    for edit in edits:
+        apply(p, edit)
+        assert cache.state(p) == dd.from_dspy(p).to_state(), edit
+
+
+def test_journal_commits_of_a_changing_module_replay_exactly(tmp_path: Path) -> None:
+    p = QA()
+    p.answer.predict.demos = [ex(i) for i in range(200)]
+    states = []
+    with ds.Journal.open(tmp_path / "run.journal") as j:
+        for k, edit in enumerate([("replace", 7, None), ("set_field", 3, "new"), ("input_keys", 1, None),
+                                  ("insert", 5, None), ("delete", 9, None), ("reverse", 0, None),
+                                  ("dict_demo", 2, "v"), ("mutate_list", 4, None), ("mutate_list", 4, None)]):
+            apply(p, edit)
+            seq = j.commit(p, params={"step": k}).seq  # a run's commit: it records its state's hash
+            states.append((seq, p.dump_state(), dd.from_dspy(p)))
+            assert j.find(p)[-1].seq == seq  # the cached state hashes as the program's
+        for seq, dumped, program in states:
+            assert j.replay(seq=seq) == program
+            assert j.replay(seq=seq, into=QA()).dump_state() == dumped
+
+
+def test_one_changed_demo_converts_one_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    from desiru.interop.dspy import cache as dspy_cache
+
+    p = QA()
+    p.answer.predict.demos = [ex(i) for i in range(500)]
+    cache = DspyStateCache()
+    cache.state(p)
+    calls: list[int] = []
+    real = dspy_cache._demo_state
+    monkeypatch.setattr(dspy_cache, "_demo_state", lambda *a: calls.append(a[1]) or real(*a))
+    p.answer.predict.demos[42] = ex(4242)
+    cache.state(p)
+    assert calls == [42]
+    calls.clear()
+    assert cache.state(p) is not None and calls == []
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=4), VALUES, max_size=4),
+       st.one_of(st.none(), st.lists(st.text(min_size=1, max_size=3), max_size=3)))
+def test_example_factory_builds_what_dspy_builds(fields: dict[str, Any], keys: list[str] | None) -> None:
+    made = ExampleFactory(dspy.Example).make(fields, keys)
+    (batch,) = ExampleFactory(dspy.Example).make_all([dict(fields)], [keys])
+    want = dspy.Example(fields)
+    want = want.with_inputs(*keys) if keys is not None else want
+    assert type(made) is type(want) and vars(made) == vars(want)
+    assert type(batch) is type(want) and vars(batch) == vars(want)
+    assert made == want and made.toDict() == want.toDict()
+    if keys is not None:
+        assert made.inputs().toDict() == want.inputs().toDict()
+    made["extra"] = 1  # its own fields and lists, shared with nothing
+    assert "extra" not in fields and made._demos is not ExampleFactory(dspy.Example).make({}, None)._demos
