@@ -201,6 +201,22 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def ratio_rows(results: dict[tuple[str, int], list[float]]) -> tuple[list[list[Any]], float]:
+    """Table rows of trials/s per worker count (desiru, Optuna add_trial, ask/tell, ratios) and the
+    lowest ratio against add_trial."""
+    rows = []
+    worst = float("inf")
+    for workers in WORKERS:
+        d = results[("desiru", workers)]
+        a, t = results[("add_trial", workers)], results[("ask/tell", workers)]
+        ratio_a, ratio_t = statistics.median(d) / statistics.median(a), statistics.median(d) / statistics.median(t)
+        worst = min(worst, ratio_a)
+        rows.append([workers, f"{statistics.median(d):,.0f} (p90 {pct(d, 0.9):,.0f})",
+                     f"{statistics.median(a):,.0f} (p90 {pct(a, 0.9):,.0f})",
+                     f"{statistics.median(t):,.0f} (p90 {pct(t, 0.9):,.0f})", f"{ratio_a:.1f}x", f"{ratio_t:.1f}x"])
+    return rows, worst
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer trials and runs, prints only (a smoke run)")
@@ -235,16 +251,7 @@ def main() -> None:
                     flush=True)
         lags = follower_latency(url, "follow", 100 if args.quick else 500)
 
-    rows = []
-    worst = float("inf")
-    for workers in WORKERS:
-        d = results[("desiru", workers)]
-        a, t = results[("add_trial", workers)], results[("ask/tell", workers)]
-        ratio_a, ratio_t = statistics.median(d) / statistics.median(a), statistics.median(d) / statistics.median(t)
-        worst = min(worst, ratio_a)
-        rows.append([workers, f"{statistics.median(d):,.0f} (p90 {pct(d, 0.9):,.0f})",
-                     f"{statistics.median(a):,.0f} (p90 {pct(a, 0.9):,.0f})",
-                     f"{statistics.median(t):,.0f} (p90 {pct(t, 0.9):,.0f})", f"{ratio_a:.1f}x", f"{ratio_t:.1f}x"])
+    rows, worst = ratio_rows(results)
     ms = [x * 1000 for x in lags]
     lag_line = (f"Follower latency over {len(ms)} commits (writer and follower in two processes, LISTEN/NOTIFY): "
                 f"median {statistics.median(ms):.1f} ms, p99 {pct(ms, 0.99):.1f} ms, max {max(ms):.1f} ms "

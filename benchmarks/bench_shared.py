@@ -15,7 +15,6 @@ fsyncs each commit. Target (issue 12): >= 5x Optuna's trials/s at every worker c
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -24,10 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_postgres import _base_program, _silence_optuna, desiru_worker, pct, run_workers, trial_params
+from bench_postgres import WORKERS, _base_program, _silence_optuna, desiru_worker, ratio_rows, run_workers, trial_params
 from report import machine, table, write_section
-
-WORKERS = (1, 4, 8)
 
 
 def setup_desiru(path: str) -> None:
@@ -108,16 +105,7 @@ def main() -> None:
                     f"{k} {results[(k, workers)][-1]:,.0f}/s" for k in ("desiru", "add_trial", "ask/tell")),
                     flush=True)
 
-    rows = []
-    worst = float("inf")
-    for workers in WORKERS:
-        d = results[("desiru", workers)]
-        a, t = results[("add_trial", workers)], results[("ask/tell", workers)]
-        ratio_a, ratio_t = statistics.median(d) / statistics.median(a), statistics.median(d) / statistics.median(t)
-        worst = min(worst, ratio_a)
-        rows.append([workers, f"{statistics.median(d):,.0f} (p90 {pct(d, 0.9):,.0f})",
-                     f"{statistics.median(a):,.0f} (p90 {pct(a, 0.9):,.0f})",
-                     f"{statistics.median(t):,.0f} (p90 {pct(t, 0.9):,.0f})", f"{ratio_a:.1f}x", f"{ratio_t:.1f}x"])
+    rows, worst = ratio_rows(results)
     command = "python benchmarks/bench_shared.py" + (" --quick" if args.quick else "")
     body = "\n".join([
         f"`{command}`; {runs} runs of {n_trials:,} trials per worker count, trials/s as median (and p90 over "

@@ -3,14 +3,12 @@ and shared writers on PostgreSQL; every commit lands once and replays as its wri
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import sys
 import textwrap
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 from programs import sample_program
@@ -95,8 +93,8 @@ _WORKER = textwrap.dedent("""
 """)
 
 
-def _run_workers(location: str, key: str | None, workers: int, each: int) -> dict[int, str]:
-    code = _WORKER.format(tests=TESTS)
+def _run_workers(location: str, key: str | None, workers: int, each: int, name: str = "run") -> dict[int, str]:
+    code = _WORKER.format(tests=TESTS).replace('{"name": "run"}', repr({"name": name}))
     procs = [subprocess.Popen([sys.executable, "-c", code, f"p{n}", str(each), location, key or ""],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for n in range(workers)]
@@ -177,28 +175,9 @@ def test_a_shared_writer_killed_mid_run_loses_no_acknowledged_commit(tmp_path: P
 def test_processes_share_one_postgres_journal(pg_url: str) -> None:
     import uuid
 
-    location = pg_url
     name = f"shared-{uuid.uuid4().hex[:8]}"
-    with Journal.open(location, name=name) as j:
+    with Journal.open(pg_url, name=name) as j:
         j.commit(sample_program(), score=0.0)
-    os.environ["DESIRU_TEST_RUN"] = name
-    code_location = location
-    committed = _run_workers_named(code_location, name, workers=3, each=8)
-    with Journal.open(location, name=name, readonly=True) as r:
+    committed = _run_workers(pg_url, None, workers=3, each=8, name=name)
+    with Journal.open(pg_url, name=name, readonly=True) as r:
         _check_run(r, committed)
-
-
-def _run_workers_named(location: str, name: str, workers: int, each: int) -> dict[int, str]:
-    code = _WORKER.format(tests=TESTS).replace('{"name": "run"}', repr({"name": name}))
-    procs = [subprocess.Popen([sys.executable, "-c", code, f"p{n}", str(each), location, ""],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for n in range(workers)]
-    committed: dict[int, Any] = {}
-    for p in procs:
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
-        for line in out.splitlines():
-            seq, digest = line.split()
-            committed[int(seq)] = digest
-    assert len(committed) == workers * each
-    return committed
