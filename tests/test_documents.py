@@ -148,13 +148,19 @@ def test_export_and_import_module(tmp_path: Path) -> None:
         QA.load(r.path)
 
 
-def test_subclass_load_builds_that_class(tmp_path: Path) -> None:
+def test_subclass_load_of_another_class_names_both(tmp_path: Path) -> None:
     class Other(ds.Program):
         pass
 
     r = sample_program().save(tmp_path / "qa.json")
-    other = Other.load(r.path)
+    with pytest.raises(ds.UnknownClassError) as info:
+        Other.load(r.path)
+    assert "'programs.QA'" in str(info.value) and "Other" in str(info.value) and "any_class=True" in str(info.value)
+    with pytest.raises(ds.UnknownClassError):
+        ds.load(r.path, cls=Other)
+    other = Other.load(r.path, any_class=True)  # the documented way to put the state into another class
     assert type(other) is Other and list(other.modules) == ["retrieve", "answer"]
+    assert type(ds.load(r.path, cls=Other, any_class=True)) is Other
 
 
 # -- errors -----------------------------------------------------------------------------------------

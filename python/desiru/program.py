@@ -138,16 +138,21 @@ class Program:
         return state
 
     @classmethod
-    def from_state(cls: type[P], state: Mapping[str, Any], *, path: str | None = None, copy: bool = True) -> P:
+    def from_state(cls: type[P], state: Mapping[str, Any], *, path: str | None = None, copy: bool = True,
+                   any_class: bool = False) -> P:
         """Build a program from a state tree.
 
         On ``Program`` itself the class named in the state is used (through the
-        registry); on a subclass, that subclass is built whatever the state names.
+        registry). On a subclass, the state must name that class (its registered name,
+        an alias, the same class saved from ``__main__``, or a plain ``desiru.Program``),
+        else UnknownClassError; ``any_class=True`` builds the subclass whatever the state names.
         """
         require_mapping(state, "program state", path)
         target: type[Program] = cls
         if cls is Program:
             target = registry.resolve(state.get("class"), base=Program, path=path)
+        elif not any_class:
+            registry.check_class(cls, state.get("class"), path=path)
         program = _instantiate(target)
         try:
             program._restore(state, path, copy)
@@ -234,19 +239,26 @@ class Program:
 
             return as_program(self).save(path, format=format, compress=compress, key=key)
 
+        warn_script_classes(self)
         return save_document(self.to_state(copy=False), path, kind="program", format=format, compress=compress,
                              key=key,
                              extra=self.__dict__.get("_unknown_header"))
 
     @classmethod
-    def load(cls: type[P], path: str | os.PathLike[str], *, key: bytes | str | None = None) -> P:
-        """Load a program file; on a subclass, build that subclass whatever the file names."""
+    def load(cls: type[P], path: str | os.PathLike[str], *, key: bytes | str | None = None, verify: bool = True,
+             any_class: bool = False) -> P:
+        """Load a program file as ``cls`` (on ``Program`` itself: as the registered class the file names).
+
+        On a subclass the file must hold that class (see ``from_state``), else UnknownClassError;
+        ``any_class=True`` loads its state into ``cls`` whatever it names. ``verify=False`` skips
+        the content checksum: unsafe, only to rescue a hand-edited file (docs/cli.md, --no-verify).
+        """
         from desiru.serialization.documents import load_document
 
-        return cls.from_document(load_document(path, key=key))
+        return cls.from_document(load_document(path, key=key, verify=verify), any_class=any_class)
 
     @classmethod
-    def from_document(cls: type[P], doc: Document) -> P:
+    def from_document(cls: type[P], doc: Document, *, any_class: bool = False) -> P:
         """The program a loaded document holds: ``cls``, or on ``Program`` the class it names.
 
         The decoded state is adopted, not copied, and header fields this release does not
@@ -257,7 +269,7 @@ class Program:
         if doc.kind != "program":
             raise DesiruError(f"this {'file' if doc.path else 'document'} holds a {doc.kind}, not a program",
                               path=doc.path, hint="load it with import_module() or desiru.load()")
-        program = cls.from_state(doc.state, path=doc.path, copy=False)
+        program = cls.from_state(doc.state, path=doc.path, copy=False, any_class=any_class)
         program._unknown_header = unknown_header_fields(dict(doc.header)) or None
         return program
 
@@ -297,6 +309,17 @@ class Program:
             child = Module.from_state(state, path=os.fspath(path), copy=False)
         self._set_child(target, child)
         return child
+
+
+def warn_script_classes(program: Program) -> None:
+    """Warn (once per class) when the program or a part of it has a class defined in a script run
+    as ``__main__``: files would name it ``__main__.X``, which other scripts cannot load by name."""
+    registry.warn_if_script_class(type(program))
+    for child in program._children().values():
+        if isinstance(child, Program):
+            warn_script_classes(child)
+        else:
+            registry.warn_if_script_class(type(child))
 
 
 def _bad_module_name(owner: type, name: str) -> str | None:

@@ -226,8 +226,12 @@ class FileStore(JournalStore):
     def create(self, meta: dict[str, Any]) -> None:
         """Build the directory under a temporary name, then rename it into place (atomic)."""
         parent = self.root.parent
-        if not parent.is_dir():
-            raise DesiruError(f"folder {str(parent)!r} does not exist", path=self.name, hint="create it first")
+        if not parent.is_dir():  # a new journal creates its missing folders (runs/qa.journal in a fresh dir)
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DesiruError(f"could not create the folder {str(parent)!r}: {exc.strerror or exc}",
+                                  path=self.name, hint="check that the path is free and writable") from exc
         remove_stale_temporaries(self.root)
         tmp = parent / f".{self.root.name}.{secrets.token_hex(6)}.tmp"
         hold: int | None = None

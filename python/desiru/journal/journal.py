@@ -41,7 +41,7 @@ from desiru.journal.snapshot_binding import newest_bound, set_aside_past_head
 from desiru.journal.state_builder import StateBuilder
 from desiru.journal.store import CutReport, JournalStore
 from desiru.journal.warning import JournalWarning
-from desiru.program import Program
+from desiru.program import Program, warn_script_classes
 from desiru.serialization.version import CURRENT_VERSION
 
 CIPHER = "AES-256-GCM"
@@ -499,6 +499,7 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
                     self._dspy_cache = DspyStateCache()
                 return self._dspy_cache.state(program)
             program = as_program(program)
+        warn_script_classes(program)
         return self._builder.build(program)
 
     def _check_tag(self, tag: Any) -> None:

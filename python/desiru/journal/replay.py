@@ -392,15 +392,18 @@ class ReplayMixin:
         return state
 
     def replay(self, seq: int | None = None, tag: str | None = None, at: Any = None, *,
-               into: Any = None, allow_unsafe_lm_state: bool = False) -> Program | Any:
+               into: Any = None, allow_unsafe_lm_state: bool = False, cls: type[Program] | None = None,
+               any_class: bool = False) -> Program | Any:
         """The program exactly as it was at ``seq`` / ``tag`` / time ``at`` (default: the head).
 
-        With ``into=`` a dspy module (a template, left unchanged), a copy of it holding that state;
+        ``cls=Triage`` builds that class instead of the registered class the journal names
+        (which must match it unless ``any_class=True``; see ``Program.from_state``). With
+        ``into=`` a dspy module (a template, left unchanged), a copy of it holding that state;
         ``allow_unsafe_lm_state=True`` keeps LM endpoints (api_base, ...) for trusted journals
         (see ``desiru.interop.dspy.to_dspy``).
         """
         state = self.replay_state(seq, tag, at, _copy=False)
-        program = Program.from_state(state, path=self._name)
+        program = (cls or Program).from_state(state, path=self._name, any_class=any_class)
         if into is None:
             return program
         from desiru.interop.dspy import to_dspy

@@ -101,7 +101,8 @@ def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_
         raise DesiruError(f"to_dspy needs a desiru Program, got {type(program).__qualname__}")
     if not is_dspy_module(into):
         raise DesiruError(f"into= must be a dspy module, got {type(into).__qualname__}",
-                          hint="pass an instance of the dspy program this state belongs to")
+                          hint="pass an instance of the dspy program this state belongs to; for a desiru "
+                               "program class pass cls=, e.g. journal.replay(cls=Triage)")
     if rename:
         program = rename_fields(program, rename)
     target = into.deepcopy() if copy else into
