@@ -282,7 +282,8 @@ def test_convert_encrypts_and_decrypts(qa: Path, tmp_path: Path) -> None:
     assert QA.load(tmp_path / "back.json") == sample_program()
 
 
-def test_convert_encrypt_with_a_prompted_key(qa: Path, tmp_path: Path) -> None:
+def test_convert_encrypt_with_a_prompted_key(qa: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("desiru.cli.keys.interactive", lambda: True)  # a person at a terminal
     out = tmp_path / "qa.bin"
     result = run("convert", qa, out, "--format", "msgpack", "--encrypt", input="pass phrase 1\npass phrase 1\n")
     assert result.exit_code == 0, result.stderr
@@ -645,7 +646,7 @@ def test_rekey_decrypt_of_a_plain_file(qa: Path) -> None:
 
 
 def test_rekey_decrypt_without_a_key_says_how_to_give_it(secret: Path) -> None:
-    assert_error(run("rekey", secret, "--decrypt"), "needs the current key", "--key-env")
+    assert_error(run("rekey", secret, "--decrypt"), "current key needed", "--key-env")
 
 
 def test_import_module_of_a_program_file(qa: Path) -> None:

@@ -440,7 +440,7 @@ def test_rekey_without_a_new_key_and_no_input(tmp_path: Path) -> None:
     doc = sample_program().save(tmp_path / "qa.msgpack").path
     result = run("rekey", doc)
     assert result.exit_code == EXIT_ERROR
-    assert result.stderr.splitlines()[-1].startswith("error: new key needed, and the input ended")
+    assert result.stderr.splitlines()[-1].startswith("error: new key needed, and there is no terminal")
     assert "--new-key-env" in result.stderr
     assert_error(run("rekey", tmp_path / "none.bin", "--decrypt"), "no such file")
 

@@ -74,7 +74,7 @@ def inspect_document(env: Env, path: str, key: str | None, as_json: bool) -> Non
         sha = _engine.sha256(data).hex()
     try:
         with progress.task(env, f"opening {os.path.basename(path)}"), sources.about(path):
-            doc = keys.with_key(lambda k: deserialize_document(data, key=k, path=path), key)
+            doc = keys.with_key(lambda k: deserialize_document(data, key=k, path=path), key, prompt=False)
             sources.check_shape(doc.state, doc.kind, path)
     except MissingKeyError:
         if not data.startswith(container.CONTAINER_MAGIC):
@@ -187,7 +187,7 @@ def inspect_journal(env: Env, src: sources.Source, key: str | None, as_json: boo
                     "first_replayable": j.first_replayable()}
 
     try:
-        facts = keys.with_key(read, key)
+        facts = keys.with_key(read, key, prompt=False)  # without a key: the header, and the key id it needs
     except MissingKeyError:
         _encrypted_journal_summary(env, path, as_json)
         return

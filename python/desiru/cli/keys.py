@@ -57,10 +57,18 @@ def from_env(var: str, *, option: str = "--key-env") -> str:
     return value
 
 
-def prompt_key(label: str = "Key", *, confirm: bool = False) -> str:
-    """Ask for a key without echo (twice when ``confirm``, for a key that will encrypt)."""
+def prompt_key(label: str = "Key", *, confirm: bool = False, asked: bool = False,
+               hint: str = "give it with --key-env VAR (or --new-key-env / --out-key-env)") -> str:
+    """Ask for a key without echo (twice when ``confirm``, for a key that will encrypt).
+
+    Without a terminal a prompt is only made when the user ``asked`` for one (--ask-key, which
+    reads the key from piped input); otherwise this fails at once with ``hint``, instead of
+    reading a key from whatever stdin holds (and echoing it).
+    """
     from desiru.cli import progress
 
+    if not asked and not interactive():
+        raise DesiruError(f"{label.lower()} needed, and there is no terminal to type it", hint=hint)
     try:
         with progress.paused():
             value = click.prompt(label, hide_input=True, confirmation_prompt=confirm, err=True)
@@ -68,7 +76,7 @@ def prompt_key(label: str = "Key", *, confirm: bool = False) -> str:
         if interactive():
             raise
         raise DesiruError(f"{label.lower()} needed, and the input ended before one was typed",
-                          hint="give it with --key-env VAR (or --new-key-env / --out-key-env)") from None
+                          hint=hint) from None
     if not value:
         raise DesiruError("an empty key was entered", hint="type the key or passphrase")
     return str(value)
@@ -79,7 +87,7 @@ def input_key(key_env: str | None, ask_key: bool, *, label: str = "Key") -> str 
     if key_env:
         return from_env(key_env)
     if ask_key:
-        return prompt_key(label)
+        return prompt_key(label, asked=True)
     return None
 
 
@@ -91,7 +99,8 @@ def output_key(encrypt: bool, out_key_env: str | None, in_key: str | None) -> st
         return None
     if in_key is not None:
         return in_key
-    return prompt_key("Key to encrypt the output with", confirm=True)
+    return prompt_key("Key to encrypt the output with", confirm=True,
+                      hint="give it with --out-key-env VAR (or --key-env VAR to reuse the input's key)")
 
 
 def interactive() -> bool:
@@ -102,23 +111,28 @@ def interactive() -> bool:
         return False
 
 
-def with_key(open_fn: Callable[[str | None], T], key: str | None, *, label: str = "Key") -> T:
+def with_key(open_fn: Callable[[str | None], T], key: str | None, *, label: str = "Key",
+             prompt: bool = True) -> T:
     """Call ``open_fn(key)``; when the input turns out to be encrypted and no key was given,
-    ask for one on a terminal (and retry once) instead of failing."""
-    return with_key_used(open_fn, key, label=label)[0]
+    ask for one on a terminal (and retry once) instead of failing (unless ``prompt=False``)."""
+    return with_key_used(open_fn, key, label=label, prompt=prompt)[0]
 
 
 def with_key_used(open_fn: Callable[[str | None], T], key: str | None, *,
-                  label: str = "Key") -> tuple[T, str | None]:
-    """Like :func:`with_key`, also returning the key that worked (to write the file back with it)."""
+                  label: str = "Key", prompt: bool = True) -> tuple[T, str | None]:
+    """Like :func:`with_key`, also returning the key to use for the next input and the output.
+
+    A plain input read while a key was given returns that key still: one --key-env serves
+    every input of a command (``diff plain.json enc.bin --key-env K``).
+    """
     try:
         return open_fn(key), key
     except NotEncryptedError:
         # the library refuses a key for plaintext (a planted file); on the command line one
         # --key-env serves a mix of plain and encrypted inputs, so read this one as plain
-        return open_fn(None), None
+        return open_fn(None), key
     except MissingKeyError:
-        if key is not None or not interactive():
+        if key is not None or not prompt or not interactive():
             raise
     asked = prompt_key(label)
     return open_fn(asked), asked

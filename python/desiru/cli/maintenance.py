@@ -66,6 +66,22 @@ def _encrypted(path: str) -> bool:
         return f.read(len(crypto.CONTAINER_MAGIC)) == crypto.CONTAINER_MAGIC
 
 
+def check_key(path: str, key: str) -> None:
+    """Raise DecryptionError when ``key`` is not the key an encrypted document or journal needs,
+    from its header alone (cheap: nothing is decrypted)."""
+    from desiru import crypto
+
+    if sources.is_journal(path):
+        enc = sources.journal_header(path)[1].get("encryption") or {}
+        kdf, expected = enc.get("kdf"), enc.get("key_id")
+    else:
+        with open(path, "rb") as f:
+            header = crypto.read_header(f.read(1 << 16), path=path)
+        kdf, expected = header.kdf, header.key_id
+    if expected is not None:
+        crypto.check_key_id(crypto.Key.from_user(key, kdf), expected, path=path)
+
+
 @cli.command("rekey", short_help='Re-encrypt a file or journal under a new key.')
 @click.argument("path")
 @click.option("--key-env", metavar="VAR", help="The CURRENT key, from environment variable VAR.")
@@ -99,18 +115,20 @@ def rekey_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: bool,
     if decrypt and not _encrypted(path):
         raise DesiruError("not encrypted; nothing to decrypt", path=path,
                           hint="the file is already plain; `desiru inspect` shows its layers")
+    # the current key first, checked at once: a wrong one is found before the new key is typed twice
     old_key = keys.input_key(key_env, ask_key, label="Current key")
-    if decrypt and old_key is None:  # decrypting needs the current key: ask for it, or say how to give it
-        if not keys.interactive():
-            raise DesiruError("decrypting needs the current key", path=path,
-                              hint="give it with --key-env VAR or --ask-key")
-        old_key = keys.prompt_key("Current key")
+    encrypted = _encrypted(path)
+    if encrypted and old_key is None:
+        old_key = keys.prompt_key("Current key", hint="give the current key with --key-env VAR or --ask-key")
+    if encrypted and old_key is not None:
+        check_key(path, old_key)
     if decrypt:
         new_key = None
     elif new_key_env:
         new_key = keys.from_env(new_key_env, option="--new-key-env")
     else:
-        new_key = keys.prompt_key("New key", confirm=True)
+        new_key = keys.prompt_key("New key", confirm=True, asked=ask_key,
+                                  hint="give the new key with --new-key-env VAR")
     with progress.task(env, f"re-encrypting {os.path.basename(path)}"):
         result = keys.with_key(lambda k: ds.rekey(path, k, new_key), old_key, label="Current key")
     before = f"key id {result.old_key_id}" if result.old_key_id else "no encryption"
