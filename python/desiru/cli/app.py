@@ -94,29 +94,41 @@ _CLI_HINTS = (
     ("rekey_journal(", "drop --key-env, or encrypt it with `desiru rekey JOURNAL --new-key-env VAR`"),
     ("or open with readonly=True", "close the other writer first; the reading commands (inspect, log, diff, "
                                    "replay, verify) work while it writes"),
+    ("verify=False", "the file was altered or damaged; restore it from a backup (or, if you edited it by hand, "
+                     "--no-verify reads it anyway: unsafe, nothing checks the content; `desiru convert IN OUT "
+                     "--no-verify` writes it with a fresh checksum)"),
     ("readonly=True on this platform", "only the reading commands (inspect, log, diff, replay, verify) work "
                                        "on this platform"),
 )
 
 
-def cli_hint(exc: DesiruError) -> None:
-    """Rewrite library hints that speak Python into what a command-line user types."""
+def cli_hint(exc: DesiruError, command: str | None = None) -> None:
+    """Rewrite library hints that speak Python into what a command-line user types.
+
+    A hint that sends the user to the very ``command`` that failed is replaced by what to do instead.
+    """
     if isinstance(exc, MissingKeyError):
         exc.hint = "give the key with --key-env VAR (the name of an environment variable) or --ask-key"
         return
     for needle, text in _CLI_HINTS:
         if exc.hint and needle in exc.hint:
             exc.hint = text
-            return
-    if exc.hint and exc.hint.startswith("pass key="):
-        exc.hint = "give the key with --key-env VAR or --ask-key"
+            break
+    else:
+        if exc.hint and exc.hint.startswith("pass key="):
+            exc.hint = "give the key with --key-env VAR or --ask-key"
+    if command == "inspect" and exc.hint and "`desiru inspect" in exc.hint:
+        exc.hint = re.sub(r"`desiru inspect[^`]*` shows the key id( the file needs)?",
+                          "run `desiru inspect` without --key-env/--ask-key to see the key id the file needs",
+                          exc.hint)
+        exc.hint = re.sub(r"[;,]? *`desiru inspect[^`]*` shows what [^;)]*", "", exc.hint) or None
 
 
-def report_error(env: Env | None, exc: BaseException) -> int:
-    """Print one clear line for ``exc`` on stderr and return the exit code."""
+def report_error(env: Env | None, exc: BaseException, command: str | None = None) -> int:
+    """Print one clear line for ``exc`` (raised by ``command``) on stderr and return the exit code."""
     err = env.err if env is not None else make_console(stderr=True)
     if isinstance(exc, DesiruError):
-        cli_hint(exc)
+        cli_hint(exc, command)
         text = exc._render()
         code = EXIT_ERROR
     elif isinstance(exc, OSError):
@@ -174,7 +186,7 @@ class DesiruGroup(click.Group):
                 env = ctx.obj if isinstance(ctx.obj, Env) else None
                 if env is not None and env.debug:
                     raise
-                ctx.exit(report_error(env, exc))
+                ctx.exit(report_error(env, exc, ctx.invoked_subcommand))
             finally:
                 _show_warnings(ctx, caught)
 

@@ -30,6 +30,13 @@ def output_options(f: F) -> F:
     return f
 
 
+def no_verify_option(f: F) -> F:
+    """``--no-verify``: read a document whose content checksum does not match (unsafe)."""
+    return click.option("--no-verify", is_flag=True,
+                        help="Do not check documents' content checksums (UNSAFE: only to rescue a file you "
+                        "edited by hand; nothing then tells damage from your edit).")(f)
+
+
 def report_saved(env: Env, result: SaveResult, what: str = "wrote") -> None:
     """One line saying what was written, where, and how."""
     layers = [result.format, result.compression or "", "encrypted" if result.encrypted else ""]
@@ -47,16 +54,18 @@ def report_saved(env: Env, result: SaveResult, what: str = "wrote") -> None:
 @click.option("--dspy-version", metavar="VERSION",
               help="With --to dspy: the dspy release to write for (default: the installed one).")
 @keys.key_options
+@no_verify_option
 @click.pass_context
 def convert_cmd(ctx: click.Context, source: str, out: str, fmt: str | None, compress: str | None,
                 encrypt: bool, out_key_env: str | None, to: str, dspy_version: str | None,
-                key_env: str | None, ask_key: bool) -> None:
+                key_env: str | None, ask_key: bool, no_verify: bool) -> None:
     """Rewrite a document in another format, compression or encryption.
 
     IN is a document, or a journal point (PATH@tag:NAME, PATH@seq:N, PATH@head), which
     is replayed and written as a document. Format and compression come from the options,
     else from OUT's suffix (.json .yaml .msgpack, then .zst or .gz). The content is
-    verified on the way in and its checksum carried over unchanged.
+    verified on the way in and its checksum carried over unchanged. A DSPy save file
+    (module.save("x.json")) is read too and written as a desiru document.
 
     With --to dspy, IN may also be a DSPy JSON save of any dspy release, and OUT is
     the DSPy save for --dspy-version (default: the installed dspy), in that
@@ -80,7 +89,12 @@ def convert_cmd(ctx: click.Context, source: str, out: str, fmt: str | None, comp
     if dspy_version is not None:
         raise DesiruError("--dspy-version is for --to dspy", hint="add --to dspy, or drop --dspy-version")
     with progress.task(env, f"reading {os.path.basename(src.text)}"):
-        loaded = keys.with_key(lambda k: sources.read_source(src, k), in_key)
+        try:
+            loaded = keys.with_key(lambda k: sources.read_source(src, k, verify=not no_verify), in_key)
+        except FormatError:
+            if src.has_point or not sources.is_dspy_save(src.path):
+                raise
+            loaded = sources.read_dspy_save(src)
     out_key = keys.output_key(encrypt, out_key_env, in_key)
     with progress.task(env, f"writing {os.path.basename(out)}"):
         result = sources.write_state(loaded.state, out, kind=loaded.kind, fmt=fmt, compress=compress, key=out_key)

@@ -16,6 +16,7 @@ from rich.markup import escape
 from desiru import _engine
 from desiru.cli import keys, progress, render, sources
 from desiru.cli.app import EXIT_DIFFERENT, Env, cli, env_of
+from desiru.cli.convert import no_verify_option
 from desiru.errors import DesiruError
 from desiru.state import copy_tree
 
@@ -188,9 +189,11 @@ def show(env: Env, a_label: str, b_label: str, before: dict[str, Any], edits: li
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
 @keys.key_options
+@no_verify_option
 @click.option("--json", "as_json", is_flag=True, help="Print the edits as JSON (docs/STATE.md edit list).")
 @click.pass_context
-def diff_cmd(ctx: click.Context, a: str, b: str, key_env: str | None, ask_key: bool, as_json: bool) -> None:
+def diff_cmd(ctx: click.Context, a: str, b: str, key_env: str | None, ask_key: bool, no_verify: bool,
+             as_json: bool) -> None:
     """Show what changed from A to B; exit 0 when equal, 1 when different.
 
     A and B are documents, journals (at their head) or journal points:
@@ -208,8 +211,8 @@ def diff_cmd(ctx: click.Context, a: str, b: str, key_env: str | None, ask_key: b
     key = keys.input_key(key_env, ask_key)
     src_a, src_b = sources.parse_source(a), sources.parse_source(b)
     with progress.task(env, "reading"):
-        la, key = keys.with_key_used(lambda k: sources.read_source(src_a, k), key)
-        lb = keys.with_key(lambda k: sources.read_source(src_b, k), key)
+        la, key = keys.with_key_used(lambda k: sources.read_source(src_a, k, verify=not no_verify), key)
+        lb = keys.with_key(lambda k: sources.read_source(src_b, k, verify=not no_verify), key)
     with progress.task(env, "comparing"):
         sa, _, edits = compute(la, lb)
     if as_json:

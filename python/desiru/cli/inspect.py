@@ -16,6 +16,7 @@ from rich.text import Text
 from desiru import _engine
 from desiru.cli import dspy_view, keys, progress, render, sources
 from desiru.cli.app import Env, cli, env_of
+from desiru.cli.convert import no_verify_option
 from desiru.errors import DesiruError, MissingKeyError
 from desiru.serialization import container
 from desiru.serialization.documents import deserialize_document, read_bytes
@@ -66,7 +67,7 @@ def _fields_table(fields: list[tuple[str, str | Text]]) -> Table:
     return grid
 
 
-def inspect_document(env: Env, path: str, key: str | None, as_json: bool) -> None:
+def inspect_document(env: Env, path: str, key: str | None, as_json: bool, verify: bool = True) -> None:
     """Show a document's header, layers and modules."""
     with progress.task(env, f"reading {os.path.basename(path)}"):
         data = read_bytes(path)
@@ -74,7 +75,8 @@ def inspect_document(env: Env, path: str, key: str | None, as_json: bool) -> Non
         sha = _engine.sha256(data).hex()
     try:
         with progress.task(env, f"opening {os.path.basename(path)}"), sources.about(path):
-            doc = keys.with_key(lambda k: deserialize_document(data, key=k, path=path), key, prompt=False)
+            doc = keys.with_key(lambda k: deserialize_document(data, key=k, path=path, verify=verify), key,
+                                prompt=False)
             sources.check_shape(doc.state, doc.kind, path)
     except MissingKeyError:
         if not data.startswith(container.CONTAINER_MAGIC):
@@ -94,7 +96,7 @@ def inspect_document(env: Env, path: str, key: str | None, as_json: bool) -> Non
         "size": size,
         "sha256": sha,
         "checksum": header.get("checksum"),
-        "checksum_ok": True,  # load_document verified it, or raised
+        "checksum_ok": True if verify else None,  # load_document verified it, or raised; None: not checked
         "class": doc.state.get("class"),
         "library_version": header.get("library_version"),
         "created_at": header.get("created_at"),
@@ -116,7 +118,8 @@ def inspect_document(env: Env, path: str, key: str | None, as_json: bool) -> Non
                     f"at {header.get('created_at') or '(unknown)'}"),
         ("size", _size_text(size)),
         ("sha256", sha),
-        ("checksum", Text.assemble(f"{header.get('checksum')} ", ("verified", "green"))),
+        ("checksum", Text.assemble(f"{header.get('checksum')} ", ("verified", "green") if verify
+                                   else ("NOT verified (--no-verify)", "bold red"))),
         ("class", str(doc.state.get("class"))),
         ("modules", f"{len(rows)} with {render.plural(info['demos'], 'demo')} in all"),
     ]
@@ -309,10 +312,11 @@ def _cell(value: Any, width: int = 60) -> str:
 @click.option("--demos", "n_demos", default=5, show_default=True, type=click.IntRange(min=0),
               help="With --module, how many demos to show.")
 @keys.key_options
+@no_verify_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of tables.")
 @click.pass_context
 def inspect_cmd(ctx: click.Context, path: str, module: str | None, n_demos: int, key_env: str | None,
-                ask_key: bool, as_json: bool) -> None:
+                ask_key: bool, no_verify: bool, as_json: bool) -> None:
     """Show what a document or a journal holds.
 
     For a document: kind, format, version, compression, encryption, size, sha256,
@@ -334,7 +338,7 @@ def inspect_cmd(ctx: click.Context, path: str, module: str | None, n_demos: int,
     src = sources.parse_source(path)
     if module is not None:
         with progress.task(env, f"reading {os.path.basename(src.text)}"):
-            loaded = keys.with_key(lambda k: sources.read_source(src, k), key)
+            loaded = keys.with_key(lambda k: sources.read_source(src, k, verify=not no_verify), key)
         state = loaded.state
         if loaded.kind == "module":  # a module file: its own name, or nothing
             if module not in (state.get("name"), ""):
@@ -352,4 +356,4 @@ def inspect_cmd(ctx: click.Context, path: str, module: str | None, n_demos: int,
         raise DesiruError(f"{src.path} is a document, not a journal; only journals have points such as @tag:NAME",
                           path=src.path, hint=f"use the path alone: {src.path}")
     else:
-        inspect_document(env, path, key, as_json)
+        inspect_document(env, path, key, as_json, verify=not no_verify)

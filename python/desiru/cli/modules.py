@@ -9,7 +9,7 @@ import click
 from desiru import _engine
 from desiru.cli import keys, progress, sources
 from desiru.cli.app import cli, env_of
-from desiru.cli.convert import output_options, report_saved
+from desiru.cli.convert import no_verify_option, output_options, report_saved
 from desiru.errors import DesiruError
 from desiru.state import copy_tree
 
@@ -20,10 +20,11 @@ from desiru.state import copy_tree
 @click.argument("out", metavar="OUT", type=click.Path(dir_okay=False))
 @output_options
 @keys.key_options
+@no_verify_option
 @click.pass_context
 def export_module_cmd(ctx: click.Context, program: str, module: str, out: str, fmt: str | None,
                       compress: str | None, encrypt: bool, out_key_env: str | None, key_env: str | None,
-                      ask_key: bool) -> None:
+                      ask_key: bool, no_verify: bool) -> None:
     """Write one module (or nested program) of a program to its own file.
 
     MODULE is a dotted path such as answer or sub.answer. PROGRAM is a document or a
@@ -38,7 +39,7 @@ def export_module_cmd(ctx: click.Context, program: str, module: str, out: str, f
     env = env_of(ctx)
     src = sources.parse_source(program)
     in_key = keys.input_key(key_env, ask_key)
-    loaded = keys.with_key(lambda k: sources.read_source(src, k), in_key)
+    loaded = keys.with_key(lambda k: sources.read_source(src, k, verify=not no_verify), in_key)
     if loaded.kind != "program":
         raise DesiruError(f"{src.text} holds a {loaded.kind}, not a program", path=src.path,
                           hint="export-module takes a program file")
@@ -62,10 +63,11 @@ def export_module_cmd(ctx: click.Context, program: str, module: str, out: str, f
 @output_options
 @keys.key_options
 @click.option("--module-key-env", metavar="VAR", help="Key of an encrypted MODULE_FILE, if not the same key.")
+@no_verify_option
 @click.pass_context
 def import_module_cmd(ctx: click.Context, program: str, module_file: str, name: str | None, out: str | None,
                       fmt: str | None, compress: str | None, encrypt: bool, out_key_env: str | None,
-                      key_env: str | None, ask_key: bool, module_key_env: str | None) -> None:
+                      key_env: str | None, ask_key: bool, module_key_env: str | None, no_verify: bool) -> None:
     """Put a module file into a program file, as a new module or replacing one.
 
     Without -o, PROGRAM is rewritten in place (atomically) in its own format,
@@ -81,12 +83,14 @@ def import_module_cmd(ctx: click.Context, program: str, module_file: str, name: 
         raise DesiruError("--format, --compress and the output key options need -o OUT",
                           hint="without -o the program is rewritten in its own format")
     in_key = keys.input_key(key_env, ask_key)
-    doc, key_used = keys.with_key_used(lambda k: sources.read_document(program, key=k), in_key)
+    doc, key_used = keys.with_key_used(lambda k: sources.read_document(program, key=k, verify=not no_verify),
+                                       in_key)
     if doc.kind != "program":
         raise DesiruError(f"holds a {doc.kind}, not a program", path=program,
                           hint="import-module takes a program file first, then the module file")
     module_key = keys.from_env(module_key_env, option="--module-key-env") if module_key_env else key_used
-    mod = keys.with_key(lambda k: sources.read_document(module_file, key=k), module_key, label="Module file key")
+    mod = keys.with_key(lambda k: sources.read_document(module_file, key=k, verify=not no_verify), module_key,
+                        label="Module file key")
     if mod.kind == "program" and not isinstance(mod.state.get("name"), str) and name is None:
         raise DesiruError("this file holds a program, not a module", path=module_file,
                           hint="give a module file (`desiru export-module PROGRAM MODULE OUT` writes one), or "

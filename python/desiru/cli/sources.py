@@ -232,11 +232,12 @@ def check_shape(state: Any, kind: str, path: str | os.PathLike[str] | None = Non
         Program.from_state(tree, path=where)
 
 
-def read_document(path: str | os.PathLike[str], key: Any = None) -> Document:
+def read_document(path: str | os.PathLike[str], key: Any = None, *, verify: bool = True) -> Document:
     """``load_document``, naming the file in every error; a document whose state the library
-    would refuse to build is a CorruptDataError here too."""
+    would refuse to build is a CorruptDataError here too. ``verify=False`` (--no-verify) skips
+    the content checksum: unsafe, for a file edited by hand."""
     with about(path):
-        doc = load_document(path, key=key)
+        doc = load_document(path, key=key, verify=verify)
         check_shape(doc.state, doc.kind, path)
         return doc
 
@@ -251,8 +252,11 @@ class Loaded:
     document: Document | None = None
 
 
-def read_source(src: Source, key: Any = None) -> Loaded:
-    """The state tree at ``src``: a whole document, or a journal replayed to its point."""
+def read_source(src: Source, key: Any = None, *, verify: bool = True) -> Loaded:
+    """The state tree at ``src``: a whole document, or a journal replayed to its point.
+
+    ``verify=False`` skips a document's content checksum (journals check every record anyway).
+    """
     if is_journal(src.path):
         with about(src.path), open_journal(src.path, key) as j:
             state = j.replay_state(seq=src.seq, tag=src.tag)
@@ -262,8 +266,29 @@ def read_source(src: Source, key: Any = None) -> Loaded:
     if src.has_point:
         raise DesiruError(f"{src.path} is a document, not a journal; only journals have points such as "
                           f"@tag:NAME", path=src.path, hint=f"use the path alone: {src.path}")
-    doc = read_document(src.path, key=key)
+    doc = read_document(src.path, key=key, verify=verify)
     return Loaded(doc.state, doc.kind, src.text, doc)
+
+
+def is_dspy_save(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is the JSON state file dspy's ``module.save("x.json")`` writes."""
+    import json
+
+    from desiru.serialization.envelope import looks_like_dspy_save
+
+    try:
+        with open(path, "rb") as f:
+            return looks_like_dspy_save(json.loads(f.read()))
+    except (OSError, ValueError, RecursionError):
+        return False
+
+
+def read_dspy_save(src: Source) -> Loaded:
+    """A DSPy save file read through desiru.interop.dspy (dspy itself is not needed)."""
+    from desiru.interop.dspy import read_dspy_save as read
+
+    with about(src.path):
+        return Loaded(read(src.path).to_state(), "program", src.text)
 
 
 # -- writing -------------------------------------------------------------------------------------

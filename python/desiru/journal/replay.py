@@ -215,8 +215,10 @@ class ReplayMixin:
             return head
         if isinstance(seq, bool) or not isinstance(seq, int):
             raise DesiruError(f"seq= takes an int, got {type(seq).__name__}")
-        if seq < 0 or seq > head:
-            raise DesiruError(f"seq {seq!r} is out of range (0..{head})", path=self._name)
+        if seq < 1 or seq > head:  # seq 0 (before the first event) is out of range like any other
+            raise DesiruError(f"seq {seq!r} is out of range: "
+                              + (f"this journal holds seqs 1..{head}" if head else "this journal is empty"),
+                              path=self._name, hint=None if head else "commit a program first")
         return seq
 
     def _seq_at(self, at: Any) -> int:

@@ -137,12 +137,26 @@ def header_version(tree: Any, path: str | None) -> Version:
         raise FormatError(f"not a desiru document: the top level is a {type(tree).__name__}", path=path)
     raw = tree.get("format_version", tree.get("version") if "program" in tree else None)
     if raw is None:
+        if looks_like_dspy_save(tree):
+            raise FormatError("this is a DSPy save file (dspy's module.save('x.json')), not a desiru document",
+                              path=path, hint="read it with desiru.interop.dspy.read_dspy_save(path), or "
+                              "convert it: `desiru convert FILE program.json`")
         raise FormatError("not a desiru document: it has no format_version", path=path,
                           hint="this file was not written by desiru")
     try:
         return Version.parse(raw)
     except Exception:
         raise IncompatibleVersionError(f"the file's format version {raw!r} is not a version", path=path) from None
+
+
+def looks_like_dspy_save(tree: Any) -> bool:
+    """True for the JSON object dspy's ``module.save("x.json")`` writes: predictor states (with
+    ``demos``) keyed by name, or one predictor's state."""
+    if not isinstance(tree, dict) or "format_version" in tree:
+        return False
+    if isinstance(tree.get("demos"), list):
+        return True
+    return any(isinstance(v, dict) and isinstance(v.get("demos"), list) for v in tree.values())
 
 
 def check_newer(version: Version, path: str | None) -> None:
@@ -198,7 +212,8 @@ def open_tree(
             raise CorruptDataError(
                 f"content checksum mismatch: the file says {want}, its content hashes to {got}",
                 path=path,
-                hint="the file was altered or damaged; restore it from a backup",
+                hint="the file was altered or damaged; restore it from a backup (or, if you edited it by hand, "
+                     "load it with verify=False: unsafe, nothing checks the content)",
             )
     header = {k: v for k, v in tree.items() if k != "state"}
     return Document(kind=kind, state=state, version=version, header=header)

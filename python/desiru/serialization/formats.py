@@ -79,12 +79,40 @@ def format_from_suffix(path: str | os.PathLike[str]) -> str | None:
 
 
 # -- detection -----------------------------------------------------------------------------
+#: what to do about a file that is not desiru's (the CLI drops nothing of it: no command is named)
+NOT_DESIRU_HINT = ("desiru reads the documents and journals it writes (json, yaml, msgpack; zstd or gzip; "
+                   "encrypted) and DSPy's module.save() JSON via desiru.interop.dspy.read_dspy_save "
+                   "or `desiru convert`")
+
+#: leading bytes of common files that are not desiru's, so they are named instead of called damaged
+_FOREIGN = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"%PDF-", "a PDF document"), (b"PK\x03\x04", "a zip archive (or a file format built on zip)"),
+    (b"\x7fELF", "an executable (ELF)"), (b"SQLite format 3\x00", "an SQLite database"),
+    (b"\x80\x04\x95", "a Python pickle (desiru never loads pickles)"),
+    (b"\x80\x05\x95", "a Python pickle (desiru never loads pickles)"),
+)
+
+
+def _str_marker(byte: int) -> bool:
+    """True for the first byte of a msgpack str (fixstr, str8/16/32)."""
+    return 0xA0 <= byte <= 0xBF or byte in (0xD9, 0xDA, 0xDB)
+
+
 def detect(data: bytes, path: str | None = None) -> str:
     """Name the format of a (decompressed, decrypted) document from its bytes."""
     if not data:
         raise CorruptDataError("the file is empty", path=path, hint="it was never written or was truncated to 0 bytes")
+    for magic, what in _FOREIGN:
+        if data.startswith(magic):
+            raise FormatError(f"not a desiru file: it is {what}", path=path, hint=NOT_DESIRU_HINT)
     first = data[0]
     if 0x80 <= first <= 0x8F or first in (0xDE, 0xDF):
+        key_at = 1 if first <= 0x8F else 3 if first == 0xDE else 5
+        if first != 0x80 and len(data) > key_at and not _str_marker(data[key_at]):
+            # a desiru msgpack document is a map keyed by str; this first byte only looked like one
+            raise FormatError("not a desiru file: the bytes are neither json, yaml, msgpack, zstd, gzip nor a "
+                              "desiru container", path=path, hint=NOT_DESIRU_HINT)
         return "msgpack"
     head = data[:4096].lstrip(b" \t\r\n")
     if head.startswith(b"\xef\xbb\xbf"):
@@ -103,12 +131,12 @@ def detect(data: bytes, path: str | None = None) -> str:
                 "container",
                 path=path,
                 offset=exc.start,
-                hint="is this a desiru file? `desiru inspect` shows what desiru sees",
+                hint=NOT_DESIRU_HINT,
             ) from None
         text = head[: exc.start].decode("utf-8")
     if any(ch < " " and ch not in "\t\r\n" for ch in text):
         raise FormatError("cannot tell the format: binary data that is not a known container", path=path,
-                          hint="is this a desiru file? `desiru inspect` shows what desiru sees")
+                          hint=NOT_DESIRU_HINT)
     return "yaml"
 
 
