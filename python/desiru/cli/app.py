@@ -29,6 +29,8 @@ EXIT_DIFFERENT = 1
 EXIT_ERROR = 2
 #: a bug in desiru: please report it with the --debug traceback
 EXIT_INTERNAL = 3
+#: interrupted by Ctrl-C (128 + SIGINT, as shells report it); no output file is left half-written
+EXIT_INTERRUPTED = 130
 #: stdout was closed by its reader (128 + SIGPIPE, as shells report a writer killed by the pipe)
 EXIT_BROKEN_PIPE = 141
 
@@ -173,10 +175,14 @@ class DesiruGroup(click.Group):
             warnings.simplefilter("always", UserWarning)
             try:
                 return super().invoke(ctx)
-            except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            except (click.exceptions.Exit, click.ClickException):
                 raise
-            except KeyboardInterrupt:
-                raise click.exceptions.Abort() from None
+            except (KeyboardInterrupt, click.exceptions.Abort):
+                # Ctrl-C (also at a key prompt): one line, no traceback, the shell's code for SIGINT;
+                # writes are atomic, so nothing half-written is left behind
+                env = ctx.obj if isinstance(ctx.obj, Env) else Env()
+                env.err.print("interrupted", style="bold red")
+                ctx.exit(EXIT_INTERRUPTED)
             except BrokenPipeError:
                 # the reader went away (`desiru log J | head`): stop quietly, as a killed pipe writer would
                 devnull = os.open(os.devnull, os.O_WRONLY)
@@ -236,7 +242,8 @@ def cli(ctx: click.Context, quiet: bool, debug: bool) -> None:
 
     A journal point is written PATH@tag:NAME, PATH@seq:N or PATH@head. Keys are never
     given as values on the command line: use --key-env VAR or --ask-key.
-    Exit codes: 0 ok, 1 diff found differences / verify found a fault, 2 error, 3 bug.
+    Exit codes: 0 ok, 1 diff found differences / verify found a fault, 2 error, 3 bug,
+    130 interrupted (Ctrl-C).
     """
     ctx.obj = Env(quiet=quiet, debug=debug)
 
