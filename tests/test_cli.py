@@ -261,9 +261,12 @@ def test_convert_options_override_the_suffix(qa: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "qa.json"]  # exactly the name given
     info = json.loads(run("inspect", out, "--json").stdout)
     assert (info["format"], info["compression"]) == ("yaml", "gzip")
-    assert run("convert", out, tmp_path / "plain.msgpack.zst", "--compress", "none").exit_code == 0
-    info = json.loads(run("inspect", tmp_path / "plain.msgpack.zst", "--json").stdout)
+    assert run("convert", out, tmp_path / "plain.msgpack", "--compress", "none").exit_code == 0
+    info = json.loads(run("inspect", tmp_path / "plain.msgpack", "--json").stdout)
     assert info["compression"] is None
+    # an option the name contradicts is refused, and nothing is written
+    assert_error(run("convert", out, tmp_path / "plain.msgpack.zst", "--compress", "none"), "contradicts")
+    assert not (tmp_path / "plain.msgpack.zst").exists()
 
 
 def test_convert_keeps_the_content_checksum(qa: Path, tmp_path: Path) -> None:

@@ -306,6 +306,20 @@ def _timed(report: DemoReport, name: str) -> Callable[[], None]:
     return done
 
 
+def check_folder(directory: str | os.PathLike[str], *, force: bool = False) -> None:
+    """Raise, before any work, when ``directory`` holds an earlier demo (without ``force``) or a
+    ``qa.journal`` that is not a journal (never removed)."""
+    from desiru.journal import is_journal
+
+    journal_path = Path(directory) / JOURNAL_NAME
+    if os.path.lexists(journal_path):
+        if not force:
+            raise DesiruError("a demo journal is already here", path=journal_path,
+                              hint="pass --force to start over, or give another folder")
+        if not is_journal(journal_path):
+            raise DesiruError("exists and is not a desiru journal; not removing it", path=journal_path)
+
+
 def run_demo(
     directory: str | os.PathLike[str],
     *,
@@ -317,19 +331,14 @@ def run_demo(
     on_trial: Callable[[Trial], None] | None = None,
 ) -> DemoReport:
     """Run the whole demo in ``directory`` and return what it did (nothing is printed here)."""
-    from desiru.journal import is_journal
 
     if trials < 1 or dev < 1 or train < 1:
         raise DesiruError("trials, train and dev must be at least 1")
+    check_folder(directory, force=force)
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     journal_path = folder / JOURNAL_NAME
     if journal_path.exists():
-        if not force:
-            raise DesiruError("a demo journal is already here", path=journal_path,
-                              hint="pass --force to start over, or give another folder")
-        if not is_journal(journal_path):
-            raise DesiruError("exists and is not a desiru journal; not removing it", path=journal_path)
         import shutil
 
         shutil.rmtree(journal_path)

@@ -21,8 +21,9 @@ COMPRESS_CHOICE = click.Choice(["zstd", "gzip", "none"], case_sensitive=False)
 
 
 def output_options(f: F) -> F:
-    """``--format``, ``--compress`` and the output encryption options."""
+    """``--format``, ``--compress``, ``--force`` and the output encryption options."""
     f = keys.output_key_options(f)
+    f = click.option("--force", is_flag=True, help="Replace the output if it exists.")(f)
     f = click.option("--compress", type=COMPRESS_CHOICE,
                      help="Compression of the output (default: from the suffix .zst/.gz, else none).")(f)
     f = click.option("--format", "fmt", type=FORMAT_CHOICE,
@@ -56,7 +57,7 @@ def report_saved(env: Env, result: SaveResult, what: str = "wrote") -> None:
 @keys.key_options
 @no_verify_option
 @click.pass_context
-def convert_cmd(ctx: click.Context, source: str, out: str, fmt: str | None, compress: str | None,
+def convert_cmd(ctx: click.Context, source: str, out: str, fmt: str | None, compress: str | None, force: bool,
                 encrypt: bool, out_key_env: str | None, to: str, dspy_version: str | None,
                 key_env: str | None, ask_key: bool, no_verify: bool) -> None:
     """Rewrite a document in another format, compression or encryption.
@@ -79,9 +80,11 @@ def convert_cmd(ctx: click.Context, source: str, out: str, fmt: str | None, comp
       desiru convert secret.bin plain.json --key-env PROD_KEY
       desiru convert runs/qa.journal@tag:best best.json
       desiru convert old_dspy_2_4.json new.json --to dspy --dspy-version 2.6
+      desiru convert qa.json qa.msgpack.zst --force       (replace an existing output)
     """
     env = env_of(ctx)
     src = sources.parse_source(source)
+    sources.check_output(out, fmt=fmt, compress=compress, force=force)  # before any key is asked or work done
     in_key = keys.input_key(key_env, ask_key)
     if to.lower() == "dspy":
         _to_dspy(env, src, out, dspy_version, in_key)
@@ -97,7 +100,8 @@ def convert_cmd(ctx: click.Context, source: str, out: str, fmt: str | None, comp
             loaded = sources.read_dspy_save(src)
     out_key = keys.output_key(encrypt, out_key_env, in_key)
     with progress.task(env, f"writing {os.path.basename(out)}"):
-        result = sources.write_state(loaded.state, out, kind=loaded.kind, fmt=fmt, compress=compress, key=out_key)
+        result = sources.write_state(loaded.state, out, kind=loaded.kind, fmt=fmt, compress=compress, key=out_key,
+                                     force=force)
     report_saved(env, result)
 
 

@@ -41,9 +41,10 @@ def demo_cmd(ctx: click.Context, directory: str, trials: int, train: int, dev: i
       desiru demo /tmp/run --trials 1000 --dev 50
       desiru demo --force --seed 7
     """
-    from desiru.demo import run_demo
+    from desiru.demo import check_folder, run_demo
 
     env = env_of(ctx)
+    check_folder(directory, force=force)  # refuse before the banner and the bar
     env.say(f"[bold]desiru demo[/]: optimizing a 5-module QA program, {render.plural(trials, 'trial')}, "
             f"{dev} dev / {train} train examples, seed {seed}")
     with progress.task(env, "optimizing", total=trials) as bar:

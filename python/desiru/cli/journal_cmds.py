@@ -206,7 +206,7 @@ def _row(env: Env, event: Any, seq_width: int) -> None:
 @keys.key_options
 @click.pass_context
 def replay_cmd(ctx: click.Context, journal: str, tag: str | None, seq: int | None, out: str, fmt: str | None,
-               compress: str | None, encrypt: bool, out_key_env: str | None, key_env: str | None,
+               compress: str | None, force: bool, encrypt: bool, out_key_env: str | None, key_env: str | None,
                ask_key: bool) -> None:
     """Write the program as it was at a tag or seq of a journal (default: its head) to a document.
 
@@ -227,12 +227,14 @@ def replay_cmd(ctx: click.Context, journal: str, tag: str | None, seq: int | Non
             raise DesiruError("no such journal", path=src.path, hint="check the path")
         raise DesiruError("not a desiru journal", path=src.path,
                           hint="replay reads a journal; to rewrite a document use `desiru convert`")
+    sources.check_output(out, fmt=fmt, compress=compress, force=force)
     in_key = keys.input_key(key_env, ask_key)
     with progress.task(env, f"replaying {os.path.basename(src.path)}"):
         loaded, used = keys.with_key_used(lambda k: sources.read_source(src, k), in_key)
     out_key = keys.output_key(encrypt, out_key_env, used)
     with progress.task(env, f"writing {os.path.basename(out)}"):
-        result = sources.write_state(loaded.state, out, kind="program", fmt=fmt, compress=compress, key=out_key)
+        result = sources.write_state(loaded.state, out, kind="program", fmt=fmt, compress=compress, key=out_key,
+                                     force=force)
     point = f"tag {src.tag}" if src.tag else f"seq {src.seq}" if src.seq is not None else "head"
     report_saved(env, result, f"replayed {point} of {src.path}; wrote")
 

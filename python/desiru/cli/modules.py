@@ -23,7 +23,7 @@ from desiru.state import copy_tree
 @no_verify_option
 @click.pass_context
 def export_module_cmd(ctx: click.Context, program: str, module: str, out: str, fmt: str | None,
-                      compress: str | None, encrypt: bool, out_key_env: str | None, key_env: str | None,
+                      compress: str | None, force: bool, encrypt: bool, out_key_env: str | None, key_env: str | None,
                       ask_key: bool, no_verify: bool) -> None:
     """Write one module (or nested program) of a program to its own file.
 
@@ -38,6 +38,7 @@ def export_module_cmd(ctx: click.Context, program: str, module: str, out: str, f
     """
     env = env_of(ctx)
     src = sources.parse_source(program)
+    sources.check_output(out, fmt=fmt, compress=compress, force=force)
     in_key = keys.input_key(key_env, ask_key)
     loaded = keys.with_key(lambda k: sources.read_source(src, k, verify=not no_verify), in_key)
     if loaded.kind != "program":
@@ -48,7 +49,7 @@ def export_module_cmd(ctx: click.Context, program: str, module: str, out: str, f
     state = {"name": module.rpartition(".")[2], **{k: v for k, v in child.items() if k != "name"}}
     out_key = keys.output_key(encrypt, out_key_env, in_key)
     result = sources.write_state(state, out, kind=str(child.get("kind", "module")), fmt=fmt, compress=compress,
-                                 key=out_key)
+                                 key=out_key, force=force)
     report_saved(env, result, f"exported {module} to")
 
 
@@ -66,7 +67,7 @@ def export_module_cmd(ctx: click.Context, program: str, module: str, out: str, f
 @no_verify_option
 @click.pass_context
 def import_module_cmd(ctx: click.Context, program: str, module_file: str, name: str | None, out: str | None,
-                      fmt: str | None, compress: str | None, encrypt: bool, out_key_env: str | None,
+                      fmt: str | None, compress: str | None, force: bool, encrypt: bool, out_key_env: str | None,
                       key_env: str | None, ask_key: bool, module_key_env: str | None, no_verify: bool) -> None:
     """Put a module file into a program file, as a new module or replacing one.
 
@@ -82,6 +83,8 @@ def import_module_cmd(ctx: click.Context, program: str, module_file: str, name: 
     if out is None and (fmt or compress or encrypt or out_key_env):
         raise DesiruError("--format, --compress and the output key options need -o OUT",
                           hint="without -o the program is rewritten in its own format")
+    if out is not None:
+        sources.check_output(out, fmt=fmt, compress=compress, force=force)
     in_key = keys.input_key(key_env, ask_key)
     doc, key_used = keys.with_key_used(lambda k: sources.read_document(program, key=k, verify=not no_verify),
                                        in_key)
@@ -122,5 +125,6 @@ def import_module_cmd(ctx: click.Context, program: str, module_file: str, name: 
             result = sources.rewrite_document(doc, state, key_used)
         else:
             out_key = keys.output_key(encrypt, out_key_env, key_used)
-            result = sources.write_state(state, out, kind="program", fmt=fmt, compress=compress, key=out_key)
+            result = sources.write_state(state, out, kind="program", fmt=fmt, compress=compress, key=out_key,
+                                         force=force)
     report_saved(env, result, f"{verb} module {target}; wrote")

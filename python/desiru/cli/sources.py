@@ -297,27 +297,61 @@ _SUFFIX_COMPRESSION[".zstd"] = "zstd"
 
 
 def compression_for(path: str | os.PathLike[str], option: str | None) -> str | None:
-    """Compression asked for by ``--compress`` ("none" turns it off) or else by the suffix."""
-    if option is not None:
-        return None if option == "none" else container.normalize_compression(option)
-    return _SUFFIX_COMPRESSION.get(os.path.splitext(os.fspath(path).lower())[1])
+    """Compression asked for by ``--compress`` ("none" turns it off) or else by the suffix.
+
+    An option the file name contradicts (gzip into ``x.zst``, zstd into ``x.json``) is refused:
+    the name is what people and tools go by.
+    """
+    ext = os.path.splitext(os.fspath(path).lower())[1]
+    by_name = _SUFFIX_COMPRESSION.get(ext)
+    if option is None:
+        return by_name
+    wanted = None if option == "none" else container.normalize_compression(option)
+    if wanted != by_name and (by_name is not None or ext in formats.SUFFIXES):
+        says = f"{by_name}-compressed" if by_name else "not compressed"
+        ending = f"ending in {container.SUFFIX[wanted]}" if wanted else "without .zst/.gz"
+        raise DesiruError(f"--compress {option} contradicts the output's name, which says {says} ({ext})",
+                          path=path, hint=f"drop --compress (the suffix decides), or give a name {ending}")
+    return wanted
 
 
 def format_for(path: str | os.PathLike[str], option: str | None) -> str:
-    """Format asked for by ``--format`` or else by the suffix (msgpack when neither says)."""
-    return (formats.normalize_format(option) or formats.format_from_suffix(path)
-            or formats.DEFAULT_FORMAT)
+    """Format asked for by ``--format`` or else by the suffix (msgpack when neither says);
+    an option the suffix contradicts (``--format json`` into ``x.msgpack``) is refused."""
+    by_name = formats.format_from_suffix(path)
+    wanted = formats.normalize_format(option)
+    if wanted and by_name and wanted != by_name:
+        raise DesiruError(f"--format {option} contradicts the output's name, which says {by_name}", path=path,
+                          hint="drop --format (the suffix decides), or give the file a matching suffix")
+    return wanted or by_name or formats.DEFAULT_FORMAT
 
 
-def write_state(state: dict[str, Any], out: str | os.PathLike[str], *, kind: str, fmt: str | None = None,
-                compress: str | None = None, key: Any = None) -> SaveResult:
-    """Save a state tree as a document at exactly ``out`` (atomically), as its options and suffix ask.
+def refuse_overwrite(out: str | os.PathLike[str], force: bool) -> None:
+    """Refuse to replace an existing output unless --force (as `desiru demo` does)."""
+    if not force and os.path.lexists(out):
+        raise DesiruError("the output exists", path=out, hint="pass --force to replace it, or give another name")
 
-    Unlike ``Program.save``, no .zst/.gz is appended: on the command line the user names the file.
-    """
+
+def check_output(out: str | os.PathLike[str], *, fmt: str | None = None, compress: str | None = None,
+                 force: bool = False) -> None:
+    """Everything that can be said against an output before any work is done: a journal or folder,
+    an existing file without --force, options its name contradicts."""
     if os.fspath(out).rstrip("/\\").endswith(".journal") or os.path.isdir(out):
         raise DesiruError("this command writes a document, and the output looks like a journal or folder",
                           path=out, hint="give a file name such as out.json or out.msgpack.zst")
+    refuse_overwrite(out, force)
+    format_for(out, fmt)
+    compression_for(out, compress)
+
+
+def write_state(state: dict[str, Any], out: str | os.PathLike[str], *, kind: str, fmt: str | None = None,
+                compress: str | None = None, key: Any = None, force: bool = False) -> SaveResult:
+    """Save a state tree as a document at exactly ``out`` (atomically), as its options and suffix ask.
+
+    Unlike ``Program.save``, no .zst/.gz is appended: on the command line the user names the file.
+    An existing ``out`` is replaced only with ``force`` (commands check first with ``check_output``).
+    """
+    check_output(out, fmt=fmt, compress=compress, force=force)
     data, fmt_used, method = serialize_document(state, kind=kind, format=format_for(out, fmt),
                                                 compress=compression_for(out, compress), key=key)
     size = atomic_write(out, data)
