@@ -19,8 +19,8 @@ install-postgres:  ## find PostgreSQL's initdb and pg_ctl (the tests start a ser
 	    else echo "the tests need PostgreSQL's server binaries: sudo apt-get install -y postgresql" \
 	      "(or set DESIRU_PG_BIN to a directory holding initdb and pg_ctl)"; exit 1; fi; }
 
-demo: install  ## install, then run the demo: a journaled optimization run, replayed and saved
-	desiru demo
+demo: install  ## install, then run the demo into demo-run/ (rerunnable: each run starts over)
+	desiru demo demo-run --force
 
 build:  ## rebuild the Rust extension in place after changing rust/
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
