@@ -20,6 +20,7 @@ from typing import Any
 
 from desiru.atomic import atomic_write, fsync_dir
 from desiru.errors import DesiruError, IncompatibleVersionError
+from desiru.progress import ProgressCallback
 from desiru.serialization import container, envelope, formats
 from desiru.serialization.documents import deserialize_document, read_bytes
 from desiru.serialization.migrations import unknown_header_fields
@@ -39,15 +40,17 @@ class MigrateResult:
     records: int | None = None  # for journals: how many records were rewritten
 
 
-def migrate(path: str | os.PathLike[str], *, key: bytes | str | None = None) -> MigrateResult:
+def migrate(path: str | os.PathLike[str], *, key: bytes | str | None = None,
+            progress: ProgressCallback | None = None) -> MigrateResult:
     """Upgrade the document or journal at ``path`` to the current format, in place, keeping a backup.
 
     A file already at the current version (or a newer minor of it) is left as it is.
     Encrypted documents need ``key``; they are written back encrypted with it.
+    ``progress(done, total)`` is told a journal's records rewritten (desiru.progress).
     """
     target = Path(path)
     if _is_journal(target):
-        return _migrate_journal(target, key)
+        return _migrate_journal(target, key, progress)
     data = read_bytes(target)
     with warnings.catch_warnings():  # a newer minor is reported by the result, not by a warning
         from desiru.serialization.version import NewerFormatWarning
@@ -148,7 +151,7 @@ def _events_current(root: Path, key: Any) -> bool:
         store.close()
 
 
-def _migrate_journal(root: Path, key: Any) -> MigrateResult:
+def _migrate_journal(root: Path, key: Any, progress: ProgressCallback | None = None) -> MigrateResult:
     """Copy the journal aside as the backup, then let the journal rewrite itself (events upcast)."""
     from desiru.journal import migrate_journal
 
@@ -162,7 +165,7 @@ def _migrate_journal(root: Path, key: Any) -> MigrateResult:
     backup = backup_path(root, before)
     _copy_durably(root, backup)
     try:  # an open writer holds the journal's lock: the rewrite then fails with JournalLockedError
-        records = migrate_journal(root, key=key)
+        records = migrate_journal(root, key=key, progress=progress)
     except BaseException:
         shutil.rmtree(backup, ignore_errors=True)  # nothing changed: no backup to keep
         raise

@@ -16,6 +16,7 @@ from pathlib import Path
 from desiru import crypto
 from desiru.atomic import atomic_write
 from desiru.errors import DesiruError
+from desiru.progress import ProgressCallback
 from desiru.serialization.documents import deserialize_document, read_bytes
 
 KeyLike = crypto.Key | bytes | str
@@ -39,11 +40,13 @@ def _is_journal(path: Path) -> bool:
     return bool(is_journal(path))
 
 
-def rekey(path: str | os.PathLike[str], old_key: KeyLike | None, new_key: KeyLike | None) -> RekeyResult:
+def rekey(path: str | os.PathLike[str], old_key: KeyLike | None, new_key: KeyLike | None, *,
+          progress: ProgressCallback | None = None) -> RekeyResult:
     """Re-encrypt the document or journal at ``path`` from ``old_key`` to ``new_key``, atomically.
 
     ``old_key=None`` encrypts a plain document; ``new_key=None`` writes it back unencrypted.
     Keys take every form ``key=`` takes (raw, hex, base64, passphrase, ``desiru.crypto.Key``).
+    ``progress(done, total)`` is told a journal's records rewritten (desiru.progress).
     """
     target = Path(path)
     if old_key is None and new_key is None:
@@ -53,7 +56,7 @@ def rekey(path: str | os.PathLike[str], old_key: KeyLike | None, new_key: KeyLik
             hint="pass old_key=None only to encrypt a plain file, new_key=None only to decrypt one",
         )
     if _is_journal(target):
-        return _rekey_journal(target, old_key, new_key)
+        return _rekey_journal(target, old_key, new_key, progress)
     return _rekey_document(target, old_key, new_key)
 
 
@@ -95,11 +98,12 @@ def _journal_key_id(target: Path) -> str | None:
     return enc.get("key_id") if isinstance(enc, dict) else None
 
 
-def _rekey_journal(target: Path, old_key: KeyLike | None, new_key: KeyLike | None) -> RekeyResult:
+def _rekey_journal(target: Path, old_key: KeyLike | None, new_key: KeyLike | None,
+                   progress: ProgressCallback | None = None) -> RekeyResult:
     from desiru.journal import rekey_journal
 
     old_id = _journal_key_id(target)
-    rekey_journal(target, old_key, new_key)  # checks the old key before it writes anything
+    rekey_journal(target, old_key, new_key, progress=progress)  # checks the old key before it writes anything
     return RekeyResult(target, "journal", old_id, _journal_key_id(target))
 
 

@@ -91,9 +91,10 @@ def convert_cmd(ctx: click.Context, source: str, out: str, fmt: str | None, comp
         return
     if dspy_version is not None:
         raise DesiruError("--dspy-version is for --to dspy", hint="add --to dspy, or drop --dspy-version")
-    with progress.task(env, f"reading {os.path.basename(src.text)}"):
+    with progress.callback(env, f"reading {os.path.basename(src.text)}") as report:
         try:
-            loaded = keys.with_key(lambda k: sources.read_source(src, k, verify=not no_verify), in_key)
+            loaded = keys.with_key(lambda k: sources.read_source(src, k, verify=not no_verify, progress=report),
+                                   in_key)
         except FormatError:
             if src.has_point or not sources.is_dspy_save(src.path):
                 raise

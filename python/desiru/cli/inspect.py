@@ -179,8 +179,9 @@ def inspect_journal(env: Env, src: sources.Source, key: str | None, as_json: boo
                     if n % 1024 == 0:
                         bar.update(completed=n)
                 bar.update(total=max(n, 1), completed=max(n, 1))
-            with progress.task(env, "replaying"):
-                state = j.replay_state(seq=src.seq, tag=src.tag) if j.head or src.has_point else None
+            with progress.callback(env, "replaying") as report:
+                state = (j.replay_state(seq=src.seq, tag=src.tag, progress=report) if j.head or src.has_point
+                         else None)
             encryption = j.encryption or {}
             version = getattr(j.store, "version", None)
             return {"head": j.head, "tags": dict(j.tags()), "counts": counts, "first": first, "last": last,

@@ -229,8 +229,8 @@ def replay_cmd(ctx: click.Context, journal: str, tag: str | None, seq: int | Non
                           hint="replay reads a journal; to rewrite a document use `desiru convert`")
     sources.check_output(out, fmt=fmt, compress=compress, force=force)
     in_key = keys.input_key(key_env, ask_key)
-    with progress.task(env, f"replaying {os.path.basename(src.path)}"):
-        loaded, used = keys.with_key_used(lambda k: sources.read_source(src, k), in_key)
+    with progress.callback(env, f"replaying {os.path.basename(src.path)}") as report:
+        loaded, used = keys.with_key_used(lambda k: sources.read_source(src, k, progress=report), in_key)
     out_key = keys.output_key(encrypt, out_key_env, used)
     with progress.task(env, f"writing {os.path.basename(out)}"):
         result = sources.write_state(loaded.state, out, kind="program", fmt=fmt, compress=compress, key=out_key,
@@ -396,8 +396,8 @@ def _verify_journal(env: Env, src: sources.Source, key: str | None) -> tuple[dic
     def check(k: str | None) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the report names the damage a reader warns of
-            with sources.open_journal(src.path, k) as j, progress.task(env, "verifying"):
-                return j.verify()
+            with sources.open_journal(src.path, k) as j, progress.callback(env, "verifying") as report:
+                return j.verify(progress=report)
 
     try:
         report = keys.with_key(check, key)

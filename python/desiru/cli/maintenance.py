@@ -33,8 +33,8 @@ def migrate_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: boo
     _not_postgres(path, "migrate")
     if not os.path.exists(path):
         raise DesiruError("no such file", path=path, hint="check the path")
-    with progress.task(env, f"migrating {os.path.basename(path)}"):
-        result = keys.with_key(lambda k: ds.migrate(path, key=k), keys.input_key(key_env, ask_key))
+    with progress.callback(env, f"migrating {os.path.basename(path)}") as report:
+        result = keys.with_key(lambda k: ds.migrate(path, key=k, progress=report), keys.input_key(key_env, ask_key))
     if not result.changed:
         env.result(f"{result.path}: already at format {result.to_version}; unchanged", markup=False)
         return
@@ -129,8 +129,8 @@ def rekey_cmd(ctx: click.Context, path: str, key_env: str | None, ask_key: bool,
     else:
         new_key = keys.prompt_key("New key", confirm=True, asked=ask_key,
                                   hint="give the new key with --new-key-env VAR")
-    with progress.task(env, f"re-encrypting {os.path.basename(path)}"):
-        result = keys.with_key(lambda k: ds.rekey(path, k, new_key), old_key, label="Current key")
+    with progress.callback(env, f"re-encrypting {os.path.basename(path)}") as report:
+        result = keys.with_key(lambda k: ds.rekey(path, k, new_key, progress=report), old_key, label="Current key")
     before = f"key id {result.old_key_id}" if result.old_key_id else "no encryption"
     after = f"key id {result.new_key_id}" if result.new_key_id else "no encryption"
     env.result(f"{result.path}: {result.kind} re-encrypted: {before} -> {after}", markup=False)

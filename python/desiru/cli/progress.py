@@ -15,12 +15,16 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from desiru.progress import ProgressCallback
 
 if TYPE_CHECKING:
     from desiru.cli.app import Env
@@ -79,6 +83,48 @@ def enabled(env: Env) -> bool:
 
 
 @contextmanager
+def callback(env: Env, description: str) -> Iterator[ProgressCallback]:
+    """Progress driven by a library callback (desiru.progress): pass what this yields as
+    ``progress=`` to verify, replay, rekey, migrate. A spinner until the library first
+    reports, then a bar with the count and an ETA."""
+    if not enabled(env):
+        yield lambda done, total: None
+        return
+    spinner = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=env.err,
+                       transient=True)
+    spinner.add_task(description, total=None)
+    live: list[Progress] = [spinner]
+    bar: list[tuple[Progress, TaskID]] = []
+    spinner.start()
+    _ACTIVE.append(spinner)
+
+    def report(done: int, total: int) -> None:
+        if not bar:  # the first report: the spinner gives way to a bar
+            spinner.stop()
+            _ACTIVE.remove(spinner)
+            live.remove(spinner)
+            progress = Progress(*_bar_columns(), console=env.err)
+            bar.append((progress, progress.add_task(description, total=max(total, 1))))
+            progress.start()
+            _ACTIVE.append(progress)
+            live.append(progress)
+        progress, handle = bar[0]
+        progress.update(handle, total=max(total, 1), completed=done)
+
+    try:
+        yield report
+    finally:
+        for display in live:
+            display.stop()
+            _ACTIVE.remove(display)
+
+
+def _bar_columns() -> list[ProgressColumn]:
+    return [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn()]
+
+
+@contextmanager
 def task(env: Env, description: str, total: float | None = None) -> Iterator[Ticker]:
     """Show progress for one piece of work; ``total=None`` shows a spinner."""
     if not enabled(env):
@@ -87,8 +133,7 @@ def task(env: Env, description: str, total: float | None = None) -> Iterator[Tic
     if total is None:
         columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
     else:
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                   TimeElapsedColumn(), TimeRemainingColumn()]
+        columns = _bar_columns()
     with Progress(*columns, console=env.err, transient=total is None) as progress:
         handle = progress.add_task(description, total=total)
         _ACTIVE.append(progress)

@@ -252,14 +252,15 @@ class Loaded:
     document: Document | None = None
 
 
-def read_source(src: Source, key: Any = None, *, verify: bool = True) -> Loaded:
+def read_source(src: Source, key: Any = None, *, verify: bool = True, progress: Any = None) -> Loaded:
     """The state tree at ``src``: a whole document, or a journal replayed to its point.
 
-    ``verify=False`` skips a document's content checksum (journals check every record anyway).
+    ``verify=False`` skips a document's content checksum (journals check every record anyway);
+    ``progress`` is a desiru.progress callback told how far a journal's replay has got.
     """
     if is_journal(src.path):
         with about(src.path), open_journal(src.path, key) as j:
-            state = j.replay_state(seq=src.seq, tag=src.tag)
+            state = j.replay_state(seq=src.seq, tag=src.tag, progress=progress)
         return Loaded(state, "program", src.text)
     if src.has_point and not os.path.exists(src.path):
         raise DesiruError("no such file or journal", path=src.path, hint="check the path")

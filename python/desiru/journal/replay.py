@@ -31,6 +31,7 @@ from desiru.journal.events import OP_OF_TYPE
 from desiru.journal.store import Fault, JournalStore
 from desiru.journal.warning import JournalWarning
 from desiru.program import Program
+from desiru.progress import ProgressCallback, Ticker
 from desiru.state import copy_tree
 
 T = TypeVar("T")
@@ -260,16 +261,18 @@ class ReplayMixin:
         return found
 
     def replay_state(self, seq: int | None = None, tag: str | None = None, at: Any = None,
-                     *, _copy: bool = True) -> dict[str, Any]:
+                     *, _copy: bool = True, progress: ProgressCallback | None = None) -> dict[str, Any]:
         """The state tree as it was at ``seq`` / ``tag`` / time ``at`` (default: the head).
 
         A naive ``at`` datetime is local time (as ``datetime.timestamp()`` takes it).
+        ``progress(done, total)`` is told the events replayed (desiru.progress).
         """
         self._check_open()
         with self._mutex:  # the writer's caches are shared with committing threads
-            return self._race_safe(lambda: self._replay_state(seq, tag, at, _copy))
+            return self._race_safe(lambda: self._replay_state(seq, tag, at, _copy, progress))
 
-    def _replay_state(self, seq: int | None, tag: str | None, at: Any, _copy: bool) -> dict[str, Any]:
+    def _replay_state(self, seq: int | None, tag: str | None, at: Any, _copy: bool,
+                      progress: ProgressCallback | None = None) -> dict[str, Any]:
         target = self._target(seq, tag, at)
         if target == 0:
             raise DesiruError("the journal holds no program at seq 0", path=self._name,
@@ -278,14 +281,17 @@ class ReplayMixin:
         if node is None:
             raise DesiruError(f"no program at seq {target}", path=self._name)
         target = node.last
-        if target == self._line_head and self._head_state is not None:
-            return copy_tree(self._head_state) if _copy else self._head_state
-        cached = self._states.get(target)
-        if cached is not None:
-            return copy_tree(cached) if _copy else cached
-        return self._replay_node(target)
+        known = self._head_state if target == self._line_head else None
+        if known is None:
+            known = self._states.get(target)
+        if known is not None:  # at hand already: one unit of work, done
+            if progress is not None:
+                progress(1, 1)
+            return copy_tree(known) if _copy else known
+        return self._replay_node(target, progress=progress)
 
-    def _replay_node(self, target: int, skip_snapshot: int | None = None) -> dict[str, Any]:
+    def _replay_node(self, target: int, skip_snapshot: int | None = None,
+                     progress: ProgressCallback | None = None) -> dict[str, Any]:
         """The state of commit ``target``: its nearest readable snapshot, then its lineage's events."""
         nodes = self._runs(target)
         first = self._store.first_seq()
@@ -331,14 +337,20 @@ class ReplayMixin:
             else:
                 ranges.append([node.first, node.last])
             prev_idx = idx
+        tick = Ticker(progress, sum(stop - start + 1 for start, stop in ranges))
+        done = 0
         for start, stop in ranges:
-            state = self._apply_range(state, start, stop)
+            state = self._apply_range(state, start, stop, tick, done)
+            done += stop - start + 1
         if state is None:
             raise DesiruError(f"no program at seq {target}", path=self._name)
+        tick.end()
         return state
 
-    def _apply_range(self, state: dict[str, Any] | None, start: int, stop: int) -> dict[str, Any] | None:
-        """``state`` with the edits of the records start..stop applied in place, record by record."""
+    def _apply_range(self, state: dict[str, Any] | None, start: int, stop: int, tick: Ticker | None = None,
+                     done: int = 0) -> dict[str, Any] | None:
+        """``state`` with the edits of the records start..stop applied in place, record by record
+        (``tick`` told ``done`` plus the records read, for a progress callback)."""
         # decode and apply in batches of edits: only a batch of edits is ever alive, so memory
         # follows the state and the garbage collector has little to scan
         expect = start
@@ -351,6 +363,8 @@ class ReplayMixin:
         unpack = _engine.unpackb
         schemas = CURRENT_SCHEMA
         for chunk in self._store.read_chunks(start, stop + 1):
+            if tick is not None:
+                tick(done + expect - start)
             if chunk[0][0] != expect or chunk[-1][0] != expect + len(chunk) - 1:
                 raise CorruptDataError(f"the log skips from seq {expect - 1} to {chunk[0][0]}", path=self._name,
                                        seq=expect, hint="run journal.verify()")
@@ -395,7 +409,7 @@ class ReplayMixin:
 
     def replay(self, seq: int | None = None, tag: str | None = None, at: Any = None, *,
                into: Any = None, allow_unsafe_lm_state: bool = False, cls: type[Program] | None = None,
-               any_class: bool = False) -> Program | Any:
+               any_class: bool = False, progress: ProgressCallback | None = None) -> Program | Any:
         """The program exactly as it was at ``seq`` / ``tag`` / time ``at`` (default: the head).
 
         ``cls=Triage`` builds that class instead of the registered class the journal names
@@ -404,7 +418,7 @@ class ReplayMixin:
         ``allow_unsafe_lm_state=True`` keeps LM endpoints (api_base, ...) for trusted journals
         (see ``desiru.interop.dspy.to_dspy``).
         """
-        state = self.replay_state(seq, tag, at, _copy=False)
+        state = self.replay_state(seq, tag, at, _copy=False, progress=progress)
         program = (cls or Program).from_state(state, path=self._name, any_class=any_class)
         if into is None:
             return program
@@ -412,19 +426,22 @@ class ReplayMixin:
 
         return to_dspy(program, into, copy=True, allow_unsafe_lm_state=allow_unsafe_lm_state)
 
-    def verify(self) -> VerifyReport:
+    def verify(self, *, progress: ProgressCallback | None = None) -> VerifyReport:
         """Check every record (framing, decryption, decoding) and snapshot; report each fault.
 
         When the log itself is sound, it is also replayed and every snapshot compared
-        with the state the events give at its seq.
+        with the state the events give at its seq. ``progress(done, total)`` is told the
+        records decoded (desiru.progress).
         """
         self._check_open()
         with self._mutex:
             count, faults = self._store.check()
             snaps = self._store.snapshot_seqs()
             decoded = 0
+            tick = Ticker(progress, count)
             try:
                 for seq, payload in self._store.read(0, self._head + 1):
+                    tick(decoded)
                     try:
                         self._codec.event(self._codec.decode(seq, payload))
                         decoded += 1
@@ -450,6 +467,7 @@ class ReplayMixin:
                     faults.extend(self._check_runs())
                 except DesiruError as exc:
                     faults.append(Fault(f"run index: {exc.message}", seq=exc.seq, offset=exc.offset))
+            tick.end()
             return VerifyReport(self._head, count, len(snaps), tuple(faults))
 
     def _replay_without(self, target: int, skip_snapshot: int) -> dict[str, Any]:

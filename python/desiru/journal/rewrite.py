@@ -19,6 +19,7 @@ from desiru.errors import DesiruError, MissingKeyError
 from desiru.journal.codec import RecordCodec
 from desiru.journal.file_store import HEADER_FILE, LOG_DIR, SNAPSHOT_DIR, FileStore
 from desiru.journal.journal import CIPHER
+from desiru.progress import ProgressCallback, Ticker
 from desiru.serialization.version import CURRENT_VERSION
 
 #: records re-encoded per append while rewriting
@@ -67,7 +68,8 @@ def _copy_modes(src: Path, dst: Path) -> None:
             os.chmod(dst / sub if sub else dst, os.lstat(src / sub if sub else src).st_mode & 0o777)
 
 
-def _rewrite(path: str | os.PathLike[str], old_key: Any, new_key: Any, *, keep_key: bool) -> int:
+def _rewrite(path: str | os.PathLike[str], old_key: Any, new_key: Any, *, keep_key: bool,
+             progress: ProgressCallback | None = None) -> int:
     root = Path(path)
     name = os.fspath(path)
     src = FileStore(root, check_version=False)
@@ -109,7 +111,9 @@ def _rewrite(path: str | os.PathLike[str], old_key: Any, new_key: Any, *, keep_k
             if first > 1:  # compacted: the log starts after the snapshot there
                 dst.start_at(first)
                 put_snapshots(first - 1)
+            tick = Ticker(progress, src.last_seq() - first + 1)
             for seq, payload in src.read(0):
+                tick(count)
                 if snaps and snaps[0] < seq:
                     dst.append(batch)
                     batch = []
@@ -122,6 +126,7 @@ def _rewrite(path: str | os.PathLike[str], old_key: Any, new_key: Any, *, keep_k
             dst.append(batch)
             put_snapshots(dst.last_seq())
             dst.sync()
+            tick.end()
         finally:
             dst.close()
         _exchange(root, tmp)
@@ -136,14 +141,18 @@ def _rewrite(path: str | os.PathLike[str], old_key: Any, new_key: Any, *, keep_k
             fsync_dir(root.parent)
 
 
-def rekey_journal(path: str | os.PathLike[str], old_key: Any, new_key: Any) -> int:
-    """Re-encrypt every record and snapshot under ``new_key`` (None: decrypt); atomic; returns records."""
-    return _rewrite(path, old_key, new_key, keep_key=False)
+def rekey_journal(path: str | os.PathLike[str], old_key: Any, new_key: Any, *,
+                  progress: ProgressCallback | None = None) -> int:
+    """Re-encrypt every record and snapshot under ``new_key`` (None: decrypt); atomic; returns records.
+    ``progress(done, total)`` is told the records rewritten (desiru.progress)."""
+    return _rewrite(path, old_key, new_key, keep_key=False, progress=progress)
 
 
-def migrate_journal(path: str | os.PathLike[str], key: Any = None) -> int:
-    """Rewrite the journal at the current format version (events upcast); atomic; returns records."""
-    return _rewrite(path, key, None, keep_key=True)
+def migrate_journal(path: str | os.PathLike[str], key: Any = None, *,
+                    progress: ProgressCallback | None = None) -> int:
+    """Rewrite the journal at the current format version (events upcast); atomic; returns records.
+    ``progress(done, total)`` is told the records rewritten (desiru.progress)."""
+    return _rewrite(path, key, None, keep_key=True, progress=progress)
 
 
 __all__ = ["CURRENT_VERSION", "migrate_journal", "rekey_journal"]
