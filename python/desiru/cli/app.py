@@ -67,6 +67,13 @@ class Env:
     out: Console = field(default_factory=make_console)
     err: Console = field(default_factory=lambda: make_console(stderr=True))
 
+    def row_width(self) -> int | None:
+        """The width a row of ``log``/``diff`` is cut to: the terminal's (or $COLUMNS), else None
+        (piped output stays whole, for grep and copy)."""
+        if self.out.is_terminal or "COLUMNS" in os.environ:
+            return max(self.out.width, 40)
+        return None
+
     def say(self, text: Any = "", **kwargs: Any) -> None:
         """Print a line of human output (rich markup allowed) unless --quiet."""
         if not self.quiet:

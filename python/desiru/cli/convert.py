@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import click
 from rich.markup import escape
 
-from desiru.cli import keys, progress, render, sources
+from desiru.cli import complete, keys, progress, render, sources
 from desiru.cli.app import Env, cli, env_of
 from desiru.errors import DesiruError, FormatError
 from desiru.serialization.documents import SaveResult
@@ -47,7 +47,7 @@ def report_saved(env: Env, result: SaveResult, what: str = "wrote") -> None:
 
 
 @cli.command("convert", short_help='Rewrite a document: format, compression, key.')
-@click.argument("source", metavar="IN")
+@click.argument("source", metavar="IN", shell_complete=complete.points)
 @click.argument("out", metavar="OUT", type=click.Path(dir_okay=False))
 @output_options
 @click.option("--to", "to", type=click.Choice(["desiru", "dspy"], case_sensitive=False), default="desiru",

@@ -14,7 +14,7 @@ import click
 from rich.markup import escape
 
 from desiru import _engine
-from desiru.cli import keys, progress, render, sources
+from desiru.cli import complete, keys, progress, render, sources
 from desiru.cli.app import EXIT_DIFFERENT, Env, cli, env_of
 from desiru.cli.convert import no_verify_option
 from desiru.errors import DesiruError
@@ -177,23 +177,28 @@ def show(env: Env, a_label: str, b_label: str, before: dict[str, Any], edits: li
     style = {"+": "green", "-": "red", "~": "yellow"}
     env.result(f"[red]--- {escape(a_label)}[/]")
     env.result(f"[green]+++ {escape(b_label)}[/]")
+    room = env.row_width()  # on a terminal, each line is cut to fit it (--full: whole values)
     for edit in edits:
         sign, text = describe(edit, work)
         path = str(edit.get("path", "")) or "(program)"
-        env.result(f"[{style.get(sign, '')}]{sign}[/] [bold]{escape(path):<{width}}[/]  {escape(text)}")
+        if room is not None:
+            text = render.cut(text, max(room - 2 - max(width, len(path)) - 2, 20))
+        env.result(f"[{style.get(sign, '')}]{sign}[/] [bold]{escape(path):<{width}}[/]  {escape(text)}",
+                   soft_wrap=True)
         work = _engine.apply_edits(work, [edit])
     env.result(summary(edits))
 
 
 @cli.command("diff", short_help='What changed between two programs (exit 1 if any).')
-@click.argument("a", metavar="A")
-@click.argument("b", metavar="B")
+@click.argument("a", metavar="A", shell_complete=complete.points)
+@click.argument("b", metavar="B", shell_complete=complete.points)
 @keys.key_options
 @no_verify_option
 @click.option("--json", "as_json", is_flag=True, help="Print the edits as JSON (docs/STATE.md edit list).")
+@click.option("--full", is_flag=True, help="Show whole values; lines are otherwise cut to the terminal's width.")
 @click.pass_context
 def diff_cmd(ctx: click.Context, a: str, b: str, key_env: str | None, ask_key: bool, no_verify: bool,
-             as_json: bool) -> None:
+             as_json: bool, full: bool) -> None:
     """Show what changed from A to B; exit 0 when equal, 1 when different.
 
     A and B are documents, journals (at their head) or journal points:
@@ -220,6 +225,7 @@ def diff_cmd(ctx: click.Context, a: str, b: str, key_env: str | None, ask_key: b
     elif not edits:
         env.result(f"equal: {a} and {b} hold the same program", markup=False)
     else:
-        show(env, a, b, sa, edits)
+        with render.whole_values(full):
+            show(env, a, b, sa, edits)
     if edits:
         ctx.exit(EXIT_DIFFERENT)

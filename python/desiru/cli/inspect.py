@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from desiru import _engine
-from desiru.cli import dspy_view, keys, progress, render, sources
+from desiru.cli import complete, dspy_view, keys, progress, render, sources
 from desiru.cli.app import Env, cli, env_of
 from desiru.cli.convert import no_verify_option
 from desiru.errors import DesiruError, MissingKeyError
@@ -161,7 +161,22 @@ def _size_text(n: int) -> str:
     return f"{n:,} bytes" + (f" ({render.human_size(n)})" if n >= 1000 else "")
 
 
-def inspect_journal(env: Env, src: sources.Source, key: str | None, as_json: bool) -> None:
+#: how many tags inspect lists without --all (the newest ones)
+TAGS_SHOWN = 5
+
+
+def tags_text(tags: dict[str, int], show_all: bool) -> str:
+    """``best@373, final@630`` for a few tags; for many, the count and the newest few (``--all``: every one)."""
+    items = sorted(tags.items(), key=lambda kv: kv[1])
+    if not items:
+        return "none"
+    if show_all or len(items) <= TAGS_SHOWN:
+        return ", ".join(f"{name}@{seq}" for name, seq in items)
+    newest = ", ".join(f"{name}@{seq}" for name, seq in items[-TAGS_SHOWN:])
+    return f"{len(items):,} tags; the newest {TAGS_SHOWN}: {newest} (--all lists every one)"
+
+
+def inspect_journal(env: Env, src: sources.Source, key: str | None, as_json: bool, show_all: bool = False) -> None:
     """Show a journal's head, tags and the modules of the program at its head (or at the point given)."""
     path = os.fspath(src.path)
 
@@ -212,7 +227,7 @@ def inspect_journal(env: Env, src: sources.Source, key: str | None, as_json: boo
     if as_json:
         click.echo(render.dumps(info))
         return
-    tags = ", ".join(f"{name}@{seq}" for name, seq in facts["tags"].items()) or "none"
+    tags = tags_text(facts["tags"], show_all)
     fields = [
         ("kind", "journal" + (f", format {facts['format_version']}" if facts["format_version"] else "")),
         ("encrypted", f"yes (key id {facts['key_id']})" if facts["encrypted"] else "no"),
@@ -307,17 +322,19 @@ def _cell(value: Any, width: int = 60) -> str:
 
 
 @cli.command("inspect", short_help="What a document or journal holds.")
-@click.argument("path")
+@click.argument("path", shell_complete=complete.points)
 @click.option("-m", "--module", "module", metavar="PATH",
               help="Show one module in full (dotted path): fields, instructions, parameters, metadata, demos.")
 @click.option("--demos", "n_demos", default=5, show_default=True, type=click.IntRange(min=0),
               help="With --module, how many demos to show.")
 @keys.key_options
 @no_verify_option
+@click.option("--all", "show_all", is_flag=True,
+              help=f"List every tag of a journal (without it: the count and the newest {TAGS_SHOWN}).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of tables.")
 @click.pass_context
 def inspect_cmd(ctx: click.Context, path: str, module: str | None, n_demos: int, key_env: str | None,
-                ask_key: bool, no_verify: bool, as_json: bool) -> None:
+                ask_key: bool, no_verify: bool, show_all: bool, as_json: bool) -> None:
     """Show what a document or a journal holds.
 
     For a document: kind, format, version, compression, encryption, size, sha256,
@@ -350,7 +367,7 @@ def inspect_cmd(ctx: click.Context, path: str, module: str | None, n_demos: int,
                 node = sources.find_child(state, module)
         module_detail(env, src.text, module, node, n_demos, as_json)
     elif sources.is_journal(src.path):
-        inspect_journal(env, src, key, as_json)
+        inspect_journal(env, src, key, as_json, show_all)
     elif src.has_point and not os.path.exists(src.path):
         raise DesiruError("no such file or journal", path=src.path, hint="check the path")
     elif src.has_point:

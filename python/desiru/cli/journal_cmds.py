@@ -18,7 +18,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from desiru.cli import keys, progress, render, sources
+from desiru.cli import complete, keys, progress, render, sources
 from desiru.cli.app import EXIT_DIFFERENT, Env, cli, cli_hint, env_of
 from desiru.cli.convert import output_options, report_saved
 from desiru.cli.diff import describe
@@ -94,22 +94,26 @@ def _when(ts: float) -> str:
 @click.argument("journal", metavar="JOURNAL")
 @click.option("-m", "--module", "modules", multiple=True, metavar="PATH",
               help="Only events of this module (dotted path) and what is inside it. Repeatable.")
-@click.option("-t", "--type", "types", multiple=True, metavar="TYPE",
+@click.option("-t", "--type", "types", multiple=True, metavar="TYPE", shell_complete=complete.event_types,
               help="Only events of this type, e.g. DemoAdded or demo_added. Repeatable.")
-@click.option("--from", "start", metavar="SEQ|tag:NAME", help="First seq to show (a number or a tag).")
-@click.option("--to", "stop", metavar="SEQ|tag:NAME", help="Last seq to show, inclusive (a number or a tag).")
-@click.option("--tag", metavar="NAME", help="Only the history up to the point tagged NAME (same as --to tag:NAME).")
+@click.option("--from", "start", metavar="SEQ|tag:NAME", shell_complete=complete.tag_names,
+              help="First seq to show (a number or a tag).")
+@click.option("--to", "stop", metavar="SEQ|tag:NAME", shell_complete=complete.tag_names,
+              help="Last seq to show, inclusive (a number or a tag).")
+@click.option("--tag", metavar="NAME", shell_complete=complete.tag_names,
+              help="Only the history up to the point tagged NAME (same as --to tag:NAME).")
 @click.option("-n", "--limit", type=click.IntRange(min=1), metavar="N", help="Show at most N events.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (the stored event records).")
 @click.option("-f", "--follow", is_flag=True,
               help="Keep watching: print new events as commits complete (Ctrl-C to stop).")
 @click.option("--follow-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
               help="With --follow, stop after this long without a new event.")
+@click.option("--full", is_flag=True, help="Show whole values; rows are otherwise cut to the terminal's width.")
 @keys.key_options
 @click.pass_context
 def log_cmd(ctx: click.Context, journal: str, modules: tuple[str, ...], types: tuple[str, ...], start: str | None,
             stop: str | None, tag: str | None, limit: int | None, as_json: bool, follow: bool,
-            follow_timeout: float | None, key_env: str | None, ask_key: bool) -> None:
+            follow_timeout: float | None, full: bool, key_env: str | None, ask_key: bool) -> None:
     """List the events of a journal, oldest first, with filters.
 
     Columns: seq, time (UTC), event type, module path, and what changed.
@@ -170,7 +174,8 @@ def log_cmd(ctx: click.Context, journal: str, modules: tuple[str, ...], types: t
                 env.err.print(f"{shown:,} event{'s' if shown != 1 else ''} shown; head is seq {j.head:,}",
                               style="dim")
 
-    keys.with_key(show, key)
+    with render.whole_values(full):
+        keys.with_key(show, key)
 
 
 def _check_modules(j: Any, modules: tuple[str, ...]) -> None:
@@ -190,15 +195,19 @@ def _check_modules(j: Any, modules: tuple[str, ...]) -> None:
 def _row(env: Env, event: Any, seq_width: int) -> None:
     colour = {"Added": "green", "Removed": "red", "Imported": "green", "Tagged": "cyan"}
     style = next((c for suffix, c in colour.items() if event.type.endswith(suffix)), "yellow")
+    path = event.path or "(program)"
+    width = env.row_width()  # on a terminal, the change is cut so that the row is one line
+    room = None if width is None else max(width - (seq_width + 2 + 19 + 2 + max(16, len(event.type)) + 2
+                                                  + max(16, len(path)) + 2), 10)
     env.result(f"{event.seq:>{seq_width}}  {_when(event.timestamp)}  [{style}]{event.type:<16}[/]  "
-               f"[bold]{escape(event.path or '(program)'):<16}[/]  {escape(event_details(event))}",
+               f"[bold]{escape(path):<16}[/]  {escape(render.cut(event_details(event), room))}",
                soft_wrap=True)
 
 
 # -- replay ------------------------------------------------------------------------------------------
 @cli.command("replay", short_help='Write a journal point (tag or seq) to a document.')
-@click.argument("journal", metavar="JOURNAL")
-@click.option("--tag", metavar="NAME", help="Replay to the point tagged NAME.")
+@click.argument("journal", metavar="JOURNAL", shell_complete=complete.points)
+@click.option("--tag", metavar="NAME", shell_complete=complete.tag_names, help="Replay to the point tagged NAME.")
 @click.option("--seq", type=click.IntRange(min=1), metavar="N", help="Replay to seq N.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
               help="The document to write (format and compression from the suffix or the options).")

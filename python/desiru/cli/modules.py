@@ -7,7 +7,7 @@ import os
 import click
 
 from desiru import _engine
-from desiru.cli import keys, progress, sources
+from desiru.cli import complete, keys, progress, sources
 from desiru.cli.app import cli, env_of
 from desiru.cli.convert import no_verify_option, output_options, report_saved
 from desiru.errors import DesiruError
@@ -15,7 +15,7 @@ from desiru.state import copy_tree
 
 
 @cli.command("export-module", short_help='Write one module to its own file.')
-@click.argument("program", metavar="PROGRAM")
+@click.argument("program", metavar="PROGRAM", shell_complete=complete.points)
 @click.argument("module", metavar="MODULE")
 @click.argument("out", metavar="OUT", type=click.Path(dir_okay=False))
 @output_options

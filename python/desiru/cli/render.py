@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from desiru.serialization import formats
@@ -14,8 +17,29 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
+#: set by ``--full``: values are shown whole, never cut
+_WHOLE: ContextVar[bool] = ContextVar("whole_values", default=False)
+
+
+@contextmanager
+def whole_values(on: bool = True) -> Iterator[None]:
+    """Within the block, ``short`` and ``cut`` leave values whole (``--full``)."""
+    token = _WHOLE.set(on)
+    try:
+        yield
+    finally:
+        _WHOLE.reset(token)
+
+
+def cut(text: str, width: int | None) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis (whole with ``--full`` or no width)."""
+    if width is None or _WHOLE.get() or len(text) <= width:
+        return text
+    return text[: max(width - 1, 0)] + "…"
+
+
 def short(value: Any, width: int = 48) -> str:
-    """A one-line rendering of a value, cut to ``width`` characters."""
+    """A one-line rendering of a value, cut to ``width`` characters (whole within ``whole_values``)."""
     if isinstance(value, str):
         text = json.dumps(value, ensure_ascii=False)
     elif isinstance(value, (bytes, bytearray)):
@@ -30,13 +54,13 @@ def short(value: Any, width: int = 48) -> str:
     else:
         text = json.dumps(value)
     text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return cut(text, width)
 
 
 def params_text(params: dict[str, Any], width: int = 60) -> str:
     """``temperature=0.2 max_tokens=256`` for a table cell."""
     text = " ".join(f"{k}={short(v, 24)}" for k, v in params.items())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return cut(text, width)
 
 
 def to_json(value: Any) -> Any:
