@@ -25,6 +25,10 @@ import desiru as ds
 from desiru.journal import Journal, ParameterSet
 
 
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f} ms" if seconds < 0.01 else f"{seconds * 1000:,.0f} ms"
+
+
 def small_program() -> ds.Program:
     return ds.Program(answer=ds.Predict("question -> answer", temperature=0.0))
 
@@ -113,13 +117,16 @@ def main() -> None:
         path = folder / "grow.journal"
         for size in [s for s in (10_000, 100_000, 1_000_000) if s <= args.max]:
             grow(path, size)
-            rows.append([f"{size:,}", f"{reader_open(path) * 1000:,.0f} ms", f"{follower_lag(path) * 1000:,.0f} ms"])
+            rows.append([f"{size:,}", ms(reader_open(path)), ms(follower_lag(path))])
             print(rows[-1], flush=True)
         with Journal.open(path) as j:  # what a snapshot at the head changes (snapshot_every takes them as it goes)
             j.snapshot()
             size = j.head
-        rows.append([f"{size:,}, snapshot at the head", f"{reader_open(path) * 1000:,.0f} ms",
-                     f"{follower_lag(path) * 1000:,.0f} ms"])
+        rows.append([f"{size:,}, snapshot at the head", ms(reader_open(path)), ms(follower_lag(path))])
+        print(rows[-1], flush=True)
+        with Journal.open(path) as j:  # and dropping the history before it
+            j.compact()
+        rows.append([f"{size:,}, compacted to that snapshot", ms(reader_open(path)), ms(follower_lag(path))])
         print(rows[-1], flush=True)
         print(table(["events in the log (no snapshot)", "open a reader", "follower lag after a commit"], rows))
     finally:
