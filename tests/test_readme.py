@@ -57,8 +57,9 @@ def test_python_block_runs_in_an_empty_folder(tmp_path: Path, page: str, line: i
     if "import dspy" in code:
         pytest.importorskip("dspy")
     env = _env()
-    if '"pg:' in code or "postgresql://" in code:  # a PostgreSQL example runs on the tests' own server
-        env["DESIRU_PG_URL"] = request.getfixturevalue("pg_url")
+    if '"pg:' in code or "postgresql://" in code:  # a PostgreSQL example runs on the tests' own server,
+        env["DESIRU_PG_URL"] = request.getfixturevalue("pg_url")  # in a journal of its own
+        code = code.replace("qa-run", f"qa-run-{page.replace('/', '-')}-{line}")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, f"{page}:{line}\n{result.stderr}"
