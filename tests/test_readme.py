@@ -1,8 +1,8 @@
 """Every Python block of README.md and docs/*.md runs as written, in an empty folder, so none rots.
 
 A block runs on its own (a new user copies one block into a fresh directory), except a block whose
-first line says ``# continued``: it is a later step of a tutorial and runs after the page's blocks
-above it. The quick benchmark runs must leave docs/benchmarks.md alone.
+first line says ``# continued``: it is a later step of a tutorial and runs after all the page's
+blocks above it. The quick benchmark runs must leave docs/benchmarks.md alone.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ def blocks() -> list[tuple[str, int, str]]:
         for match in re.finditer(r"```python\n(.*?)```", text, re.S):
             code = match.group(1)
             line = text[: match.start()].count("\n") + 2
-            if code.startswith("# continued"):
+            if code.startswith("# continued"):  # a later step of the page: after every block above it
                 assert before, f"{page.name}:{line} continues nothing"
                 run = "\n".join([*before, code])
             else:
-                before, run = [], code
+                run = code
             before.append(code)
             out.append((page.relative_to(ROOT).as_posix(), line, run))
     return out
