@@ -1,0 +1,372 @@
+"""Runs: recording scored trials beside Optuna, commits from random parents, queries on 100,000 commits.
+
+    python benchmarks/bench_runs.py            # full run; writes the "Runs" section of docs/benchmarks.md
+    python benchmarks/bench_runs.py --quick    # small data, prints only
+    python benchmarks/bench_runs.py --profile  # also prints where a large commit from a random parent spends its time
+
+Targets (issue 11, item 10): recording a scored trial (a commit of a one-demo change from a
+random earlier parent, with score, metrics and params) at >= 5x Optuna's trials per second at
+equal durability; a commit from a random parent in a 10,000-commit run of the large program
+(50 modules x 2,000 demos) < 30 ms; trials() and best() on 100,000 commits < 1 s; find() < 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from data import program_state, small_state
+from report import machine, median_time, table, write_section
+
+import desiru as ds
+from desiru import _engine
+from desiru.journal import Journal
+
+
+class BigProgram(ds.Program):
+    """The class benchmarks/data.py names, so replays build a real program."""
+
+    __desiru_name__ = "bench.BigProgram"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:,.2f} ms" if seconds < 0.01 else f"{seconds * 1e3:,.1f} ms"
+
+
+def verdict(ok: bool, text: str) -> str:
+    return f"{text}: {'met' if ok else 'MISSED'}"
+
+
+def p90(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+
+
+# -- candidates: one-demo changes of an earlier candidate ---------------------------------------------
+def with_changed_demo(state: dict[str, Any], rng: random.Random, tag: int) -> dict[str, Any]:
+    """``state`` with one demo's answer rewritten; shares every module it does not touch."""
+    modules = list(state["modules"])
+    m = rng.randrange(len(modules))
+    module = dict(modules[m])
+    demos = list(module["demos"])
+    i = rng.randrange(len(demos))
+    demos[i] = {**demos[i], "answer": f"candidate {tag}: {str(demos[i]['answer'])[:40]}"}
+    module["demos"] = demos
+    modules[m] = module
+    return {**state, "modules": modules}
+
+
+def trial_values(rng: random.Random, n: int) -> tuple[float, dict[str, float], dict[str, Any]]:
+    """Score, metrics and params of trial ``n``: what an optimizer records."""
+    score = round(rng.random(), 4)
+    metrics = {"exact_match": score, "f1": round(rng.random(), 4), "cost_usd": round(rng.random() / 50, 5)}
+    params = {"instruction_idx": rng.randrange(8), "demo_set": rng.randrange(20),
+              "temperature": rng.choice([0.0, 0.2, 0.5, 0.7, 1.0]), "trial": n}
+    return score, metrics, params
+
+
+def candidates(n: int, seed: int) -> list[tuple[int, ds.Program, float, dict[str, float], dict[str, Any]]]:
+    """(parent index, program, score, metrics, params) for ``n`` trials; index 0 is the first commit."""
+    rng = random.Random(seed)
+    states = [small_state()]
+    out = [(-1, ds.Program.from_state(states[0]), *trial_values(rng, 0))]
+    for k in range(1, n + 1):
+        parent = rng.randrange(k)
+        state = with_changed_demo(states[parent], rng, k)
+        states.append(state)
+        out.append((parent, ds.Program.from_state(state), *trial_values(rng, k)))
+    return out
+
+
+# -- (a) recording a scored trial, beside Optuna ----------------------------------------------------
+def time_desiru(folder: Path, trials: list[Any], mode: str) -> float:
+    path = folder / f"d-{uuid.uuid4().hex}.journal"
+    with Journal.open(path, fsync=mode) as j:
+        _, program, score, metrics, params = trials[0]
+        results = [j.commit(program, score=score, metrics=metrics, params=params)]
+        t0 = time.perf_counter()
+        for parent, program, score, metrics, params in trials[1:]:
+            results.append(j.commit(program, parent=results[parent], score=score, metrics=metrics, params=params))
+        elapsed = time.perf_counter() - t0
+    shutil.rmtree(path)
+    return elapsed
+
+
+def optuna_trials(trials: list[Any]) -> list[Any]:
+    """The same trials as Optuna FrozenTrials (params with their distributions, metrics as user attrs)."""
+    import optuna
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    dists = {"instruction_idx": IntDistribution(0, 7), "demo_set": IntDistribution(0, 19),
+             "temperature": FloatDistribution(0.0, 1.0), "trial": IntDistribution(0, len(trials))}
+    return [optuna.trial.create_trial(params=params, distributions=dists, value=score, user_attrs=metrics)
+            for _parent, _program, score, metrics, params in trials]
+
+
+def time_optuna(folder: Path, frozen: list[Any], backend: str) -> float:
+    import optuna
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if backend == "journal":
+        path = folder / f"o-{uuid.uuid4().hex}.log"
+        storage: Any = JournalStorage(JournalFileBackend(str(path)))
+    else:
+        path = folder / f"o-{uuid.uuid4().hex}.sqlite"
+        storage = RDBStorage(f"sqlite:///{path}")
+    study = optuna.create_study(storage=storage, direction="maximize")
+    study.add_trial(frozen[0])
+    t0 = time.perf_counter()
+    for ft in frozen[1:]:
+        study.add_trial(ft)
+    elapsed = time.perf_counter() - t0
+    if backend != "journal":
+        storage.engine.dispose()
+    path.unlink()
+    return elapsed
+
+
+def bench_record(folder: Path, quick: bool, runs: int) -> tuple[str, list[str]]:
+    n = 200 if quick else 1000
+    trials = candidates(n, seed=11)
+    frozen = optuna_trials(trials)
+    measured: dict[str, list[float]] = {"always": [], "batch": [], "journal": [], "sqlite": []}
+    for _ in range(runs):  # interleaved, so a slow spell of the shared disk hits every store alike
+        for mode in ("always", "batch"):
+            measured[mode].append(time_desiru(folder, trials, mode))
+        for backend in ("journal", "sqlite"):
+            measured[backend].append(time_optuna(folder, frozen, backend))
+    med = {k: statistics.median(v) for k, v in measured.items()}
+    names = {
+        "always": "desiru commit(parent=, score=, metrics=, params=), fsync=always (an fsync per commit)",
+        "batch": "desiru, same, fsync=batch (group commit: an fsync per 1,000 records or 50 ms)",
+        "journal": "Optuna add_trial, JournalStorage + JournalFileBackend (an fsync per trial)",
+        "sqlite": "Optuna add_trial, RDBStorage on SQLite (a transaction per trial, synchronous=FULL)",
+    }
+    rows = []
+    for key in ("always", "batch", "journal", "sqlite"):
+        rate = n / med[key]
+        rows.append([names[key], f"{rate:,.0f}", ms(med[key] / n),
+                     f"{med[key] / med['always']:.2f}x" if key != "always" else "1.00x"])
+    targets = []
+    for peer in ("journal", "sqlite"):
+        ratio = med[peer] / med["always"]
+        targets.append(verdict(ratio >= 5, f"desiru fsync=always vs {names[peer].split(',')[1].strip()}: "
+                                           f"{ratio:.2f}x the trials/s (target >= 5x)"))
+    body = table(["store", "trials/s", "per trial", "its time / desiru fsync=always"], rows)
+    return body + f"\n\n{n:,} trials per run, each from a random earlier trial.", targets
+
+
+# -- (b) a commit from a random parent in a 10,000-commit run of the large program ------------------------
+def bench_large(folder: Path, quick: bool, samples: int, profile: bool) -> tuple[str, list[str], dict[str, Any]]:
+    n_modules, n_demos, n_commits = (10, 400, 1000) if quick else (50, 2000, 10_000)
+    rng = random.Random(5)
+    base = program_state(n_modules, n_demos, seed=2)
+    program = ds.Program.from_state(base)
+    path = folder / "large.journal"
+    # the run: commits on a line, each a one-demo change of the one before, with results; the
+    # changes are kept so the state of any commit can be rebuilt without the journal
+    changes: list[tuple[int, int, str]] = []
+    results = []
+    t_build = time.perf_counter()
+    with Journal.open(path, fsync="batch") as j:
+        results.append(j.commit(program, score=0.5))
+        modules = [m for _, m in program.named_modules()]
+        for k in range(1, n_commits):
+            m = rng.randrange(len(modules))
+            i = rng.randrange(len(modules[m].demos))
+            text = f"revised {k}"
+            modules[m].demos[i] = ds.Example({**modules[m].demos[i], "answer": text})
+            changes.append((m, i, text))
+            score, metrics, params = trial_values(rng, k)
+            results.append(j.commit(program, score=score, metrics=metrics, params=params))
+        j.flush()
+        t_build = time.perf_counter() - t_build
+        head = j.head
+        snaps = len(j.store.snapshot_seqs())
+
+        def state_of(k: int) -> dict[str, Any]:
+            """The state of the k-th commit (0-based), from the base and the changes."""
+            mods = [dict(mod, demos=list(mod["demos"])) for mod in base["modules"]]
+            for m, i, text in changes[:k]:
+                mods[m]["demos"][i] = {**mods[m]["demos"][i], "answer": text}
+            return {**base, "modules": mods}
+
+        times = []
+        prof = cProfile.Profile() if profile else None
+        for s in range(samples):
+            k = rng.randrange(n_commits)
+            cand = ds.Program.from_state(with_changed_demo(state_of(k), rng, 100_000 + s))
+            score, metrics, params = trial_values(rng, n_commits + s)
+            if prof is not None:
+                prof.enable()
+            t0 = time.perf_counter()
+            r = j.commit(cand, parent=results[k], score=score, metrics=metrics, params=params)
+            times.append(time.perf_counter() - t0)
+            if prof is not None:
+                prof.disable()
+            assert r.parent == results[k].seq
+    profile_text = ""
+    if prof is not None:
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(25)
+        profile_text = out.getvalue()
+    shutil.rmtree(path)
+    med, high = statistics.median(times), p90(times)
+    rows = [
+        [f"build the run: {n_commits:,} commits on a line, one changed demo each, with results (fsync=batch)",
+         ms(t_build / n_commits) + " per commit", f"seq {head:,}, {snaps} automatic snapshots"],
+        [f"commit from a random earlier parent, one changed demo, with results ({samples} samples)",
+         f"median {ms(med)}, p90 {ms(high)}", f"min {ms(min(times))}, max {ms(max(times))}"],
+    ]
+    targets = [verdict(med < 0.03, f"commit from a random parent of the {n_modules} x {n_demos} program in a "
+                                   f"{n_commits:,}-commit run: median {ms(med)}, p90 {ms(high)} (target < 30 ms)")]
+    info = {"shape": f"{n_modules} x {n_demos}", "commits": n_commits, "profile": profile_text}
+    return table(["what", "time", "notes"], rows), targets, info
+
+
+# -- (c) queries on 100,000 commits ------------------------------------------------------------------------
+def bench_queries(folder: Path, quick: bool, runs: int) -> tuple[str, list[str], int]:
+    n = 10_000 if quick else 100_000
+    rng = random.Random(6)
+    path = folder / "queries.journal"
+    state = small_state()
+    recent: list[tuple[Any, dict[str, Any]]] = []
+    t_build = time.perf_counter()
+    with Journal.open(path, fsync="never") as j:
+        recent.append((j.commit(ds.Program.from_state(state), score=0.0), state))
+        probe = None
+        for k in range(1, n):
+            # a tree: each trial derives from one of the 32 latest (whose states the writer keeps in memory)
+            parent, parent_state = recent[rng.randrange(max(0, len(recent) - 32), len(recent))]
+            state = with_changed_demo(parent_state, rng, k)
+            score, metrics, params = trial_values(rng, k)
+            program = ds.Program.from_state(state)
+            r = j.commit(program, parent=parent, score=score, metrics=metrics, params=params)
+            recent.append((r, state))
+            if k == n // 2:
+                probe = program
+            if len(recent) > 64:
+                recent = recent[-32:]
+        j.flush()
+        t_build = time.perf_counter() - t_build
+        head = j.head
+    assert probe is not None
+    probe_hash = _engine.content_hash(probe.to_state()).hex()
+    rows: list[list[Any]] = [[f"build: {n:,} commits from recent random parents, with results (fsync=never)",
+                              ms(t_build / n) + " per commit", f"seq {head:,}"]]
+    targets = []
+
+    def fresh_trials() -> None:
+        with Journal.open(path, readonly=True) as r:
+            assert len(r.trials()) == n
+
+    with Journal.open(path, readonly=True) as r:
+        r.trials()  # the index is built; the rows below are the queries on an open reader
+        figures = {
+            "trials()": median_time(lambda: r.trials(), runs=runs),
+            "best()": median_time(lambda: r.best(), runs=runs),
+            "best(k=10, metric='f1')": median_time(lambda: r.best(k=10, metric="f1"), runs=runs),
+            "find(program)": median_time(lambda: r.find(probe), runs=max(runs, 7)),
+            "find(content hash)": median_time(lambda: r.find(probe_hash), runs=max(runs, 7)),
+            "lineage(head)": median_time(lambda: r.lineage(r.head), runs=runs),
+        }
+        assert r.find(probe)[0].content_hash == probe_hash
+    t_fresh = median_time(fresh_trials, runs=runs, warmup=0)
+    rows.append(["open a reader + trials() (the index is built by one scan of the log)", ms(t_fresh), ""])
+    for what, seconds in figures.items():
+        rows.append([f"{what} on an open reader", ms(seconds), ""])
+    targets.append(verdict(t_fresh < 1, f"trials() on {n:,} commits, fresh reader: {ms(t_fresh)} (target < 1 s)"))
+    targets.append(verdict(figures["best()"] < 1, f"best() on {n:,} commits: {ms(figures['best()'])} "
+                                                  f"(target < 1 s)"))
+    targets.append(verdict(figures["find(program)"] < 0.01,
+                           f"find(program) on {n:,} commits: {ms(figures['find(program)'])} (target < 10 ms)"))
+    shutil.rmtree(path)
+    return table(["what", "time", "notes"], rows), targets, n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small data, prints only (a smoke run)")
+    parser.add_argument("--runs", type=int, default=None, help="timed runs per figure (median reported)")
+    parser.add_argument("--samples", type=int, default=None, help="commits from random parents timed in (b)")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of (b)'s timed commits")
+    parser.add_argument("--dir", default=None, help="where to write the journals (default: a temp dir)")
+    args = parser.parse_args()
+    runs = args.runs or (1 if args.quick else 5)
+    samples = args.samples or (10 if args.quick else 30)
+    folder = Path(tempfile.mkdtemp(prefix="desiru-bench-runs-", dir=args.dir))
+    try:
+        t0 = time.perf_counter()
+        record, t1 = bench_record(folder, args.quick, runs)
+        print(record, *t1, sep="\n", flush=True)
+        queries, t3, n_queries = bench_queries(folder, args.quick, runs)
+        print(queries, *t3, sep="\n", flush=True)
+        large, t2, info = bench_large(folder, args.quick, samples, args.profile)
+        print(large, *t2, sep="\n", flush=True)
+        if info["profile"]:
+            print(info["profile"])
+        total = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        import optuna
+        import sqlalchemy
+
+        peers = f"optuna {optuna.__version__} (SQLAlchemy {sqlalchemy.__version__})"
+    except ImportError:
+        peers = "optuna not installed"
+    command = "python benchmarks/bench_runs.py" + (" --quick" if args.quick else "")
+    body = "\n\n".join([
+        f"Command: `{command}`; medians of {runs} runs; engine: {_engine.BACKEND}; took {total:.0f} s. "
+        f"Machine: {machine()}. Peers: {peers}.",
+        "### Recording a scored trial\n\n"
+        "Each trial is a one-demo change of a random earlier trial of the small program (5 modules x 8 demos), "
+        "with a score, three metrics and four params. desiru commits it with `parent=`, `score=`, `metrics=` "
+        "and `params=` (the diff against that parent, a Committed and a ResultsRecorded event, one append). "
+        "Optuna records the same params (with their distributions) and value, the metrics as user attrs, "
+        "with `study.add_trial` of a prebuilt FrozenTrial, its cheapest way to record a finished trial "
+        "(one storage call; Optuna stores no program, so it has no diff to make). Equal durability: "
+        "desiru with fsync=always fsyncs the log once per commit before it returns; Optuna's "
+        "JournalFileBackend fsyncs once per `append_logs` (one per trial); RDBStorage on SQLite commits a "
+        "transaction per trial with SQLite's default `synchronous=FULL` (rollback journal, fsync on commit). "
+        "The fsync=batch row is for reference (durable within 50 ms). Runs are interleaved. The last column "
+        "is the row's time divided by desiru fsync=always: above 1x the row is slower than desiru.\n\n" + record,
+        "\n".join(f"- {t}" for t in t1),
+        f"### Queries on {n_queries:,} commits\n\n"
+        "A run of the small program where every commit derives from one of the 32 latest, with a score, "
+        "metrics and params. `trials()` from a fresh reader includes opening the journal and building the "
+        "run index (one scan of the log that skips the edits of each commit by their first bytes); the "
+        "other rows query a reader whose index is built.\n\n" + queries,
+        "\n".join(f"- {t}" for t in t3),
+        f"### Commits from random parents in a large run ({info['shape']} demos, {info['commits']:,} commits)\n\n"
+        "The run is built as a line of commits, each changing one demo of the one before, with results "
+        "(the default snapshot policy writes a snapshot along a line every 20,000 events). Then each "
+        "timed commit is a one-demo change of a random earlier commit (uniform over the whole run), with "
+        "results; the candidate program is built outside the timing, as an optimizer holds it. The time "
+        "includes the state of the parent (the writer keeps the 64 latest states; an older parent is "
+        "rebuilt from its nearest snapshot and the events of its lineage).\n\n" + large,
+        "\n".join(f"- {t}" for t in t2),
+    ])
+    print(f"\ntotal {total:.0f} s")
+    if not args.quick:
+        write_section("Runs", body)
+        print("wrote the Runs section of docs/benchmarks.md")
+
+
+if __name__ == "__main__":
+    main()
