@@ -52,7 +52,7 @@ def verdict(ok: bool, text: str) -> str:
 
 def p90(values: list[float]) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
 
 
 # -- candidates: one-demo changes of an earlier candidate ---------------------------------------------

@@ -209,13 +209,14 @@ def test_replay_errors(journal: Path, tmp_path: Path) -> None:
 
 # -- tag / snapshot / compact -----------------------------------------------------------------------
 def test_tag_moves_and_replays(journal: Path, tmp_path: Path) -> None:
-    result = run("tag", journal, "deployed")
+    result = run("tag", journal, "deployed")  # the head: the newest commit (seq 6)
     assert result.exit_code == 0, result.stderr
-    assert "tagged deployed at seq 7" in result.stdout
-    again = run("tag", journal, "best")
-    assert "moved from seq 5" in again.stdout
+    assert "tagged deployed at seq 6" in result.stdout
+    assert_error(run("tag", journal, "best"), "tag 'best' already points at seq 5", "--move")
+    again = run("tag", journal, "best", "--move")
+    assert "tagged best at seq 6 (moved from seq 5)" in again.stdout
     with ds.Journal.open(journal, readonly=True) as j:
-        assert j.tags() == {"baseline": 2, "best": 8, "deployed": 7}
+        assert j.tags() == {"baseline": 2, "best": 6, "deployed": 6}
         assert j.replay(tag="deployed") == versions()[3]
 
 

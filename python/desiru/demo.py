@@ -281,6 +281,8 @@ class DemoReport:
     directory: Path
     journal: Path
     trials: list[Trial] = field(default_factory=list)
+    #: the best trials as the journal's run index lists them (desiru.journal.Trial, best first)
+    top: list[Any] = field(default_factory=list)
     baseline_score: float = 0.0
     best_score: float = 0.0
     best_trial: int = 0
@@ -436,4 +438,6 @@ def _run(folder: Path, journal_path: Path, lm: ds.ScriptedLM, *, trials: int, tr
         report.journal_ok = j.verify().ok
         report.sizes["journal"] = j.size()
     done()
+    with Journal.open(journal_path, readonly=True) as j:
+        report.top = j.best(k=5)
     return report

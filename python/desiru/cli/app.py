@@ -152,8 +152,8 @@ def report_error(env: Env | None, exc: BaseException, command: str | None = None
 
 
 #: the order --help lists commands in: first steps, documents, journals, upkeep
-ORDER = ("demo", "inspect", "diff", "convert", "export-module", "import-module", "log", "replay", "tag",
-         "snapshot", "compact", "verify", "repair", "migrate", "rekey", "copy")
+ORDER = ("demo", "inspect", "diff", "convert", "export-module", "import-module", "log", "trials", "lineage",
+         "replay", "tag", "snapshot", "compact", "verify", "repair", "migrate", "rekey", "copy")
 
 
 class DesiruGroup(click.Group):
@@ -244,6 +244,7 @@ def cli(ctx: click.Context, quiet: bool, debug: bool) -> None:
       desiru demo                          run an optimization into a journal, replay and save the best
       desiru inspect qa.msgpack.zst        what is in a file or journal
       desiru log runs/qa.journal --module answer
+      desiru trials runs/qa.journal --top 5     the best trials of a run: score, params, tags
       desiru diff runs/qa.journal@tag:baseline runs/qa.journal@tag:best
       desiru replay runs/qa.journal --tag best -o best.json
 

@@ -9,7 +9,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from desiru.cli import progress, render
+from desiru.cli import progress, render, runs_cmds
 from desiru.cli.app import cli, env_of
 from desiru.errors import DesiruError
 
@@ -87,6 +87,8 @@ def demo_cmd(ctx: click.Context, directory: str, trials: int, train: int, dev: i
     grid.add_row("loaded", f"both files back; same as the replayed program: {yes(report.loads_match)}")
     env.result(grid)
     env.result()
+    env.result(runs_cmds.trials_table(report.top, [], title="the best trials, from the journal's run index"))
+    env.result()
     answers = Table(title="forward() of the program loaded from msgpack+zstd", title_justify="left",
                     box=box.SIMPLE_HEAD, show_edge=False)
     answers.add_column("question")
@@ -106,6 +108,8 @@ def demo_cmd(ctx: click.Context, directory: str, trials: int, train: int, dev: i
     j = rel(report.journal)
     env.say("[bold]next[/], try:")
     env.say(f"  desiru inspect {rel(report.files['msgpack+zstd'])}")
+    env.say(f"  desiru trials {j} --top 10")
+    env.say(f"  desiru lineage {j}@tag:best")
     env.say(f"  desiru log {j} --type SignatureSet")
     env.say(f"  desiru diff {j}@tag:baseline {j}@tag:best")
     env.say(f"  desiru replay {j} --tag best -o best.yaml")

@@ -1,4 +1,4 @@
-"""Journal commands: log, replay, tag, snapshot, compact, verify and repair.
+"""Journal commands: log, replay, snapshot, compact, verify and repair (tag, trials, lineage: runs_cmds).
 
 Reading commands open the journal as a reader (no lock, nothing changed), so they
 work while an optimization is writing to it; writing commands take the writer's
@@ -18,7 +18,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from desiru.cli import complete, keys, progress, render, sources
+from desiru.cli import complete, keys, progress, render, runs_cmds, sources
 from desiru.cli.app import EXIT_DIFFERENT, Env, cli, cli_hint, env_of
 from desiru.cli.convert import output_options, report_saved
 from desiru.cli.diff import describe
@@ -73,9 +73,14 @@ def _point(j: Any, text: str | None, what: str) -> int | None:
 def event_details(event: Any) -> str:
     """What an event did, in a few words."""
     if event.type == "CheckpointTagged":
-        extra = {k: v for k, v in event.payload.items() if k != "tag"}
-        text = f"tag {event.payload.get('tag')!s}"
+        extra = {k: v for k, v in event.payload.items() if k not in ("tag", "target", "moved_from")}
+        text = f"tag {event.payload.get('tag')!s}" + runs_cmds.tag_target_text(event.payload)
         return text + (f" {render.short(extra, 50)}" if extra else "")
+    if event.type == "Committed":
+        parent = event.payload.get("parent")
+        return f"commit from seq {parent}" if parent else "first commit"
+    if event.type == "ResultsRecorded":
+        return runs_cmds.results_text(event.payload)
     edit = event.to_edit()
     if edit is None:
         return render.short(dict(event.payload), 70)
@@ -146,9 +151,10 @@ def log_cmd(ctx: click.Context, journal: str, modules: tuple[str, ...], types: t
                 _check_modules(j, modules)
             shown = 0
             seq_width = max(3, len(str(j.head)))
+            columns = runs_cmds.CommitColumns(j)
             if not as_json:
-                env.result(f"[dim]{'seq':>{seq_width}}  {'time (UTC)':<19}  {'type':<16}  {'module':<16}  "
-                           f"change[/]")
+                env.result(f"[dim]{'seq':>{seq_width}}  {'time (UTC)':<19}  {'parent':>{seq_width}}  {'score':>6}  "
+                           f"{'type':<16}  {'module':<16}  change[/]")
             head = j.head
             stream: Iterator[Any] = j.events(first, head + 1 if stop_seq is None else min(stop_seq, head + 1))
             if follow:  # then the events committed from now on, as whole commits complete
@@ -163,7 +169,7 @@ def log_cmd(ctx: click.Context, journal: str, modules: tuple[str, ...], types: t
                     if as_json:
                         click.echo(json.dumps(render.to_json(event.to_record()), ensure_ascii=False))
                     else:
-                        _row(env, event, seq_width)
+                        _row(env, event, seq_width, columns.cells(event.seq))
                     shown += 1
                     if limit is not None and shown >= limit:
                         break
@@ -192,14 +198,16 @@ def _check_modules(j: Any, modules: tuple[str, ...]) -> None:
                                  path=j.path, hint=f"known modules: {', '.join(sorted(seen)) or 'none'}")
 
 
-def _row(env: Env, event: Any, seq_width: int) -> None:
-    colour = {"Added": "green", "Removed": "red", "Imported": "green", "Tagged": "cyan"}
+def _row(env: Env, event: Any, seq_width: int, commit: tuple[str, str]) -> None:
+    colour = {"Added": "green", "Removed": "red", "Imported": "green", "Tagged": "cyan", "Recorded": "cyan",
+              "Committed": "dim"}
     style = next((c for suffix, c in colour.items() if event.type.endswith(suffix)), "yellow")
     path = event.path or "(program)"
     width = env.row_width()  # on a terminal, the change is cut so that the row is one line
-    room = None if width is None else max(width - (seq_width + 2 + 19 + 2 + max(16, len(event.type)) + 2
-                                                  + max(16, len(path)) + 2), 10)
-    env.result(f"{event.seq:>{seq_width}}  {_when(event.timestamp)}  [{style}]{event.type:<16}[/]  "
+    room = None if width is None else max(width - (seq_width + 2 + 19 + 2 + seq_width + 2 + 6 + 2
+                                                   + max(16, len(event.type)) + 2 + max(16, len(path)) + 2), 10)
+    env.result(f"{event.seq:>{seq_width}}  {_when(event.timestamp)}  {commit[0]:>{seq_width}}  {commit[1]:>6}  "
+               f"[{style}]{event.type:<16}[/]  "
                f"[bold]{escape(path):<16}[/]  {escape(render.cut(event_details(event), room))}",
                soft_wrap=True)
 
@@ -248,42 +256,7 @@ def replay_cmd(ctx: click.Context, journal: str, tag: str | None, seq: int | Non
     report_saved(env, result, f"replayed {point} of {src.path}; wrote")
 
 
-# -- tag / snapshot / compact --------------------------------------------------------------------------
-@cli.command("tag", short_help="Tag a journal's head.")
-@click.argument("journal", metavar="JOURNAL")
-@click.argument("name")
-@keys.key_options
-@click.pass_context
-def tag_cmd(ctx: click.Context, journal: str, name: str, key_env: str | None, ask_key: bool) -> None:
-    """Tag the journal's head as NAME (a CheckpointTagged event), to replay or diff it later.
-
-    A tag marks the point where the history is now; tagging a name again moves it.
-
-    \b
-    Examples:
-      desiru tag runs/qa.journal deployed-2026-11
-      desiru diff runs/qa.journal@tag:deployed-2026-11 runs/qa.journal
-    """
-    from desiru.journal import CheckpointTagged
-
-    env = env_of(ctx)
-    src = _journal_arg(journal)
-    if not name.strip():
-        raise DesiruError("a tag name cannot be empty")
-
-    def tag(k: str | None) -> Any:
-        with sources.open_journal(src.path, k, write=True) as j:
-            if j.head == 0:
-                raise DesiruError("the journal is empty: there is nothing to tag", path=src.path)
-            moved = j.tags().get(name)
-            event = j.append(CheckpointTagged(path="", payload={"tag": name}))
-            return event, moved
-
-    event, moved = keys.with_key(tag, keys.input_key(key_env, ask_key))
-    note = f" (moved from seq {moved})" if moved is not None else ""
-    env.say(f"tagged [bold]{escape(name)}[/] at seq {event.seq}{note}")
-
-
+# -- snapshot / compact (tag: runs_cmds) --------------------------------------------------------------------------
 @cli.command("snapshot", short_help="Snapshot a journal's head.")
 @click.argument("journal", metavar="JOURNAL")
 @keys.key_options
