@@ -2,7 +2,7 @@
 
     python benchmarks/bench_runs.py            # full run; writes the "Runs" section of docs/benchmarks.md
     python benchmarks/bench_runs.py --quick    # small data, prints only
-    python benchmarks/bench_runs.py --profile  # also prints where a large commit from a random parent spends its time
+    python benchmarks/bench_runs.py --profile  # also prints the cProfile of the large commits from random parents
 
 Targets (issue 11, item 10): recording a scored trial (a commit of a one-demo change from a
 random earlier parent, with score, metrics and params) at >= 5x Optuna's trials per second at
@@ -55,6 +55,46 @@ def p90(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
 
 
+#: (label, function names whose cumulative time makes it) for the breakdown of a commit's time
+PARTS = [
+    ("the parent's state, when not among the states the writer keeps (replay from a snapshot)", ("replay_state",)),
+    ("  of which finding the parent's events in the log by seq (frame scans)", ("frame_scan",)),
+    ("  of which applying them", ("apply_edits",)),
+    ("the candidate program to a state tree", ("build",)),
+    ("diff against the parent's state", ("diff_states",)),
+    ("content hash of the candidate's state", ("content_hash",)),
+    ("encoding and appending the records", ("append",)),
+    ("fsync (fdatasync of the log)", ("fdatasync", "fsync")),
+]
+
+
+def breakdown(prof: cProfile.Profile, total: float) -> list[list[str]]:
+    """Rows (what, time, share of ``total``) from a profile of commits, by the functions in PARTS.
+
+    Each name's cumulative time is counted once per function (none of them recurses).
+    """
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    rows = []
+    for label, names in PARTS:
+        spent = sum(v[3] for (_file, _line, fn), v in stats.items()
+                    if fn in names or any(fn == f"<built-in method desiru._native.{n}>" for n in names)
+                    or any(fn == f"<built-in method posix.{n}>" for n in names))
+        rows.append([label, ms(spent), f"{spent / total:.0%}"])
+    return rows
+
+
+def profiled(fn: Any) -> tuple[float, cProfile.Profile]:
+    """Run ``fn()`` under cProfile; (seconds, profile)."""
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    try:
+        fn()
+    finally:
+        prof.disable()
+    return time.perf_counter() - t0, prof
+
+
 # -- candidates: one-demo changes of an earlier candidate ---------------------------------------------
 def with_changed_demo(state: dict[str, Any], rng: random.Random, tag: int) -> dict[str, Any]:
     """``state`` with one demo's answer rewritten; shares every module it does not touch."""
@@ -92,17 +132,26 @@ def candidates(n: int, seed: int) -> list[tuple[int, ds.Program, float, dict[str
 
 
 # -- (a) recording a scored trial, beside Optuna ----------------------------------------------------
-def time_desiru(folder: Path, trials: list[Any], mode: str) -> float:
+def time_desiru(folder: Path, trials: list[Any], mode: str, profile: bool = False) -> tuple[float, Any]:
+    """Seconds to commit every trial after the first (and the profile of it when ``profile``)."""
     path = folder / f"d-{uuid.uuid4().hex}.journal"
     with Journal.open(path, fsync=mode) as j:
         _, program, score, metrics, params = trials[0]
         results = [j.commit(program, score=score, metrics=metrics, params=params)]
-        t0 = time.perf_counter()
-        for parent, program, score, metrics, params in trials[1:]:
-            results.append(j.commit(program, parent=results[parent], score=score, metrics=metrics, params=params))
-        elapsed = time.perf_counter() - t0
+
+        def commit_all() -> None:
+            for parent, program, score, metrics, params in trials[1:]:
+                results.append(j.commit(program, parent=results[parent], score=score, metrics=metrics,
+                                        params=params))
+
+        if profile:
+            elapsed, prof = profiled(commit_all)
+        else:
+            t0 = time.perf_counter()
+            commit_all()
+            elapsed, prof = time.perf_counter() - t0, None
     shutil.rmtree(path)
-    return elapsed
+    return elapsed, prof
 
 
 def optuna_trials(trials: list[Any]) -> list[Any]:
@@ -147,7 +196,7 @@ def bench_record(folder: Path, quick: bool, runs: int) -> tuple[str, list[str]]:
     measured: dict[str, list[float]] = {"always": [], "batch": [], "journal": [], "sqlite": []}
     for _ in range(runs):  # interleaved, so a slow spell of the shared disk hits every store alike
         for mode in ("always", "batch"):
-            measured[mode].append(time_desiru(folder, trials, mode))
+            measured[mode].append(time_desiru(folder, trials, mode)[0])
         for backend in ("journal", "sqlite"):
             measured[backend].append(time_optuna(folder, frozen, backend))
     med = {k: statistics.median(v) for k, v in measured.items()}
@@ -163,12 +212,16 @@ def bench_record(folder: Path, quick: bool, runs: int) -> tuple[str, list[str]]:
         rows.append([names[key], f"{rate:,.0f}", ms(med[key] / n),
                      f"{med[key] / med['always']:.2f}x" if key != "always" else "1.00x"])
     targets = []
+    short = {"journal": "Optuna JournalFileBackend", "sqlite": "Optuna RDBStorage on SQLite"}
     for peer in ("journal", "sqlite"):
         ratio = med[peer] / med["always"]
-        targets.append(verdict(ratio >= 5, f"desiru fsync=always vs {names[peer].split(',')[1].strip()}: "
-                                           f"{ratio:.2f}x the trials/s (target >= 5x)"))
+        targets.append(verdict(ratio >= 5, f"desiru fsync=always records {ratio:.2f}x the trials/s of "
+                                           f"{short[peer]} (target >= 5x)"))
     body = table(["store", "trials/s", "per trial", "its time / desiru fsync=always"], rows)
-    return body + f"\n\n{n:,} trials per run, each from a random earlier trial.", targets
+    total, prof = time_desiru(folder, trials, "always", profile=True)
+    parts = table(["where the time of desiru's commits goes (one more run, under cProfile)", "time", "share"],
+                  breakdown(prof, total))
+    return body + f"\n\n{n:,} trials per run, each from a random earlier trial.\n\n" + parts, targets
 
 
 # -- (b) a commit from a random parent in a 10,000-commit run of the large program ------------------------
@@ -207,21 +260,27 @@ def bench_large(folder: Path, quick: bool, samples: int, profile: bool) -> tuple
             return {**base, "modules": mods}
 
         times = []
-        prof = cProfile.Profile() if profile else None
-        for s in range(samples):
+        prof = cProfile.Profile()
+        profiled_time = 0.0
+        for s in range(samples + samples // 3):
             k = rng.randrange(n_commits)
             cand = ds.Program.from_state(with_changed_demo(state_of(k), rng, 100_000 + s))
             score, metrics, params = trial_values(rng, n_commits + s)
-            if prof is not None:
+            on = s >= samples  # the last third runs under cProfile, for the breakdown only
+            if on:
                 prof.enable()
             t0 = time.perf_counter()
             r = j.commit(cand, parent=results[k], score=score, metrics=metrics, params=params)
-            times.append(time.perf_counter() - t0)
-            if prof is not None:
+            if on:
                 prof.disable()
+                profiled_time += time.perf_counter() - t0
+            else:
+                times.append(time.perf_counter() - t0)
             assert r.parent == results[k].seq
+    parts = table(["where the time of these commits goes (further samples, under cProfile)", "time", "share"],
+                  breakdown(prof, profiled_time))
     profile_text = ""
-    if prof is not None:
+    if profile:
         out = io.StringIO()
         pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(25)
         profile_text = out.getvalue()
@@ -236,7 +295,7 @@ def bench_large(folder: Path, quick: bool, samples: int, profile: bool) -> tuple
     targets = [verdict(med < 0.03, f"commit from a random parent of the {n_modules} x {n_demos} program in a "
                                    f"{n_commits:,}-commit run: median {ms(med)}, p90 {ms(high)} (target < 30 ms)")]
     info = {"shape": f"{n_modules} x {n_demos}", "commits": n_commits, "profile": profile_text}
-    return table(["what", "time", "notes"], rows), targets, info
+    return table(["what", "time", "notes"], rows) + "\n\n" + parts, targets, info
 
 
 # -- (c) queries on 100,000 commits ------------------------------------------------------------------------
@@ -290,7 +349,10 @@ def bench_queries(folder: Path, quick: bool, runs: int) -> tuple[str, list[str],
     rows.append(["open a reader + trials() (the index is built by one scan of the log)", ms(t_fresh), ""])
     for what, seconds in figures.items():
         rows.append([f"{what} on an open reader", ms(seconds), ""])
-    targets.append(verdict(t_fresh < 1, f"trials() on {n:,} commits, fresh reader: {ms(t_fresh)} (target < 1 s)"))
+    targets.append(verdict(t_fresh < 1, f"trials() on {n:,} commits from a fresh reader (open + index build): "
+                                        f"{ms(t_fresh)} (target < 1 s)"))
+    targets.append(verdict(figures["trials()"] < 1, f"trials() on {n:,} commits, index built: "
+                                                    f"{ms(figures['trials()'])} (target < 1 s)"))
     targets.append(verdict(figures["best()"] < 1, f"best() on {n:,} commits: {ms(figures['best()'])} "
                                                   f"(target < 1 s)"))
     targets.append(verdict(figures["find(program)"] < 0.01,
@@ -304,7 +366,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small data, prints only (a smoke run)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per figure (median reported)")
     parser.add_argument("--samples", type=int, default=None, help="commits from random parents timed in (b)")
-    parser.add_argument("--profile", action="store_true", help="print a cProfile of (b)'s timed commits")
+    parser.add_argument("--profile", action="store_true", help="also print the cProfile of (b)'s profiled commits")
     parser.add_argument("--dir", default=None, help="where to write the journals (default: a temp dir)")
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 5)
@@ -345,7 +407,9 @@ def main() -> None:
         "JournalFileBackend fsyncs once per `append_logs` (one per trial); RDBStorage on SQLite commits a "
         "transaction per trial with SQLite's default `synchronous=FULL` (rollback journal, fsync on commit). "
         "The fsync=batch row is for reference (durable within 50 ms). Runs are interleaved. The last column "
-        "is the row's time divided by desiru fsync=always: above 1x the row is slower than desiru.\n\n" + record,
+        "is the row's time divided by desiru fsync=always: above 1x the row is slower than desiru. The "
+        "breakdown below the table profiles one more desiru run and sums the time spent in the functions "
+        "that do each part (the parts overlap where a line says \"of which\").\n\n" + record,
         "\n".join(f"- {t}" for t in t1),
         f"### Queries on {n_queries:,} commits\n\n"
         "A run of the small program where every commit derives from one of the 32 latest, with a score, "
@@ -359,7 +423,8 @@ def main() -> None:
         "timed commit is a one-demo change of a random earlier commit (uniform over the whole run), with "
         "results; the candidate program is built outside the timing, as an optimizer holds it. The time "
         "includes the state of the parent (the writer keeps the 64 latest states; an older parent is "
-        "rebuilt from its nearest snapshot and the events of its lineage).\n\n" + large,
+        "rebuilt from its nearest snapshot and the events of its lineage). The breakdown profiles a third as "
+        "many further samples.\n\n" + large,
         "\n".join(f"- {t}" for t in t2),
     ])
     print(f"\ntotal {total:.0f} s")

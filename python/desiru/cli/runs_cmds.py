@@ -8,6 +8,7 @@ a run of 100,000 commits and work while the optimizer is still writing.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import json
 import math
@@ -322,21 +323,27 @@ def tag_cmd(ctx: click.Context, point: str, name: str, move: bool, key_env: str 
 
 # -- the parent and score columns of `desiru log` ---------------------------------------------------
 class CommitColumns:
-    """The parent and score of the commit an event opens, for ``log``'s table (blank on other rows)."""
+    """The parent and score of each commit, for ``log``'s table: on the first row shown of the commit
+    (its Committed event, or whatever the filters leave of it), blank on its other rows."""
 
     def __init__(self, journal: Any) -> None:
         self._journal = journal
         self._upto = -1
-        self._firsts: dict[int, Any] = {}
+        self._lasts: list[int] = []
+        self._trials: list[Any] = []
+        self._shown: int | None = None
 
     def cells(self, seq: int) -> tuple[str, str]:
-        """(parent, score) for the event at ``seq``: filled on the first event of a commit."""
+        """(parent, score) for the event at ``seq``."""
         if seq > self._upto:  # the first look, or (--follow) events committed since the last one
             self._upto = self._journal.head
-            self._firsts = {t.first_seq: t for t in self._journal.trials()}
-        t = self._firsts.get(seq)
-        if t is None:
-            return "", ""
+            self._trials = self._journal.trials()
+            self._lasts = [t.seq for t in self._trials]
+        i = bisect.bisect_left(self._lasts, seq)
+        if i == len(self._lasts) or self._trials[i].first_seq > seq or self._shown == self._lasts[i]:
+            return "", ""  # a tag or a late result (no commit of its own), or a row after the commit's first
+        t = self._trials[i]
+        self._shown = t.seq
         return ("-" if t.parent is None else str(t.parent)), number(t.score)
 
 
