@@ -33,7 +33,7 @@ from report import machine, median_time, table, write_section
 
 import desiru as ds
 from desiru import _engine
-from desiru.journal import Journal
+from desiru.journal import Journal, event_from_edit
 
 
 class BigProgram(ds.Program):
@@ -231,22 +231,29 @@ def bench_large(folder: Path, quick: bool, samples: int, profile: bool) -> tuple
     base = program_state(n_modules, n_demos, seed=2)
     program = ds.Program.from_state(base)
     path = folder / "large.journal"
-    # the run: commits on a line, each a one-demo change of the one before, with results; the
-    # changes are kept so the state of any commit can be rebuilt without the journal
-    changes: list[tuple[int, int, str]] = []
-    results = []
-    t_build = time.perf_counter()
+    # the run: a line of commits, each replacing one demo of the one before, with results. It is
+    # appended as events (append_many, one group per commit, as release 0.1.0 wrote a line) plus a
+    # record() each, because commit() of this program hashes its whole state every time (the row
+    # "commit() on the line" below): 10,000 of them would take most of an hour here
+    names = [mod["name"] for mod in base["modules"]]
+    current = [list(mod["demos"]) for mod in base["modules"]]
+    changes: list[tuple[int, int, dict[str, Any]]] = []
+    t_first = time.perf_counter()
     with Journal.open(path, fsync="batch") as j:
-        results.append(j.commit(program, score=0.5))
-        modules = [m for _, m in program.named_modules()]
+        results = [j.commit(program, score=0.5).seq]
+        t_first = time.perf_counter() - t_first
+        t_build = time.perf_counter()
         for k in range(1, n_commits):
-            m = rng.randrange(len(modules))
-            i = rng.randrange(len(modules[m].demos))
-            text = f"revised {k}"
-            modules[m].demos[i] = ds.Example({**modules[m].demos[i], "answer": text})
-            changes.append((m, i, text))
+            m = rng.randrange(len(names))
+            i = rng.randrange(len(current[m]))
+            demo = {**current[m][i], "answer": f"revised {k}"}
+            current[m][i] = demo
+            changes.append((m, i, demo))
+            stored = j.append_many([event_from_edit({"op": "demo_removed", "path": names[m], "index": i}),
+                                    event_from_edit({"op": "demo_added", "path": names[m], "index": i,
+                                                     "demo": demo})])
             score, metrics, params = trial_values(rng, k)
-            results.append(j.commit(program, score=score, metrics=metrics, params=params))
+            results.append(j.record(stored[-1].seq, score=score, metrics=metrics, params=params))
         j.flush()
         t_build = time.perf_counter() - t_build
         head = j.head
@@ -255,9 +262,24 @@ def bench_large(folder: Path, quick: bool, samples: int, profile: bool) -> tuple
         def state_of(k: int) -> dict[str, Any]:
             """The state of the k-th commit (0-based), from the base and the changes."""
             mods = [dict(mod, demos=list(mod["demos"])) for mod in base["modules"]]
-            for m, i, text in changes[:k]:
-                mods[m]["demos"][i] = {**mods[m]["demos"][i], "answer": text}
+            for m, i, demo in changes[:k]:
+                mods[m]["demos"][i] = demo
             return {**base, "modules": mods}
+
+        check = rng.randrange(n_commits)
+        assert j.replay_state(seq=results[check]) == state_of(check)  # the run holds what we think
+        # commits on the line (each from the one before, whose state the writer holds), for comparison
+        state = state_of(n_commits - 1)
+        line = []
+        for s in range(6):
+            state = with_changed_demo(state, rng, 200_000 + s)
+            cand = ds.Program.from_state(state)
+            score, metrics, params = trial_values(rng, s)
+            t0 = time.perf_counter()
+            r = j.commit(cand, score=score, metrics=metrics, params=params)
+            if s:  # the first one reads the line head's state back from the log
+                line.append(time.perf_counter() - t0)
+        t_hash = median_time(lambda: _engine.content_hash(state), runs=5)
 
         times = []
         prof = cProfile.Profile()
@@ -276,7 +298,7 @@ def bench_large(folder: Path, quick: bool, samples: int, profile: bool) -> tuple
                 profiled_time += time.perf_counter() - t0
             else:
                 times.append(time.perf_counter() - t0)
-            assert r.parent == results[k].seq
+            assert r.parent == results[k]
     parts = table(["where the time of these commits goes (further samples, under cProfile)", "time", "share"],
                   breakdown(prof, profiled_time))
     profile_text = ""
@@ -287,8 +309,13 @@ def bench_large(folder: Path, quick: bool, samples: int, profile: bool) -> tuple
     shutil.rmtree(path)
     med, high = statistics.median(times), p90(times)
     rows = [
-        [f"build the run: {n_commits:,} commits on a line, one changed demo each, with results (fsync=batch)",
-         ms(t_build / n_commits) + " per commit", f"seq {head:,}, {snaps} automatic snapshots"],
+        ["first commit (the whole program)", ms(t_first), ""],
+        [f"build the run: {n_commits - 1:,} more commits on a line, one replaced demo each (append_many) "
+         f"and a record() of results each (fsync=batch)", ms(t_build / n_commits) + " per commit",
+         f"seq {head:,}, {snaps} automatic snapshot{'s' if snaps != 1 else ''}"],
+        ["commit() of one changed demo on the line (from the commit before), with results",
+         f"median {ms(statistics.median(line))}", f"{len(line)} samples"],
+        ["for comparison: content_hash() of the whole state, which every commit() computes", ms(t_hash), ""],
         [f"commit from a random earlier parent, one changed demo, with results ({samples} samples)",
          f"median {ms(med)}, p90 {ms(high)}", f"min {ms(min(times))}, max {ms(max(times))}"],
     ]
@@ -418,8 +445,9 @@ def main() -> None:
         "other rows query a reader whose index is built.\n\n" + queries,
         "\n".join(f"- {t}" for t in t3),
         f"### Commits from random parents in a large run ({info['shape']} demos, {info['commits']:,} commits)\n\n"
-        "The run is built as a line of commits, each changing one demo of the one before, with results "
-        "(the default snapshot policy writes a snapshot along a line every 20,000 events). Then each "
+        "The run is built as a line of commits, each replacing one demo of the one before, with results "
+        "(appended as events plus a record() each: see the first rows; the default snapshot policy writes "
+        "a snapshot along a line every 20,000 events). Then each "
         "timed commit is a one-demo change of a random earlier commit (uniform over the whole run), with "
         "results; the candidate program is built outside the timing, as an optimizer holds it. The time "
         "includes the state of the parent (the writer keeps the 64 latest states; an older parent is "
