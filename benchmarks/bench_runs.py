@@ -57,7 +57,8 @@ def p90(values: list[float]) -> float:
 
 #: (label, function names whose cumulative time makes it) for the breakdown of a commit's time
 PARTS = [
-    ("the parent's state, when not among the states the writer keeps (replay from a snapshot)", ("replay_state",)),
+    ("the parent's state (kept in memory, or a kept ancestor plus the lineage's events, or a replay from a "
+     "snapshot)", ("_state_of",)),
     ("  of which finding the parent's events in the log by seq (frame scans)", ("frame_scan",)),
     ("  of which applying them", ("apply_edits",)),
     ("the candidate program to a state tree", ("build",)),
@@ -450,9 +451,9 @@ def main() -> None:
         "a snapshot along a line every 20,000 events). Then each "
         "timed commit is a one-demo change of a random earlier commit (uniform over the whole run), with "
         "results; the candidate program is built outside the timing, as an optimizer holds it. The time "
-        "includes the state of the parent (the writer keeps the 64 latest states; an older parent is "
-        "rebuilt from its nearest snapshot and the events of its lineage). The breakdown profiles a third as "
-        "many further samples.\n\n" + large,
+        "includes the state of the parent (the writer keeps recent states; an older parent is rebuilt from a "
+        "kept ancestor plus the events of its lineage, or from its nearest snapshot). The breakdown profiles "
+        "a third as many further samples.\n\n" + large,
         "\n".join(f"- {t}" for t in t2),
     ])
     print(f"\ntotal {total:.0f} s")
