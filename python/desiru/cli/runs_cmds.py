@@ -24,7 +24,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from desiru.cli import keys, render, sources
+from desiru.cli import complete, keys, render, sources
 from desiru.cli.app import cli, env_of
 from desiru.errors import DesiruError
 
@@ -243,7 +243,7 @@ def trials_cmd(ctx: click.Context, run: str, sort: str, metric: str | None, lowe
 
 # -- lineage ---------------------------------------------------------------------------------------
 @cli.command("lineage", short_help="The trials from the root to a point.")
-@click.argument("point", metavar="RUN@POINT")
+@click.argument("point", metavar="RUN@POINT", shell_complete=complete.points)
 @click.option("--json", "as_json", is_flag=True, help="Print the trials as a JSON array.")
 @keys.key_options
 @click.pass_context
@@ -277,7 +277,7 @@ def lineage_cmd(ctx: click.Context, point: str, as_json: bool, key_env: str | No
 
 # -- tag -------------------------------------------------------------------------------------------
 @cli.command("tag", short_help="Tag any commit of a journal (default: its head).")
-@click.argument("point", metavar="RUN[@POINT]")
+@click.argument("point", metavar="RUN[@POINT]", shell_complete=complete.points)
 @click.argument("name")
 @click.option("--move", is_flag=True, help="Move the tag if it already names another commit.")
 @keys.key_options
