@@ -153,8 +153,9 @@ def log_cmd(ctx: click.Context, journal: str, modules: tuple[str, ...], types: t
             seq_width = max(3, len(str(j.head)))
             columns = runs_cmds.CommitColumns(j)
             if not as_json:
-                env.result(f"[dim]{'seq':>{seq_width}}  {'time (UTC)':<19}  {'parent':>{seq_width}}  {'score':>6}  "
-                           f"{'type':<16}  {'module':<16}  change[/]")
+                commit_cols = f"{'parent':>{max(seq_width, 6)}}  {'score':>6}  " if _commit_columns(env) else ""
+                env.result(f"[dim]{'seq':>{seq_width}}  {'time (UTC)':<19}  {commit_cols}{'type':<16}  "
+                           f"{'module':<16}  change[/]")
             head = j.head
             stream: Iterator[Any] = j.events(first, head + 1 if stop_seq is None else min(stop_seq, head + 1))
             if follow:  # then the events committed from now on, as whole commits complete
@@ -198,15 +199,26 @@ def _check_modules(j: Any, modules: tuple[str, ...]) -> None:
                                  path=j.path, hint=f"known modules: {', '.join(sorted(seen)) or 'none'}")
 
 
+#: below this terminal width, log leaves out the parent and score columns (the change keeps its room)
+COMMIT_COLUMNS_WIDTH = 100
+
+
+def _commit_columns(env: Env) -> bool:
+    width = env.row_width()
+    return width is None or width >= COMMIT_COLUMNS_WIDTH
+
+
 def _row(env: Env, event: Any, seq_width: int, commit: tuple[str, str]) -> None:
     colour = {"Added": "green", "Removed": "red", "Imported": "green", "Tagged": "cyan", "Recorded": "cyan",
               "Committed": "dim"}
     style = next((c for suffix, c in colour.items() if event.type.endswith(suffix)), "yellow")
     path = event.path or "(program)"
     width = env.row_width()  # on a terminal, the change is cut so that the row is one line
-    room = None if width is None else max(width - (seq_width + 2 + 19 + 2 + seq_width + 2 + 6 + 2
+    parent_width = max(seq_width, 6)
+    cols = f"{commit[0]:>{parent_width}}  {commit[1]:>6}  " if _commit_columns(env) else ""
+    room = None if width is None else max(width - (seq_width + 2 + 19 + 2 + len(cols)
                                                    + max(16, len(event.type)) + 2 + max(16, len(path)) + 2), 10)
-    env.result(f"{event.seq:>{seq_width}}  {_when(event.timestamp)}  {commit[0]:>{seq_width}}  {commit[1]:>6}  "
+    env.result(f"{event.seq:>{seq_width}}  {_when(event.timestamp)}  {cols}"
                f"[{style}]{event.type:<16}[/]  "
                f"[bold]{escape(path):<16}[/]  {escape(render.cut(event_details(event), room))}",
                soft_wrap=True)
