@@ -6,6 +6,7 @@ Layout (docs/FORMAT.md, "Journal")::
       header                     magic, format version, salt, journal meta; checksummed
       lock                       the writer's flock target
       log/<first seq>.log        framed records; a new segment starts after each snapshot
+                                 and once the last one holds SEGMENT_BYTES
       snapshots/<seq>.snap       framed chunks of one snapshot blob, written atomically
       damaged/                   bytes cut off a torn tail or moved aside by repair
 
@@ -59,6 +60,9 @@ SNAPSHOT_SUFFIX = ".snap"
 #: the framing's record header size and the largest record it accepts
 RECORD_HEADER = 24
 MAX_RECORD = 256 * 1024 * 1024
+#: a writer starts a new segment once the last one holds this many bytes, so what an open scans (the
+#: last segment, to find the last whole record) stays bounded whatever the journal's length
+SEGMENT_BYTES = 4 * 1024 * 1024
 #: one record in this many is remembered in the sparse seq -> offset index of a segment
 MARK_EVERY = 64
 #: the first window of a read that needs only a few records
@@ -545,8 +549,10 @@ class FileStore(JournalStore):
             first = self._segments[-1]
             last, offset = first - 1, 0  # an empty last segment continues the one before it
             try:
-                for seq, off, payload in self._scan_segment(first, tail_ok=True):
-                    last, offset = seq, off + RECORD_HEADER + len(payload)
+                for base, records in self._scan_chunks(first, tail_ok=True):
+                    self._mark_chunk(first, base, records)
+                    last, off, payload = records[-1]
+                    offset = base + off + RECORD_HEADER + len(payload)
             except CorruptDataError as exc:
                 if self._vanished(first):  # a reader raced the writer's compaction: look again
                     self._segments = self._list_segments()
@@ -578,10 +584,12 @@ class FileStore(JournalStore):
             return 0
         first, offset = self._tail_pos
         try:
-            for seq, off, payload in self._scan_segment(first, offset, tail_ok=True,
-                                                        expect=self._last_seq + 1 if offset else first):
+            for base, records in self._scan_chunks(first, offset, tail_ok=True,
+                                                   expect=self._last_seq + 1 if offset else first):
+                self._mark_chunk(first, base, records)
+                seq, off, payload = records[-1]
                 self._last_seq = seq
-                self._tail_pos = (first, off + RECORD_HEADER + len(payload))
+                self._tail_pos = (first, base + off + RECORD_HEADER + len(payload))
         except CorruptDataError as exc:
             if not self._vanished(first):
                 self.damage = exc
@@ -622,6 +630,11 @@ class FileStore(JournalStore):
             self._tail_pos = (self._segments[-1], self._end)
 
     def _writer_fd(self, next_seq: int) -> int:
+        if self._segments and not self._roll and self._segments[-1] != next_seq:
+            if self._fd is None:
+                self._open_last()
+            if self._end >= SEGMENT_BYTES:  # a full segment: the next append starts a new one
+                self._roll = True
         if self._roll or not self._segments:
             self._roll = False
             if not (self._segments and self._segments[-1] == next_seq):
@@ -638,10 +651,15 @@ class FileStore(JournalStore):
                 self._fd, self._end = fd, 0
                 return fd
         if self._fd is None:
-            fd = open_file(self._seg_path(self._segments[-1]), os.O_WRONLY, journal=self.name)
-            self._end = os.lseek(fd, 0, os.SEEK_END)
-            self._fd = fd
+            self._open_last()
+        assert self._fd is not None
         return self._fd
+
+    def _open_last(self) -> None:
+        """Open the last segment for appending, at its end."""
+        fd = open_file(self._seg_path(self._segments[-1]), os.O_WRONLY, journal=self.name)
+        self._end = os.lseek(fd, 0, os.SEEK_END)
+        self._fd = fd
 
     def start_at(self, first_seq: int) -> None:
         """Writer of an empty store: the log begins at ``first_seq`` (a rewrite of a compacted journal)."""
@@ -667,6 +685,11 @@ class FileStore(JournalStore):
         if (i == 0 or seq - seqs[i - 1] >= MARK_EVERY) and (i == len(seqs) or seqs[i] - seq >= MARK_EVERY):
             seqs.insert(i, seq)
             offsets.insert(i, offset)
+
+    def _mark_chunk(self, segment: int, base: int, records: Sequence[tuple[int, int, bytes]]) -> None:
+        """Remember one record in MARK_EVERY of a window just scanned whole."""
+        for k in range(0, len(records), MARK_EVERY):
+            self._mark(segment, records[k][0], base + records[k][1])
 
     def _nearest_mark(self, segment: int, start: int) -> tuple[int, int] | None:
         """(seq, offset) of the marked record nearest at or before ``start`` in ``segment``."""
@@ -705,8 +728,7 @@ class FileStore(JournalStore):
             want = None if stop is None else stop - expect
             for base, records in self._scan_chunks(first, offset, tail_ok=is_last, expect=expect, want=want):
                 lo = records[0][0]
-                for k in range(0, len(records), MARK_EVERY):
-                    self._mark(first, records[k][0], base + records[k][1])
+                self._mark_chunk(first, base, records)
                 last_seen, last_off, last_payload = records[-1]
                 self._cursor = (first, last_seen + 1, base + last_off + RECORD_HEADER + len(last_payload))
                 if last_seen < start:
