@@ -61,7 +61,7 @@ def timings(fn: Callable[[], Any], runs: int) -> list[float]:
 def stats(xs: list[float]) -> tuple[float, float]:
     """(median, p90) of ``xs``."""
     xs = sorted(xs)
-    return statistics.median(xs), xs[min(len(xs) - 1, int(round(0.9 * (len(xs) - 1))))]
+    return statistics.median(xs), xs[min(len(xs) - 1, round(0.9 * (len(xs) - 1)))]
 
 
 def build(path: Path, n: int) -> int:

@@ -8,6 +8,8 @@ Layout (docs/FORMAT.md, "Journal")::
       log/<first seq>.log        framed records; a new segment starts after each snapshot
                                  and once the last one holds SEGMENT_BYTES
       snapshots/<seq>.snap       framed chunks of one snapshot blob, written atomically
+      index/<seq>.runs           run index checkpoints (one framed record each): a cache of the
+                                 log, rebuilt from it when missing, damaged or not matching
       damaged/                   bytes cut off a torn tail or moved aside by repair
 
 Records are framed by ``_engine.frame_encode`` with the journal's random salt, so a
@@ -54,6 +56,8 @@ LOCK_FILE = "lock"
 APPEND_LOCK_FILE = "append.lock"
 LOG_DIR = "log"
 SNAPSHOT_DIR = "snapshots"
+INDEX_DIR = "index"
+INDEX_SUFFIX = ".runs"
 DAMAGED_DIR = "damaged"
 LOG_SUFFIX = ".log"
 SNAPSHOT_SUFFIX = ".snap"
@@ -270,7 +274,8 @@ class FileStore(JournalStore):
 
     def _open(self) -> dict[str, Any]:
         try:
-            refuse_links(self.root, (HEADER_FILE, LOCK_FILE), (LOG_DIR, SNAPSHOT_DIR, DAMAGED_DIR), self.name)
+            refuse_links(self.root, (HEADER_FILE, LOCK_FILE), (LOG_DIR, SNAPSHOT_DIR, DAMAGED_DIR, INDEX_DIR),
+                          self.name)
             data = read_file(self.root / HEADER_FILE, journal=self.name)
         except FileNotFoundError:
             raise DesiruError("no journal here", path=self.name,
@@ -887,6 +892,10 @@ class FileStore(JournalStore):
                     offset, expect = resume
             prev_last = last
             del i
+        for hi in self.index_seqs():  # a damaged cache is never used, but it is damage all the same
+            if self.get_index(hi) is None:
+                faults.append(Fault("run index checkpoint is damaged (it is not used; repair deletes it)",
+                                    file=str(self.root / INDEX_DIR / f"{hi:020d}{INDEX_SUFFIX}")))
         for seq in self.snapshot_seqs():
             try:
                 self.get_snapshot(seq)
@@ -977,9 +986,38 @@ class FileStore(JournalStore):
         self.delete_snapshot(seq)
         return kept
 
+    # -- index checkpoints ---------------------------------------------------------------------------
+    def put_index(self, hi: int, blob: bytes) -> None:
+        frame = _engine.frame_encode(blob, hi, self.salt)  # checksummed, and bound to this journal's salt
+        folder = real_dir(self.root / INDEX_DIR, journal=self.name, create=self.dir_mode)
+        atomic_write(folder / f"{hi:020d}{INDEX_SUFFIX}", frame, mode=self.file_mode)
+
+    def get_index(self, hi: int) -> bytes | None:
+        try:
+            data = read_file(self.root / INDEX_DIR / f"{hi:020d}{INDEX_SUFFIX}", journal=self.name)
+        except (OSError, DesiruError):
+            return None
+        records, end, fault = _engine.frame_scan(data, self.salt, 0, MAX_RECORD)
+        if fault is not None or len(records) != 1 or records[0][0] != hi or end != len(data):
+            return None
+        return records[0][2]
+
+    def index_seqs(self) -> list[int]:
+        seqs = []
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.root / INDEX_DIR):
+                stem = entry.name[: -len(INDEX_SUFFIX)]
+                if entry.name.endswith(INDEX_SUFFIX) and stem.isdigit():
+                    seqs.append(int(stem))
+        return sorted(seqs)
+
+    def delete_index(self, hi: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / INDEX_DIR / f"{hi:020d}{INDEX_SUFFIX}").unlink()
+
     def size(self) -> int:
         total = 0
-        for folder in (self.root / LOG_DIR, self.root / SNAPSHOT_DIR):
+        for folder in (self.root / LOG_DIR, self.root / SNAPSHOT_DIR, self.root / INDEX_DIR):
             with contextlib.suppress(FileNotFoundError):
                 total += sum(e.stat(follow_symlinks=False).st_size for e in os.scandir(folder)
                              if e.is_file(follow_symlinks=False))
