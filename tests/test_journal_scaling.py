@@ -180,3 +180,61 @@ def test_checkpoints_of_a_log_cut_and_written_again_are_not_trusted(tmp_path: Pa
     shutil.rmtree(path / "index")
     shutil.copytree(saved, path / "index")  # the old checkpoints come back: they describe another log
     assert trials_of(path) == scanned_trials(path, tmp_path)
+
+
+# -- following ----------------------------------------------------------------------------------
+def test_a_look_at_a_quiet_journal_reads_no_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "j.journal"
+    with Journal.open(path, fsync="never") as j, Journal.open(path, readonly=True) as r:
+        j.commit(small_program())
+        assert r.head == j.head
+        scans: list[int] = []
+        real = file_store.FileStore._scan_chunks
+
+        def spy(self: file_store.FileStore, first: int, offset: int = 0, **kw: object):  # type: ignore[no-untyped-def]
+            scans.append(first)
+            return real(self, first, offset, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(file_store.FileStore, "_scan_chunks", spy)
+        for _ in range(50):
+            assert r.head == j.head
+        assert scans == []
+        j.append_many(params(2))
+        assert r.head == j.head and scans  # a change is seen at the next look
+
+
+def test_a_reader_sees_a_new_segment_after_a_quiet_look(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(file_store, "SEGMENT_BYTES", 1)  # every append starts a new segment
+    path = tmp_path / "j.journal"
+    with Journal.open(path, fsync="never", snapshot_every=10**9) as j, Journal.open(path, readonly=True) as r:
+        j.commit(small_program())
+        assert r.head == j.head
+        for k in range(5):
+            j.append_many(params(1, k))
+            assert r.head == j.head
+        assert len(segments(path)) == 6
+
+
+def test_a_follower_is_woken_by_an_append_not_by_its_poll(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from desiru.journal.watch import FolderWatch
+
+    path = tmp_path / "j.journal"
+    with Journal.open(path, fsync="never") as j:
+        j.commit(small_program())
+        probe = FolderWatch.open(str(path / "log"))
+        if probe is None:
+            pytest.skip("no inotify here: followers poll")
+        probe.close()
+        got: list[float] = []
+        with Journal.open(path, readonly=True) as r:
+            stream = r.follow(poll=30.0, timeout=60.0)  # a look every 30 s: only a wake-up is quick
+            reader = threading.Thread(target=lambda: got.append((next(stream), time.monotonic())[1]))
+            reader.start()
+            time.sleep(0.3)  # the follower is asleep in its wait
+            t0 = time.monotonic()
+            j.append_many(params(1))
+            reader.join(timeout=20)
+        assert got and got[0] - t0 < 5.0

@@ -29,6 +29,7 @@ import os
 import re
 import secrets
 import struct
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from desiru.journal.safe_fs import (
     remove_stale_temporaries,
 )
 from desiru.journal.store import CutReport, Fault, JournalStore
+from desiru.journal.watch import FolderWatch
 from desiru.serialization.version import CURRENT_VERSION, Version
 
 #: first 8 bytes of a journal header file: a high byte (binary), "DSRJ", CR LF SUB
@@ -226,6 +228,8 @@ class FileStore(JournalStore):
         # a read of any range starts near it instead of at the segment's start (never trusted over
         # the records: the scan from a mark checks framing and seqs as from the start)
         self._marks: dict[int, tuple[list[int], list[int]]] = {}
+        # a follower's watch of log/ (inotify), made at its first wait; False: none to be had
+        self._watch: FolderWatch | bool | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -295,6 +299,9 @@ class FileStore(JournalStore):
         return dict(body["meta"])
 
     def close(self) -> None:
+        if isinstance(self._watch, FolderWatch):
+            self._watch.close()
+        self._watch = None
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
@@ -575,6 +582,8 @@ class FileStore(JournalStore):
     def last_seq(self) -> int:
         if self._lock.held:
             return self._last_seq
+        if self._quiet():
+            return self._last_seq
         # a reader: pick up new segments and records since the last look
         segments = self._list_segments()
         if segments != self._segments:
@@ -600,6 +609,38 @@ class FileStore(JournalStore):
                 self.damage = exc
             # else a compaction removed the segment while we read it: the next look lists anew
         return self._last_seq
+
+    def wait_for_append(self, after_seq: int, timeout: float, poll: float = 0.02) -> bool:
+        """As the default (a look every ``poll`` s), woken at once by inotify where there is one."""
+        if self._lock.held or self._watch is False:
+            return super().wait_for_append(after_seq, timeout, poll)
+        if self._watch is None:
+            self._watch = FolderWatch.open(str(self.root / LOG_DIR)) or False
+            if self._watch is False:
+                return super().wait_for_append(after_seq, timeout, poll)
+        watch = self._watch
+        assert isinstance(watch, FolderWatch)
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            watch.drain()  # events before this look are covered by it
+            if self.last_seq() > after_seq:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            watch.wait(min(poll, left))
+
+    def _quiet(self) -> bool:
+        """A reader's O(1) look: its last segment has not grown and no segment follows it."""
+        first, offset = self._tail_pos
+        if not self._segments or first != self._segments[-1] or self.damage is not None:
+            return False
+        try:
+            if os.stat(self._seg_path(first)).st_size != offset:
+                return False
+        except OSError:
+            return False
+        return not os.path.lexists(self._seg_path(self._last_seq + 1))
 
     def first_seq(self) -> int:
         if not self._lock.held:
