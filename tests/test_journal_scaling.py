@@ -238,3 +238,23 @@ def test_a_follower_is_woken_by_an_append_not_by_its_poll(tmp_path: Path) -> Non
             j.append_many(params(1))
             reader.join(timeout=20)
         assert got and got[0] - t0 < 5.0
+
+
+def test_a_commit_does_not_list_the_snapshots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "j.journal"
+    p = small_program()
+    with Journal.open(path, fsync="never", snapshot_every=4) as j:
+        for i in range(12):  # a few snapshots
+            p.answer.parameters["temperature"] = i
+            j.commit(p)
+        calls: list[int] = []
+        real = file_store.FileStore.snapshot_seqs
+
+        def spy(self: file_store.FileStore) -> list[int]:
+            calls.append(1)
+            return real(self)
+
+        monkeypatch.setattr(file_store.FileStore, "snapshot_seqs", spy)
+        p.answer.parameters["temperature"] = 99
+        j.commit(p)
+        assert calls == []

@@ -565,11 +565,11 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
 
     def _depth_of(self, seq: int, nodes: dict[int, Node]) -> int:
         """Events a replay of commit ``seq`` applies after its nearest snapshot (estimated when unknown)."""
-        if seq == 0 or seq in self._snapshot_set():
-            return 0
-        known = self._depth.get(seq)
+        known = self._depth.get(seq)  # known first: listing the snapshots at every commit costs O(snapshots)
         if known is not None:
             return known
+        if seq == 0 or seq in self._snapshot_set():
+            return 0
         # not computed in this session: walk to the nearest snapshot (bounded walk, then assume the worst)
         total, s, steps = 0, seq, 0
         snaps = self._snapshot_set()
