@@ -2,6 +2,7 @@
 
     python benchmarks/bench_scaling.py            # full run (10k, 100k, 1M); writes "Journal scaling"
     python benchmarks/bench_scaling.py --quick    # 10k and 100k, prints only
+    python benchmarks/bench_scaling.py --10m      # full run plus 10M events (minutes, ~2 GB of disk)
     python benchmarks/bench_scaling.py --sizes 10000,100000,1000000,10000000
 
 Per journal length it measures a reader's open, a writer's open plus its first commit,
@@ -254,12 +255,15 @@ def fmt(s: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10k and 100k events, prints only")
-    parser.add_argument("--sizes", default=None, help="comma-separated journal lengths")
+    parser.add_argument("--sizes", default=None, help="comma-separated journal lengths (prints only)")
+    parser.add_argument("--10m", dest="ten_m", action="store_true", help="the full run plus 10,000,000 events")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per cost (median and p90)")
     parser.add_argument("--dir", default=None, help="where to build the journals (default: a temp dir)")
     args = parser.parse_args()
     sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
              else [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
+    if args.ten_m and not args.sizes and not args.quick:
+        sizes.append(10_000_000)
     folder = Path(tempfile.mkdtemp(prefix="desiru-bench-scaling-", dir=args.dir))
     results: dict[int, dict[str, list[float]]] = {}
     t0 = time.perf_counter()
@@ -284,7 +288,7 @@ def main() -> None:
     print(body)
     print(f"total {total:.0f} s")
     if not args.quick and not args.sizes:
-        command = "python benchmarks/bench_scaling.py"
+        command = "python benchmarks/bench_scaling.py" + (" --10m" if args.ten_m else "")
         text = "\n\n".join([
             f"Command: `{command}`; {args.runs} runs per cost (the run and tag indexes, the replay and the "
             f"full reads fewer); engine: {_engine.BACKEND}; took {total:.0f} s. Machine: {machine()}.",
