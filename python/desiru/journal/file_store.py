@@ -6,7 +6,10 @@ Layout (docs/FORMAT.md, "Journal")::
       header                     magic, format version, salt, journal meta; checksummed
       lock                       the writer's flock target
       log/<first seq>.log        framed records; a new segment starts after each snapshot
+                                 and once the last one holds SEGMENT_BYTES
       snapshots/<seq>.snap       framed chunks of one snapshot blob, written atomically
+      index/<seq>.runs           run index checkpoints (one framed record each): a cache of the
+                                 log, rebuilt from it when missing, damaged or not matching
       damaged/                   bytes cut off a torn tail or moved aside by repair
 
 Records are framed by ``_engine.frame_encode`` with the journal's random salt, so a
@@ -26,6 +29,7 @@ import os
 import re
 import secrets
 import struct
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,7 @@ from desiru.journal.safe_fs import (
     remove_stale_temporaries,
 )
 from desiru.journal.store import CutReport, Fault, JournalStore
+from desiru.journal.watch import FolderWatch
 from desiru.serialization.version import CURRENT_VERSION, Version
 
 #: first 8 bytes of a journal header file: a high byte (binary), "DSRJ", CR LF SUB
@@ -53,12 +58,17 @@ LOCK_FILE = "lock"
 APPEND_LOCK_FILE = "append.lock"
 LOG_DIR = "log"
 SNAPSHOT_DIR = "snapshots"
+INDEX_DIR = "index"
+INDEX_SUFFIX = ".runs"
 DAMAGED_DIR = "damaged"
 LOG_SUFFIX = ".log"
 SNAPSHOT_SUFFIX = ".snap"
 #: the framing's record header size and the largest record it accepts
 RECORD_HEADER = 24
 MAX_RECORD = 256 * 1024 * 1024
+#: a writer starts a new segment once the last one holds this many bytes, so what an open scans (the
+#: last segment, to find the last whole record) stays bounded whatever the journal's length
+SEGMENT_BYTES = 4 * 1024 * 1024
 #: one record in this many is remembered in the sparse seq -> offset index of a segment
 MARK_EVERY = 64
 #: the first window of a read that needs only a few records
@@ -218,6 +228,8 @@ class FileStore(JournalStore):
         # a read of any range starts near it instead of at the segment's start (never trusted over
         # the records: the scan from a mark checks framing and seqs as from the start)
         self._marks: dict[int, tuple[list[int], list[int]]] = {}
+        # a follower's watch of log/ (inotify), made at its first wait; False: none to be had
+        self._watch: FolderWatch | bool | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -266,7 +278,8 @@ class FileStore(JournalStore):
 
     def _open(self) -> dict[str, Any]:
         try:
-            refuse_links(self.root, (HEADER_FILE, LOCK_FILE), (LOG_DIR, SNAPSHOT_DIR, DAMAGED_DIR), self.name)
+            refuse_links(self.root, (HEADER_FILE, LOCK_FILE), (LOG_DIR, SNAPSHOT_DIR, DAMAGED_DIR, INDEX_DIR),
+                          self.name)
             data = read_file(self.root / HEADER_FILE, journal=self.name)
         except FileNotFoundError:
             raise DesiruError("no journal here", path=self.name,
@@ -286,6 +299,9 @@ class FileStore(JournalStore):
         return dict(body["meta"])
 
     def close(self) -> None:
+        if isinstance(self._watch, FolderWatch):
+            self._watch.close()
+        self._watch = None
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
@@ -545,8 +561,10 @@ class FileStore(JournalStore):
             first = self._segments[-1]
             last, offset = first - 1, 0  # an empty last segment continues the one before it
             try:
-                for seq, off, payload in self._scan_segment(first, tail_ok=True):
-                    last, offset = seq, off + RECORD_HEADER + len(payload)
+                for base, records in self._scan_chunks(first, tail_ok=True):
+                    self._mark_chunk(first, base, records)
+                    last, off, payload = records[-1]
+                    offset = base + off + RECORD_HEADER + len(payload)
             except CorruptDataError as exc:
                 if self._vanished(first):  # a reader raced the writer's compaction: look again
                     self._segments = self._list_segments()
@@ -564,6 +582,8 @@ class FileStore(JournalStore):
     def last_seq(self) -> int:
         if self._lock.held:
             return self._last_seq
+        if self._quiet():
+            return self._last_seq
         # a reader: pick up new segments and records since the last look
         segments = self._list_segments()
         if segments != self._segments:
@@ -578,15 +598,49 @@ class FileStore(JournalStore):
             return 0
         first, offset = self._tail_pos
         try:
-            for seq, off, payload in self._scan_segment(first, offset, tail_ok=True,
-                                                        expect=self._last_seq + 1 if offset else first):
+            for base, records in self._scan_chunks(first, offset, tail_ok=True,
+                                                   expect=self._last_seq + 1 if offset else first):
+                self._mark_chunk(first, base, records)
+                seq, off, payload = records[-1]
                 self._last_seq = seq
-                self._tail_pos = (first, off + RECORD_HEADER + len(payload))
+                self._tail_pos = (first, base + off + RECORD_HEADER + len(payload))
         except CorruptDataError as exc:
             if not self._vanished(first):
                 self.damage = exc
             # else a compaction removed the segment while we read it: the next look lists anew
         return self._last_seq
+
+    def wait_for_append(self, after_seq: int, timeout: float, poll: float = 0.02) -> bool:
+        """As the default (a look every ``poll`` s), woken at once by inotify where there is one."""
+        if self._lock.held or self._watch is False:
+            return super().wait_for_append(after_seq, timeout, poll)
+        if self._watch is None:
+            self._watch = FolderWatch.open(str(self.root / LOG_DIR)) or False
+            if self._watch is False:
+                return super().wait_for_append(after_seq, timeout, poll)
+        watch = self._watch
+        assert isinstance(watch, FolderWatch)
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            watch.drain()  # events before this look are covered by it
+            if self.last_seq() > after_seq:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            watch.wait(min(poll, left))
+
+    def _quiet(self) -> bool:
+        """A reader's O(1) look: its last segment has not grown and no segment follows it."""
+        first, offset = self._tail_pos
+        if not self._segments or first != self._segments[-1] or self.damage is not None:
+            return False
+        try:
+            if os.stat(self._seg_path(first)).st_size != offset:
+                return False
+        except OSError:
+            return False
+        return not os.path.lexists(self._seg_path(self._last_seq + 1))
 
     def first_seq(self) -> int:
         if not self._lock.held:
@@ -622,6 +676,11 @@ class FileStore(JournalStore):
             self._tail_pos = (self._segments[-1], self._end)
 
     def _writer_fd(self, next_seq: int) -> int:
+        if self._segments and not self._roll and self._segments[-1] != next_seq:
+            if self._fd is None:
+                self._open_last()
+            if self._end >= SEGMENT_BYTES:  # a full segment: the next append starts a new one
+                self._roll = True
         if self._roll or not self._segments:
             self._roll = False
             if not (self._segments and self._segments[-1] == next_seq):
@@ -638,10 +697,15 @@ class FileStore(JournalStore):
                 self._fd, self._end = fd, 0
                 return fd
         if self._fd is None:
-            fd = open_file(self._seg_path(self._segments[-1]), os.O_WRONLY, journal=self.name)
-            self._end = os.lseek(fd, 0, os.SEEK_END)
-            self._fd = fd
+            self._open_last()
+        assert self._fd is not None
         return self._fd
+
+    def _open_last(self) -> None:
+        """Open the last segment for appending, at its end."""
+        fd = open_file(self._seg_path(self._segments[-1]), os.O_WRONLY, journal=self.name)
+        self._end = os.lseek(fd, 0, os.SEEK_END)
+        self._fd = fd
 
     def start_at(self, first_seq: int) -> None:
         """Writer of an empty store: the log begins at ``first_seq`` (a rewrite of a compacted journal)."""
@@ -667,6 +731,11 @@ class FileStore(JournalStore):
         if (i == 0 or seq - seqs[i - 1] >= MARK_EVERY) and (i == len(seqs) or seqs[i] - seq >= MARK_EVERY):
             seqs.insert(i, seq)
             offsets.insert(i, offset)
+
+    def _mark_chunk(self, segment: int, base: int, records: Sequence[tuple[int, int, bytes]]) -> None:
+        """Remember one record in MARK_EVERY of a window just scanned whole."""
+        for k in range(0, len(records), MARK_EVERY):
+            self._mark(segment, records[k][0], base + records[k][1])
 
     def _nearest_mark(self, segment: int, start: int) -> tuple[int, int] | None:
         """(seq, offset) of the marked record nearest at or before ``start`` in ``segment``."""
@@ -705,8 +774,7 @@ class FileStore(JournalStore):
             want = None if stop is None else stop - expect
             for base, records in self._scan_chunks(first, offset, tail_ok=is_last, expect=expect, want=want):
                 lo = records[0][0]
-                for k in range(0, len(records), MARK_EVERY):
-                    self._mark(first, records[k][0], base + records[k][1])
+                self._mark_chunk(first, base, records)
                 last_seen, last_off, last_payload = records[-1]
                 self._cursor = (first, last_seen + 1, base + last_off + RECORD_HEADER + len(last_payload))
                 if last_seen < start:
@@ -865,6 +933,10 @@ class FileStore(JournalStore):
                     offset, expect = resume
             prev_last = last
             del i
+        for hi in self.index_seqs():  # a damaged cache is never used, but it is damage all the same
+            if self.get_index(hi) is None:
+                faults.append(Fault("run index checkpoint is damaged (it is not used; repair deletes it)",
+                                    file=str(self.root / INDEX_DIR / f"{hi:020d}{INDEX_SUFFIX}")))
         for seq in self.snapshot_seqs():
             try:
                 self.get_snapshot(seq)
@@ -955,9 +1027,38 @@ class FileStore(JournalStore):
         self.delete_snapshot(seq)
         return kept
 
+    # -- index checkpoints ---------------------------------------------------------------------------
+    def put_index(self, hi: int, blob: bytes) -> None:
+        frame = _engine.frame_encode(blob, hi, self.salt)  # checksummed, and bound to this journal's salt
+        folder = real_dir(self.root / INDEX_DIR, journal=self.name, create=self.dir_mode)
+        atomic_write(folder / f"{hi:020d}{INDEX_SUFFIX}", frame, mode=self.file_mode)
+
+    def get_index(self, hi: int) -> bytes | None:
+        try:
+            data = read_file(self.root / INDEX_DIR / f"{hi:020d}{INDEX_SUFFIX}", journal=self.name)
+        except (OSError, DesiruError):
+            return None
+        records, end, fault = _engine.frame_scan(data, self.salt, 0, MAX_RECORD)
+        if fault is not None or len(records) != 1 or records[0][0] != hi or end != len(data):
+            return None
+        return records[0][2]
+
+    def index_seqs(self) -> list[int]:
+        seqs = []
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.root / INDEX_DIR):
+                stem = entry.name[: -len(INDEX_SUFFIX)]
+                if entry.name.endswith(INDEX_SUFFIX) and stem.isdigit():
+                    seqs.append(int(stem))
+        return sorted(seqs)
+
+    def delete_index(self, hi: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / INDEX_DIR / f"{hi:020d}{INDEX_SUFFIX}").unlink()
+
     def size(self) -> int:
         total = 0
-        for folder in (self.root / LOG_DIR, self.root / SNAPSHOT_DIR):
+        for folder in (self.root / LOG_DIR, self.root / SNAPSHOT_DIR, self.root / INDEX_DIR):
             with contextlib.suppress(FileNotFoundError):
                 total += sum(e.stat(follow_symlinks=False).st_size for e in os.scandir(folder)
                              if e.is_file(follow_symlinks=False))

@@ -221,6 +221,9 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             self._settle_tail()
             if not readonly and not self.shared:  # only the one writer knows no other writer is ahead of it
                 set_aside_past_head(store, self._head, self._name)
+                for hi in store.index_seqs():  # run index checkpoints of records a cut removed
+                    if hi > self._head:
+                        store.delete_index(hi)
         except BaseException:
             store.close()
             raise
@@ -562,11 +565,11 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
 
     def _depth_of(self, seq: int, nodes: dict[int, Node]) -> int:
         """Events a replay of commit ``seq`` applies after its nearest snapshot (estimated when unknown)."""
-        if seq == 0 or seq in self._snapshot_set():
-            return 0
-        known = self._depth.get(seq)
+        known = self._depth.get(seq)  # known first: listing the snapshots at every commit costs O(snapshots)
         if known is not None:
             return known
+        if seq == 0 or seq in self._snapshot_set():
+            return 0
         # not computed in this session: walk to the nearest snapshot (bounded walk, then assume the worst)
         total, s, steps = 0, seq, 0
         snaps = self._snapshot_set()
@@ -869,6 +872,9 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
                                   "the journal itself is unharmed") from exc
             self._last_snapshot = max(self._last_snapshot, seq)
             self._depth[seq] = 0
+            if not self.shared:  # a shared writer's head may trail the others': only the one writer keeps them
+                with contextlib.suppress(OSError, DesiruError):  # a cache: failing to store it is harmless
+                    self._checkpoint_runs()
             return seq
 
     def compact(self, keep_best: int = 10, *, keep_tags: bool = True) -> int:
@@ -934,6 +940,9 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             rows = [nodes[s].to_row() for s in self._node_seqs if s <= floor]
             self._put_snapshot(floor, self._state_of(floor), self._snapshot_meta(floor, rows))
             freed = self._store.drop_before(floor)
+            for hi in self._store.index_seqs():  # the table now starts from the snapshot's rows
+                self._store.delete_index(hi)
+            self._checkpointed, self._late = 0, []
             for s in snaps[:-1]:
                 if s not in kept:
                     self._store.delete_snapshot(s)

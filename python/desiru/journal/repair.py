@@ -246,6 +246,8 @@ def repair(path: str | os.PathLike[str], key: Any = None, *, force: bool = False
         kept = _append_kept(store, codec, plan, key, name) if codec is not None and plan.anchor else 0
         head = store.last_seq()
         removed = _set_aside_snapshots(store, codec, head, faults, name)
+        for hi in store.index_seqs():  # run index checkpoints are a cache of the log: rebuilt on first use
+            store.delete_index(hi)
         return RepairReport(name, head, tuple(faults), tuple(cuts), tuple(removed), dropped, moved, kept)
     finally:
         store.close()

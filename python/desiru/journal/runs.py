@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from desiru import _engine
 from desiru.errors import CorruptDataError, DesiruError
+from desiru.journal import runs_checkpoint
 from desiru.journal.codec import (
     CURRENT_SCHEMA,
     R_FIRST,
@@ -215,6 +216,10 @@ class RunIndex:
         self._by_hash = {}
         self._runs_upto = 0
         self._runs_first = 0
+        #: the last seq the stored run index checkpoints cover, and the results after it that name
+        #: commits up to it (the next checkpoint carries them)
+        self._checkpointed = 0
+        self._late: list[list[Any]] = []
 
     # -- building ------------------------------------------------------------------------------------
     def _runs(self, upto: int | None = None) -> dict[int, Node]:
@@ -234,6 +239,8 @@ class RunIndex:
                 first = self._store.first_seq()
                 if self._nodes is None or (first > self._runs_first and first - 1 > self._runs_upto):
                     self._build_base(first)
+                    if first <= 1:
+                        self._load_checkpoints(head)
                 self._scan_runs(self._runs_upto + 1, head + 1)
                 self._runs_first = first
             except BaseException:
@@ -264,6 +271,61 @@ class RunIndex:
         if first - 1 not in self._nodes:
             self._add_node(Node(first - 1, first - 1, 0, None, None, 0.0))
         self._runs_upto = first - 1
+
+    def _load_checkpoints(self, head: int) -> None:
+        """Start the table of a journal never compacted from its stored checkpoints (see runs_checkpoint)."""
+        chain: list[dict[str, Any]] = []
+        for hi in self._store.index_seqs():
+            if hi > head:
+                break
+            ck = runs_checkpoint.decode(self._store.get_index(hi), hi)
+            if ck is None or ck["lo"] != (chain[-1]["hi"] if chain else 0) + 1:
+                break
+            chain.append(ck)
+        while chain and self._tail_hash(chain[-1]["hi"]) != chain[-1]["tail"]:
+            chain.pop()  # the log was cut (and written again) after it: the log is read instead
+        if not chain:
+            return
+        try:
+            for ck in chain:
+                for row in ck["rows"]:
+                    self._add_node(Node.from_row(row))
+                for _seq, target, payload in ck["late"]:
+                    self._nodes[target].merge(payload)  # type: ignore[index]
+                self._orphans.extend((seq, target) for seq, target in ck["orphans"])
+        except Exception:  # well formed but inconsistent: rebuild from the log
+            self._reset_runs()
+            self._nodes = {}
+            return
+        self._runs_upto = self._checkpointed = chain[-1]["hi"]
+
+    def _tail_hash(self, seq: int) -> bytes | None:
+        try:
+            for _s, payload in self._store.read(seq, seq + 1):
+                return runs_checkpoint.record_hash(payload)
+        except DesiruError:
+            pass
+        return None
+
+    def _checkpoint_runs(self) -> None:
+        """Store a checkpoint of the table from the last one to the head (an exclusive writer, at a snapshot).
+
+        Only for a plain journal never compacted: an encrypted one would leak its results in clear.
+        """
+        head = self._head
+        if (self._nodes is None or self._runs_upto < head or head <= self._checkpointed or self._codec.key is not None
+                or self._store.first_seq() > 1):
+            return
+        tail = self._tail_hash(head)
+        if tail is None:
+            return
+        lo = self._checkpointed + 1
+        seqs = self._node_seqs
+        rows = [self._nodes[s].to_row() for s in seqs[bisect.bisect_left(seqs, lo):]]
+        late = [x for x in self._late if x[0] >= lo]
+        orphans = [[seq, target] for seq, target in self._orphans if lo <= seq <= head]
+        self._store.put_index(head, runs_checkpoint.encode(lo, head, tail, rows, late, orphans))
+        self._checkpointed, self._late = head, []
 
     def _add_node(self, node: Node) -> None:
         assert self._nodes is not None
@@ -340,6 +402,8 @@ class RunIndex:
             node = self._nodes.get(target) if type(target) is int else None
             if node is not None:
                 node.merge(p)
+                if target <= self._checkpointed:
+                    self._late.append([rec[R_SEQ], target, p])
             else:
                 self._orphans.append((rec[R_SEQ], target))
         elif kind in _EDIT_TYPES and rec[R_LAST] not in self._nodes:

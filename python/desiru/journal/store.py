@@ -202,6 +202,23 @@ class JournalStore(abc.ABC):
     def delete_snapshot(self, seq: int) -> None:
         """Remove the snapshot at ``seq`` (no error when absent)."""
 
+    # -- index checkpoints (optional: a store without them rebuilds its indexes from the log) -------
+    def put_index(self, hi: int, blob: bytes) -> None:
+        """Store an index checkpoint covering records up to ``hi`` (atomically); default: not kept."""
+        return None
+
+    def get_index(self, hi: int) -> bytes | None:
+        """The checkpoint stored for ``hi``; None when missing or damaged (the log is read instead)."""
+        return None
+
+    def index_seqs(self) -> list[int]:
+        """The ``hi`` of every stored index checkpoint, ascending."""
+        return []
+
+    def delete_index(self, hi: int) -> None:
+        """Remove the checkpoint for ``hi`` (no error when absent)."""
+        return None
+
     # -- whole-store operations ----------------------------------------------------------------
     def size(self) -> int:
         """Bytes the store takes (0 when unknown)."""
