@@ -1,0 +1,154 @@
+"""The plotly figures of a run report (charts.py, not figures.py: `desiru.report.figures` is the function).
+
+Each point carries its seq in ``customdata`` (the page links a clicked point to it) and a
+hover text with score, metrics and params. Runs larger than ``data.MAX_POINTS`` are thinned
+by :func:`desiru.report.data.sample`; the best, the best-so-far steps and the best's
+ancestry are always drawn, so those stay exact at any size.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from desiru.journal.runs import Trial
+from desiru.report.data import RunData, best_so_far, sample, short
+from desiru.report.extra import require
+
+#: colours: trials, the best so far, the best and its ancestry
+TRIAL, STEP, BEST = "#5b7fbf", "#2a9d4b", "#e4572e"
+
+
+def hover(t: Trial, number: int, mode: str | None = None) -> str:
+    """Hover text of one trial (HTML-escaped: params are the user's text)."""
+    lines = [f"<b>seq {t.seq}</b> · trial {number}" + (f" · parent {t.parent}" if t.parent is not None else "")]
+    lines.append("score " + ("-" if t.score is None else f"{t.score:.6g}"))
+    lines += [f"{html.escape(k)} {v:.6g}" for k, v in list(t.metrics.items())[:12]]
+    if t.params:
+        lines.append("params: " + html.escape(short(dict(t.params), 200)))
+    if t.tags:
+        lines.append("tags: " + html.escape(", ".join(t.tags)))
+    if mode:
+        lines.append(mode)
+    return "<br>".join(lines)
+
+
+def _series(data: RunData, metric: str | None, texts: list[str]) -> tuple[list[dict[str, Any]], str]:
+    """x, y, hovertext and customdata of the four score traces for one metric, and the axis title."""
+    values = data.values(metric)
+    steps = best_so_far(values, data.mode)
+    index = {t.seq: i for i, t in enumerate(data.trials)}
+    line = [index[s] for s in data.best_line if s in index and values[index[s]] is not None]
+    best = [steps[-1]] if steps else []
+    shown = sample(values, set(steps) | set(line))
+    step_x = [i + 1 for i in steps] + ([len(values)] if steps else [])
+    step_y = [values[i] for i in steps + steps[-1:]]
+    seqs = [t.seq for t in data.trials]
+
+    def trace(ids: list[int]) -> dict[str, Any]:
+        return {"x": [i + 1 for i in ids], "y": [values[i] for i in ids], "hovertext": [texts[i] for i in ids],
+                "customdata": [seqs[i] for i in ids]}
+
+    ends = steps + steps[-1:]  # the line runs on flat from the last improvement to the last trial
+    step = {"x": step_x, "y": step_y, "hovertext": [texts[i] for i in ends], "customdata": [seqs[i] for i in ends]}
+    return [trace(shown), step, trace(line), trace(best)], metric or "score"
+
+
+def score_figure(data: RunData) -> Any:
+    """Score over trials: every trial a point, the best-so-far step line, the best's ancestry and the best;
+    with several metrics a menu switches what is plotted."""
+    go = require("plotly.graph_objects")
+    texts = [hover(t, i + 1) for i, t in enumerate(data.trials)]
+    choices: list[str | None] = [None, *data.metrics]
+    if data.metric is not None:  # the report ranks by this metric: show it first
+        choices.remove(data.metric)
+        choices.insert(0, data.metric)
+    series = {m: _series(data, m, texts) for m in choices}
+    first, label = series[choices[0]]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(name="trial", mode="markers", marker={"color": TRIAL, "size": 6, "opacity": 0.7},
+                             hoverinfo="text", uid="trials", **first[0]))
+    fig.add_trace(go.Scatter(name=f"best so far ({data.mode})", mode="lines", line={"color": STEP, "width": 2,
+                             "shape": "hv"}, hoverinfo="text", uid="best-so-far", **first[1]))
+    fig.add_trace(go.Scatter(name="best's ancestry", mode="markers", hoverinfo="text", uid="ancestry",
+                             marker={"color": "rgba(0,0,0,0)", "size": 11, "line": {"color": BEST, "width": 2}},
+                             **first[2]))
+    fig.add_trace(go.Scatter(name="best", mode="markers", hoverinfo="text", uid="best",
+                             marker={"color": BEST, "size": 15, "symbol": "star"}, **first[3]))
+    shown = len(first[0]["x"])
+    present = sum(v is not None for v in data.values(choices[0]))
+    note = "" if shown == present else f" ({shown:,} of {present:,} drawn: per bin the lowest and highest, " \
+                                       "plus the best so far and the best's ancestry)"
+    fig.update_layout(
+        title={"text": f"{label} over {len(data.trials):,} trials{note}", "font": {"size": 15}},
+        xaxis_title="trial (in commit order)", yaxis_title=label, hovermode="closest", template="plotly_white",
+        legend={"orientation": "h", "y": -0.18}, margin={"t": 60, "l": 60, "r": 20, "b": 40}, height=460,
+        meta={"trials": len(data.trials), "drawn": shown},
+    )
+    if len(choices) > 1:
+        buttons = []
+        for m in choices:
+            traces, name = series[m]
+            update = {key: [t[key] for t in traces] for key in ("x", "y", "hovertext", "customdata")}
+            buttons.append({"label": name, "method": "update",
+                            "args": [update, {"yaxis.title.text": name, "title.text": f"{name} over "
+                                              f"{len(data.trials):,} trials"}]})
+        fig.update_layout(updatemenus=[{"buttons": buttons, "x": 0.72, "xanchor": "left", "y": 1.16,
+                                        "yanchor": "top", "showactive": True}],
+                          annotations=[{"text": "plot:", "x": 0.71, "xanchor": "right", "y": 1.13, "yanchor": "top",
+                                        "xref": "paper", "yref": "paper", "showarrow": False}])
+    return fig
+
+
+def lineage_figure(data: RunData) -> Any:
+    """The candidates as a tree: x the trial, y its generation (steps from its root), an edge to its parent;
+    colour is the score; the best's ancestry is the thick line."""
+    go = require("plotly.graph_objects")
+    trials = data.trials
+    index = {t.seq: i for i, t in enumerate(trials)}
+    values = [t.value(data.metric) for t in trials]
+    line = [index[s] for s in data.best_line if s in index]
+    keep = set(line) | set(best_so_far(values, data.mode))
+    shown = sample(values, keep) if any(v is not None for v in values) else list(range(len(trials)))
+    shown = sorted(set(shown) | keep)
+    depth = data.depth
+    ex: list[float | None] = []
+    ey: list[float | None] = []
+    for i in shown:
+        t = trials[i]
+        if t.parent is not None and t.parent in index:
+            ex += [index[t.parent] + 1, i + 1, None]
+            ey += [depth[t.parent], depth[t.seq], None]
+    texts = [hover(trials[i], i + 1) for i in shown]
+    label = data.metric or "score"
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(name="derived from", mode="lines", x=ex, y=ey, hoverinfo="skip", uid="edges",
+                             line={"color": "rgba(120,120,120,0.35)", "width": 1}))
+    fig.add_trace(go.Scatter(
+        name="candidate", mode="markers", x=[i + 1 for i in shown], y=[depth[trials[i].seq] for i in shown],
+        customdata=[trials[i].seq for i in shown], hovertext=texts, hoverinfo="text", uid="candidates",
+        marker={"size": 8, "color": [values[i] for i in shown], "colorscale": "Viridis", "showscale": True,
+                "colorbar": {"title": {"text": label}, "thickness": 12}, "line": {"width": 0}}))
+    fig.add_trace(go.Scatter(
+        name="best's ancestry", mode="lines+markers", x=[i + 1 for i in line], y=[depth[trials[i].seq] for i in line],
+        customdata=[trials[i].seq for i in line], hovertext=[hover(trials[i], i + 1) for i in line],
+        hoverinfo="text", uid="best-line", line={"color": BEST, "width": 3},
+        marker={"color": BEST, "size": 10, "symbol": ["circle"] * (len(line) - 1) + ["star"] if line else []}))
+    note = "" if len(shown) == len(trials) else f" ({len(shown):,} of {len(trials):,} drawn; the best's " \
+                                                "ancestry is complete)"
+    fig.update_layout(
+        title={"text": f"lineage of {len(trials):,} candidates{note}", "font": {"size": 15}},
+        xaxis_title="trial (in commit order)", yaxis_title="generation (commits from the root)",
+        hovermode="closest", template="plotly_white", showlegend=True, legend={"orientation": "h", "y": -0.18},
+        margin={"t": 60, "l": 60, "r": 20, "b": 40}, height=460,
+        meta={"trials": len(trials), "drawn": len(shown)},
+    )
+    return fig
+
+
+def build(data: RunData) -> dict[str, Any]:
+    """The report's figures by name: ``"score"`` and ``"lineage"``."""
+    return {"score": score_figure(data), "lineage": lineage_figure(data)}
+
+
+__all__ = ["build", "hover", "lineage_figure", "score_figure"]
