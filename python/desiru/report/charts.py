@@ -124,11 +124,19 @@ def lineage_figure(data: RunData) -> Any:
     fig = go.Figure()
     fig.add_trace(go.Scatter(name="derived from", mode="lines", x=ex, y=ey, hoverinfo="skip", uid="edges",
                              line={"color": "rgba(120,120,120,0.35)", "width": 1}))
+    scored = [n for n, i in enumerate(shown) if values[i] is not None]
+    unscored = [n for n, i in enumerate(shown) if values[i] is None]
     fig.add_trace(go.Scatter(
-        name="candidate", mode="markers", x=[i + 1 for i in shown], y=[depth[trials[i].seq] for i in shown],
-        customdata=[trials[i].seq for i in shown], hovertext=texts, hoverinfo="text", uid="candidates",
-        marker={"size": 8, "color": [values[i] for i in shown], "colorscale": "Viridis", "showscale": True,
+        name="candidate", mode="markers", x=[shown[n] + 1 for n in scored], uid="candidates",
+        y=[depth[trials[shown[n]].seq] for n in scored], customdata=[trials[shown[n]].seq for n in scored],
+        hovertext=[texts[n] for n in scored], hoverinfo="text",
+        marker={"size": 8, "color": [values[shown[n]] for n in scored], "colorscale": "Viridis", "showscale": True,
                 "colorbar": {"title": {"text": label}, "thickness": 12}, "line": {"width": 0}}))
+    if unscored:
+        fig.add_trace(go.Scatter(
+            name=f"no {label}", mode="markers", x=[shown[n] + 1 for n in unscored], uid="unscored",
+            y=[depth[trials[shown[n]].seq] for n in unscored], customdata=[trials[shown[n]].seq for n in unscored],
+            hovertext=[texts[n] for n in unscored], hoverinfo="text", marker={"size": 7, "color": "#b0b5bd"}))
     fig.add_trace(go.Scatter(
         name="best's ancestry", mode="lines+markers", x=[i + 1 for i in line], y=[depth[trials[i].seq] for i in line],
         customdata=[trials[i].seq for i in line], hovertext=[hover(trials[i], i + 1) for i in line],

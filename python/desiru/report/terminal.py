@@ -28,6 +28,7 @@ def plot_trials(trials: Sequence[Trial], width: int, height: int = 20, *, metric
     keep = set(steps)
     shown = sample(values, keep, limit=max(MIN_WIDTH, width) * 4)
     plt.clear_figure()
+    plt.limitsize(False, False)  # the caller knows the width (plotext would cap it at what it detects)
     plt.plotsize(max(MIN_WIDTH, width), max(MIN_HEIGHT, height))
     plt.theme("clear")
     plt.title(f"{name} over {len(trials):,} trials" + ("" if len(shown) == sum(v is not None for v in values)
