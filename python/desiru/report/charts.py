@@ -12,87 +12,98 @@ import html
 from typing import Any
 
 from desiru.journal.runs import Trial
-from desiru.report.data import RunData, best_so_far, sample, short
+from desiru.report.data import MAX_POINTS, RunData, best_so_far, sample, short
 from desiru.report.extra import require
 
 #: colours: trials, the best so far, the best and its ancestry
 TRIAL, STEP, BEST = "#5b7fbf", "#2a9d4b", "#e4572e"
 
 
-def hover(t: Trial, number: int, mode: str | None = None) -> str:
+def hover(t: Trial, number: int) -> str:
     """Hover text of one trial (HTML-escaped: params are the user's text)."""
     lines = [f"<b>seq {t.seq}</b> · trial {number}" + (f" · parent {t.parent}" if t.parent is not None else "")]
     lines.append("score " + ("-" if t.score is None else f"{t.score:.6g}"))
-    lines += [f"{html.escape(k)} {v:.6g}" for k, v in list(t.metrics.items())[:12]]
+    lines += [f"{html.escape(k)} {v:.6g}" for k, v in list(t.metrics.items())[:8]]
     if t.params:
-        lines.append("params: " + html.escape(short(dict(t.params), 200)))
+        lines.append("params: " + html.escape(short(dict(t.params), 120)))
     if t.tags:
         lines.append("tags: " + html.escape(", ".join(t.tags)))
-    if mode:
-        lines.append(mode)
     return "<br>".join(lines)
 
 
-def _series(data: RunData, metric: str | None, texts: list[str]) -> tuple[list[dict[str, Any]], str]:
-    """x, y, hovertext and customdata of the four score traces for one metric, and the axis title."""
-    values = data.values(metric)
-    steps = best_so_far(values, data.mode)
-    index = {t.seq: i for i, t in enumerate(data.trials)}
-    line = [index[s] for s in data.best_line if s in index and values[index[s]] is not None]
-    best = [steps[-1]] if steps else []
-    shown = sample(values, set(steps) | set(line))
-    step_x = [i + 1 for i in steps] + ([len(values)] if steps else [])
-    step_y = [values[i] for i in steps + steps[-1:]]
-    seqs = [t.seq for t in data.trials]
-
-    def trace(ids: list[int]) -> dict[str, Any]:
-        return {"x": [i + 1 for i in ids], "y": [values[i] for i in ids], "hovertext": [texts[i] for i in ids],
-                "customdata": [seqs[i] for i in ids]}
-
-    ends = steps + steps[-1:]  # the line runs on flat from the last improvement to the last trial
-    step = {"x": step_x, "y": step_y, "hovertext": [texts[i] for i in ends], "customdata": [seqs[i] for i in ends]}
-    return [trace(shown), step, trace(line), trace(best)], metric or "score"
+def _choices(data: RunData) -> list[str | None]:
+    """What the metric menu offers: the score (None) and each metric, the one the report ranks by first."""
+    choices: list[str | None] = [None, *data.metrics]
+    if data.metric is not None:
+        choices.remove(data.metric)
+        choices.insert(0, data.metric)
+    return choices
 
 
 def score_figure(data: RunData) -> Any:
     """Score over trials: every trial a point, the best-so-far step line, the best's ancestry and the best;
-    with several metrics a menu switches what is plotted."""
+    with several metrics a menu switches what is plotted.
+
+    The trials drawn are the same for every metric (the union of each one's sample), so the menu
+    changes only numbers: the hover texts, the page's bulk, are written once.
+    """
     go = require("plotly.graph_objects")
-    texts = [hover(t, i + 1) for i, t in enumerate(data.trials)]
-    choices: list[str | None] = [None, *data.metrics]
-    if data.metric is not None:  # the report ranks by this metric: show it first
-        choices.remove(data.metric)
-        choices.insert(0, data.metric)
-    series = {m: _series(data, m, texts) for m in choices}
-    first, label = series[choices[0]]
+    trials = data.trials
+    choices = _choices(data)
+    values = {m: data.values(m) for m in choices}
+    steps = {m: best_so_far(values[m], data.mode) for m in choices}
+    index = {t.seq: i for i, t in enumerate(trials)}
+    line = [index[s] for s in data.best_line if s in index]
+    limit = max(200, MAX_POINTS // len(choices))
+    shown = sorted(set().union(*(sample(values[m], set(steps[m]) | set(line), limit) for m in choices)))
+    seqs = [t.seq for t in trials]
+
+    def numbers(m: str | None) -> dict[str, list[Any]]:
+        """x, y and customdata of the four traces (trials, best so far, ancestry, best) for metric ``m``."""
+        v, st = values[m], steps[m]
+        ends = st + st[-1:]  # the line runs on flat from the last improvement to the last trial
+        best = st[-1:]
+        return {"x": [[i + 1 for i in shown], [i + 1 for i in st] + ([len(v)] if st else []),
+                      [i + 1 for i in line], [i + 1 for i in best]],
+                "y": [[v[i] for i in shown], [v[i] for i in ends], [v[i] for i in line], [v[i] for i in best]],
+                "customdata": [[seqs[i] for i in shown], [seqs[i] for i in ends], [seqs[i] for i in line],
+                               [seqs[i] for i in best]]}
+
+    first = numbers(choices[0])
+    label = choices[0] or "score"
+
+    def cols(k: int) -> dict[str, Any]:
+        return {key: first[key][k] for key in ("x", "y", "customdata")}
+
     fig = go.Figure()
     fig.add_trace(go.Scatter(name="trial", mode="markers", marker={"color": TRIAL, "size": 6, "opacity": 0.7},
-                             hoverinfo="text", uid="trials", **first[0]))
-    fig.add_trace(go.Scatter(name=f"best so far ({data.mode})", mode="lines", line={"color": STEP, "width": 2,
-                             "shape": "hv"}, hoverinfo="text", uid="best-so-far", **first[1]))
-    fig.add_trace(go.Scatter(name="best's ancestry", mode="markers", hoverinfo="text", uid="ancestry",
+                             hovertext=[hover(trials[i], i + 1) for i in shown], hoverinfo="text", uid="trials",
+                             **cols(0)))
+    fig.add_trace(go.Scatter(name=f"best so far ({data.mode})", mode="lines", uid="best-so-far",
+                             line={"color": STEP, "width": 2, "shape": "hv"},
+                             hovertemplate="best so far %{y:.6g}<br>since seq %{customdata}<extra></extra>",
+                             **cols(1)))
+    fig.add_trace(go.Scatter(name="best's ancestry", mode="markers", uid="ancestry",
+                             hovertext=[hover(trials[i], i + 1) for i in line], hoverinfo="text",
                              marker={"color": "rgba(0,0,0,0)", "size": 11, "line": {"color": BEST, "width": 2}},
-                             **first[2]))
-    fig.add_trace(go.Scatter(name="best", mode="markers", hoverinfo="text", uid="best",
-                             marker={"color": BEST, "size": 15, "symbol": "star"}, **first[3]))
-    shown = len(first[0]["x"])
-    present = sum(v is not None for v in data.values(choices[0]))
-    note = "" if shown == present else f" ({shown:,} of {present:,} drawn: per bin the lowest and highest, " \
-                                       "plus the best so far and the best's ancestry)"
+                             **cols(2)))
+    fig.add_trace(go.Scatter(name="best", mode="markers", uid="best",
+                             hovertemplate="best: seq %{customdata}, %{y:.6g}<extra></extra>",
+                             marker={"color": BEST, "size": 15, "symbol": "star"}, **cols(3)))
+    present = sum(any(values[m][i] is not None for m in choices) for i in range(len(trials)))
+    note = "" if len(shown) == present else (f" ({len(shown):,} of {present:,} drawn: per bin the lowest and "
+                                             "highest, plus the best so far and the best's ancestry)")
     fig.update_layout(
-        title={"text": f"{label} over {len(data.trials):,} trials{note}", "font": {"size": 15}},
+        title={"text": f"{label} over {len(trials):,} trials{note}", "font": {"size": 15}},
         xaxis_title="trial (in commit order)", yaxis_title=label, hovermode="closest", template="plotly_white",
         legend={"orientation": "h", "y": -0.18}, margin={"t": 60, "l": 60, "r": 20, "b": 40}, height=460,
-        meta={"trials": len(data.trials), "drawn": shown},
+        meta={"trials": len(trials), "drawn": len(shown)},
     )
     if len(choices) > 1:
-        buttons = []
-        for m in choices:
-            traces, name = series[m]
-            update = {key: [t[key] for t in traces] for key in ("x", "y", "hovertext", "customdata")}
-            buttons.append({"label": name, "method": "update",
-                            "args": [update, {"yaxis.title.text": name, "title.text": f"{name} over "
-                                              f"{len(data.trials):,} trials"}]})
+        buttons = [{"label": m or "score", "method": "update",
+                    "args": [numbers(m), {"yaxis.title.text": m or "score",
+                                          "title.text": f"{m or 'score'} over {len(trials):,} trials{note}"}]}
+                   for m in choices]
         fig.update_layout(updatemenus=[{"buttons": buttons, "x": 0.72, "xanchor": "left", "y": 1.16,
                                         "yanchor": "top", "showactive": True}],
                           annotations=[{"text": "plot:", "x": 0.71, "xanchor": "right", "y": 1.13, "yanchor": "top",
