@@ -101,7 +101,7 @@ def test_chromium_renders_every_trial_and_the_best_row(report: tuple[Path, list,
 
 
 def test_no_request_leaves_the_page_and_our_scripts_work(report: tuple[Path, list, object], tmp_path: Path) -> None:
-    page, trials, best = report
+    page, trials, _best = report
     probed = tmp_path / "probed.html"
     probed.write_text(page.read_text().replace("</body>", PROBE))
     dom, log = open_page(probed, "--dump-dom")

@@ -11,9 +11,10 @@ import random
 from pathlib import Path
 from typing import Any
 
+from programs import sample_program
+
 import desiru as ds
 from desiru.journal import Journal
-from programs import sample_program
 
 INSTRUCTIONS = ["Answer briefly.", "Think step by step, then answer in one word.",
                 "Use the context; say 'unknown' when it does not hold the answer.", "Answer like a <b>teacher</b>."]

@@ -40,8 +40,7 @@ def render(journal: Journal | RunData, *, metric: str | None = None, mode: str =
            title: str | None = None) -> str:
     """The report page as one HTML string."""
     require("plotly")
-    from desiru.report import charts
-    from desiru.report import html
+    from desiru.report import charts, html
 
     data = _data(journal, metric, mode, top)
     return html.page(data, charts.build(data), title=title)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,7 +114,7 @@ def best_so_far(values: list[float | None], mode: str = "max") -> list[int]:
     return out
 
 
-def sample(values: list[float | None], keep: set[int] = frozenset(), limit: int = MAX_POINTS) -> list[int]:  # type: ignore[assignment]
+def sample(values: list[float | None], keep: Iterable[int] = (), limit: int = MAX_POINTS) -> list[int]:
     """Indices of the points to draw: all of them up to ``limit``, else per bin the lowest and the
     highest, plus every index in ``keep`` (the best, the best-so-far steps, the lineage)."""
     present = [i for i, v in enumerate(values) if v is not None]
@@ -125,8 +126,8 @@ def sample(values: list[float | None], keep: set[int] = frozenset(), limit: int 
     for b in range(bins):
         chunk = present[int(b * size): int((b + 1) * size)]
         if chunk:
-            chosen.add(min(chunk, key=lambda i: values[i]))  # type: ignore[arg-type,return-value]
-            chosen.add(max(chunk, key=lambda i: values[i]))  # type: ignore[arg-type,return-value]
+            chosen.add(min(chunk, key=values.__getitem__))  # type: ignore[arg-type]
+            chosen.add(max(chunk, key=values.__getitem__))  # type: ignore[arg-type]
     return sorted(i for i in chosen if values[i] is not None)
 
 
