@@ -154,13 +154,26 @@ def test_a_large_run_is_thinned_keeping_the_best_the_steps_and_the_lineage() -> 
     t = {tr.uid: tr for tr in fig.data}
     shown = list(t["trials"].customdata)
     steps = [trials[i].seq for i in data.best_so_far(d.values(None))]
-    assert len(shown) <= data.MAX_POINTS + len(steps) + len(d.best_line)
-    assert set(steps) <= set(shown) and set(d.best_line) <= set(shown) and d.best.seq in shown  # type: ignore[union-attr]
+    assert len(shown) <= data.MAX_POINTS + len(steps)
+    assert set(steps) <= set(shown) and d.best.seq in shown  # type: ignore[union-attr]
     assert list(t["best-so-far"].customdata)[:-1] == steps  # exact, not thinned
     assert list(t["ancestry"].customdata) == d.best_line
     assert "drawn" in fig.layout.title.text and fig.layout.meta["trials"] == n
     lineage = {tr.uid: tr for tr in figures(d)["lineage"].data}
     assert list(lineage["best-line"].customdata) == d.best_line
+
+
+def test_a_deep_ancestry_is_drawn_whole_as_a_line() -> None:
+    n = 20_000  # one line of commits: the best's ancestry is every trial before it
+    d = _synthetic([_trial(i, ((i * 7919) % 1000) / 1000 + i / n, parent=i if i else None) for i in range(n)])
+    assert len(d.best_line) > 15_000
+    score = {tr.uid: tr for tr in score_figure(d).data}
+    assert list(score["ancestry"].customdata) == d.best_line and score["ancestry"].mode == "lines"
+    assert len(score["trials"].hovertext) <= data.MAX_POINTS + len(data.best_so_far(d.values(None)))
+    lineage = {tr.uid: tr for tr in figures(d)["lineage"].data}
+    assert list(lineage["best-line"].customdata) == d.best_line and lineage["best-line"].mode == "lines"
+    assert len(lineage["candidates"].hovertext) <= data.MAX_POINTS + len(data.best_so_far(d.values(None)))
+    assert list(lineage["best-node"].customdata) == [d.best.seq]  # type: ignore[union-attr]
 
 
 # -- the page ----------------------------------------------------------------------------------------
@@ -200,6 +213,19 @@ def test_render_of_a_run_without_scores(tmp_path: Path) -> None:
         j.commit(ds.Program())
         page = render(j)
         assert "no best to compare" in page and "0 scored" in page
+
+
+def test_a_compacted_run_still_reports(tmp_path: Path) -> None:
+    path = tmp_path / "c.journal"
+    write_run(path, 30)
+    with Journal.open(path) as j:
+        j.snapshot()
+        j.compact(keep_best=3)
+    with Journal.open(path, readonly=True) as j:
+        d = gather(j)
+        assert len(d.trials) == 30 and d.best == j.best() and d.diff is not None
+        page = render(d)
+    assert f"<tr id=seq-{d.best.seq} class=best>" in page  # type: ignore[union-attr]
 
 
 # -- CLI ---------------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from desiru.report.extra import require
 
 #: colours: trials, the best so far, the best and its ancestry
 TRIAL, STEP, BEST = "#5b7fbf", "#2a9d4b", "#e4572e"
+#: an ancestry up to this long is drawn commit by commit (rings); a longer one as a line
+RINGED = 500
 
 
 def hover(t: Trial, number: int) -> str:
@@ -55,7 +57,7 @@ def score_figure(data: RunData) -> Any:
     index = {t.seq: i for i, t in enumerate(trials)}
     line = [index[s] for s in data.best_line if s in index]
     limit = max(200, MAX_POINTS // len(choices))
-    shown = sorted(set().union(*(sample(values[m], set(steps[m]) | set(line), limit) for m in choices)))
+    shown = sorted(set().union(*(sample(values[m], steps[m], limit) for m in choices)))
     seqs = [t.seq for t in trials]
 
     def numbers(m: str | None) -> dict[str, list[Any]]:
@@ -83,16 +85,18 @@ def score_figure(data: RunData) -> Any:
                              line={"color": STEP, "width": 2, "shape": "hv"},
                              hovertemplate="best so far %{y:.6g}<br>since seq %{customdata}<extra></extra>",
                              **cols(1)))
-    fig.add_trace(go.Scatter(name="best's ancestry", mode="markers", uid="ancestry",
-                             hovertext=[hover(trials[i], i + 1) for i in line], hoverinfo="text",
+    # a deep ancestry (thousands of commits) is drawn as one line, not as thousands of rings
+    ringed = len(line) <= RINGED
+    fig.add_trace(go.Scatter(name="best's ancestry", mode="markers" if ringed else "lines", uid="ancestry",
+                             hovertemplate="best's ancestry: seq %{customdata}, %{y:.6g}<extra></extra>",
                              marker={"color": "rgba(0,0,0,0)", "size": 11, "line": {"color": BEST, "width": 2}},
-                             **cols(2)))
+                             line={"color": BEST, "width": 1.5}, **cols(2)))
     fig.add_trace(go.Scatter(name="best", mode="markers", uid="best",
                              hovertemplate="best: seq %{customdata}, %{y:.6g}<extra></extra>",
                              marker={"color": BEST, "size": 15, "symbol": "star"}, **cols(3)))
     present = sum(any(values[m][i] is not None for m in choices) for i in range(len(trials)))
     note = "" if len(shown) == present else (f" ({len(shown):,} of {present:,} drawn: per bin the lowest and "
-                                             "highest, plus the best so far and the best's ancestry)")
+                                             "highest, and every step of the best so far)")
     fig.update_layout(
         title={"text": f"{label} over {len(trials):,} trials{note}", "font": {"size": 15}},
         xaxis_title="trial (in commit order)", yaxis_title=label, hovermode="closest", template="plotly_white",
@@ -119,9 +123,9 @@ def lineage_figure(data: RunData) -> Any:
     index = {t.seq: i for i, t in enumerate(trials)}
     values = [t.value(data.metric) for t in trials]
     line = [index[s] for s in data.best_line if s in index]
-    keep = set(line) | set(best_so_far(values, data.mode))
+    keep = set(best_so_far(values, data.mode))
     shown = sample(values, keep) if any(v is not None for v in values) else list(range(len(trials)))
-    shown = sorted(set(shown) | keep)
+    shown = sorted(set(shown) | keep) if len(trials) > MAX_POINTS else list(range(len(trials)))
     depth = data.depth
     ex: list[float | None] = []
     ey: list[float | None] = []
@@ -149,12 +153,17 @@ def lineage_figure(data: RunData) -> Any:
             y=[depth[trials[shown[n]].seq] for n in unscored], customdata=[trials[shown[n]].seq for n in unscored],
             hovertext=[texts[n] for n in unscored], hoverinfo="text", marker={"size": 7, "color": "#b0b5bd"}))
     fig.add_trace(go.Scatter(
-        name="best's ancestry", mode="lines+markers", x=[i + 1 for i in line], y=[depth[trials[i].seq] for i in line],
-        customdata=[trials[i].seq for i in line], hovertext=[hover(trials[i], i + 1) for i in line],
-        hoverinfo="text", uid="best-line", line={"color": BEST, "width": 3},
-        marker={"color": BEST, "size": 10, "symbol": ["circle"] * (len(line) - 1) + ["star"] if line else []}))
+        name="best's ancestry", mode="lines+markers" if len(line) <= RINGED else "lines", uid="best-line",
+        x=[i + 1 for i in line], y=[depth[trials[i].seq] for i in line], customdata=[trials[i].seq for i in line],
+        hovertemplate="best's ancestry: seq %{customdata}, generation %{y}<extra></extra>",
+        line={"color": BEST, "width": 3}, marker={"color": BEST, "size": 8}))
+    fig.add_trace(go.Scatter(
+        name="best", mode="markers", uid="best-node", x=[i + 1 for i in line[-1:]],
+        y=[depth[trials[i].seq] for i in line[-1:]], customdata=[trials[i].seq for i in line[-1:]],
+        hovertext=[hover(trials[i], i + 1) for i in line[-1:]], hoverinfo="text",
+        marker={"color": BEST, "size": 16, "symbol": "star"}))
     note = "" if len(shown) == len(trials) else f" ({len(shown):,} of {len(trials):,} drawn; the best's " \
-                                                "ancestry is complete)"
+                                                "ancestry complete)"
     fig.update_layout(
         title={"text": f"lineage of {len(trials):,} candidates{note}", "font": {"size": 15}},
         xaxis_title="trial (in commit order)", yaxis_title="generation (commits from the root)",
