@@ -43,7 +43,7 @@ def render(journal: Journal | RunData, *, metric: str | None = None, mode: str =
     from desiru.report import charts, html
 
     data = _data(journal, metric, mode, top)
-    return html.page(data, charts.build(data), title=title)
+    return html.page(data, charts.specs(data), title=title)
 
 
 def write_report(journal: Journal | RunData, path: str | os.PathLike[str], *, metric: str | None = None,

@@ -42,14 +42,22 @@ def _choices(data: RunData) -> list[str | None]:
     return choices
 
 
-def score_figure(data: RunData) -> Any:
+def _layout(title: str, xtitle: str, ytitle: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The layout both figures share (the plotly_white template spelled out, as plotly.js needs it)."""
+    pio = require("plotly.io")
+    return {"title": {"text": title, "font": {"size": 15}}, "xaxis": {"title": {"text": xtitle}},
+            "yaxis": {"title": {"text": ytitle}}, "hovermode": "closest",
+            "template": pio.templates["plotly_white"].to_plotly_json(), "legend": {"orientation": "h", "y": -0.18},
+            "margin": {"t": 60, "l": 60, "r": 20, "b": 40}, "height": 460, "meta": meta}
+
+
+def score_spec(data: RunData) -> dict[str, Any]:
     """Score over trials: every trial a point, the best-so-far step line, the best's ancestry and the best;
-    with several metrics a menu switches what is plotted.
+    with several metrics a menu switches what is plotted. A plotly figure as a plain dict.
 
     The trials drawn are the same for every metric (the union of each one's sample), so the menu
     changes only numbers: the hover texts, the page's bulk, are written once.
     """
-    go = require("plotly.graph_objects")
     trials = data.trials
     choices = _choices(data)
     values = {m: data.values(m) for m in choices}
@@ -77,48 +85,43 @@ def score_figure(data: RunData) -> Any:
     def cols(k: int) -> dict[str, Any]:
         return {key: first[key][k] for key in ("x", "y", "customdata")}
 
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(name="trial", mode="markers", marker={"color": TRIAL, "size": 6, "opacity": 0.7},
-                             hovertext=[hover(trials[i], i + 1) for i in shown], hoverinfo="text", uid="trials",
-                             **cols(0)))
-    fig.add_trace(go.Scatter(name=f"best so far ({data.mode})", mode="lines", uid="best-so-far",
-                             line={"color": STEP, "width": 2, "shape": "hv"},
-                             hovertemplate="best so far %{y:.6g}<br>since seq %{customdata}<extra></extra>",
-                             **cols(1)))
-    # a deep ancestry (thousands of commits) is drawn as one line, not as thousands of rings
-    ringed = len(line) <= RINGED
-    fig.add_trace(go.Scatter(name="best's ancestry", mode="markers" if ringed else "lines", uid="ancestry",
-                             hovertemplate="best's ancestry: seq %{customdata}, %{y:.6g}<extra></extra>",
-                             marker={"color": "rgba(0,0,0,0)", "size": 11, "line": {"color": BEST, "width": 2}},
-                             line={"color": BEST, "width": 1.5}, **cols(2)))
-    fig.add_trace(go.Scatter(name="best", mode="markers", uid="best",
-                             hovertemplate="best: seq %{customdata}, %{y:.6g}<extra></extra>",
-                             marker={"color": BEST, "size": 15, "symbol": "star"}, **cols(3)))
+    ringed = len(line) <= RINGED  # a deep ancestry (thousands of commits) is one line, not thousands of rings
+    traces = [
+        {"type": "scatter", "name": "trial", "mode": "markers", "uid": "trials", "hoverinfo": "text",
+         "hovertext": [hover(trials[i], i + 1) for i in shown],
+         "marker": {"color": TRIAL, "size": 6, "opacity": 0.7}, **cols(0)},
+        {"type": "scatter", "name": f"best so far ({data.mode})", "mode": "lines", "uid": "best-so-far",
+         "line": {"color": STEP, "width": 2, "shape": "hv"},
+         "hovertemplate": "best so far %{y:.6g}<br>since seq %{customdata}<extra></extra>", **cols(1)},
+        {"type": "scatter", "name": "best's ancestry", "mode": "markers" if ringed else "lines", "uid": "ancestry",
+         "hovertemplate": "best's ancestry: seq %{customdata}, %{y:.6g}<extra></extra>",
+         "marker": {"color": "rgba(0,0,0,0)", "size": 11, "line": {"color": BEST, "width": 2}},
+         "line": {"color": BEST, "width": 1}, **cols(2),
+         # deep, it would cover the trials: listed in the legend, drawn on a click there
+         **({} if ringed else {"visible": "legendonly"})},
+        {"type": "scatter", "name": "best", "mode": "markers", "uid": "best",
+         "hovertemplate": "best: seq %{customdata}, %{y:.6g}<extra></extra>",
+         "marker": {"color": BEST, "size": 15, "symbol": "star"}, **cols(3)},
+    ]
     present = sum(any(values[m][i] is not None for m in choices) for i in range(len(trials)))
-    note = "" if len(shown) == present else (f" ({len(shown):,} of {present:,} drawn: per bin the lowest and "
-                                             "highest, and every step of the best so far)")
-    fig.update_layout(
-        title={"text": f"{label} over {len(trials):,} trials{note}", "font": {"size": 15}},
-        xaxis_title="trial (in commit order)", yaxis_title=label, hovermode="closest", template="plotly_white",
-        legend={"orientation": "h", "y": -0.18}, margin={"t": 60, "l": 60, "r": 20, "b": 40}, height=460,
-        meta={"trials": len(trials), "drawn": len(shown)},
-    )
+    note = "" if len(shown) == present else f" ({len(shown):,} drawn)"
+    layout = _layout(f"{label} over {len(trials):,} trials{note}", "trial (in commit order)", label,
+                     {"trials": len(trials), "drawn": len(shown)})
     if len(choices) > 1:
         buttons = [{"label": m or "score", "method": "update",
                     "args": [numbers(m), {"yaxis.title.text": m or "score",
                                           "title.text": f"{m or 'score'} over {len(trials):,} trials{note}"}]}
                    for m in choices]
-        fig.update_layout(updatemenus=[{"buttons": buttons, "x": 0.72, "xanchor": "left", "y": 1.16,
-                                        "yanchor": "top", "showactive": True}],
-                          annotations=[{"text": "plot:", "x": 0.71, "xanchor": "right", "y": 1.13, "yanchor": "top",
-                                        "xref": "paper", "yref": "paper", "showarrow": False}])
-    return fig
+        layout["updatemenus"] = [{"buttons": buttons, "x": 0.72, "xanchor": "left", "y": 1.16, "yanchor": "top",
+                                  "showactive": True}]
+        layout["annotations"] = [{"text": "plot:", "x": 0.71, "xanchor": "right", "y": 1.13, "yanchor": "top",
+                                  "xref": "paper", "yref": "paper", "showarrow": False}]
+    return {"data": traces, "layout": layout}
 
 
-def lineage_figure(data: RunData) -> Any:
+def lineage_spec(data: RunData) -> dict[str, Any]:
     """The candidates as a tree: x the trial, y its generation (steps from its root), an edge to its parent;
-    colour is the score; the best's ancestry is the thick line."""
-    go = require("plotly.graph_objects")
+    colour is the score; the best's ancestry is the thick line. A plotly figure as a plain dict."""
     trials = data.trials
     index = {t.seq: i for i, t in enumerate(trials)}
     values = [t.value(data.metric) for t in trials]
@@ -136,47 +139,61 @@ def lineage_figure(data: RunData) -> Any:
             ey += [depth[t.parent], depth[t.seq], None]
     texts = [hover(trials[i], i + 1) for i in shown]
     label = data.metric or "score"
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(name="derived from", mode="lines", x=ex, y=ey, hoverinfo="skip", uid="edges",
-                             line={"color": "rgba(120,120,120,0.35)", "width": 1}))
     scored = [n for n, i in enumerate(shown) if values[i] is not None]
     unscored = [n for n, i in enumerate(shown) if values[i] is None]
-    fig.add_trace(go.Scatter(
-        name="candidate", mode="markers", x=[shown[n] + 1 for n in scored], uid="candidates",
-        y=[depth[trials[shown[n]].seq] for n in scored], customdata=[trials[shown[n]].seq for n in scored],
-        hovertext=[texts[n] for n in scored], hoverinfo="text",
-        marker={"size": 8, "color": [values[shown[n]] for n in scored], "colorscale": "Viridis", "showscale": True,
-                "colorbar": {"title": {"text": label}, "thickness": 12}, "line": {"width": 0}}))
+
+    def nodes(ns: list[int]) -> dict[str, Any]:
+        return {"x": [shown[n] + 1 for n in ns], "y": [depth[trials[shown[n]].seq] for n in ns],
+                "customdata": [trials[shown[n]].seq for n in ns], "hovertext": [texts[n] for n in ns],
+                "hoverinfo": "text"}
+
+    traces = [
+        {"type": "scatter", "name": "derived from", "mode": "lines", "x": ex, "y": ey, "hoverinfo": "skip",
+         "uid": "edges", "line": {"color": "rgba(120,120,120,0.35)", "width": 1}},
+        {"type": "scatter", "name": "candidate", "mode": "markers", "uid": "candidates", **nodes(scored),
+         "marker": {"size": 8, "color": [values[shown[n]] for n in scored], "colorscale": "Viridis",
+                    "showscale": True, "colorbar": {"title": {"text": label}, "thickness": 12}, "line": {"width": 0}}},
+    ]
     if unscored:
-        fig.add_trace(go.Scatter(
-            name=f"no {label}", mode="markers", x=[shown[n] + 1 for n in unscored], uid="unscored",
-            y=[depth[trials[shown[n]].seq] for n in unscored], customdata=[trials[shown[n]].seq for n in unscored],
-            hovertext=[texts[n] for n in unscored], hoverinfo="text", marker={"size": 7, "color": "#b0b5bd"}))
-    fig.add_trace(go.Scatter(
-        name="best's ancestry", mode="lines+markers" if len(line) <= RINGED else "lines", uid="best-line",
-        x=[i + 1 for i in line], y=[depth[trials[i].seq] for i in line], customdata=[trials[i].seq for i in line],
-        hovertemplate="best's ancestry: seq %{customdata}, generation %{y}<extra></extra>",
-        line={"color": BEST, "width": 3}, marker={"color": BEST, "size": 8}))
-    fig.add_trace(go.Scatter(
-        name="best", mode="markers", uid="best-node", x=[i + 1 for i in line[-1:]],
-        y=[depth[trials[i].seq] for i in line[-1:]], customdata=[trials[i].seq for i in line[-1:]],
-        hovertext=[hover(trials[i], i + 1) for i in line[-1:]], hoverinfo="text",
-        marker={"color": BEST, "size": 16, "symbol": "star"}))
-    note = "" if len(shown) == len(trials) else f" ({len(shown):,} of {len(trials):,} drawn; the best's " \
-                                                "ancestry complete)"
-    fig.update_layout(
-        title={"text": f"lineage of {len(trials):,} candidates{note}", "font": {"size": 15}},
-        xaxis_title="trial (in commit order)", yaxis_title="generation (commits from the root)",
-        hovermode="closest", template="plotly_white", showlegend=True, legend={"orientation": "h", "y": -0.18},
-        margin={"t": 60, "l": 60, "r": 20, "b": 40}, height=460,
-        meta={"trials": len(trials), "drawn": len(shown)},
-    )
-    return fig
+        traces.append({"type": "scatter", "name": f"no {label}", "mode": "markers", "uid": "unscored",
+                       **nodes(unscored), "marker": {"size": 7, "color": "#b0b5bd"}})
+    traces.append({
+        "type": "scatter", "name": "best's ancestry", "mode": "lines+markers" if len(line) <= RINGED else "lines",
+        "uid": "best-line", "x": [i + 1 for i in line], "y": [depth[trials[i].seq] for i in line],
+        "customdata": [trials[i].seq for i in line],
+        "hovertemplate": "best's ancestry: seq %{customdata}, generation %{y}<extra></extra>",
+        "line": {"color": BEST, "width": 3}, "marker": {"color": BEST, "size": 8}})
+    traces.append({
+        "type": "scatter", "name": "best", "mode": "markers", "uid": "best-node", "x": [i + 1 for i in line[-1:]],
+        "y": [depth[trials[i].seq] for i in line[-1:]], "customdata": [trials[i].seq for i in line[-1:]],
+        "hovertext": [hover(trials[i], i + 1) for i in line[-1:]], "hoverinfo": "text",
+        "marker": {"color": BEST, "size": 16, "symbol": "star"}})
+    note = "" if len(shown) == len(trials) else f" ({len(shown):,} drawn, the best's ancestry whole)"
+    layout = _layout(f"lineage of {len(trials):,} candidates{note}", "trial (in commit order)",
+                     "generation (commits from the root)", {"trials": len(trials), "drawn": len(shown)})
+    layout["showlegend"] = True
+    return {"data": traces, "layout": layout}
+
+
+def specs(data: RunData) -> dict[str, dict[str, Any]]:
+    """The report's figures as plain dicts (what the page embeds; no validation pass over big arrays)."""
+    return {"score": score_spec(data), "lineage": lineage_spec(data)}
+
+
+def score_figure(data: RunData) -> Any:
+    """:func:`score_spec` as a plotly Figure."""
+    return require("plotly.graph_objects").Figure(score_spec(data))
+
+
+def lineage_figure(data: RunData) -> Any:
+    """:func:`lineage_spec` as a plotly Figure."""
+    return require("plotly.graph_objects").Figure(lineage_spec(data))
 
 
 def build(data: RunData) -> dict[str, Any]:
-    """The report's figures by name: ``"score"`` and ``"lineage"``."""
-    return {"score": score_figure(data), "lineage": lineage_figure(data)}
+    """The report's figures by name, as plotly Figures: ``"score"`` and ``"lineage"``."""
+    go = require("plotly.graph_objects")
+    return {name: go.Figure(spec) for name, spec in specs(data).items()}
 
 
-__all__ = ["build", "hover", "lineage_figure", "score_figure"]
+__all__ = ["build", "hover", "lineage_figure", "lineage_spec", "score_figure", "score_spec", "specs"]
