@@ -112,9 +112,11 @@ def score_spec(data: RunData) -> dict[str, Any]:
                     "args": [numbers(m), {"yaxis.title.text": m or "score",
                                           "title.text": f"{m or 'score'} over {len(trials):,} trials{note}"}]}
                    for m in choices]
-        layout["updatemenus"] = [{"buttons": buttons, "x": 0.72, "xanchor": "left", "y": 1.16, "yanchor": "top",
+        # above the plot's right corner, below plotly's tool bar
+        layout["margin"]["t"] = 90
+        layout["updatemenus"] = [{"buttons": buttons, "x": 1.0, "xanchor": "right", "y": 1.03, "yanchor": "bottom",
                                   "showactive": True}]
-        layout["annotations"] = [{"text": "plot:", "x": 0.71, "xanchor": "right", "y": 1.13, "yanchor": "top",
+        layout["annotations"] = [{"text": "plot:", "x": 0.89, "xanchor": "right", "y": 1.05, "yanchor": "bottom",
                                   "xref": "paper", "yref": "paper", "showarrow": False}]
     return {"data": traces, "layout": layout}
 
