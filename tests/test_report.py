@@ -242,6 +242,19 @@ def test_cli_report_writes_the_page(run: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "known metrics: em, cost_usd" in res.stderr
 
 
+def test_a_run_in_postgresql_reports_as_a_directory_does(pg_url: str, tmp_path: Path) -> None:
+    location = f"{pg_url}#report-{os.getpid()}"
+    write_run(location, 12)
+    out = tmp_path / "pg.html"
+    res = CliRunner().invoke(cli, ["report", location, "-o", str(out)])
+    assert res.exit_code == 0, res.stderr
+    assert "password" not in res.stdout
+    with Journal.open(location, readonly=True) as j:
+        best = j.best()
+    text = out.read_text()
+    assert f"<tr id=seq-{best.seq} class=best>" in text and "12 (12 scored)" in text
+
+
 BLOCK = """
 import sys, importlib.abc
 class Block(importlib.abc.MetaPathFinder):

@@ -30,8 +30,9 @@ def candidate(rng: random.Random, i: int) -> ds.Program:
     return p
 
 
-def write_run(path: Path, n: int = 40, seed: int = 7, key: Any = None) -> list[int]:
-    """Write ``n`` scored commits (the first from the sample program) and return their seqs."""
+def write_run(path: Path | str, n: int = 40, seed: int = 7, key: Any = None) -> list[int]:
+    """Write ``n`` scored commits (the first from the sample program) into the journal at ``path`` (a directory
+    or a PostgreSQL location) and return their seqs."""
     rng = random.Random(seed)
     seqs: list[int] = []
     with Journal.open(path, key=key) as j:
