@@ -242,6 +242,22 @@ def test_cli_report_writes_the_page(run: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "known metrics: em, cost_usd" in res.stderr
 
 
+@pytest.mark.parametrize("columns", [70, 130])
+def test_cli_plot_prints_the_chart_as_wide_as_the_terminal(run: Path, columns: int) -> None:
+    res = CliRunner().invoke(cli, ["report", str(run), "--plot"], env={"COLUMNS": str(columns)})
+    assert res.exit_code == 0, res.stderr
+    lines = res.stdout.rstrip("\n").split("\n")
+    assert max(len(line) for line in lines) == columns and "score over 40 trials" in lines[0]
+    assert "best so far (max)" in res.stdout and "\x1b[" not in res.stdout
+    res = CliRunner().invoke(cli, ["report", str(run), "--plot", "--metric", "cost_usd", "--min"],
+                             env={"COLUMNS": "90"})
+    assert res.exit_code == 0 and "cost_usd over 40 trials" in res.stdout and "best so far (min)" in res.stdout
+    res = CliRunner().invoke(cli, ["report", str(run), "--plot", "--metric", "nope"])
+    assert res.exit_code == 2 and "known metrics: em, cost_usd" in res.stderr
+    res = CliRunner().invoke(cli, ["report", str(run)])
+    assert res.exit_code == 2 and "give -o FILE" in res.stderr
+
+
 def test_a_run_in_postgresql_reports_as_a_directory_does(pg_url: str, tmp_path: Path) -> None:
     location = f"{pg_url}#report-{os.getpid()}"
     write_run(location, 12)
@@ -280,6 +296,14 @@ def test_without_the_extra_the_report_says_which_to_install(run: Path, tmp_path:
     assert res.stderr.strip() == ('error: run reports need plotly, which is not installed '
                                   '(install the report extra: pip install "desiru[report]")')
     assert not out.exists()
+
+
+def test_without_plotext_the_cli_plot_says_which_extra(run: Path) -> None:
+    res = subprocess.run([sys.executable, "-c", BLOCK.format(blocked={"plotext"}), "report", str(run), "--plot"],
+                         capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=120)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.strip() == ('error: run reports need plotext, which is not installed '
+                                  '(install the report extra: pip install "desiru[report]")')
 
 
 def test_without_plotext_the_terminal_plot_says_which_extra(tmp_path: Path) -> None:

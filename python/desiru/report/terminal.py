@@ -1,4 +1,4 @@
-"""Score over trials in the terminal (``desiru trials RUN --plot``), drawn by plotext.
+"""Score over trials in the terminal (``desiru report RUN --plot``), drawn by plotext.
 
 The points are thinned as in the HTML report (:func:`desiru.report.data.sample`): a
 terminal has a few hundred columns of dots, and the best, every step of the best-so-far
