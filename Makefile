@@ -7,9 +7,9 @@ export PYTHONDONTWRITEBYTECODE := 1
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-install:  ## install desiru (builds the Rust extension) with test and dspy extras, editable
+install:  ## install desiru (builds the Rust extension) with the test, bench, dspy, postgres and report extras, editable
 	$(PY) -m pip install -q --upgrade "maturin>=1.5,<2.0"
-	$(PY) -m pip install -q -e ".[test,bench,dspy,postgres]"
+	$(PY) -m pip install -q -e ".[test,bench,dspy,postgres,report]"
 
 install-postgres:  ## find PostgreSQL's initdb and pg_ctl (the tests start a server of their own), or apt-get install it
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \

@@ -25,7 +25,7 @@ from desiru.cli.app import EXIT_DIFFERENT, EXIT_ERROR, Env
 
 KEY = "ab" * 32  # 64 hex chars: a raw 256-bit key
 COMMANDS = ["inspect", "log", "diff", "replay", "tag", "snapshot", "compact", "verify", "repair", "convert",
-            "migrate", "export-module", "import-module", "rekey", "demo", "trials", "lineage"]
+            "migrate", "export-module", "import-module", "rekey", "demo", "trials", "lineage", "report"]
 
 
 def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:

@@ -18,6 +18,7 @@ from desiru.cli import (  # noqa: F401  (importing registers the commands)
     journal_cmds,
     maintenance,
     modules,
+    report_cmd,
     runs_cmds,
 )
 from desiru.cli.app import cli

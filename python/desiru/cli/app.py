@@ -153,7 +153,7 @@ def report_error(env: Env | None, exc: BaseException, command: str | None = None
 
 #: the order --help lists commands in: first steps, documents, journals, upkeep
 ORDER = ("demo", "inspect", "diff", "convert", "export-module", "import-module", "log", "trials", "lineage",
-         "replay", "tag", "snapshot", "compact", "verify", "repair", "migrate", "rekey", "copy")
+         "replay", "tag", "snapshot", "compact", "verify", "repair", "migrate", "rekey", "copy", "report")
 
 
 class DesiruGroup(click.Group):
