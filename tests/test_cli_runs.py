@@ -149,7 +149,7 @@ def test_trials_errors(tree: Run, tmp_path: Path) -> None:
     assert_error(run("trials", tree.path, "--where", "f1>0.5"), "no trial of this run has a metric 'f1'",
                  "cost, em, score")
     assert_error(run("trials", tree.path, "--metric", "f1"), "'f1'")
-    assert_error(run("trials", tree.path, "--json", "--csv"), "--json or --csv")
+    assert_error(run("trials", tree.path, "--json", "--csv"), "one of --json, --csv and --plot")
     assert_error(run("trials", f"{tree.path}@tag:best"), "names a point")
     assert_error(run("trials", tmp_path / "nope.journal"), "no such journal")
 

@@ -258,6 +258,21 @@ def test_cli_plot_prints_the_chart_as_wide_as_the_terminal(run: Path, columns: i
     assert res.exit_code == 2 and "give -o FILE" in res.stderr
 
 
+def test_trials_plot_draws_the_trials_that_pass_the_filters(run: Path) -> None:
+    with Journal.open(run, readonly=True) as j:
+        passing = sum(t.score is not None and t.score > 0.5 for t in j.trials())
+    res = CliRunner().invoke(cli, ["trials", str(run), "--plot"], env={"COLUMNS": "100"})
+    assert res.exit_code == 0, res.stderr
+    lines = res.stdout.rstrip("\n").split("\n")
+    assert max(len(line) for line in lines) == 100 and "score over 40 trials" in lines[0]
+    res = CliRunner().invoke(cli, ["trials", str(run), "--plot", "--where", "score>0.5", "--metric", "em", "--min"],
+                             env={"COLUMNS": "100"})
+    assert res.exit_code == 0, res.stderr
+    assert f"em over {passing} trials" in res.stdout and "best so far (min)" in res.stdout
+    res = CliRunner().invoke(cli, ["trials", str(run), "--plot", "--json"])
+    assert res.exit_code == 2 and "give one of --json, --csv and --plot" in res.stderr
+
+
 def test_a_run_in_postgresql_reports_as_a_directory_does(pg_url: str, tmp_path: Path) -> None:
     location = f"{pg_url}#report-{os.getpid()}"
     write_run(location, 12)

@@ -197,11 +197,13 @@ def _point_of(src: sources.Source) -> Any:
               help="Metric columns to show, comma-separated (default: every metric recorded).")
 @click.option("--json", "as_json", is_flag=True, help="Print the trials as a JSON array.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print the trials as CSV (params as JSON).")
+@click.option("--plot", is_flag=True, help="Draw the score (or --metric) over the trials, with the best so far, "
+              "as wide as the terminal (needs the report extra).")
 @keys.key_options
 @click.pass_context
 def trials_cmd(ctx: click.Context, run: str, sort: str, metric: str | None, lowest: bool, top: int | None,
-               where: tuple[str, ...], chosen: tuple[str, ...], as_json: bool, as_csv: bool, key_env: str | None,
-               ask_key: bool) -> None:
+               where: tuple[str, ...], chosen: tuple[str, ...], as_json: bool, as_csv: bool, plot: bool,
+               key_env: str | None, ask_key: bool) -> None:
     """List the trials of a run (every commit of a journal), best first.
 
     Columns: seq (a * marks a commit compaction dropped the state of), parent, score,
@@ -214,11 +216,12 @@ def trials_cmd(ctx: click.Context, run: str, sort: str, metric: str | None, lowe
       desiru trials runs/qa.journal --where 'score>=0.9' --where 'cost_usd<0.02' --sort seq
       desiru trials runs/qa.journal --metric cost_usd --min --top 5
       desiru trials runs/qa.journal --csv > trials.csv
+      desiru trials runs/qa.journal --plot
     """
     env = env_of(ctx)
     src = _run_arg(run)
-    if as_json and as_csv:
-        raise DesiruError("give --json or --csv, not both")
+    if as_json + as_csv + plot > 1:
+        raise DesiruError("give one of --json, --csv and --plot")
     for expr in where:
         parse_where(expr)  # a typo is reported before the journal is opened
 
@@ -231,7 +234,12 @@ def trials_cmd(ctx: click.Context, run: str, sort: str, metric: str | None, lowe
     names = metric_names(every, _split_names(chosen))
     if metric and metric not in names:
         names.append(metric)
-    if as_json:
+    if plot:  # every trial that passes --where, in commit order (docs/report.md)
+        from desiru.cli.report_cmd import print_plot
+
+        print_plot(env, select(every, where=where, sort="seq", metric=metric), metric=metric,
+                   mode="min" if lowest else "max")
+    elif as_json:
         click.echo(json.dumps([trial_record(t) for t in shown], indent=2, ensure_ascii=False))
     elif as_csv:
         write_csv(shown, metric_names(every, _split_names(chosen)))

@@ -17,7 +17,7 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from desiru import _engine
@@ -100,7 +100,20 @@ class CommitResult:
     seq: int
     events: tuple[Event, ...] = ()
     parent: int | None = None
-    content_hash: str | None = None
+    #: the 16-byte hash, or the state to hash when first asked (a plain commit on the line does not
+    #: need it, and hashing a GB program costs a second)
+    _hash: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def content_hash(self) -> str | None:
+        """The xxh3-128 hex of the committed state (None: no commit)."""
+        h = self._hash
+        if h is None:
+            return None
+        if not isinstance(h, bytes):
+            h = _engine.content_hash(h)
+            object.__setattr__(self, "_hash", h)
+        return h.hex()
 
     @property
     def changed(self) -> bool:
@@ -523,11 +536,11 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
                 self._check_tag_free(tag, None)
             old = self._ensure_head_state() if base == line else self._state_of(base)
             edits = _split_large(_engine.diff_states(old, new_state))
-            digest = _engine.content_hash(new_state)
             if not edits and tag is None and not force_tag and results is None:
                 self._switch_line(base)
                 return CommitResult(base, (), self._runs()[base].parent or None if base else None,
-                                    digest.hex() if base else None)
+                                    new_state if base else None)
+            digest: Any = new_state  # hashed below only when a Committed event records it
             ts = self._now()
             seq = self._head
             events: list[Event] = []
@@ -536,6 +549,7 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             if (self.shared or parent is not None or results is not None
                     or base != (self._node_seqs[-1] if self._node_seqs else 0)):
                 seq += 1
+                digest = _engine.content_hash(new_state)
                 events.append(Committed(payload={"parent": base, "hash": digest, "writer": self.writer}, seq=seq,
                                         timestamp=ts))
             for edit in edits:
@@ -553,13 +567,13 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             if not edits and not isinstance(events[0], Committed):
                 # a tag on the unchanged line head (the layout of release 0.1.0): no commit of its own
                 self._switch_line(base)
-                return CommitResult(seq, tuple(events), self._runs()[base].parent or None, digest.hex())
+                return CommitResult(seq, tuple(events), self._runs()[base].parent or None, digest)
             if base != line and self._head_state is not None:
                 self._cache_state(line, self._head_state)
             self._line_head, self._head_state, self._private = seq, new_state, {}
             nodes = self._runs()
             self._depth[seq] = self._depth_of(base, nodes) + len(events)
-            result = CommitResult(seq, tuple(events), base or None, digest.hex())
+            result = CommitResult(seq, tuple(events), base or None, digest)
         self._maybe_snapshot()  # outside the lock: encoding a snapshot must not hold back the batch fsync
         return result
 
