@@ -91,3 +91,26 @@ def test_the_cli_draws_a_bar_with_a_count(journal: Path, tmp_path: Path, command
     quiet = subprocess.run([sys.executable, "-m", "desiru", "-q", "verify", str(journal), "--key-env", "K"],
                            env=env, capture_output=True, text=True, timeout=120)
     assert quiet.returncode == 0 and "100%" not in quiet.stderr
+
+
+def test_compact_and_copy_report_progress(tmp_path: Path) -> None:
+    from desiru.journal.copy import copy_journal
+
+    path = tmp_path / "run.journal"
+    with ds.Journal.open(path) as j:
+        root = j.commit(sample_program(), score=0.1)
+        for i in range(5):
+            p = sample_program()
+            p.answer.parameters["i"] = i
+            j.commit(p, parent=root, score=i / 10, tag=f"t{i}")
+        j.snapshot()
+        compact_calls: list[tuple[int, int]] = []
+        j.compact(progress=lambda done, total: compact_calls.append((done, total)))
+        # one tick per tagged commit given a snapshot of its own, then the end
+        assert compact_calls[0][0] == 0 and compact_calls[-1][0] == compact_calls[-1][1] >= 5
+        head = j.head
+    copy_calls: list[tuple[int, int]] = []
+    result = copy_journal(path, tmp_path / "copy.journal", progress=lambda d, t: copy_calls.append((d, t)))
+    assert copy_calls[-1] == (result.records, result.records) and copy_calls[0][0] == 0
+    with ds.Journal.open(tmp_path / "copy.journal", readonly=True) as c:
+        assert c.head == head and c.verify().ok

@@ -29,8 +29,8 @@ def copy_cmd(ctx: click.Context, src: str, dst: str) -> None:
     from desiru.journal.copy import copy_journal
 
     env = env_of(ctx)
-    with progress.task(env, "copying"):
-        result = copy_journal(src, dst)
+    with progress.callback(env, "copying") as report:
+        result = copy_journal(src, dst, progress=report)
     snaps = f"{result.snapshots} snapshot{'s' if result.snapshots != 1 else ''}"
     env.result(f"copied {result.records:,} records and {snaps} (head seq {result.head:,}) from {result.src} "
                f"to {result.dst}", markup=False)

@@ -321,10 +321,11 @@ def compact_cmd(ctx: click.Context, journal: str, take_snapshot: bool, force: bo
     def compact(k: str | None) -> dict[str, Any]:
         with sources.open_journal(src.path, k, write=True) as j:
             before = j.size()
-            with progress.task(env, "compacting"):
-                if take_snapshot and j.head > 0:
+            if take_snapshot and j.head > 0:
+                with progress.task(env, "writing the snapshot"):
                     j.snapshot()
-                freed = j.compact(keep_tags=not force)
+            with progress.callback(env, "compacting") as report:
+                freed = j.compact(keep_tags=not force, progress=report)
             return {"before": before, "after": j.size(), "freed": freed, "first": j.first_replayable(),
                     "head": j.head, "snapshots": list(j.store.snapshot_seqs())}
 

@@ -85,7 +85,7 @@ def enabled(env: Env) -> bool:
 @contextmanager
 def callback(env: Env, description: str) -> Iterator[ProgressCallback]:
     """Progress driven by a library callback (desiru.progress): pass what this yields as
-    ``progress=`` to verify, replay, rekey, migrate. A spinner until the library first
+    ``progress=`` to verify, replay, compact, copy, rekey, migrate. A spinner until the library first
     reports, then a bar with the count and an ETA."""
     if not enabled(env):
         yield lambda done, total: None

@@ -20,6 +20,7 @@ from typing import Any
 from desiru.errors import DesiruError
 from desiru.journal.locate import is_postgres, location_label, store_for
 from desiru.journal.store import JournalStore
+from desiru.progress import ProgressCallback, Ticker
 
 #: records per append while copying (one transaction each on PostgreSQL)
 BATCH = 4096
@@ -37,8 +38,11 @@ class CopyResult:
 
 
 def copy_journal(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, src_name: str | None = None,
-                 dst_name: str | None = None) -> CopyResult:
-    """Copy the journal at ``src`` to a new journal at ``dst`` (paths or PostgreSQL locations)."""
+                 dst_name: str | None = None, progress: ProgressCallback | None = None) -> CopyResult:
+    """Copy the journal at ``src`` to a new journal at ``dst`` (paths or PostgreSQL locations).
+
+    ``progress(done, total)`` is told the records copied (desiru.progress).
+    """
     source = store_for(src, name=src_name, readonly=True)
     label_src, label_dst = location_label(src, src_name), location_label(dst, dst_name)
     try:
@@ -52,7 +56,7 @@ def copy_journal(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, sr
                                   hint="copy to a new name (postgresql://...#NEW-NAME)")
             target.create(meta)
             try:
-                result = _fill(source, target, label_src, label_dst, meta)
+                result = _fill(source, target, label_src, label_dst, meta, progress)
             except BaseException:
                 target.close()
                 _drop_postgres(target)
@@ -67,7 +71,7 @@ def copy_journal(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, sr
         try:
             target = store_for(tmp)
             target.create(meta)
-            result = _fill(source, target, label_src, label_dst, meta)
+            result = _fill(source, target, label_src, label_dst, meta, progress)
             os.rename(tmp, final)  # the copy appears whole or not at all
         finally:
             if tmp.exists():
@@ -77,8 +81,8 @@ def copy_journal(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, sr
         source.close()
 
 
-def _fill(source: JournalStore, target: JournalStore, label_src: str, label_dst: str, meta: dict[str, Any]
-          ) -> CopyResult:
+def _fill(source: JournalStore, target: JournalStore, label_src: str, label_dst: str, meta: dict[str, Any],
+          progress: ProgressCallback | None = None) -> CopyResult:
     target.open()
     target.lock()
     try:
@@ -96,6 +100,7 @@ def _fill(source: JournalStore, target: JournalStore, label_src: str, label_dst:
 
         put_snapshots(first - 1)
         count = 0
+        tick = Ticker(progress, max(head - first + 1, 0))
         for chunk in source.read_chunks(first, head + 1):
             batch: list[tuple[int, bytes]] = []
             for seq, _pos, payload in chunk:
@@ -109,7 +114,9 @@ def _fill(source: JournalStore, target: JournalStore, label_src: str, label_dst:
                     batch = []
             target.append(batch)
             count += len(chunk)
+            tick(count)
         put_snapshots(head)
+        tick.end()
         if target.last_seq() != head:
             raise DesiruError(f"the copy ends at seq {target.last_seq()}, the source at {head}", path=label_dst,
                               hint="the source changed under the copy: copy again")

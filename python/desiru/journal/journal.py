@@ -42,6 +42,7 @@ from desiru.journal.state_builder import StateBuilder
 from desiru.journal.store import CutReport, JournalStore
 from desiru.journal.warning import JournalWarning
 from desiru.program import Program, warn_script_classes
+from desiru.progress import ProgressCallback, Ticker
 from desiru.serialization.version import CURRENT_VERSION
 
 CIPHER = "AES-256-GCM"
@@ -891,7 +892,8 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
                     self._checkpoint_runs()
             return seq
 
-    def compact(self, keep_best: int = 10, *, keep_tags: bool = True) -> int:
+    def compact(self, keep_best: int = 10, *, keep_tags: bool = True,
+                progress: ProgressCallback | None = None) -> int:
         """Drop the log before the newest snapshot; returns the bytes freed.
 
         Every commit after that snapshot replays the same. Tagged commits, the lineage of the
@@ -899,7 +901,8 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
         snapshot of its own if it needs one); the trials table (scores, params, lineage) of
         every commit survives. ``keep_tags=False`` lets tagged commits before the snapshot go
         (their tags are then compacted away). Deletion goes oldest first, so a crash midway
-        leaves a journal that opens and replays.
+        leaves a journal that opens and replays. ``progress(done, total)`` is told the snapshots
+        written for kept commits (desiru.progress).
         """
         if isinstance(keep_best, bool) or not isinstance(keep_best, int) or keep_best < 0:
             raise DesiruError(f"keep_best must be an int >= 0, got {keep_best!r}")
@@ -944,15 +947,18 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
                 if p:
                     keep.add(p)
             need = sorted(s for s in keep if s < floor and s in nodes and alive(s))
-            for s in need:
+            tick = Ticker(progress, len(need) + 1, step=1)
+            for done, s in enumerate(need):
                 if s not in have:
                     self._put_snapshot(s, self._state_of(s), self._snapshot_meta(s))
+                tick(done + 1)
             kept = set(need) | {floor}
             for s in self._node_seqs:
                 if s < floor and s not in kept:
                     nodes[s].dropped = True
             rows = [nodes[s].to_row() for s in self._node_seqs if s <= floor]
             self._put_snapshot(floor, self._state_of(floor), self._snapshot_meta(floor, rows))
+            tick.end()
             freed = self._store.drop_before(floor)
             for hi in self._store.index_seqs():  # the table now starts from the snapshot's rows
                 self._store.delete_index(hi)
