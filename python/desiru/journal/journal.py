@@ -85,6 +85,8 @@ def _split_large(edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
 STATE_CACHE = 256
 #: the most commits applied on top of a cached ancestor before replaying from a snapshot instead
 STATE_CHAIN = 1024
+#: events since the last run index checkpoint that make a writer's close() store one
+CLOSE_CHECKPOINT = 10_000
 #: default bound on the events a replay applies after its nearest snapshot (see snapshot_every)
 DEFAULT_SNAPSHOT_EVERY = 20_000
 
@@ -357,6 +359,14 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
         """Flush (per the fsync mode), release the lock and files. Idempotent."""
         if self._closed:
             return
+        if not self.readonly and not self.shared and self._nodes is not None \
+                and self._head - self._checkpointed >= CLOSE_CHECKPOINT:
+            # a reader's first trials() then reads the table instead of the whole log (a cache:
+            # failing to store it, or a forked child that must not write, changes nothing)
+            with contextlib.suppress(OSError, DesiruError), self._mutex:
+                self._sync.check()
+                self._runs()
+                self._checkpoint_runs()
         self._closed = True
         try:
             if not self.readonly:

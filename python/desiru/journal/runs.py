@@ -14,7 +14,6 @@ import bisect
 import math
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from desiru import _engine
@@ -76,21 +75,30 @@ class Trial(NamedTuple):
         return self.score if metric is None else self.metrics.get(metric)
 
 
-@dataclass
 class Node:
-    """The index's mutable record of one commit (a Trial is its frozen view)."""
+    """The index's mutable record of one commit (a Trial is its frozen view).
 
-    first: int
-    last: int
-    parent: int
-    hash: bytes | None
-    writer: str | None
-    timestamp: float
-    score: float | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
-    #: state dropped by compaction (only its results are kept)
-    dropped: bool = False
+    A plain class with slots: a run index holds one per commit, built 100,000 at a time.
+    """
+
+    __slots__ = ("dropped", "first", "hash", "last", "metrics", "params", "parent", "score", "timestamp", "writer")
+
+    def __init__(self, first: int, last: int, parent: int, hash: bytes | None, writer: str | None,
+                 timestamp: float, score: float | None = None, metrics: dict[str, float] | None = None,
+                 params: dict[str, Any] | None = None, dropped: bool = False) -> None:
+        self.first, self.last, self.parent, self.hash, self.writer = first, last, parent, hash, writer
+        self.timestamp, self.score, self.dropped = timestamp, score, dropped
+        #: state dropped by compaction (``dropped``: only its results are kept)
+        self.metrics: dict[str, float] = {} if metrics is None else metrics
+        self.params: dict[str, Any] = {} if params is None else params
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Node) and self.to_row() == other.to_row()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Node({', '.join(repr(v) for v in self.to_row())})"
 
     def merge(self, payload: Mapping[str, Any]) -> None:
         """Fold one ResultsRecorded payload in: later values win, key by key."""
@@ -107,8 +115,13 @@ class Node:
 
     @classmethod
     def from_row(cls, row: list[Any]) -> Node:
-        first, last, parent, h, writer, ts, score, metrics, params, dropped = row
-        return cls(first, last, parent, h, writer, ts, score, dict(metrics or {}), dict(params or {}), bool(dropped))
+        """A node from ``to_row()`` as decoded just now (its dicts are taken, not copied)."""
+        n = object.__new__(cls)
+        n.first, n.last, n.parent, n.hash, n.writer, n.timestamp, n.score, metrics, params, dropped = row
+        n.metrics = metrics if type(metrics) is dict else {}
+        n.params = params if type(params) is dict else {}
+        n.dropped = bool(dropped)
+        return n
 
 
 # -- checks of what a caller hands in ------------------------------------------------------------
