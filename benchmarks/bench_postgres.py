@@ -217,14 +217,18 @@ def ratio_rows(results: dict[tuple[str, int], list[float]]) -> tuple[list[list[A
     return rows, worst
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(doc: str) -> tuple[argparse.Namespace, int, int]:
+    """The options every worker benchmark takes: (args, runs, trials per run)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer trials and runs, prints only (a smoke run)")
     parser.add_argument("--runs", type=int, default=None, help="runs per configuration (default 5; quick 1)")
     parser.add_argument("--trials", type=int, default=None, help="trials per run (default 400; quick 60)")
     args = parser.parse_args()
-    runs = args.runs or (1 if args.quick else 5)
-    n_trials = args.trials or (60 if args.quick else 400)
+    return args, args.runs or (1 if args.quick else 5), args.trials or (60 if args.quick else 400)
+
+
+def main() -> None:
+    args, runs, n_trials = parse_args(__doc__ or "")
     import optuna
     import psycopg
 

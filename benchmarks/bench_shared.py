@@ -14,7 +14,6 @@ fsyncs each commit. Target (issue 12): >= 5x Optuna's trials/s at every worker c
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -23,7 +22,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_postgres import WORKERS, _base_program, _silence_optuna, desiru_worker, ratio_rows, run_workers, trial_params
+from bench_postgres import (
+    WORKERS,
+    _base_program,
+    _silence_optuna,
+    desiru_worker,
+    parse_args,
+    ratio_rows,
+    run_workers,
+    trial_params,
+)
 from report import machine, table, write_section
 
 
@@ -78,13 +86,7 @@ def optuna_worker(path: str, trials: list[int], start: Any, out: Any, mode: str)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer trials and runs, prints only (a smoke run)")
-    parser.add_argument("--runs", type=int, default=None, help="runs per configuration (default 5; quick 1)")
-    parser.add_argument("--trials", type=int, default=None, help="trials per run (default 400; quick 60)")
-    args = parser.parse_args()
-    runs = args.runs or (1 if args.quick else 5)
-    n_trials = args.trials or (60 if args.quick else 400)
+    args, runs, n_trials = parse_args(__doc__ or "")
     import optuna
 
     results: dict[tuple[str, int], list[float]] = {}
