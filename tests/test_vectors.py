@@ -32,7 +32,8 @@ REQUIRED = {
     "v2_0_0.json", "v2_0_0.yaml", "v2_0_0.msgpack", "v2_0_0.msgpack.zst", "v2_0_0.json.gz",
     "v2_0_0_module.json", "v2_0_0_encrypted_rawkey.bin", "v2_0_0_encrypted_passphrase.json.zst",
     "legacy_1_0_0.json", "legacy_1_0_0.yaml", "legacy_1_0_0.msgpack", "legacy_1_0_0.json.gz",
-    "legacy_1_1_0.json", "v2_1_0_unknown_fields.json", "v3_0_0.msgpack", "v3_0_0.json", "v0_9_0.json",
+    "legacy_1_1_0.json", "v2_1_0_unknown_fields.json", "v2_2_0_unknown_fields.json", "v2_3_0_unknown_fields.json",
+    "v2_1_0.msgpack", "v2_2_0.msgpack", "v2_2_0.msgpack.zst", "v3_0_0.msgpack", "v3_0_0.json", "v0_9_0.json",
     "journal_2_0_0.journal", "journal_2_0_0_encrypted.journal",
 }
 

@@ -23,10 +23,10 @@ parts = st.integers(min_value=0, max_value=10**6)
 
 # -- Version ----------------------------------------------------------------------------------------
 def test_current_version_is_exposed_everywhere() -> None:
-    assert CURRENT_VERSION == Version("2.1.0")
+    assert CURRENT_VERSION == Version("2.2.0")
     assert Serializer.CURRENT_VERSION is CURRENT_VERSION
-    assert str(CURRENT_VERSION) == "2.1.0"
-    assert repr(CURRENT_VERSION) == "Version('2.1.0')"
+    assert str(CURRENT_VERSION) == "2.2.0"
+    assert repr(CURRENT_VERSION) == "Version('2.2.0')"
 
 
 def test_ordering_is_numeric_not_textual() -> None:

@@ -7,7 +7,7 @@
 
 __version__ = "0.1.0"
 
-from desiru.api import load
+from desiru.api import load, load_module
 from desiru.errors import (
     CommitFailedError,
     CorruptDataError,
@@ -60,6 +60,7 @@ __all__ = [
     "__version__",
     "configure",
     "load",
+    "load_module",
     "migrate",
     "rekey",
 ]

@@ -21,8 +21,7 @@ from typing import Any
 from desiru.atomic import atomic_write, fsync_dir
 from desiru.errors import DesiruError, IncompatibleVersionError
 from desiru.progress import ProgressCallback
-from desiru.serialization import container, envelope, formats
-from desiru.serialization.documents import deserialize_document, read_bytes
+from desiru.serialization.documents import deserialize_document, read_bytes, serialize_document
 from desiru.serialization.migrations import unknown_header_fields
 from desiru.serialization.version import CURRENT_VERSION, Version
 
@@ -59,10 +58,9 @@ def migrate(path: str | os.PathLike[str], *, key: bytes | str | None = None,
         doc = deserialize_document(data, key=key, path=os.fspath(target))
     if doc.version >= CURRENT_VERSION:
         return MigrateResult(target, "document", doc.version, doc.version, None, False)
-    tree = envelope.build(doc.state, doc.kind, extra=unknown_header_fields(doc.header))
     assert doc.format is not None
-    body = container.seal(formats.encode(tree, doc.format), fmt=doc.format, compression=doc.compression,
-                          key=key if doc.encrypted else None)
+    body, _, _ = serialize_document(doc.state, kind=doc.kind, format=doc.format, compress=doc.compression,
+                                    key=key if doc.encrypted else None, extra=unknown_header_fields(doc.header))
     backup = backup_path(target, doc.version)
     atomic_write(backup, data)  # the original first, durably: the swap below may then fail safely
     atomic_write(target, body)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from desiru import registry
@@ -67,17 +68,53 @@ class Program:
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
-        self._children().pop(name, None)
+        child = self._children().pop(name, None)
+        if isinstance(child, _Pending) and name not in self.__dict__:
+            return  # never built: nothing to remove but the entry
         object.__delattr__(self, name)
+
+    def _add_pending(self, name: str, load: Callable[[], Module | Program]) -> None:
+        """Register a child that ``load()`` builds when it is first touched (a lazily opened file)."""
+        reason = _bad_module_name(type(self), name)
+        if reason:
+            raise CorruptDataError(f"a module entry is named {name!r}: {reason}")
+        children = self._children()
+        if name in children:
+            raise CorruptDataError(f"two modules are named {name!r}",
+                                   hint="module names are unique within their program")
+        self.__dict__.pop(name, None)
+        children[name] = _Pending(load)
+        if inspect.getattr_static(type(self), name, None) is not None:
+            self._child(name)  # a class attribute of that name would hide the pending child
+
+    def _child(self, name: str) -> Module | Program:
+        """The child called ``name``, built now if it was pending."""
+        children = self._children()
+        child = children[name]
+        if isinstance(child, _Pending):
+            pending, child = child, child.get()
+            if children.get(name) is pending:  # not replaced meanwhile
+                children[name] = child
+                object.__setattr__(self, name, child)
+        elif name not in self.__dict__:  # a copy or an unpickled program whose child was pending
+            object.__setattr__(self, name, child)
+        return child
+
+    def __getattr__(self, name: str) -> Any:
+        children = self.__dict__.get("_modules")
+        if children is not None and name in children:
+            return self._child(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def modules(self) -> dict[str, Module | Program]:
         """The direct children, name -> Module or nested Program, in registration order."""
-        return dict(self._children())
+        return {name: self._child(name) for name in list(self._children())}
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         """Every Module in the tree as (dotted name, module), depth first, in order."""
-        for name, child in self._children().items():
+        for name in list(self._children()):
+            child = self._child(name)
             dotted = f"{prefix}{name}"
             if isinstance(child, Program):
                 yield from child.named_modules(dotted + ".")
@@ -91,7 +128,7 @@ class Program:
             if not isinstance(node, Program) or part not in node._children():
                 known = [n for n, _ in self.named_modules()]
                 raise UnknownModuleError(f"no module {path!r} in {type(self).__name__}", hint=f"known: {known}")
-            node = node._children()[part]
+            node = node._child(part)
         return node
 
     def _set_child(self, path: str, child: Module | Program) -> None:
@@ -121,8 +158,8 @@ class Program:
         a state that is serialized at once and never kept.
         """
         modules = []
-        for name, child in self._children().items():
-            child_state = child.to_state(copy=copy)
+        for name in list(self._children()):
+            child_state = self._child(name).to_state(copy=copy)
             modules.append({"name": name, **child_state})
         state = {
             "kind": "program",
@@ -210,7 +247,7 @@ class Program:
     # -- running -----------------------------------------------------------------------------
     def forward(self, **inputs: Any) -> Any:
         """Run the program; subclasses define it. A program of one module runs that module."""
-        children = list(self._children().values())
+        children = list(self.modules.values())
         if len(children) == 1:
             return children[0](**inputs)
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
@@ -246,16 +283,30 @@ class Program:
 
     @classmethod
     def load(cls: type[P], path: str | os.PathLike[str], *, key: bytes | str | None = None, verify: bool = True,
-             any_class: bool = False) -> P:
+             any_class: bool = False, lazy: bool = False) -> P:
         """Load a program file as ``cls`` (on ``Program`` itself: as the registered class the file names).
 
         On a subclass the file must hold that class (see ``from_state``), else UnknownClassError;
         ``any_class=True`` loads its state into ``cls`` whatever it names. ``verify=False`` skips
         the content checksum: unsafe, only to rescue a hand-edited file (docs/cli.md, --no-verify).
+        ``lazy=True`` maps a msgpack file that has a module table and decodes each module when it
+        is first touched (docs/FORMAT.md); any other file loads eagerly.
         """
+        from desiru.serialization import lazy as lazy_open
         from desiru.serialization.documents import load_document
 
+        mapped = lazy_open.open_mapped(path) if lazy and key is None and verify else None
+        if mapped is not None:
+            return lazy_open.load_program(mapped, cls, any_class=any_class)  # type: ignore[return-value]
         return cls.from_document(load_document(path, key=key, verify=verify), any_class=any_class)
+
+    @staticmethod
+    def load_module(path: str | os.PathLike[str], name: str, *, key: bytes | str | None = None) -> Module | Program:
+        """One module (dotted ``name``) of a program file, reading only its bytes when the file has a
+        module table; other files are loaded in full and the module taken from them."""
+        from desiru.api import load_module
+
+        return load_module(path, name, key=key)
 
     @classmethod
     def from_document(cls: type[P], doc: Document, *, any_class: bool = False) -> P:
@@ -320,6 +371,32 @@ def warn_script_classes(program: Program) -> None:
             warn_script_classes(child)
         else:
             registry.warn_if_script_class(type(child))
+
+
+class _Pending:
+    """A child not built yet: ``get()`` builds it once (thread-safe) and keeps it."""
+
+    __slots__ = ("_load", "_lock", "_value")
+
+    def __init__(self, load: Callable[[], Module | Program]) -> None:
+        self._load: Callable[[], Module | Program] | None = load
+        self._lock = threading.Lock()
+        self._value: Module | Program | None = None
+
+    def get(self) -> Module | Program:
+        with self._lock:
+            if self._value is None:
+                assert self._load is not None
+                self._value = self._load()
+                self._load = None  # the file map is released with the last pending child
+            return self._value
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy.deepcopy and pickle see the built child
+        return (_built, (self.get(),))
+
+
+def _built(child: Module | Program) -> Module | Program:
+    return child
 
 
 def _bad_module_name(owner: type, name: str) -> str | None:

@@ -133,6 +133,32 @@ def make_v2_1() -> None:
                encrypted=False, state=state)
 
 
+def make_v2_2() -> None:
+    """Format 2.2.0: msgpack programs carry a module table (written by this release's save path), and a
+    2.1.0 msgpack file without one (the last format before it), which loads eagerly."""
+    p = v2_program()
+    sub = ds.Program()
+    sub.inner = ds.Predict("text -> label")
+    p.sub = sub
+    state = p.to_state()
+    for name, kwargs in [("v2_2_0.msgpack", {}), ("v2_2_0.msgpack.zst", {"compress": "zstd"})]:
+        if (OUT / name).exists():
+            continue
+        r = p.save(OUT / name.removesuffix(".zst"), **kwargs)
+        assert r.path.name == name, r.path
+        expect(name, version="2.2.0", kind="program", format="msgpack", compression=r.compression,
+               encrypted=False, state=state)
+    if not (OUT / "v2_1_0.msgpack").exists():
+        tree = envelope.build(state, "program")
+        tree["format_version"] = "2.1.0"
+        del tree["header_checksum"], tree["state"]
+        tree["header_checksum"] = envelope.header_checksum_of(tree)
+        tree["state"] = state
+        write("v2_1_0.msgpack", msgpack.packb(tree, use_bin_type=True))
+        expect("v2_1_0.msgpack", version="2.1.0", kind="program", format="msgpack", compression=None,
+               encrypted=False, state=state)
+
+
 # -- format 1.0.0 / 1.1.0: the original Ruby design's layout -------------------------------------------
 LEGACY_PROGRAM: dict[str, Any] = {
     "class": "Desiru::Program",
@@ -313,7 +339,25 @@ def make_other_versions() -> None:
         header["header_checksum"] = envelope.header_checksum_of(header)
         header["state"] = state
         write("v2_2_0_unknown_fields.json", json.dumps(header, indent=2).encode("utf-8"))
+        # written as a "newer minor" before 2.2.0 existed; it is now the current format (no warning, its
+        # unknown fields still kept); v2_3_0_unknown_fields.json took its role
         expect("v2_2_0_unknown_fields.json", version="2.2.0", kind="program", format="json", compression=None,
+               encrypted=False, state=state, header_extra={"provenance": {"host": "build-7", "signed": False}})
+    if not (OUT / "v2_3_0_unknown_fields.json").exists():
+        # a newer minor of our major: extra header field, extra program and module state fields
+        p = ds.Program()
+        p.answer = ds.Predict("question -> answer", temperature=0.5)
+        state = p.to_state()
+        state["schedule"] = {"every": "1h", "until": None}
+        state["modules"][0]["adapter"] = {"name": "chat", "version": 3}
+        header = {"format": "desiru", "format_version": "2.3.0", "kind": "program", "class": state["class"],
+                  "library_version": "2.8.0", "created_at": "2027-09-01T00:00:00.000Z",
+                  "python_version": "3.14.0", "provenance": {"host": "build-7", "signed": False},
+                  "checksum": envelope.checksum_of(state)}
+        header["header_checksum"] = envelope.header_checksum_of(header)
+        header["state"] = state
+        write("v2_3_0_unknown_fields.json", json.dumps(header, indent=2).encode("utf-8"))
+        expect("v2_3_0_unknown_fields.json", version="2.3.0", kind="program", format="json", compression=None,
                encrypted=False, warning="NewerFormatWarning", state=state,
                header_extra={"provenance": {"host": "build-7", "signed": False}})
     if not (OUT / "v3_0_0.msgpack").exists():
@@ -389,6 +433,7 @@ def main() -> int:
     OUT.mkdir(exist_ok=True)
     make_v2()
     make_v2_1()
+    make_v2_2()
     make_legacy()
     make_other_versions()
     make_journals()

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import xxhash
+
 from desiru import _engine
 from desiru.atomic import atomic_write
 from desiru.errors import CorruptDataError, DesiruError
-from desiru.serialization import container, envelope, formats
+from desiru.serialization import container, envelope, formats, table
 from desiru.serialization.envelope import Document
 
 
@@ -52,23 +54,23 @@ def serialize_document(
     return container.seal(doc, fmt=fmt, compression=method, key=key), fmt, method
 
 
-def _map_header(n: int) -> bytes:
-    return bytes([0x80 | n]) if n < 16 else b"\xde" + n.to_bytes(2, "big")
-
-
 def msgpack_chunks(state: dict[str, Any], kind: str, extra: dict[str, Any] | None) -> list[bytes]:
     """A msgpack document as chunks: the header map entries, then the canonical state.
 
     The state is encoded once, canonically, and its checksum is XXH3 of those very bytes,
-    so neither saving nor loading walks the tree a second time (docs/FORMAT.md).
+    so neither saving nor loading walks the tree a second time (docs/FORMAT.md). A program
+    also gets its module table (``table.state_chunks``), which makes it open lazily.
     """
-    body = _engine.packb(state, canonical=True)
-    checksum = f"{envelope.CHECKSUM_ALGORITHM}:{_engine.xxh3_128(body).hex()}"
-    tree = envelope.build(state, kind, extra=extra, checksum=checksum)
+    body, module_table = table.state_chunks(state, kind)
+    whole = xxhash.xxh3_128()
+    for chunk in body:
+        whole.update(chunk)
+    checksum = f"{envelope.CHECKSUM_ALGORITHM}:{whole.hexdigest()}"
+    tree = envelope.build(state, kind, extra=extra, checksum=checksum, module_table=module_table)
     del tree["state"]
     head = _engine.packb(tree)
-    head = head[len(_map_header(len(tree))):]
-    return [_map_header(len(tree) + 1), head, _engine.packb("state"), body]
+    head = head[len(table.map_header(len(tree))):]
+    return [table.map_header(len(tree) + 1), head, _engine.packb("state"), *body]
 
 
 def deserialize_document(
@@ -90,6 +92,8 @@ def deserialize_document(
     tree = formats.decode(raw, fmt, path)
     raw_state = memoryview(raw)[state_offset:] if verify and state_offset is not None else None
     doc = envelope.open_tree(tree, path, verify=verify, raw_state=raw_state)
+    if raw_state is not None and doc.version == envelope.CURRENT_VERSION and table.TABLE_KEY in doc.header:
+        table.check_table(raw, state_offset or 0, doc.header, path)  # what a lazy open would trust
     doc.format, doc.compression, doc.encrypted, doc.path, doc.key_id = (
         fmt, layers.compression, layers.encrypted, path, layers.key_id)
     return doc

@@ -48,7 +48,7 @@ def check_header(tree: dict[str, Any], version: Version, path: str | None) -> No
     if not isinstance(want, str) or not want.startswith(f"{CHECKSUM_ALGORITHM}:"):
         raise CorruptDataError(
             f"the document's header has no valid {HEADER_CHECKSUM} (found {want!r:.60}); format {version} "
-            f"files carry one", path=path,
+            f"files carry one (since {HEADER_CHECKSUM_SINCE}; this release writes {CURRENT_VERSION})", path=path,
             hint="the file was altered or damaged; restore it from a backup")
     try:
         got = header_checksum_of(tree)
@@ -61,11 +61,13 @@ def check_header(tree: dict[str, Any], version: Version, path: str | None) -> No
 
 
 def build(
-    state: dict[str, Any], kind: str, *, extra: dict[str, Any] | None = None, checksum: str | None = None
+    state: dict[str, Any], kind: str, *, extra: dict[str, Any] | None = None, checksum: str | None = None,
+    module_table: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The document tree for ``state``: header fields first, the state last.
 
-    ``checksum`` may be given when the caller already has the canonical bytes of the state.
+    ``checksum`` may be given when the caller already has the canonical bytes of the state;
+    ``module_table`` is the table of a msgpack program (only msgpack has byte ranges).
     """
     header: dict[str, Any] = {
         "format": FORMAT_NAME,
@@ -77,8 +79,10 @@ def build(
         "python_version": platform.python_version(),
     }
     for k, v in (extra or {}).items():  # fields a newer minor wrote, kept as they were
-        if k != HEADER_CHECKSUM:
+        if k not in (HEADER_CHECKSUM, "module_table"):
             header.setdefault(k, v)
+    if module_table is not None:
+        header["module_table"] = module_table
     header["checksum"] = checksum or checksum_of(state)
     header[HEADER_CHECKSUM] = header_checksum_of(header)
     header["state"] = state

@@ -36,7 +36,7 @@ _UPCASTERS: dict[str, dict[int, Callable[[Tree], Tree]]] = {}
 #: header fields this release writes (envelope.build); any other header field is kept as it was
 KNOWN_HEADER_FIELDS = frozenset({
     "format", "format_version", "kind", "class", "library_version", "created_at", "python_version",
-    "checksum", "header_checksum", "state",
+    "checksum", "header_checksum", "module_table", "state",
 })
 
 
@@ -69,6 +69,14 @@ def register_migration(from_version: str | Version, to_version: str | Version) -
 def _header_under_checksum(tree: Tree) -> Tree:
     """2.1.0 covers the header by ``header_checksum`` (written on every save); nothing else changed."""
     tree.pop("header_checksum", None)  # a 2.0.0 file never had one; the next save writes it anew
+    return tree
+
+
+@register_migration("2.1.0", "2.2.0")
+def _module_table(tree: Tree) -> Tree:
+    """2.2.0 msgpack programs carry ``module_table`` (lazy open, docs/FORMAT.md); the next msgpack save
+    writes it. The state is unchanged: a 2.1.0 file loads eagerly, as it always did."""
+    tree.pop("module_table", None)  # a 2.1.0 file never had one
     return tree
 
 

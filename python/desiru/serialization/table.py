@@ -1,0 +1,197 @@
+"""The module table of a msgpack program document (format 2.2.0, docs/FORMAT.md "Module table").
+
+A writer encodes the state canonically piece by piece, so it knows where each top-level
+module's bytes lie; the table in the header records each module's byte range and xxh3-128,
+the range of the whole ``"modules"`` entry (``span``) and the xxh3-128 of the state bytes
+outside it (``rest``). A reader that trusts the header (``header_checksum`` covers the table)
+can then decode the program's own fields at once and each module when it is first needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import xxhash
+
+from desiru import _engine
+from desiru.errors import CorruptDataError
+
+TABLE_KEY = "module_table"
+PREFIX = "xxh3-128:"
+
+
+def map_header(n: int) -> bytes:
+    """The msgpack header of a map of ``n`` entries, in its shortest form."""
+    if n < 16:
+        return bytes([0x80 | n])
+    return b"\xde" + n.to_bytes(2, "big") if n < 1 << 16 else b"\xdf" + n.to_bytes(4, "big")
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes([0x90 | n])
+    return b"\xdc" + n.to_bytes(2, "big") if n < 1 << 16 else b"\xdd" + n.to_bytes(4, "big")
+
+
+def digest(data: bytes | memoryview) -> str:
+    """``"xxh3-128:<hex>"`` of bytes, the form every checksum of a document takes."""
+    return PREFIX + xxhash.xxh3_128_hexdigest(data)
+
+
+def state_chunks(state: dict[str, Any], kind: str) -> tuple[list[bytes], dict[str, Any] | None]:
+    """The canonical encoding of ``state`` as chunks, and the module table of a program (else None).
+
+    The chunks joined are exactly ``packb(state, canonical=True)``: canonical msgpack is context
+    free, so a map written key by key (keys sorted by their UTF-8 bytes) is the same bytes.
+    """
+    modules = state.get("modules")
+    if (kind != "program" or not isinstance(modules, list) or not all(isinstance(k, str) for k in state)
+            or not all(isinstance(m, dict) and isinstance(m.get("name"), str) for m in modules)):
+        return [_engine.packb(state, canonical=True)], None
+    chunks = [map_header(len(state))]
+    pos = len(chunks[0])
+    rest = xxhash.xxh3_128(chunks[0])
+    entries: list[list[Any]] = []
+    span = [0, 0]
+    for key in sorted(state, key=lambda k: k.encode("utf-8")):
+        packed_key = _engine.packb(key)
+        if key != "modules":
+            value = _engine.packb(state[key], canonical=True)
+            chunks += [packed_key, value]
+            rest.update(packed_key)
+            rest.update(value)
+            pos += len(packed_key) + len(value)
+            continue
+        span[0] = pos
+        head = _array_header(len(modules))
+        chunks += [packed_key, head]
+        pos += len(packed_key) + len(head)
+        for module in modules:
+            body = _engine.packb(module, canonical=True)
+            entries.append([module["name"], pos, len(body), digest(body)])
+            chunks.append(body)
+            pos += len(body)
+        span[1] = pos
+    return chunks, {"span": span, "rest": PREFIX + rest.hexdigest(), "modules": entries}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One top-level module of the table: its name, where its bytes lie (from the state's start), checksum."""
+
+    name: str
+    offset: int
+    length: int
+    checksum: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """A checked module table: ``span`` (start, end) of the "modules" entry, ``rest`` checksum, entries."""
+
+    span: tuple[int, int]
+    rest: str
+    entries: tuple[Entry, ...]
+
+
+def parse(value: Any, state_size: int, path: str | None) -> Table:
+    """The table a header holds, checked against itself and the state's size, or CorruptDataError.
+
+    The modules must follow one another without a gap from just after the "modules" key and its
+    array header to the end of ``span``, inside the state: a table that says anything else was
+    not written by desiru (it could make a reader read bytes that belong to something else).
+    """
+    def bad(why: str) -> CorruptDataError:
+        return CorruptDataError(f"the module table is malformed: {why}", path=path,
+                                hint="the file was altered or damaged; `desiru verify` checks it in full")
+
+    if not isinstance(value, dict) or set(value) != {"span", "rest", "modules"}:
+        raise bad("it is not a map of span, rest and modules")
+    span, rest, rows = value["span"], value["rest"], value["modules"]
+    if (not isinstance(span, list) or len(span) != 2 or not all(type(x) is int for x in span)
+            or not 0 < span[0] <= span[1] <= state_size):
+        raise bad(f"span {span!r:.60} is not a range inside the state ({state_size} bytes)")
+    if not isinstance(rest, str) or not rest.startswith(PREFIX):
+        raise bad("rest is not an xxh3-128 checksum")
+    if not isinstance(rows, list):
+        raise bad("modules is not a list")
+    at = span[0] + len(_engine.packb("modules")) + len(_array_header(len(rows)))
+    entries = []
+    seen: set[str] = set()
+    for row in rows:
+        if (not isinstance(row, list) or len(row) != 4 or not isinstance(row[0], str) or type(row[1]) is not int
+                or type(row[2]) is not int or not isinstance(row[3], str) or not row[3].startswith(PREFIX)):
+            raise bad(f"entry {row!r:.80} is not [name, offset, length, checksum]")
+        if row[1] != at or row[2] <= 0:
+            raise bad(f"module {row[0]!r} starts at {row[1]}, not where the one before it ends ({at})")
+        if row[0] in seen:
+            raise bad(f"two modules are named {row[0]!r}")
+        seen.add(row[0])
+        at += row[2]
+        entries.append(Entry(row[0], row[1], row[2], row[3]))
+    if at != span[1]:
+        raise bad(f"the modules end at {at}, the span at {span[1]}")
+    return Table((span[0], span[1]), rest, tuple(entries))
+
+
+def decode_rest(data: bytes, table: Table, path: str | None) -> dict[str, Any]:
+    """The state without its modules, from the state bytes outside the span (checked against ``rest``)."""
+    got = digest(data)
+    if got != table.rest:
+        raise CorruptDataError(f"the program's own fields do not match their checksum (the file says {table.rest}, "
+                               f"they hash to {got})", path=path,
+                               hint="the file was altered or damaged; restore it from a backup")
+    import msgpack
+
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(data), 1 << 16))
+    unpacker.feed(data)
+    try:
+        n = unpacker.read_map_header()
+        rest = {}
+        for _ in range(n - 1):  # the "modules" entry is the one the span cut out
+            key = unpacker.unpack()
+            rest[key] = unpacker.unpack()
+        left = len(data) - unpacker.tell()
+    except Exception as exc:
+        raise CorruptDataError(f"the program's own fields cannot be decoded: {exc}", path=path) from None
+    if left or "modules" in rest or not all(isinstance(k, str) for k in rest):
+        raise CorruptDataError("the program's own fields are not the map the module table describes", path=path,
+                               hint="the file was altered or damaged; `desiru verify` checks it in full")
+    return rest
+
+
+def check_module(data: bytes, entry: Entry, path: str | None, offset: int | None = None) -> dict[str, Any]:
+    """The state entry of one module from its bytes, verified against the table, or CorruptDataError
+    naming the module."""
+    got = digest(data)
+    if got != entry.checksum:
+        raise CorruptDataError(f"module {entry.name!r}: checksum mismatch (the table says {entry.checksum}, "
+                               f"its {len(data)} bytes hash to {got})", path=path, offset=offset,
+                               hint="the module's bytes were altered or damaged; restore the file from a backup")
+    try:
+        state = _engine.unpackb(data)
+    except CorruptDataError as exc:
+        exc.within(f"module {entry.name!r}")
+        raise
+    if not isinstance(state, dict) or state.get("name") != entry.name:
+        raise CorruptDataError(f"module {entry.name!r}: its bytes hold another entry", path=path, offset=offset)
+    return state
+
+
+def check_table(raw: bytes | memoryview, state_offset: int, header: dict[str, Any], path: str | None) -> None:
+    """Every module's bytes and the rest against the module table (an eager, verifying load runs this)."""
+    t = parse(header[TABLE_KEY], len(raw) - state_offset, path)
+    view = memoryview(raw)
+    for entry in t.entries:
+        start = state_offset + entry.offset
+        got = digest(view[start:start + entry.length])
+        if got != entry.checksum:
+            raise CorruptDataError(f"module {entry.name!r}: checksum mismatch (the table says {entry.checksum}, "
+                                   f"its bytes hash to {got})", path=path, offset=start,
+                                   hint="the file was altered or damaged; restore it from a backup")
+    a, b = t.span
+    rest = digest(bytes(view[state_offset:state_offset + a]) + bytes(view[state_offset + b:]))
+    if rest != t.rest:
+        raise CorruptDataError("the program's own fields do not match the module table's checksum", path=path,
+                               hint="the file was altered or damaged; restore it from a backup")
