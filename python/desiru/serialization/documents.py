@@ -90,10 +90,12 @@ def deserialize_document(
     if early is not None:
         envelope.check_newer(early, path)
     tree = formats.decode(raw, fmt, path)
+    if verify and state_offset is not None and early == envelope.CURRENT_VERSION and isinstance(tree, dict) \
+            and table.TABLE_KEY in tree:
+        envelope.check_header(tree, early, path)  # the table is trusted once the header checksum holds
+        table.check_table(raw, state_offset, tree, path)  # a damaged module is named, before the whole checksum
     raw_state = memoryview(raw)[state_offset:] if verify and state_offset is not None else None
     doc = envelope.open_tree(tree, path, verify=verify, raw_state=raw_state)
-    if raw_state is not None and doc.version == envelope.CURRENT_VERSION and table.TABLE_KEY in doc.header:
-        table.check_table(raw, state_offset or 0, doc.header, path)  # what a lazy open would trust
     doc.format, doc.compression, doc.encrypted, doc.path, doc.key_id = (
         fmt, layers.compression, layers.encrypted, path, layers.key_id)
     return doc
