@@ -242,3 +242,27 @@ def test_a_table_that_does_not_chain_its_modules_is_refused() -> None:
                 {**good, "extra": 1}, [1, 2]):
         with pytest.raises(ds.CorruptDataError, match="module table"):
             table.parse(bad, 40, "f.msgpack")
+
+
+def test_inspect_reads_the_table_and_shows_what_a_full_read_shows(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from desiru.cli.app import cli
+
+    o = big_program()
+    mapped = o.save(tmp_path / "p.msgpack").path
+    full = o.save(tmp_path / "p.msgpack", compress="zstd").path  # no table to map: a full read
+    runner = CliRunner()
+    a = json.loads(runner.invoke(cli, ["inspect", str(mapped), "--json"]).output)
+    b = json.loads(runner.invoke(cli, ["inspect", str(full), "--json"]).output)
+    assert a["modules"] == b["modules"] and a["demos"] == b["demos"] == 35
+    assert a["checksum"] == b["checksum"] and a["checksum_ok"] is True
+    assert a["sha256"] == _engine.sha256(mapped.read_bytes()).hex() and a["size"] == mapped.stat().st_size
+    assert (a["configuration"], a["metadata"], a["class"]) == (b["configuration"], b["metadata"], b["class"])
+    header, offset = header_of(mapped)
+    _, start, length, _ = header["module_table"]["modules"][1]  # "qa"
+    flip(mapped, offset + start + length - 3)
+    r = runner.invoke(cli, ["inspect", str(mapped)])
+    assert r.exit_code != 0 and "module 'qa'" in r.output

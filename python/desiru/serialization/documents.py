@@ -89,7 +89,12 @@ def deserialize_document(
     early, state_offset = envelope.scan_header(raw) if fmt == "msgpack" else (None, None)
     if early is not None:
         envelope.check_newer(early, path)
-    tree = formats.decode(raw, fmt, path)
+    try:
+        tree = formats.decode(raw, fmt, path)
+    except CorruptDataError:
+        if verify and early == envelope.CURRENT_VERSION:
+            _name_damaged_module(raw, path)
+        raise
     if verify and state_offset is not None and early == envelope.CURRENT_VERSION and isinstance(tree, dict) \
             and table.TABLE_KEY in tree:
         envelope.check_header(tree, early, path)  # the table is trusted once the header checksum holds
@@ -99,6 +104,21 @@ def deserialize_document(
     doc.format, doc.compression, doc.encrypted, doc.path, doc.key_id = (
         fmt, layers.compression, layers.encrypted, path, layers.key_id)
     return doc
+
+
+def _name_damaged_module(raw: bytes, path: str | None) -> None:
+    """After a failed decode: CorruptDataError naming the module whose bytes fail the module table,
+    when the header and the table are intact (otherwise the decoder's own error stands)."""
+    found = table.read_header(raw)
+    if found is None or table.TABLE_KEY not in found[0]:
+        return
+    header, offset = found
+    try:
+        envelope.check_header(header, envelope.header_version(header, path), path)
+        table.parse(header[table.TABLE_KEY], len(raw) - offset, path)
+    except DesiruError:
+        return
+    table.check_table(raw, offset, header, path)
 
 
 def compression_from_suffix(path: str | os.PathLike[str]) -> str | None:

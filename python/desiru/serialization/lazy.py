@@ -18,16 +18,12 @@ from typing import Any
 
 import msgpack
 
-from desiru.errors import DesiruError, UnknownModuleError
+from desiru.errors import CorruptDataError, DesiruError, UnknownModuleError
 from desiru.module import Module
 from desiru.program import Program
 from desiru.serialization import envelope, table
 from desiru.serialization.migrations import unknown_header_fields
 from desiru.serialization.version import CURRENT_VERSION
-
-#: the largest header (module table included) a lazy open reads before it gives up
-MAX_HEADER = 64 << 20
-_FIRST_READ = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -54,29 +50,32 @@ class MappedDocument:
         return table.decode_rest(self.data[s:s + a] + self.data[s + b:], self.table, self.path)
 
 
-def _read_header(data: mmap.mmap, path: str) -> tuple[dict[str, Any], int] | None:
-    """The header entries of a msgpack document and where its state starts, or None when the bytes
-    are not a map with a "state" entry (the eager path then says what is wrong)."""
-    size = _FIRST_READ
-    while True:
-        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(size, 1 << 16))
-        unpacker.feed(data[:size])
-        header: dict[str, Any] = {}
-        try:
-            for _ in range(unpacker.read_map_header()):
-                key = unpacker.unpack()
-                if key == "state":
-                    return header, int(unpacker.tell())
-                if not isinstance(key, str):
-                    return None
-                header[key] = unpacker.unpack()
-            return None
-        except msgpack.OutOfData:
-            if size >= min(len(data), MAX_HEADER):
-                return None
-            size *= 4
-        except Exception:
-            return None
+def outline(doc: MappedDocument, entry: table.Entry) -> dict[str, Any]:
+    """A module's state entry with ``demos`` as their number, read without building a demo: what a
+    listing such as ``desiru inspect`` shows (the bytes are checked against the table first)."""
+    start = doc.state_offset + entry.offset
+    data = doc.data[start:start + entry.length]
+    got = table.digest(data)
+    if got != entry.checksum:
+        raise CorruptDataError(f"module {entry.name!r}: checksum mismatch (the table says {entry.checksum}, its "
+                               f"bytes hash to {got})", path=doc.path, offset=start,
+                               hint="the module's bytes were altered or damaged; restore the file from a backup")
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(data), 1 << 16))
+    unpacker.feed(data)
+    out: dict[str, Any] = {}
+    try:
+        for _ in range(unpacker.read_map_header()):
+            key = unpacker.unpack()
+            if key == "demos":
+                n = unpacker.read_array_header()
+                for _ in range(n):
+                    unpacker.skip()
+                out[key] = n
+            else:
+                out[key] = unpacker.unpack()
+    except Exception as exc:
+        raise CorruptDataError(f"module {entry.name!r} cannot be decoded: {exc}", path=doc.path, offset=start) from None
+    return out
 
 
 def open_mapped(path: str | os.PathLike[str]) -> MappedDocument | None:
@@ -94,7 +93,7 @@ def open_mapped(path: str | os.PathLike[str]) -> MappedDocument | None:
     except (OSError, ValueError) as exc:
         raise DesiruError(f"cannot map the file: {getattr(exc, 'strerror', None) or exc}", path=name) from None
     first = data[0]
-    found = _read_header(data, name) if 0x80 <= first <= 0x8F or first in (0xDE, 0xDF) else None
+    found = table.read_header(data) if 0x80 <= first <= 0x8F or first in (0xDE, 0xDF) else None
     if found is None or table.TABLE_KEY not in found[0]:
         data.close()
         return None
@@ -162,5 +161,5 @@ def load_module(path: str | os.PathLike[str], name: str) -> Module | Program | N
     return child.get_module(below)
 
 
-__all__ = ["MAX_HEADER", "MappedDocument", "build_child", "load_module", "load_program",
-           "open_mapped"]
+__all__ = ["MappedDocument", "build_child", "load_module", "load_program",
+           "open_mapped", "outline"]

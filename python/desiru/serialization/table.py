@@ -9,15 +9,20 @@ can then decode the program's own fields at once and each module when it is firs
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 import xxhash
 
 from desiru import _engine
 from desiru.errors import CorruptDataError
 
 TABLE_KEY = "module_table"
+#: the largest header (module table included) a reader decodes before it gives up on the table
+MAX_HEADER = 64 << 20
+_FIRST_READ = 1 << 16
 PREFIX = "xxh3-128:"
 
 
@@ -142,8 +147,6 @@ def decode_rest(data: bytes, table: Table, path: str | None) -> dict[str, Any]:
         raise CorruptDataError(f"the program's own fields do not match their checksum (the file says {table.rest}, "
                                f"they hash to {got})", path=path,
                                hint="the file was altered or damaged; restore it from a backup")
-    import msgpack
-
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(data), 1 << 16))
     unpacker.feed(data)
     try:
@@ -195,3 +198,29 @@ def check_table(raw: bytes | memoryview, state_offset: int, header: dict[str, An
     if rest != t.rest:
         raise CorruptDataError("the program's own fields do not match the module table's checksum", path=path,
                                hint="the file was altered or damaged; restore it from a backup")
+
+
+def read_header(data: bytes | mmap.mmap) -> tuple[dict[str, Any], int] | None:
+    """The header entries of a msgpack document and where its state starts, or None when the bytes
+    are not a map with a "state" entry (a full decode then says what is wrong). Reads no more than
+    the header: a 64 KiB prefix, more only for a larger table."""
+    size = _FIRST_READ
+    while True:
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(size, 1 << 16))
+        unpacker.feed(data[:size])
+        header: dict[str, Any] = {}
+        try:
+            for _ in range(unpacker.read_map_header()):
+                key = unpacker.unpack()
+                if key == "state":
+                    return header, int(unpacker.tell())
+                if not isinstance(key, str):
+                    return None
+                header[key] = unpacker.unpack()
+            return None
+        except msgpack.OutOfData:
+            if size >= min(len(data), MAX_HEADER):
+                return None
+            size *= 4
+        except Exception:
+            return None
