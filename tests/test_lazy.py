@@ -266,3 +266,16 @@ def test_inspect_reads_the_table_and_shows_what_a_full_read_shows(tmp_path: Path
     flip(mapped, offset + start + length - 3)
     r = runner.invoke(cli, ["inspect", str(mapped)])
     assert r.exit_code != 0 and "module 'qa'" in r.output
+
+
+def test_a_lazy_program_commits_to_a_journal_like_an_eager_one(tmp_path: Path) -> None:
+    o = big_program()
+    path = o.save(tmp_path / "p.msgpack").path
+    p = ds.load(path, lazy=True)
+    with ds.Journal.open(tmp_path / "j.journal") as j:
+        j.commit(p)  # "first" and "qa" still pending
+        p.first.demos.append(ds.Example(text="new", summary="n"))
+        j.commit(p, tag="after")
+        assert j.replay(tag="after") == p
+    o.first.demos.append(ds.Example(text="new", summary="n"))
+    assert p == o

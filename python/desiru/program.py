@@ -84,7 +84,7 @@ class Program:
                                    hint="module names are unique within their program")
         self.__dict__.pop(name, None)
         children[name] = _Pending(load)
-        if inspect.getattr_static(type(self), name, None) is not None:
+        if any(name in vars(k) for k in type(self).__mro__):
             self._child(name)  # a class attribute of that name would hide the pending child
 
     def _child(self, name: str) -> Module | Program:
@@ -374,9 +374,11 @@ def warn_script_classes(program: Program) -> None:
 
 
 class _Pending:
-    """A child not built yet: ``get()`` builds it once (thread-safe) and keeps it."""
+    """A child not built yet: ``get()`` builds it once (thread-safe) and keeps it.
 
-    __slots__ = ("_load", "_lock", "_value")
+    Code that walks ``_modules`` itself (the journal's state builder) sees this proxy: its
+    ``to_state()`` builds the child and returns the child's state.
+    """
 
     def __init__(self, load: Callable[[], Module | Program]) -> None:
         self._load: Callable[[], Module | Program] | None = load
@@ -390,6 +392,9 @@ class _Pending:
                 self._value = self._load()
                 self._load = None  # the file map is released with the last pending child
             return self._value
+
+    def to_state(self, *, copy: bool = True) -> dict[str, Any]:
+        return self.get().to_state(copy=copy)
 
     def __reduce__(self) -> tuple[Any, ...]:  # copy.deepcopy and pickle see the built child
         return (_built, (self.get(),))

@@ -67,15 +67,24 @@ def outline(doc: MappedDocument, entry: table.Entry) -> dict[str, Any]:
         for _ in range(unpacker.read_map_header()):
             key = unpacker.unpack()
             if key == "demos":
-                n = unpacker.read_array_header()
-                for _ in range(n):
-                    unpacker.skip()
-                out[key] = n
+                out[key] = _array_length(data, unpacker.tell())
+                unpacker.skip()  # the whole array in one call
             else:
                 out[key] = unpacker.unpack()
     except Exception as exc:
         raise CorruptDataError(f"module {entry.name!r} cannot be decoded: {exc}", path=doc.path, offset=start) from None
     return out
+
+
+def _array_length(data: bytes, at: int) -> int:
+    """The item count of the msgpack array whose header starts at ``data[at]``."""
+    first = data[at]
+    if 0x90 <= first <= 0x9F:
+        return first & 0x0F
+    if first in (0xDC, 0xDD):
+        width = 2 if first == 0xDC else 4
+        return int.from_bytes(data[at + 1:at + 1 + width], "big")
+    raise ValueError(f"demos are not an array (byte 0x{first:02x})")
 
 
 def open_mapped(path: str | os.PathLike[str]) -> MappedDocument | None:
