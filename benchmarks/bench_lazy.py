@@ -203,6 +203,13 @@ def main() -> None:
                                                          "read floor"), fits)) + "."] if fits else []),
         "",
         *verdicts,
+        "",
+        "Notes: a lazy open reads the header and the module table and registers one pending entry per "
+        "module, so its cost follows the number of modules (50, 200, 550 here), not the bytes: its exponent "
+        "against the size is that of the module count. One module is read, checked (XXH3) and decoded from "
+        "the map whatever the file's size. `desiru inspect` stays linear: it shows the file's sha256 "
+        "(hashlib, about 1 GB/s here, on the second core) and counts each module's demos by skipping them "
+        "in msgpack's C skipper (no object is built), and checks the whole checksum with one XXH3 pass.",
     ])
     print(body)
     if not args.quick:

@@ -107,14 +107,19 @@ def open_mapped(path: str | os.PathLike[str]) -> MappedDocument | None:
         data.close()
         return None
     header, state_offset = found
-    version = envelope.header_version(header, name)
-    envelope.check_newer(version, name)
-    if version != CURRENT_VERSION or header.get("format") != envelope.FORMAT_NAME or header.get("kind") != "program":
-        data.close()  # a newer minor (it warns, keeps its fields) or something odd: the eager path deals with it
-        return None
-    envelope.check_header(header, version, name)
-    return MappedDocument(name, data, state_offset, header,
-                          table.parse(header[table.TABLE_KEY], len(data) - state_offset, name))
+    try:
+        version = envelope.header_version(header, name)
+        envelope.check_newer(version, name)
+        if version != CURRENT_VERSION or header.get("format") != envelope.FORMAT_NAME \
+                or header.get("kind") != "program":
+            data.close()  # a newer minor (it warns, keeps its fields) or something odd: the eager path deals with it
+            return None
+        envelope.check_header(header, version, name)
+        checked = table.parse(header[table.TABLE_KEY], len(data) - state_offset, name)
+    except DesiruError:
+        data.close()
+        raise
+    return MappedDocument(name, data, state_offset, header, checked)
 
 
 def build_child(doc: MappedDocument, entry: table.Entry) -> Module | Program:
@@ -134,8 +139,12 @@ def load_program(doc: MappedDocument, cls: type[Program] = Program, *, any_class
     itself, of the class the file names; ``any_class`` as in ``Program.from_state``)."""
     rest = doc.rest_state()
     program = cls.from_state({**rest, "modules": []}, path=doc.path, copy=False, any_class=any_class)
-    for entry in doc.table.entries:
-        program._add_pending(entry.name, _Loader(doc, entry))
+    try:
+        for entry in doc.table.entries:
+            program._add_pending(entry.name, _Loader(doc, entry))
+    except DesiruError as exc:
+        exc.locate(doc.path)
+        raise
     program._unknown_header = unknown_header_fields(dict(doc.header)) or None
     return program
 
@@ -170,5 +179,4 @@ def load_module(path: str | os.PathLike[str], name: str) -> Module | Program | N
     return child.get_module(below)
 
 
-__all__ = ["MappedDocument", "build_child", "load_module", "load_program",
-           "open_mapped", "outline"]
+__all__ = ["MappedDocument", "build_child", "load_module", "load_program", "open_mapped", "outline"]
