@@ -24,15 +24,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from data import large_state, small_state
-from report import machine, table, write_section
+from report import machine, med_p90, table, timings, write_section
 
 import desiru as ds
 from desiru import _engine
@@ -70,24 +68,6 @@ else:
 gc.collect()
 print(json.dumps({"held": status("VmRSS") - base, "peak": max(status("VmHWM") - base, 0)}))
 """
-
-
-def timings(fn: Callable[[], Any], runs: int, warmup: int = 1) -> list[float]:
-    """Wall times of ``fn()`` in seconds (after ``warmup`` calls)."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-def med_p90(times: list[float]) -> tuple[float, float]:
-    """Median and 90th percentile (the nearest rank: the largest time of fewer than 10 runs)."""
-    ordered = sorted(times)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
 
 
 def memory(what: str, path: Path, name: str) -> dict[str, int]:
@@ -149,11 +129,11 @@ def main() -> None:
             one_mb = len(_engine.packb(one)) / 1e6
             del state
             size = path.stat().st_size
-            lazy = med_p90(timings(lambda: ds.load(path, lazy=True), runs))  # noqa: B023
-            module = med_p90(timings(lambda: ds.load_module(path, one["name"]), runs))  # noqa: B023
-            insp = med_p90(timings(lambda: inspect_in_process(path), max(3, runs // 3)))  # noqa: B023
+            lazy = med_p90(timings(lambda: ds.load(path, lazy=True), runs, warmup=1))  # noqa: B023
+            module = med_p90(timings(lambda: ds.load_module(path, one["name"]), runs, warmup=1))  # noqa: B023
+            insp = med_p90(timings(lambda: inspect_in_process(path), max(3, runs // 3), warmup=1))  # noqa: B023
             insp_cmd = med_p90(timings(lambda: inspect_command(path), max(3, runs // 3), warmup=0))  # noqa: B023
-            floor = med_p90(timings(lambda: read_floor(path), full_runs))  # noqa: B023
+            floor = med_p90(timings(lambda: read_floor(path), full_runs, warmup=1))  # noqa: B023
             full = med_p90(timings(lambda: ds.load(path), full_runs, warmup=0))  # noqa: B023
             mem = {w: memory(w, path, one["name"]) for w in ("lazy", "module", "full", "read")}
             label = f"{k}x: {size / 1e6:,.0f} MB, {len(base['modules']) * k} modules"

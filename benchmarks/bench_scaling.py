@@ -24,13 +24,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import machine, table, write_section
+from report import machine, med_p90, table, timings, write_section
 
 import desiru as ds
 from desiru import _engine
@@ -48,21 +46,6 @@ def small_program() -> ds.Program:
 
 def events(n: int, base: int) -> list[ParameterSet]:
     return [ParameterSet(path="answer", payload={"key": f"k{i % 50}", "value": (base + i) * 0.25}) for i in range(n)]
-
-
-def timings(fn: Callable[[], Any], runs: int) -> list[float]:
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-def stats(xs: list[float]) -> tuple[float, float]:
-    """(median, p90) of ``xs``."""
-    xs = sorted(xs)
-    return statistics.median(xs), xs[min(len(xs) - 1, round(0.9 * (len(xs) - 1)))]
 
 
 def build(path: Path, n: int) -> int:
@@ -272,7 +255,7 @@ def main() -> None:
             print(f"{n:,} events", flush=True)
             results[n] = measure(folder, n, args.runs, 30 if args.quick else 60)
             for name, xs in results[n].items():
-                med, p90 = stats(xs)
+                med, p90 = med_p90(xs)
                 print(f"  {name:45s} median {fmt(med):>10s}  p90 {fmt(p90):>10s}", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -280,8 +263,8 @@ def main() -> None:
     names = list(results[sizes[0]])
     rows = []
     for name in names:
-        meds = [stats(results[n][name])[0] for n in sizes]
-        row = [name] + [f"{fmt(m)} ({fmt(stats(results[n][name])[1])})" for m, n in zip(meds, sizes)]
+        meds = [med_p90(results[n][name])[0] for n in sizes]
+        row = [name] + [f"{fmt(m)} ({fmt(med_p90(results[n][name])[1])})" for m, n in zip(meds, sizes)]
         row.append(f"{exponent(sizes, meds):+.2f}" if len(sizes) > 1 else "")
         rows.append(row)
     body = table(["cost: median (p90)"] + [f"{n:,} events" for n in sizes] + ["exponent"], rows)

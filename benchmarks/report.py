@@ -7,6 +7,7 @@ section, so the scripts can run in any order and separately.
 from __future__ import annotations
 
 import gc
+import math
 import os
 import platform
 import re
@@ -45,6 +46,24 @@ def median_time(fn: Callable[[], Any], runs: int = 5, warmup: int = 1) -> float:
         finally:
             gc.enable()
     return statistics.median(times)
+
+
+def timings(fn: Callable[[], Any], runs: int, warmup: int = 0) -> list[float]:
+    """Wall times of ``fn()`` in seconds, ``runs`` of them (after ``warmup`` untimed calls)."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def med_p90(times: list[float]) -> tuple[float, float]:
+    """Median and 90th percentile (the nearest rank: the largest time of fewer than 10 runs)."""
+    ordered = sorted(times)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
 
 
 def cpu_model() -> str:
