@@ -98,12 +98,16 @@ def setup_optuna(sa_url: str, name: str) -> None:
 
 def optuna_worker(sa_url: str, name: str, trials: list[int], start: Any, out: Any, mode: str) -> None:
     optuna = _silence_optuna()
+    record_trials(optuna, optuna.storages.RDBStorage(sa_url), name, trials, start, out, mode)
+
+
+def record_trials(optuna: Any, storage: Any, name: str, trials: list[int], start: Any, out: Any, mode: str) -> None:
+    """One Optuna worker: load the study, wait for the start, record its trials (add_trial or ask/tell)."""
     from optuna.distributions import IntDistribution
 
     dists = {"instruction_idx": IntDistribution(0, 6), "demo_set": IntDistribution(0, 4)}
     # a random sampler: the time is the storage's, not TPE's model fitting over past trials
-    study = optuna.load_study(study_name=name, storage=optuna.storages.RDBStorage(sa_url),
-                              sampler=optuna.samplers.RandomSampler(seed=trials[0]))
+    study = optuna.load_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(seed=trials[0]))
     start.wait()
     t0 = time.time()
     for k in trials:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from bench_postgres import (
     desiru_worker,
     parse_args,
     ratio_rows,
+    record_trials,
     run_workers,
     trial_params,
 )
@@ -66,23 +66,7 @@ def setup_optuna(path: str) -> None:
 
 def optuna_worker(path: str, trials: list[int], start: Any, out: Any, mode: str) -> None:
     optuna, storage = _optuna_storage(path)
-    from optuna.distributions import IntDistribution
-
-    dists = {"instruction_idx": IntDistribution(0, 6), "demo_set": IntDistribution(0, 4)}
-    study = optuna.load_study(study_name="bench", storage=storage,
-                              sampler=optuna.samplers.RandomSampler(seed=trials[0]))
-    start.wait()
-    t0 = time.time()
-    for k in trials:
-        params, value = trial_params(k)
-        if mode == "add_trial":
-            study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value))
-        else:
-            trial = study.ask()
-            trial.suggest_int("instruction_idx", 0, 6)
-            trial.suggest_int("demo_set", 0, 4)
-            study.tell(trial, value)
-    out.put((t0, time.time()))
+    record_trials(optuna, storage, "bench", trials, start, out, mode)
 
 
 def main() -> None:
