@@ -245,3 +245,19 @@ def test_verify_checks_the_run_events(tmp_path: Path) -> None:
         faults = [f.reason for f in j.verify().faults]
         assert any("results name seq 2" in f for f in faults)
         assert any("names parent 999" in f for f in faults)
+
+
+def test_query_arguments_are_checked(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "r.journal") as j:
+        r = j.commit(_variant(0), score=0.5)
+        with pytest.raises(ds.DesiruError, match="mode must be 'max' or 'min'"):
+            j.best(mode="top")
+        with pytest.raises(ds.DesiruError, match="k must be an int >= 1"):
+            j.best(k=0)
+        with pytest.raises(ds.DesiruError, match="not a content hash"):
+            j.find("not-hex")
+        with pytest.raises(ds.DesiruError, match="keep_best must be an int >= 0"):
+            j.compact(keep_best=-1)
+        with pytest.raises(ds.DesiruError, match="a tag must not be empty"):
+            j.tag("", r)
+        assert [t.seq for t in j.find(bytes.fromhex(r.content_hash or ""))] == [r.seq]

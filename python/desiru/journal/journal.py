@@ -487,8 +487,8 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
         """``state`` (left unchanged) with the edits of the commits in ``chain`` (oldest first) applied,
         as one batch on a copy of only the nodes they touch."""
         edits: list[dict[str, Any]] = []
-        for node in chain:
-            for arrays in self._arrays(node.first, node.last + 1):
+        for start, stop in self._ranges([node.last for node in chain]):
+            for arrays in self._arrays(start, stop + 1):
                 edits.extend(self._edits(arrays))
         if not edits:
             return state

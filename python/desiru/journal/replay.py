@@ -325,18 +325,7 @@ class ReplayMixin:
         if damaged is not None:
             warnings.warn(f"{self._name}: snapshot at seq {damaged.seq} is damaged ({damaged.message}); "
                           f"replaying from an older point", JournalWarning, stacklevel=5)
-        # the lineage's groups, oldest first; neighbours in the log (a line) are read as one range
-        ranges: list[list[int]] = []
-        order = self._node_seqs
-        prev_idx = -2
-        for s in reversed(chain):
-            idx = bisect.bisect_left(order, s)
-            node = nodes[s]
-            if ranges and idx == prev_idx + 1:
-                ranges[-1][1] = node.last
-            else:
-                ranges.append([node.first, node.last])
-            prev_idx = idx
+        ranges = self._ranges(chain[::-1])
         tick = Ticker(progress, sum(stop - start + 1 for start, stop in ranges))
         done = 0
         for start, stop in ranges:
@@ -346,6 +335,23 @@ class ReplayMixin:
             raise DesiruError(f"no program at seq {target}", path=self._name)
         tick.end()
         return state
+
+    def _ranges(self, lineage: list[int]) -> list[list[int]]:
+        """The seq ranges [first, last] holding the commit groups of ``lineage`` (oldest first);
+        commits that are neighbours in the log (a line) share one range, read at once."""
+        nodes = self._runs()
+        order = self._node_seqs
+        ranges: list[list[int]] = []
+        prev_idx = -2
+        for s in lineage:
+            idx = bisect.bisect_left(order, s)
+            node = nodes[s]
+            if ranges and idx == prev_idx + 1:
+                ranges[-1][1] = node.last
+            else:
+                ranges.append([node.first, node.last])
+            prev_idx = idx
+        return ranges
 
     def _apply_range(self, state: dict[str, Any] | None, start: int, stop: int, tick: Ticker | None = None,
                      done: int = 0) -> dict[str, Any] | None:

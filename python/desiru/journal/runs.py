@@ -532,18 +532,9 @@ class RunIndex:
         """The Trials from the root commit to ``point``, in that order."""
         self._check_open()
         with self._mutex:
-            seq = self._point(point)
             nodes = self._runs()
             tags_of = self._tags_by_node()
-            out = []
-            while seq:
-                node = nodes.get(seq)
-                if node is None:
-                    break
-                out.append(self._trial(node, tags_of))
-                seq = node.parent
-        out.reverse()
-        return out
+            return [self._trial(nodes[s], tags_of) for s in reversed(self._chain(self._point(point))) if s in nodes]
 
     def _chain(self, seq: int) -> list[int]:
         """Commit seqs from ``seq`` back to the root (newest first)."""
