@@ -71,6 +71,7 @@ class TagIndex:
         def _check_open(self) -> None: ...
         def first_replayable(self) -> int: ...
         def _race_safe(self, fn: Callable[[], T]) -> T: ...
+        def _node_at(self, seq: int) -> Any: ...
 
     def _index(self, events: list[Event]) -> None:
         assert self._tags is not None and self._checkpoints is not None
@@ -156,10 +157,9 @@ class TagIndex:
         self._checkpoints = [c for c in self._checkpoints if c.seq >= floor]
 
     def _commit_of(self, seq: int) -> int:
-        """The seq of the commit a tag at ``seq`` names (the run index knows; else ``seq`` itself)."""
-        node_at = getattr(self, "_node_at", None)
+        """The seq of the commit a tag at ``seq`` names (from the run index; ``seq`` itself when unreadable)."""
         try:
-            node = node_at(seq) if node_at is not None else None
+            node = self._node_at(seq)
         except DesiruError:
             return seq
         return node.last if node is not None else seq

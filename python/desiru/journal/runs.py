@@ -463,10 +463,13 @@ class RunIndex:
             raise DesiruError(f"{what} takes a seq, a tag, a CommitResult or a Trial, got {type(point).__name__}")
         head = self.head
         if seq < 1 or seq > head:
-            raise DesiruError(f"{what}: seq {seq} does not exist (the journal holds 1..{head})", path=self._name)
+            raise DesiruError(f"{what}: seq {seq} does not exist (the journal holds 1..{head})", path=self._name,
+                              hint="pass the seq of a commit (journal.trials() lists them), a tag, a CommitResult "
+                              "or a Trial")
         node = self._node_at(seq)
         if node is None:
-            raise DesiruError(f"{what}: there is no commit at or before seq {seq}", path=self._name)
+            raise DesiruError(f"{what}: there is no commit at or before seq {seq}", path=self._name,
+                              hint="commit a program first (journal.trials() lists the commits)")
         return node.last
 
     # -- queries ---------------------------------------------------------------------------------
