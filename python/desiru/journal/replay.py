@@ -79,6 +79,7 @@ class ReplayMixin:
     _readable_snapshots: set[int]
 
     _line_head: int | None
+    _nodes: dict[int, Any] | None
     _states: Any
     _node_seqs: list[int]
 
@@ -338,8 +339,10 @@ class ReplayMixin:
 
     def _ranges(self, lineage: list[int]) -> list[list[int]]:
         """The seq ranges [first, last] holding the commit groups of ``lineage`` (oldest first);
-        commits that are neighbours in the log (a line) share one range, read at once."""
-        nodes = self._runs()
+        commits that are neighbours in the log (a line) share one range, read at once. The run index
+        already holds them (it is not brought further: a replay reads nothing past its target)."""
+        nodes = self._nodes
+        assert nodes is not None
         order = self._node_seqs
         ranges: list[list[int]] = []
         prev_idx = -2
