@@ -5,8 +5,7 @@
     program = ds.load("qa.msgpack.zst")
 """
 
-__version__ = "0.1.0"
-
+from desiru._version import __version__
 from desiru.api import load, load_module
 from desiru.errors import (
     CommitFailedError,
@@ -23,6 +22,7 @@ from desiru.errors import (
     UnknownModuleError,
 )
 from desiru.example import Example, Prediction
+from desiru.interop.dspy import adapter as _dspy_adapter  # noqa: F401  (registers the dspy adapter)
 from desiru.journal import CommitResult, Journal
 from desiru.lm import ScriptedLM, configure
 from desiru.migrate import migrate

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from desiru.errors import DesiruError, UnknownModuleError
+from desiru import files
+from desiru.errors import DesiruError
 from desiru.module import Module
 from desiru.program import Program
 from desiru.serialization import lazy as lazy_open
@@ -25,12 +26,12 @@ def load(path: str | os.PathLike[str], key: bytes | str | None = None, *, cls: t
     if lazy and key is None and verify:
         mapped = lazy_open.open_mapped(path)
         if mapped is not None:
-            return lazy_open.load_program(mapped, _program_class(cls, path), any_class=any_class)
+            return files.load_lazily(mapped, _program_class(cls, path), any_class=any_class)
     doc = load_document(path, key=key, verify=verify)
     if doc.kind == "module":
         target = cls if isinstance(cls, type) and issubclass(cls, Module) else Module
         return target.from_state(doc.state, path=os.fspath(path), copy=False)
-    return _program_class(cls, path).from_document(doc, any_class=any_class)
+    return files.from_document(_program_class(cls, path), doc, any_class=any_class)
 
 
 def _program_class(cls: type | None, path: str | os.PathLike[str]) -> type[Program]:
@@ -42,20 +43,6 @@ def _program_class(cls: type | None, path: str | os.PathLike[str]) -> type[Progr
     return target
 
 
-def load_module(path: str | os.PathLike[str], name: str, *, key: bytes | str | None = None) -> Module | Program:
-    """The module at dotted ``name`` in a program file (or a module file saved under that name).
+load_module = files.load_module
 
-    With a module table only that module's bytes are read and verified; otherwise the file is
-    loaded in full (older formats, json, yaml, compressed or encrypted files).
-    """
-    if key is None:
-        child = lazy_open.load_module(path, name)
-        if child is not None:
-            return child
-    doc = load_document(path, key=key)
-    if doc.kind == "module":
-        if name not in (doc.state.get("name"), ""):
-            raise UnknownModuleError(f"this module file holds {doc.state.get('name')!r}, not {name!r}",
-                                     path=os.fspath(path))
-        return Module.from_state(doc.state, path=os.fspath(path), copy=False)
-    return Program.from_document(doc).get_module(name)
+__all__ = ["load", "load_module"]

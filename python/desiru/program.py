@@ -11,16 +11,13 @@ import inspect
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from desiru import registry
+from desiru import persistence, registry
 from desiru.errors import CorruptDataError, DesiruError, UnknownModuleError
 from desiru.module import Module
+from desiru.persistence import LoadedDocument, SaveResult
 from desiru.state import copy_tree, require_mapping
-
-if TYPE_CHECKING:
-    from desiru.serialization.documents import SaveResult
-    from desiru.serialization.envelope import Document
 
 P = TypeVar("P", bound="Program")
 _INTERNAL = frozenset({"_modules", "configuration", "metadata", "custom_data"})
@@ -256,6 +253,8 @@ class Program:
         return self.forward(*args, **kwargs)
 
     # -- files -------------------------------------------------------------------------------
+    # Saving and loading live above the model (desiru.files); they are reached through the seam
+    # desiru.persistence, so nothing here imports serialization or an adapter.
     def save(
         self,
         path: str | os.PathLike[str],
@@ -266,20 +265,10 @@ class Program:
     ) -> SaveResult:
         """Write the program to ``path`` atomically; format from the suffix or ``format=``.
 
-        ``Program.save(dspy_module, path)`` also works: a live dspy module goes through
-        desiru.interop.dspy first.
+        ``Program.save(dspy_module, path)`` also works: a live dspy module goes through its
+        adapter (desiru.interop.dspy) first.
         """
-        from desiru.serialization.documents import save_document
-
-        if not isinstance(self, Program):
-            from desiru.interop.dspy import as_program
-
-            return as_program(self).save(path, format=format, compress=compress, key=key)
-
-        warn_script_classes(self)
-        return save_document(self.to_state(copy=False), path, kind="program", format=format, compress=compress,
-                             key=key,
-                             extra=self.__dict__.get("_unknown_header"))
+        return persistence.get().save(self, path, format=format, compress=compress, key=key)
 
     @classmethod
     def load(cls: type[P], path: str | os.PathLike[str], *, key: bytes | str | None = None, verify: bool = True,
@@ -292,37 +281,23 @@ class Program:
         ``lazy=True`` maps a msgpack file that has a module table and decodes each module when it
         is first touched (docs/FORMAT.md); any other file loads eagerly.
         """
-        from desiru.serialization import lazy as lazy_open
-        from desiru.serialization.documents import load_document
-
-        mapped = lazy_open.open_mapped(path) if lazy and key is None and verify else None
-        if mapped is not None:
-            return lazy_open.load_program(mapped, cls, any_class=any_class)  # type: ignore[return-value]
-        return cls.from_document(load_document(path, key=key, verify=verify), any_class=any_class)
+        return persistence.get().load(cls, path, key=key, verify=verify, any_class=any_class,  # type: ignore[no-any-return]
+                                      lazy_open=lazy)
 
     @staticmethod
     def load_module(path: str | os.PathLike[str], name: str, *, key: bytes | str | None = None) -> Module | Program:
         """One module (dotted ``name``) of a program file, reading only its bytes when the file has a
         module table; other files are loaded in full and the module taken from them."""
-        from desiru.api import load_module
-
-        return load_module(path, name, key=key)
+        return persistence.get().load_module(path, name, key=key)  # type: ignore[no-any-return]
 
     @classmethod
-    def from_document(cls: type[P], doc: Document, *, any_class: bool = False) -> P:
+    def from_document(cls: type[P], doc: LoadedDocument, *, any_class: bool = False) -> P:
         """The program a loaded document holds: ``cls``, or on ``Program`` the class it names.
 
         The decoded state is adopted, not copied, and header fields this release does not
         write (from a newer minor) are kept so that saving writes them back unchanged.
         """
-        from desiru.serialization.migrations import unknown_header_fields
-
-        if doc.kind != "program":
-            raise DesiruError(f"this {'file' if doc.path else 'document'} holds a {doc.kind}, not a program",
-                              path=doc.path, hint="load it with import_module() or desiru.load()")
-        program = cls.from_state(doc.state, path=doc.path, copy=False, any_class=any_class)
-        program._unknown_header = unknown_header_fields(dict(doc.header)) or None
-        return program
+        return persistence.get().from_document(cls, doc, any_class=any_class)  # type: ignore[no-any-return]
 
     def export_module(
         self,
@@ -334,32 +309,13 @@ class Program:
         key: bytes | str | None = None,
     ) -> SaveResult:
         """Write one module (or nested program) to its own file, in the same formats as save()."""
-        from desiru.serialization.documents import save_document
-
-        child = self.get_module(name)
-        state = child.to_state(copy=False)
-        state = {"name": name.rpartition(".")[2], **state}
-        return save_document(state, path, kind=state["kind"], format=format, compress=compress, key=key)
+        return persistence.get().export_module(self, name, path, format=format, compress=compress, key=key)
 
     def import_module(
         self, path: str | os.PathLike[str], name: str | None = None, *, key: bytes | str | None = None
     ) -> Module | Program:
         """Load a module file into this program under ``name`` (default: the name it was saved with)."""
-        from desiru.serialization.documents import load_document
-
-        doc = load_document(path, key=key)
-        state = doc.state
-        target = name or state.get("name")
-        if not isinstance(target, str) or not all(p.isidentifier() for p in target.split(".")):
-            raise DesiruError(f"cannot import under the name {target!r}", path=path,
-                              hint="pass name='some_identifier'")
-        child: Module | Program
-        if doc.kind == "program":
-            child = Program.from_state(state, path=os.fspath(path), copy=False)
-        else:
-            child = Module.from_state(state, path=os.fspath(path), copy=False)
-        self._set_child(target, child)
-        return child
+        return persistence.get().import_module(self, path, name, key=key)  # type: ignore[no-any-return]
 
 
 def warn_script_classes(program: Program) -> None:

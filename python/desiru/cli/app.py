@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from desiru import __version__
+from desiru._version import __version__
 from desiru.errors import DesiruError, MissingKeyError
 
 #: exit codes, as documented in docs/cli.md

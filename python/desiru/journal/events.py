@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from desiru.errors import CorruptDataError, DesiruError
+from desiru.serialization import migrations
 
 
 def _frozen(payload: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -263,6 +264,19 @@ EVENT_OF_OP: dict[str, type[Event]] = {
 }
 #: event type name -> edit op, for the replay fast path that skips building Event objects
 OP_OF_TYPE: dict[str, str | None] = {name: cls.op for name, cls in EVENT_TYPES.items()}
+
+
+migrations.use_event_types(EVENT_TYPES)  # upcasts bring records to these classes' schema_version
+
+
+@migrations.register_upcaster("CheckpointTagged", 1)
+def _tag_names_its_own_commit(record: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 -> 2: a tag of release 0.1.0 names its own seq; schema 2 may name another commit.
+
+    Nothing to change: a schema-2 tag without ``target`` also names its own commit.
+    """
+    return record
+
 
 
 def event_from_edit(edit: Mapping[str, Any], seq: int = 0, timestamp: float = 0.0) -> Event:

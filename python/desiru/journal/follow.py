@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from desiru.journal.events import Event
-    from desiru.journal.journal import Journal
+from desiru.journal.events import Event
 
 
-def follow(journal: Journal, start: int | None = None, timeout: float | None = None,
+class Followed(Protocol):
+    """What following needs of a journal: its head, its events, and its store's wait for appends
+    (a Protocol, so this module does not import the Journal that calls it)."""
+
+    @property
+    def head(self) -> int: ...
+    @property
+    def store(self) -> Any: ...
+    def events(self, start: int = ..., stop: int | None = ...) -> Iterator[Event]: ...
+
+
+def follow(journal: Followed, start: int | None = None, timeout: float | None = None,
            poll: float = 0.02) -> Iterator[Event]:
     """Events from ``start`` (default: after the current head) as they are committed.
 
@@ -24,7 +33,7 @@ def follow(journal: Journal, start: int | None = None, timeout: float | None = N
     return _follow(journal, journal.head + 1 if start is None else max(start, 1), timeout, poll)
 
 
-def _follow(journal: Journal, next_seq: int, timeout: float | None, poll: float) -> Iterator[Event]:
+def _follow(journal: Followed, next_seq: int, timeout: float | None, poll: float) -> Iterator[Event]:
     deadline = None if timeout is None else time.monotonic() + timeout
     woken = False
     while True:

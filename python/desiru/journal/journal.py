@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from desiru import _engine
+from desiru import _engine, adapters
 from desiru.errors import CommitFailedError, CorruptDataError, DesiruError, MissingKeyError
 from desiru.journal.codec import (
     RecordCodec,
@@ -200,7 +200,7 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
         self._index_first = 0
         self._readable_snapshots: set[int] = set()
         self._builder = StateBuilder()
-        self._dspy_cache: Any = None  # desiru.interop.dspy.cache.DspyStateCache, made on the first dspy commit
+        self._converters: dict[str, adapters.StateConverter] = {}  # per adapter, made on its first commit
         # ids of the head state's nodes only the journal holds (see _unshare), with the nodes
         self._private: dict[int, Any] = {}
         self._reset_runs()
@@ -516,16 +516,14 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
                                   results=results_payload(score, metrics, params))
 
     def _state_of_candidate(self, program: Any) -> dict[str, Any]:
-        if not isinstance(program, Program):  # a live dspy module, through the adapter (dspy is optional)
-            from desiru.interop.dspy import as_program, is_dspy_module
-
-            if is_dspy_module(program):  # converting only the demos that changed since the last commit
-                if self._dspy_cache is None:
-                    from desiru.interop.dspy.cache import DspyStateCache
-
-                    self._dspy_cache = DspyStateCache()
-                return self._dspy_cache.state(program)
-            program = as_program(program)
+        if not isinstance(program, Program):  # a live object of another library, through its adapter
+            adapter = adapters.find(program)
+            if adapter is not None and adapter.converter is not None:  # converts only what changed since
+                converter = self._converters.get(adapter.name)       # this journal's last commit of it
+                if converter is None:
+                    converter = self._converters[adapter.name] = adapter.converter()
+                return converter.state(program)
+            program = adapters.to_program(program, "commit")
         warn_script_classes(program)
         return self._builder.build(program)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from desiru import _engine
+from desiru import _engine, adapters
 from desiru.errors import CorruptDataError, DesiruError
 from desiru.journal.codec import (
     CURRENT_SCHEMA,
@@ -425,15 +425,13 @@ class ReplayMixin:
         (which must match it unless ``any_class=True``; see ``Program.from_state``). With
         ``into=`` a dspy module (a template, left unchanged), a copy of it holding that state;
         ``allow_unsafe_lm_state=True`` keeps LM endpoints (api_base, ...) for trusted journals
-        (see ``desiru.interop.dspy.to_dspy``).
+        (see ``desiru.interop.dspy.to_dspy``; the template goes through its adapter, desiru.adapters).
         """
         state = self.replay_state(seq, tag, at, _copy=False, progress=progress)
         program = (cls or Program).from_state(state, path=self._name, any_class=any_class)
         if into is None:
             return program
-        from desiru.interop.dspy import to_dspy
-
-        return to_dspy(program, into, copy=True, allow_unsafe_lm_state=allow_unsafe_lm_state)
+        return adapters.load_into(program, into, allow_unsafe_lm_state=allow_unsafe_lm_state)
 
     def verify(self, *, progress: ProgressCallback | None = None) -> VerifyReport:
         """Check every record (framing, decryption, decoding) and snapshot; report each fault.

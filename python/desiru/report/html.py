@@ -12,7 +12,7 @@ import datetime as dt
 import html
 from typing import Any
 
-from desiru import __version__
+from desiru._version import __version__
 from desiru.journal.runs import Trial
 from desiru.report.data import DiffSummary, RunData, short
 from desiru.report.extra import require

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +18,9 @@ import xxhash
 from desiru import _engine
 from desiru.atomic import atomic_write
 from desiru.errors import CorruptDataError, DesiruError
-from desiru.serialization import container, envelope, formats, table
+from desiru.persistence import SaveResult
+from desiru.serialization import container, envelope, formats, opening, table
 from desiru.serialization.envelope import Document
-
-
-@dataclass(frozen=True)
-class SaveResult:
-    """What a save wrote: where, how many bytes, their sha256, and how."""
-
-    path: Path
-    size: int
-    checksum: str
-    format: str
-    compression: str | None
-    encrypted: bool
 
 
 def serialize_document(
@@ -100,7 +88,7 @@ def deserialize_document(
         envelope.check_header(tree, early, path)  # the table is trusted once the header checksum holds
         table.check_table(raw, state_offset, tree, path)  # a damaged module is named, before the whole checksum
     raw_state = memoryview(raw)[state_offset:] if verify and state_offset is not None else None
-    doc = envelope.open_tree(tree, path, verify=verify, raw_state=raw_state)
+    doc = opening.open_tree(tree, path, verify=verify, raw_state=raw_state)
     doc.format, doc.compression, doc.encrypted, doc.path, doc.key_id = (
         fmt, layers.compression, layers.encrypted, path, layers.key_id)
     return doc

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
-import xxhash
 
-from desiru import __version__ as LIBRARY_VERSION
 from desiru import _engine
+from desiru._version import __version__ as LIBRARY_VERSION
 from desiru.errors import CorruptDataError, FormatError, IncompatibleVersionError
 from desiru.serialization.version import CURRENT_VERSION, Version
 
@@ -171,53 +170,3 @@ def check_newer(version: Version, path: str | None) -> None:
             path=path,
             hint="upgrade desiru to read it",
         )
-
-
-def open_tree(
-    tree: Any, path: str | None = None, *, verify: bool = True, raw_state: bytes | memoryview | None = None
-) -> Document:
-    """Check version, shape and checksum of a decoded document tree; returns its Document.
-
-    ``raw_state``: the bytes of the encoded state as found in a msgpack file; when they are
-    the canonical encoding (as desiru writes them) the checksum is checked on them directly.
-    """
-    from desiru.serialization import legacy, migrations
-
-    tree = legacy.normalize_keys(tree)  # Ruby's yaml writes ":version"; read it as "version"
-    version = header_version(tree, path)
-    check_newer(version, path)
-    if verify and tree.get("format") == FORMAT_NAME:
-        check_header(tree, version, path)  # before any migration rewrites the header
-    if version != CURRENT_VERSION:
-        tree = migrations.upgrade_document(tree, version, path, verify=verify)
-        raw_state = None  # the state was rewritten: only a re-encode can check it
-    if tree.get("format") != FORMAT_NAME:
-        raise FormatError("not a desiru document", path=path)
-    kind = tree.get("kind")
-    if kind not in KINDS:
-        raise CorruptDataError(f"unknown document kind {kind!r}", path=path,
-                               hint="desiru documents hold a 'program' or a 'module'; the file is damaged")
-    state = tree.get("state")
-    if not isinstance(state, dict):
-        raise CorruptDataError("the document has no state", path=path,
-                               hint="the file is damaged or was not written by desiru; restore it from a backup")
-    if verify:
-        want = tree.get("checksum")
-        if not isinstance(want, str) or not want.startswith(f"{CHECKSUM_ALGORITHM}:"):
-            raise CorruptDataError(
-                f"the document has no valid checksum (found {want!r})",
-                path=path,
-                hint="every desiru document carries one; the file was altered or damaged, restore it from a backup",
-            )
-        # the xxhash package reads a memoryview in place (the abi3 extension would copy it)
-        fast = f"{CHECKSUM_ALGORITHM}:{xxhash.xxh3_128_hexdigest(raw_state)}" if raw_state is not None else None
-        got = fast if fast is not None and fast == want else checksum_of(state)
-        if want != got:
-            raise CorruptDataError(
-                f"content checksum mismatch: the file says {want}, its content hashes to {got}",
-                path=path,
-                hint="the file was altered or damaged; restore it from a backup (or, if you edited it by hand, "
-                     "load it with verify=False: unsafe, nothing checks the content)",
-            )
-    header = {k: v for k, v in tree.items() if k != "state"}
-    return Document(kind=kind, state=state, version=version, header=header)

@@ -1,10 +1,10 @@
 """Open a msgpack program document lazily (docs/FORMAT.md "Module table").
 
 ``open_mapped`` maps the file, decodes the header entries only, checks ``header_checksum``
-(which covers the module table) and the table's shape. ``load_program`` then decodes the
-program's own fields (checked against the table's ``rest``) and leaves every top-level module
-pending: its bytes are read from the map, checked against the table and decoded when first
-touched. The checksum of the whole state is not checked here: ``desiru verify`` and an eager
+(which covers the module table) and the table's shape; ``rest_state`` decodes the program's own
+fields (checked against the table's ``rest``) and ``module_state`` one module's bytes from the map,
+checked against the table. Objects are built above (``desiru.files``: each top-level module stays
+pending until first touched). The checksum of the whole state is not checked here: ``desiru verify`` and an eager
 load check it. Files without a table (older formats, json, yaml, compressed or encrypted
 documents) give None, and callers load them eagerly.
 """
@@ -18,11 +18,8 @@ from typing import Any
 
 import msgpack
 
-from desiru.errors import CorruptDataError, DesiruError, UnknownModuleError
-from desiru.module import Module
-from desiru.program import Program
+from desiru.errors import CorruptDataError, DesiruError
 from desiru.serialization import envelope, table
-from desiru.serialization.migrations import unknown_header_fields
 from desiru.serialization.version import CURRENT_VERSION
 
 
@@ -122,61 +119,4 @@ def open_mapped(path: str | os.PathLike[str]) -> MappedDocument | None:
     return MappedDocument(name, data, state_offset, header, checked)
 
 
-def build_child(doc: MappedDocument, entry: table.Entry) -> Module | Program:
-    """The module (or nested program) of one table entry, decoded and verified now."""
-    state = doc.module_state(entry)
-    try:
-        if state.get("kind") == "program":
-            return Program.from_state(state, path=doc.path, copy=False)
-        return Module.from_state(state, path=doc.path, copy=False)
-    except DesiruError as exc:
-        exc.within(f"module {entry.name!r}")
-        raise
-
-
-def load_program(doc: MappedDocument, cls: type[Program] = Program, *, any_class: bool = False) -> Program:
-    """The program of a mapped document, its modules pending until first touched (on ``Program``
-    itself, of the class the file names; ``any_class`` as in ``Program.from_state``)."""
-    rest = doc.rest_state()
-    program = cls.from_state({**rest, "modules": []}, path=doc.path, copy=False, any_class=any_class)
-    try:
-        for entry in doc.table.entries:
-            program._add_pending(entry.name, _Loader(doc, entry))
-    except DesiruError as exc:
-        exc.locate(doc.path)
-        raise
-    program._unknown_header = unknown_header_fields(dict(doc.header)) or None
-    return program
-
-
-class _Loader:
-    """Builds one pending module (a class, not a closure, so that errors show what it loads)."""
-
-    __slots__ = ("doc", "entry")
-
-    def __init__(self, doc: MappedDocument, entry: table.Entry) -> None:
-        self.doc, self.entry = doc, entry
-
-    def __call__(self) -> Module | Program:
-        return build_child(self.doc, self.entry)
-
-
-def load_module(path: str | os.PathLike[str], name: str) -> Module | Program | None:
-    """The module at dotted ``name`` read from its own bytes, or None when the file has no table."""
-    doc = open_mapped(path)
-    if doc is None:
-        return None
-    top, _, below = name.partition(".")
-    entry = doc.find(top)
-    if entry is None:
-        raise UnknownModuleError(f"no module {top!r} in {os.fspath(path)}",
-                                 hint=f"known: {[e.name for e in doc.table.entries]}")
-    child = build_child(doc, entry)
-    if not below:
-        return child
-    if not isinstance(child, Program):
-        raise UnknownModuleError(f"{top!r} is a module, not a program: it has no {below!r}")
-    return child.get_module(below)
-
-
-__all__ = ["MappedDocument", "build_child", "load_module", "load_program", "open_mapped", "outline"]
+__all__ = ["MappedDocument", "open_mapped", "outline"]

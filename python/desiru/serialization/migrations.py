@@ -8,7 +8,7 @@ newer minor of our major loads as it is, with a ``NewerFormatWarning``.
 Events: ``@register_upcaster("DemoAdded", 1)`` registers a function from schema 1
 to schema 2 of one event type, on the plain record dict. ``upcast_event`` runs the
 chain from the record's ``schema_version`` to the current schema of its type
-(``desiru.journal.events``).
+(declared by the journal's events module with ``use_event_types``).
 
 A gap in either chain, a newer major, or a newer event schema raises
 IncompatibleVersionError naming the file's version, ours and the missing step.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -213,16 +213,21 @@ def register_upcaster(event_type: str, from_schema: int) -> Callable[[F], F]:
     return decorate
 
 
-def current_schema_version(event_type: str) -> int | None:
-    """The schema_version this release writes for ``event_type``, or None when it is not a known type.
+#: event type -> its class (with ``schema_version``); the journal declares its types through
+#: ``use_event_types`` when its events module is imported (this layer never imports the journal)
+_EVENT_TYPES: Mapping[str, Any] = {}
 
-    Looked up when needed (not at import) in ``desiru.journal.events.EVENT_TYPES``.
-    """
-    try:
-        from desiru.journal.events import EVENT_TYPES
-    except ImportError:  # a build without the journal has no event types
-        return None
-    cls = EVENT_TYPES.get(event_type)
+
+def use_event_types(types: Mapping[str, Any]) -> None:
+    """Declare the event types whose current schema ``upcast_event`` brings records to (the mapping
+    is kept, not copied: types added to it later are seen)."""
+    global _EVENT_TYPES
+    _EVENT_TYPES = types
+
+
+def current_schema_version(event_type: str) -> int | None:
+    """The schema_version this release writes for ``event_type``, or None when it is not a known type."""
+    cls = _EVENT_TYPES.get(event_type)
     return None if cls is None else int(cls.schema_version)
 
 
@@ -272,15 +277,3 @@ def upcast_event(record: Tree, *, target: int | None = None) -> Tree:
         out = nxt
     return out
 
-
-# the built-in steps: the original Ruby design's 1.0.0 layout -> 1.1.0 -> 2.0.0
-from desiru.serialization import legacy as _legacy  # noqa: E402, F401
-
-
-@register_upcaster("CheckpointTagged", 1)
-def _tag_names_its_own_commit(record: Tree) -> Tree:
-    """Schema 1 -> 2: a tag of release 0.1.0 names its own seq; schema 2 may name another commit.
-
-    Nothing to change: a schema-2 tag without ``target`` also names its own commit.
-    """
-    return record

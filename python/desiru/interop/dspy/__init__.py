@@ -9,7 +9,9 @@
 - templates.py: a stand-in dspy module to load a save into;
 - drift.py: fields matched by name and their types checked when loading into a class;
 - track.py, resume.py: optimization runs recorded (and resumed) through dspy's callbacks;
-- cache.py, examples.py: the fast paths (commits convert only changed demos; Examples built fast).
+- cache.py, examples.py: the fast paths (commits convert only changed demos; Examples built fast);
+- adapter.py: the entry in desiru.adapters through which Journal.commit, Program.save and
+  Journal.replay(into=) take live dspy modules (registered when this package is imported).
 
 DSPy is imported lazily: desiru works without it, and this package can be imported
 without it; only the functions that build or read dspy objects need it.
@@ -17,9 +19,9 @@ without it; only the functions that build or read dspy objects need it.
 
 from __future__ import annotations
 
+from desiru.interop.dspy.adapter import ADAPTER
 from desiru.interop.dspy.live import LMStateWarning, as_program, from_dspy, is_dspy_module, load, save, to_dspy
 from desiru.interop.dspy.saves import (
-    dependency_versions,
     dspy_document,
     read_dspy_save,
     write_dspy_save,
@@ -27,8 +29,10 @@ from desiru.interop.dspy.saves import (
 from desiru.interop.dspy.states import ADAPTER_FORMAT, INPUT_KEYS, META, ROOT, dspy_state
 from desiru.interop.dspy.templates import dspy_template
 from desiru.interop.dspy.track import track
+from desiru.interop.dspy.upgrade import dependency_versions
 
 __all__ = [
+    "ADAPTER",
     "ADAPTER_FORMAT",
     "INPUT_KEYS",
     "META",

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from desiru.errors import DesiruError
+from desiru.interop.dspy.fields import INPUT_KEYS
 from desiru.program import Program
 
 #: field modes of ``to_dspy``: "strict" (every difference is an error) or "by_name" (saved fields the
@@ -68,7 +69,6 @@ def rename_fields(program: Program, rename: Mapping[str, str]) -> Program:
             if isinstance(meta.get("empty_prefix"), list):
                 meta["empty_prefix"] = [rename.get(k, k) for k in meta["empty_prefix"]]
 
-    from desiru.interop.dspy.states import INPUT_KEYS  # states imports this module for field_types
 
     input_keys = INPUT_KEYS
     state = program.to_state()

@@ -25,6 +25,8 @@ _DESC_NAME = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _DESC_COT = re.compile(r"^\$\{produce the (?:[A-Za-z_][A-Za-z0-9_]*|output fields)\}\. We \.\.\.$")
 #: the prefix ChainOfThought gives its reasoning field (dspy 2.x)
 COT_PREFIX = "Reasoning: Let's think step by step in order to"
+#: reserved demo key: the input keys of a demo that was a dspy.Example
+INPUT_KEYS = "_dspy_input_keys"
 #: demo keys dspy adds that are not fields
 DEMO_META_KEYS = frozenset({"augmented", "dspy_uuid", "dspy_split"})
 #: the outputs dspy.ReAct gives its react predictor, in order

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,7 +136,7 @@ def dspy_document(program: Program | Any, dspy_version: str | None = None) -> tu
         if isinstance(save_metadata, dict):
             body["metadata"] = copy_tree(save_metadata)
         return {k: body[k] for k in [*keys, *body] if k in body}, []
-    version = dspy_version or dependency_versions().get("dspy") or upgrade.LATEST
+    version = dspy_version or upgrade.dependency_versions().get("dspy") or upgrade.LATEST
     states, changes = upgrade.states_for(prog, version)
     bare = list(states) == [ROOT]
     body = dict(states[ROOT]) if bare else dict(states)
@@ -161,16 +159,3 @@ def _no_json(value: Any) -> Any:
     raise ValueError(f"a {type(value).__name__} is not a JSON value")
 
 
-def dependency_versions() -> dict[str, str]:
-    """The versions block DSPy writes in its saves (python, dspy, cloudpickle), for this environment."""
-    saving = sys.modules.get("dspy.utils.saving")
-    if saving is not None:
-        return dict(saving.get_dependency_versions())
-    out = {"python": f"{sys.version_info.major}.{sys.version_info.minor}"}
-    for dist, major_minor in (("dspy", False), ("cloudpickle", True)):
-        try:
-            version = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        out[dist] = ".".join(version.split(".")[:2]) if major_minor else version
-    return out

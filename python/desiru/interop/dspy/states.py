@@ -28,13 +28,12 @@ from typing import Any
 from desiru.errors import CorruptDataError, DesiruError, SerializationError
 from desiru.interop.dspy import layouts
 from desiru.interop.dspy.drift import field_types
+from desiru.interop.dspy.fields import INPUT_KEYS
 from desiru.program import Program
 from desiru.state import copy_tree
 
 #: the metadata key (on programs and modules) that holds what only DSPy needs back
 META = "dspy"
-#: reserved demo key: the input keys of a demo that was a dspy.Example
-INPUT_KEYS = "_dspy_input_keys"
 #: the name dspy gives a program that is itself a predictor (a bare dspy.Predict)
 ROOT = "self"
 #: layout version of what this adapter writes into metadata["dspy"]

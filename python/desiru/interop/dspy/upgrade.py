@@ -8,6 +8,7 @@ save without a metadata block no longer loads, and ``extended_signature`` is ref
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 from typing import Any
 
@@ -130,10 +131,23 @@ def _rename_key(demos: list[dict[str, Any]], old: str, new: str) -> int:
     return renamed
 
 
+def dependency_versions() -> dict[str, str]:
+    """The versions block DSPy writes in its saves (python, dspy, cloudpickle), for this environment."""
+    saving = sys.modules.get("dspy.utils.saving")
+    if saving is not None:
+        return dict(saving.get_dependency_versions())
+    out = {"python": f"{sys.version_info.major}.{sys.version_info.minor}"}
+    for dist, major_minor in (("dspy", False), ("cloudpickle", True)):
+        try:
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        out[dist] = ".".join(version.split(".")[:2]) if major_minor else version
+    return out
+
+
 def metadata_for(save_metadata: Any, version: str, *, from_file: bool) -> tuple[dict[str, Any] | None, str]:
     """The metadata block dspy ``version`` writes (None before 2.5.41), and a note when it changed."""
-    from desiru.interop.dspy.saves import dependency_versions
-
     if not layouts.writes_metadata(version):
         return None, "dropped the metadata block (dspy before 2.5.41 wrote none)" if save_metadata else ""
     deps = save_metadata.get("dependency_versions") if isinstance(save_metadata, dict) else None

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from desiru import adapters
 from desiru.errors import DesiruError
 from desiru.journal.journal import Checkpoint, Journal
 from desiru.program import Program
@@ -51,10 +52,8 @@ class IncrementalSerializer:
 
     def save_checkpoint(self, program: Program, tag: str | None = None) -> Checkpoint:
         """Record ``program`` as the next checkpoint (version 1, 2, ...), optionally tagged."""
-        if not isinstance(program, Program):  # a live dspy module, through the adapter (dspy is optional)
-            from desiru.interop.dspy import as_program
-
-            program = as_program(program)
+        if not isinstance(program, Program):  # a live object of another library (dspy), through its adapter
+            program = adapters.to_program(program, "checkpoint")
         journal = self._journal()
         existing = journal.checkpoints()
         version = existing[-1].version + 1 if existing else 1
