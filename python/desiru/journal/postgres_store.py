@@ -1,7 +1,7 @@
 """A journal kept in PostgreSQL: many writers on many machines, one transaction per commit.
 
 Tables (created on first use, versioned in ``desiru_schema``, migrated by the steps
-registered in ``_MIGRATIONS``)::
+registered in ``postgres_schema.MIGRATIONS``)::
 
     desiru_journals   (id, name UNIQUE, format, meta, last_seq)   one row per journal
     desiru_records    (journal, seq, payload)  PRIMARY KEY (journal, seq)
@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from desiru import _engine
@@ -43,109 +42,26 @@ from desiru.errors import (
     IncompatibleVersionError,
     JournalLockedError,
 )
+from desiru.journal.postgres_connect import (
+    RECONNECT_ATTEMPTS,
+    RECONNECT_DELAY,
+    Connections,
+    psycopg_driver,
+    check_name,
+    one_line,
+    safe_url,
+)
+from desiru.journal.postgres_read import CHANNEL, Reading
+from desiru.journal.postgres_schema import MIGRATIONS as _MIGRATIONS
+from desiru.journal.postgres_schema import SCHEMA_VERSION, TABLES, register_schema_migration
 from desiru.journal.store import CutReport, Fault, JournalStore
 from desiru.serialization.version import CURRENT_VERSION, Version
 
-#: the version of the tables below; a database at a newer one is refused, an older one migrated
-SCHEMA_VERSION = 1
 #: first key of every advisory lock desiru takes ("dsru"); the second is the journal's row id (0: schema)
 LOCK_CLASS = 0x64737275
-#: the LISTEN/NOTIFY channel; the payload names the journal row and its new last seq
-CHANNEL = "desiru_journal"
-#: reconnecting: this many attempts, RECONNECT_DELAY s between the first two, each delay doubling
-RECONNECT_ATTEMPTS = 5
-RECONNECT_DELAY = 0.1
-#: seconds to wait for a connection to open
-CONNECT_TIMEOUT = 10
-#: records fetched per query while reading
-READ_PAGE = 4096
-TABLES = ("desiru_schema", "desiru_journals", "desiru_records", "desiru_snapshots", "desiru_aside")
-URL_HINT = ("write postgresql://USER@HOST:PORT/DB (libpq URL); passwords come from ~/.pgpass (PGPASSFILE), "
-            "PGSERVICE or PGPASSWORD, never from the command line")
-
-#: schema migrations: from version -> (to version, SQL statements); applied in order under a lock
-_MIGRATIONS: dict[int, tuple[int, tuple[str, ...]]] = {}
 
 
-def register_schema_migration(from_version: int, to_version: int, statements: Sequence[str]) -> None:
-    """Register the SQL that brings the tables from ``from_version`` to ``to_version`` (0: none yet)."""
-    if from_version in _MIGRATIONS:
-        raise DesiruError(f"a schema migration from version {from_version} is already registered")
-    _MIGRATIONS[from_version] = (to_version, tuple(statements))
-
-
-register_schema_migration(0, 1, (
-    "CREATE TABLE desiru_schema (one boolean PRIMARY KEY DEFAULT true CHECK (one), version integer NOT NULL)",
-    "INSERT INTO desiru_schema (version) VALUES (0)",
-    """CREATE TABLE desiru_journals (
-        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        name text NOT NULL UNIQUE,
-        format text NOT NULL,
-        meta bytea NOT NULL,
-        last_seq bigint NOT NULL DEFAULT 0,
-        created timestamptz NOT NULL DEFAULT now())""",
-    """CREATE TABLE desiru_records (
-        journal bigint NOT NULL REFERENCES desiru_journals (id) ON DELETE CASCADE,
-        seq bigint NOT NULL,
-        payload bytea NOT NULL,
-        PRIMARY KEY (journal, seq))""",
-    """CREATE TABLE desiru_snapshots (
-        journal bigint NOT NULL REFERENCES desiru_journals (id) ON DELETE CASCADE,
-        seq bigint NOT NULL,
-        blob bytea NOT NULL,
-        PRIMARY KEY (journal, seq))""",
-    "ALTER TABLE desiru_snapshots ALTER COLUMN blob SET STORAGE EXTERNAL",
-    """CREATE TABLE desiru_aside (
-        journal bigint NOT NULL REFERENCES desiru_journals (id) ON DELETE CASCADE,
-        seq bigint NOT NULL,
-        payload bytea NOT NULL,
-        reason text NOT NULL,
-        cut_at timestamptz NOT NULL DEFAULT now())""",
-))
-
-
-def _psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError:
-        raise DesiruError("a PostgreSQL journal needs psycopg 3", hint="pip install 'desiru[postgres]'") from None
-    return psycopg
-
-
-def one_line(exc: BaseException) -> str:
-    """A driver message on one line (libpq's come on several, with tabs)."""
-    return "; ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or type(exc).__name__
-
-
-def safe_url(conninfo: str) -> str:
-    """The connection string without a password, for messages and names."""
-    psycopg = _psycopg()
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(conninfo)
-    except psycopg.ProgrammingError:
-        return "postgresql://(unreadable connection string)"
-    user = params.get("user") or ""
-    host = params.get("host") or ""
-    port = params.get("port")
-    db = params.get("dbname") or ""
-    netloc = f"{user}@" if user else ""
-    if host and not host.startswith("/"):
-        netloc += host
-    if port:
-        netloc += f":{port}"
-    tail = f"?host={host}" if host.startswith("/") else ""
-    return f"postgresql://{netloc}/{db}{tail}"
-
-
-def check_name(name: Any) -> str:
-    """A journal name: a non-empty str of at most 200 characters without NUL."""
-    if not isinstance(name, str) or not name or len(name) > 200 or "\x00" in name:
-        raise DesiruError(f"a PostgreSQL journal needs a name (1-200 characters), got {name!r}",
-                          hint='pass name="run-1" to Journal.open, or write the URL as postgresql://...#run-1')
-    return name
-
-
-class PostgresStore(JournalStore):
+class PostgresStore(Connections, Reading, JournalStore):
     """One journal (by name) in a PostgreSQL database; see the module docstring."""
 
     def __init__(self, conninfo: str, name: str, *, readonly: bool = False) -> None:
@@ -162,95 +78,6 @@ class PostgresStore(JournalStore):
         self._schema_ok = False
         #: the journal format version the journal was created with (set by open)
         self.version: Version = CURRENT_VERSION
-
-    # -- connections ----------------------------------------------------------------------------
-    def _connect(self) -> Any:
-        psycopg = _psycopg()
-        try:
-            return psycopg.connect(self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                                   application_name="desiru")
-        except psycopg.ProgrammingError as exc:
-            raise DesiruError(f"not a valid PostgreSQL connection string: {one_line(exc)}", path=self.name,
-                              hint=URL_HINT) from None
-        except psycopg.Error as exc:
-            text = one_line(exc)
-            if "does not exist" in text and "database" in text:
-                hint = "create the database (createdb NAME) or fix the URL's database name"
-            elif "password" in text or "authentication" in text:
-                hint = "put the password in ~/.pgpass (or PGPASSFILE / PGSERVICE / PGPASSWORD), never in the URL"
-            else:
-                hint = "check that the server is running and the URL's host and port"
-            raise DesiruError(f"cannot connect to PostgreSQL: {text}", path=self.name, hint=hint) from None
-
-    def _connection(self) -> Any:
-        """The open connection; (re)connects with bounded retries and retakes the writer lock."""
-        if os.getpid() != self._pid:
-            raise DesiruError("this PostgreSQL journal was opened in another process (before a fork)",
-                              path=self.name, hint="open the journal again in this process")
-        conn = self._conn
-        if conn is not None and not conn.closed and not conn.broken:
-            return conn
-        self._drop()
-        delay = RECONNECT_DELAY
-        for attempt in range(RECONNECT_ATTEMPTS):
-            try:
-                conn = self._connect()
-                break
-            except DesiruError:
-                if attempt == RECONNECT_ATTEMPTS - 1 or self._row is None:
-                    raise  # never reached: fail at once; reached before: retry a bounded number of times
-                time.sleep(delay)
-                delay *= 2
-        self._conn = conn
-        if self._locked:
-            self._locked = False
-            try:
-                self._take_lock(conn)
-            except JournalLockedError as exc:
-                raise JournalLockedError("the connection was lost and another writer took this journal meanwhile",
-                                         path=self.name, hint="close the journal and open it again") from exc
-            except _psycopg().Error as exc:
-                self._drop()
-                raise DesiruError(f"taking the writer lock again failed: {one_line(exc)}", path=self.name,
-                                  hint="the next call tries again") from None
-        return conn
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and os.getpid() == self._pid:  # a forked child never hangs up its parent's session
-            try:
-                conn.close()
-            except Exception:  # a broken socket: nothing left to release
-                pass
-
-    def _run(self, what: str, fn: Callable[[Any], Any], *, retry: bool = True) -> Any:
-        """``fn(connection)`` under the store's mutex, driver errors turned into DesiruError.
-
-        A read that meets a lost connection runs once more on a new one (reads change nothing).
-        """
-        psycopg = _psycopg()
-        with self._mutex:
-            for attempt in (0, 1):
-                conn = self._connection()
-                try:
-                    return fn(conn)
-                except psycopg.errors.UndefinedTable as exc:
-                    raise self._missing_table(exc) from None
-                except psycopg.OperationalError as exc:
-                    if not (conn.closed or conn.broken):
-                        raise DesiruError(f"{what} failed: {one_line(exc)}", path=self.name) from None
-                    self._drop()
-                    if not retry or attempt:
-                        raise DesiruError(f"{what} failed: the connection to PostgreSQL was lost ({one_line(exc)})",
-                                          path=self.name, hint="the next call reconnects") from None
-                except psycopg.Error as exc:
-                    raise DesiruError(f"{what} failed: {one_line(exc)}", path=self.name) from None
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _missing_table(self, exc: Any) -> DesiruError:
-        return DesiruError(f"a desiru table is missing from the database ({one_line(exc)})", path=self.name,
-                           hint="restore the desiru_* tables from a backup, or drop desiru_schema so that the "
-                           "next open creates them afresh (the journals in them are lost)")
 
     # -- schema ----------------------------------------------------------------------------------
     def _schema_version(self, conn: Any) -> int:
@@ -416,7 +243,7 @@ class PostgresStore(JournalStore):
     def _commit(self, make: Callable[[int], Sequence[tuple[int, bytes]]], *, exclusive: bool
                 ) -> Sequence[tuple[int, bytes]]:
         """One transaction: lock the journal row, build the records after its last seq, insert them."""
-        psycopg = _psycopg()
+        psycopg = psycopg_driver()
         row = self._need_row()
         with self._mutex:
             conn = self._connection_for_commit()
@@ -518,79 +345,6 @@ class PostgresStore(JournalStore):
     def sync(self) -> None:
         """Nothing to do: a commit is durable when its transaction returns."""
 
-    # -- reading -----------------------------------------------------------------------------------
-    def read(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes]]:
-        for chunk in self.read_chunks(start, stop):
-            for seq, _pos, payload in chunk:
-                yield seq, payload
-
-    def read_chunks(self, start: int = 0, stop: int | None = None
-                    ) -> Iterator[list[tuple[int, Any, bytes]]]:
-        row = self._need_row()
-        upto = (1 << 62) if stop is None else stop
-        expect: int | None = None
-        while True:
-            def fn(conn: Any, start: int = start) -> list[Any]:
-                cur = conn.cursor(binary=True)
-                return cur.execute("SELECT seq, payload FROM desiru_records WHERE journal = %s AND seq >= %s AND "
-                                   "seq < %s ORDER BY seq LIMIT %s", (row, start, upto, READ_PAGE)).fetchall()
-
-            rows = self._run("reading the journal", fn)
-            if not rows:
-                return
-            if expect is not None and rows[0][0] != expect:
-                raise CorruptDataError(f"records {expect}..{rows[0][0] - 1} are missing", path=self.name,
-                                       seq=expect, hint="they were compacted away while reading, or deleted by hand")
-            expect = rows[-1][0] + 1
-            if expect - rows[0][0] != len(rows):
-                bad = next(i for i, r in enumerate(rows) if r[0] != rows[0][0] + i)
-                raise CorruptDataError(f"record seq {rows[bad - 1][0] + 1} is missing", path=self.name,
-                                       seq=rows[bad - 1][0] + 1, hint="restore the table from a backup")
-            yield [(s, None, bytes(p)) for s, p in rows]
-            if len(rows) < READ_PAGE:
-                return
-            start = expect
-
-    def last_seq(self) -> int:
-        row = self._need_row()
-        return int(self._run("reading the head", lambda conn: conn.execute(
-            "SELECT last_seq FROM desiru_journals WHERE id = %s", (row,)).fetchone()[0]))
-
-    def first_seq(self) -> int:
-        row = self._need_row()
-        last, low = self._run("reading the first seq", lambda conn: conn.execute(
-            "SELECT last_seq, (SELECT min(seq) FROM desiru_records WHERE journal = %s) FROM desiru_journals "
-            "WHERE id = %s", (row, row)).fetchone())
-        return int(low) if low is not None else int(last) + 1
-
-    def wait_for_append(self, after_seq: int, timeout: float, poll: float = 0.02) -> bool:
-        """Wait on LISTEN (woken by the NOTIFY every commit sends) until ``last_seq() > after_seq``."""
-        psycopg = _psycopg()
-        row = self._need_row()
-        deadline = time.monotonic() + max(0.0, timeout)
-        with self._mutex:
-            listen = self._listen
-            if listen is None or listen.closed or listen.broken:
-                try:
-                    listen = self._connect()
-                    listen.execute("LISTEN desiru_journal")
-                except (DesiruError, psycopg.Error):
-                    return super().wait_for_append(after_seq, timeout, poll)  # polling still works
-                self._listen = listen
-        if self.last_seq() > after_seq:  # LISTEN is active now: no commit after this look is missed
-            return True
-        try:
-            while (left := deadline - time.monotonic()) > 0:
-                for note in listen.notifies(timeout=left, stop_after=1):
-                    jid, _, seq = note.payload.partition(" ")
-                    if jid == str(row) and seq.isdigit() and int(seq) > after_seq:
-                        return True
-        except psycopg.Error:
-            with self._mutex:
-                self._listen = None
-            return self.last_seq() > after_seq
-        return self.last_seq() > after_seq
-
     # -- cutting and dropping ----------------------------------------------------------------------
     def recover(self) -> CutReport | None:
         """Nothing is ever torn: a commit is one transaction."""
@@ -683,4 +437,5 @@ class PostgresStore(JournalStore):
             (row, row)).fetchone()[0]))
 
 
-__all__ = ["CHANNEL", "SCHEMA_VERSION", "PostgresStore", "register_schema_migration", "safe_url"]
+__all__ = ["CHANNEL", "RECONNECT_ATTEMPTS", "RECONNECT_DELAY", "SCHEMA_VERSION", "PostgresStore",
+           "register_schema_migration", "safe_url"]
