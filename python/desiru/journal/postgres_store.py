@@ -46,9 +46,9 @@ from desiru.journal.postgres_connect import (
     RECONNECT_ATTEMPTS,
     RECONNECT_DELAY,
     Connections,
-    psycopg_driver,
     check_name,
     one_line,
+    psycopg_driver,
     safe_url,
 )
 from desiru.journal.postgres_read import CHANNEL, Reading
