@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("model", ("desiru.program", "desiru.module", "desiru.signature", "desiru.example", "desiru.registry",
                "desiru.state", "desiru.lm", "desiru.prompt", "desiru.persistence", "desiru.adapters")),
     ("engine", ("desiru._engine", "desiru._native", "desiru._pure", "desiru._pure.*")),
-    ("base", ("desiru.errors", "desiru._version", "desiru.atomic", "desiru.progress")),
+    ("base", ("desiru.errors", "desiru._version", "desiru.atomic", "desiru.progress", "desiru.gcpause")),
 ]
 
 

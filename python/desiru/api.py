@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from desiru import files
+from desiru import files, gcpause
 from desiru.errors import DesiruError
 from desiru.module import Module
 from desiru.program import Program
@@ -27,11 +27,12 @@ def load(path: str | os.PathLike[str], key: bytes | str | None = None, *, cls: t
         mapped = lazy_open.open_mapped(path)
         if mapped is not None:
             return files.load_lazily(mapped, _program_class(cls, path), any_class=any_class)
-    doc = load_document(path, key=key, verify=verify)
-    if doc.kind == "module":
-        target = cls if isinstance(cls, type) and issubclass(cls, Module) else Module
-        return target.from_state(doc.state, path=os.fspath(path), copy=False)
-    return files.from_document(_program_class(cls, path), doc, any_class=any_class)
+    with gcpause.paused():  # decoding and building make a large tree without cycles
+        doc = load_document(path, key=key, verify=verify)
+        if doc.kind == "module":
+            target = cls if isinstance(cls, type) and issubclass(cls, Module) else Module
+            return target.from_state(doc.state, path=os.fspath(path), copy=False)
+        return files.from_document(_program_class(cls, path), doc, any_class=any_class)
 
 
 def _program_class(cls: type | None, path: str | os.PathLike[str]) -> type[Program]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, TypeVar
 
-from desiru import adapters, persistence
+from desiru import adapters, gcpause, persistence
 from desiru.errors import DesiruError, UnknownModuleError
 from desiru.module import Module
 from desiru.persistence import LoadedDocument, SaveResult
@@ -40,7 +40,8 @@ def load(cls: type[P], path: str | os.PathLike[str], *, key: bytes | str | None 
     mapped = lazy.open_mapped(path) if lazy_open and key is None and verify else None
     if mapped is not None:
         return load_lazily(mapped, cls, any_class=any_class)  # type: ignore[return-value]
-    return from_document(cls, load_document(path, key=key, verify=verify), any_class=any_class)
+    with gcpause.paused():  # decoding and building make a large tree without cycles
+        return from_document(cls, load_document(path, key=key, verify=verify), any_class=any_class)
 
 
 def from_document(cls: type[P], doc: LoadedDocument, *, any_class: bool = False) -> P:
@@ -48,16 +49,18 @@ def from_document(cls: type[P], doc: LoadedDocument, *, any_class: bool = False)
     if doc.kind != "program":
         raise DesiruError(f"this {'file' if doc.path else 'document'} holds a {doc.kind}, not a program",
                           path=doc.path, hint="load it with import_module() or desiru.load()")
-    program = cls.from_state(doc.state, path=doc.path, copy=False, any_class=any_class)
+    with gcpause.paused():  # hundreds of thousands of demos, none in a cycle
+        program = cls.from_state(doc.state, path=doc.path, copy=False, any_class=any_class)
     program._unknown_header = unknown_header_fields(dict(doc.header)) or None
     return program
 
 
 def module_from_state(state: dict[str, Any], path: str | None) -> Module | Program:
     """The module (or nested program, by its ``kind``) a table entry holds."""
-    if state.get("kind") == "program":
-        return Program.from_state(state, path=path, copy=False)
-    return Module.from_state(state, path=path, copy=False)
+    with gcpause.paused():
+        if state.get("kind") == "program":
+            return Program.from_state(state, path=path, copy=False)
+        return Module.from_state(state, path=path, copy=False)
 
 
 def load_module(path: str | os.PathLike[str], name: str, *, key: bytes | str | None = None) -> Module | Program:

@@ -15,7 +15,7 @@ from typing import Any
 
 import xxhash
 
-from desiru import _engine
+from desiru import _engine, gcpause
 from desiru.atomic import atomic_write
 from desiru.errors import CorruptDataError, DesiruError
 from desiru.persistence import SaveResult
@@ -78,7 +78,8 @@ def deserialize_document(
     if early is not None:
         envelope.check_newer(early, path)
     try:
-        tree = formats.decode(raw, fmt, path)
+        with gcpause.paused():  # a large tree of fresh dicts and lists, none in a cycle
+            tree = formats.decode(raw, fmt, path)
     except CorruptDataError:
         if verify and early == envelope.CURRENT_VERSION:
             _name_damaged_module(raw, path)
