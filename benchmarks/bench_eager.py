@@ -1,0 +1,148 @@
+"""Eager save and load of the large program against pickle and ormsgpack, in one run (issue 16 item 2).
+
+    python benchmarks/bench_eager.py [--quick] [--rounds N]
+
+Each round times, in alternating order so that a busy machine weighs on all alike:
+- desiru: ``program.save(path)`` (durable: fsync of file and folder; xxh3 and sha256) and ``ds.load(path)``;
+- pickle protocol 5 of the same Program object: dump to a file, load from it;
+- ormsgpack by hand: ``ormsgpack.packb(program.to_state())`` written to a file, and read +
+  ``ormsgpack.unpackb`` + ``Program.from_state`` (no checksum, no fsync, no version).
+The ormsgpack save is timed twice: a plain write, and with fsync of the file and its folder as
+desiru's save does. Reports median and p90 of the rounds, the ratios of medians, the save's p90 / median, and the
+peak memory of ``ds.load`` in a fresh interpreter against the loaded program's own size.
+Targets: save+load >= 1.5x pickle; >= 1.0x the ormsgpack path in each direction; peak load
+memory <= 1.3x the loaded program; save p90 within 1.5x its median.
+Writes the "Eager save and load" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import ormsgpack
+from bench_documents import _PEAK_SCRIPT, BigProgram
+from data import large_state, small_state
+from report import machine, med_p90, table, write_section
+
+import desiru as ds
+from desiru import _engine
+
+
+def held_size(path: Path) -> int:
+    """RSS a loaded program holds (fresh interpreter, after gc): what "the loaded program's size" is."""
+    import json
+
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(path)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small data and few rounds (a smoke test)")
+    ap.add_argument("--rounds", type=int, default=9)
+    args = ap.parse_args()
+    rounds = 2 if args.quick else args.rounds
+    state = small_state() if args.quick else large_state()
+    program = BigProgram.from_state(state)
+    times: dict[str, list[float]] = {k: [] for k in (
+        "desiru save", "desiru load", "pickle dump", "pickle load", "ormsgpack save", "ormsgpack save+fsync",
+    "ormsgpack load")}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        folder = Path(tmp)
+        ours, pick, orm = folder / "p.msgpack", folder / "p.pickle", folder / "p.ormsgpack"
+
+        def desiru_save() -> None:
+            program.save(ours)
+
+        def desiru_load() -> None:
+            ds.load(ours)
+
+        def pickle_dump() -> None:
+            with open(pick, "wb") as f:
+                pickle.dump(program, f, protocol=5)
+
+        def pickle_load() -> None:
+            with open(pick, "rb") as f:
+                pickle.load(f)
+
+        def orm_save() -> None:
+            orm.write_bytes(ormsgpack.packb(program.to_state(copy=False)))
+
+        def orm_save_durable() -> None:  # the same durability as desiru's save: the file and its folder synced
+            with open(orm, "wb") as f:
+                f.write(ormsgpack.packb(program.to_state(copy=False)))
+                f.flush()
+                os.fsync(f.fileno())
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        def orm_load() -> None:
+            BigProgram.from_state(ormsgpack.unpackb(orm.read_bytes()), copy=False)
+
+        cases = [("desiru save", desiru_save), ("pickle dump", pickle_dump), ("ormsgpack save", orm_save),
+                 ("ormsgpack save+fsync", orm_save_durable), ("desiru load", desiru_load),
+                 ("pickle load", pickle_load), ("ormsgpack load", orm_load)]
+        for fn in (desiru_save, pickle_dump, orm_save):
+            fn()  # files exist, caches warm
+        for r in range(rounds):
+            order = cases if r % 2 == 0 else cases[::-1]
+            for name, fn in order:
+                gc.collect()
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+        mem = held_size(ours)
+        file_mb = ours.stat().st_size / 1e6
+    stats = {k: med_p90(v) for k, v in times.items()}
+    med = {k: v[0] for k, v in stats.items()}
+    rows = [[k, f"{stats[k][0] * 1e3:.0f}", f"{stats[k][1] * 1e3:.0f}"] for k in times]
+    both_pickle = (med["pickle dump"] + med["pickle load"]) / (med["desiru save"] + med["desiru load"])
+    save_orm = med["ormsgpack save"] / med["desiru save"]
+    save_orm_durable = med["ormsgpack save+fsync"] / med["desiru save"]
+    load_orm = med["ormsgpack load"] / med["desiru load"]
+    peak_ratio = mem["peak"] / max(mem["held"], 1)
+    tail = stats["desiru save"][1] / stats["desiru save"][0]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    lines = [
+        f"Command: `python benchmarks/bench_eager.py{' --quick' if args.quick else ''}`; "
+        f"{'small' if args.quick else 'large'} program ({file_mb:.1f} MB as msgpack); {rounds} rounds, "
+        f"alternating order; engine: {_engine.BACKEND}. Machine: {machine()}.",
+        "",
+        table(["what", "median ms", "p90 ms"], rows),
+        "",
+        f"- save+load vs pickle protocol 5: {both_pickle:.2f}x as fast (target >= 1.5x): {verdict(both_pickle >= 1.5)}",
+        f"- save vs ormsgpack.packb + write: {save_orm:.2f}x (target >= 1.0x): {verdict(save_orm >= 1.0)}; "
+        f"against the same write with fsync of file and folder (desiru's durability): {save_orm_durable:.2f}x",
+        f"- load vs read + ormsgpack.unpackb + from_state: {load_orm:.2f}x (target >= 1.0x): "
+        f"{verdict(load_orm >= 1.0)}",
+        f"- peak memory of ds.load: {mem['peak'] / 1e6:.0f} MB above the start for a program holding "
+        f"{mem['held'] / 1e6:.0f} MB = {peak_ratio:.2f}x (target <= 1.3x): {verdict(peak_ratio <= 1.3)}",
+        f"- save p90 / median: {tail:.2f} (target <= 1.5): {verdict(tail <= 1.5)}",
+        "",
+        "desiru's save is durable (fsync of the file and its folder) and hashes the bytes twice (XXH3-128 of "
+        "the state, sha256 of the file); the ormsgpack path writes without fsync and checks nothing on load.",
+    ]
+    body = "\n".join(lines)
+    print(body)
+    if not args.quick:
+        write_section("Eager save and load", body)
+
+
+if __name__ == "__main__":
+    main()
