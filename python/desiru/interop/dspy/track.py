@@ -13,7 +13,8 @@ content hash of the evaluation set, the optimizer and its settings, MIPROv2's ch
 instruction and demo-set indices, and (``record_examples``) the per-example scores.
 The compiled result is tagged ``f"{run}/best"`` (moved on every run). With
 ``resume=True`` (see ``resume``) an evaluation the journal already holds is not
-run again. See docs/dspy.md.
+run again; with ``record_lm=True`` (see ``lm_record``) the LM's answers are kept in the
+journal too, and a resumed run replays them instead of calling the LM. See docs/dspy.md.
 
 This module does not import dspy; ``track()`` does.
 """
@@ -33,6 +34,7 @@ from desiru.journal.runs import check_params
 from desiru.journal.warning import JournalWarning
 
 if TYPE_CHECKING:
+    from desiru.interop.dspy.lm_record import LMRecords
     from desiru.journal.journal import Journal
     from desiru.journal.runs import Trial
 
@@ -47,14 +49,17 @@ _MINIBATCH_KEYS = frozenset({"eval_minibatch"})
 
 
 def track(journal: Journal, *, run: str = "dspy", resume: bool = False,
-          record_examples: bool | None = None) -> Tracker:
+          record_examples: bool | None = None, record_lm: bool = False) -> Tracker:
     """A dspy callback that records every candidate a dspy optimizer evaluates into ``journal``.
 
     ``run`` names the run: its params carry it and its compiled result gets tag
     ``f"{run}/best"``, so two runs in one journal never move each other's tags.
     ``resume=True`` skips evaluations the journal already scored (same program, metric
     and evaluation set) and returns the recorded score. ``record_examples`` keeps the
-    per-example scores (default: on when resuming, which needs them).
+    per-example scores (default: on when resuming, which needs them). ``record_lm=True``
+    keeps every LM answer in the journal (sealed with it when it is encrypted), keyed by a
+    hash of the request; with ``resume=True`` a request the journal answered before is
+    answered from it, without calling the LM.
     """
     from desiru.interop.dspy.live import _require_dspy
     from desiru.journal.journal import Journal
@@ -65,8 +70,15 @@ def track(journal: Journal, *, run: str = "dspy", resume: bool = False,
                           hint="open one with desiru.Journal.open('runs/x.journal')")
     if not isinstance(run, str) or not run or "/" in run:
         raise DesiruError(f"run must be a non-empty str without '/', got {run!r}", hint="e.g. run='mipro-1'")
+    if not isinstance(record_lm, bool):
+        raise DesiruError(f"record_lm must be True or False, got {record_lm!r}")
     tracker = Tracker(journal, run=run, resume=resume,
-                      record_examples=resume if record_examples is None else bool(record_examples))
+                      record_examples=resume if record_examples is None else bool(record_examples),
+                      record_lm=record_lm)
+    if record_lm:
+        from desiru.interop.dspy import lm_record
+
+        lm_record.install()
     if resume:
         from desiru.interop.dspy.resume import install
 
@@ -234,18 +246,28 @@ class Tracker(_Callbacks):
 
     ``stats`` counts what it did: ``evaluated`` (evaluations run and committed), ``resumed``
     (evaluations answered from the journal), ``metric_calls`` (per-example metric results it
-    saw) and ``metric_calls_saved`` (those a resumed evaluation did not make). ``errors`` holds
+    saw) and ``metric_calls_saved`` (those a resumed evaluation did not make); with
+    ``record_lm`` also ``lm_calls`` (requests that went to the LM), ``lm_replayed`` (answered
+    from the journal), ``lm_recorded`` (answers appended) and ``lm_unrecorded`` (calls that
+    are not plain JSON, left alone). ``lm_records`` is the journal's index of answers. ``errors`` holds
     journal errors met inside dspy's callbacks (dspy logs and swallows exceptions from
     callbacks; the tracker also warns with a JournalWarning).
     """
 
-    def __init__(self, journal: Journal, *, run: str, resume: bool, record_examples: bool) -> None:
+    def __init__(self, journal: Journal, *, run: str, resume: bool, record_examples: bool,
+                 record_lm: bool = False) -> None:
         self.journal = journal
         self.run = run
         self.resume = resume
         self.record_examples = record_examples
         self.best_tag = f"{run}/best"
         self.stats = {"evaluated": 0, "resumed": 0, "metric_calls": 0, "metric_calls_saved": 0}
+        self.lm_records: LMRecords | None = None
+        if record_lm:
+            from desiru.interop.dspy.lm_record import LMRecords
+
+            self.lm_records = LMRecords(journal)
+            self.stats.update(lm_calls=0, lm_replayed=0, lm_recorded=0, lm_unrecorded=0)
         self.errors: list[BaseException] = []
         self.eval_set_hash = EvalSetHasher()
         self._lock = threading.RLock()
@@ -253,6 +275,11 @@ class Tracker(_Callbacks):
         self._compiles: dict[str, _Run | None] = {}
         self._run: _Run | None = None
         self._contexts: list[Any] = []
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to ``stats[name]`` (thread-safe)."""
+        with self._lock:
+            self.stats[name] = self.stats.get(name, 0) + n
 
     def __repr__(self) -> str:
         return f"<desiru dspy tracker run={self.run!r} resume={self.resume} {self.stats}>"
