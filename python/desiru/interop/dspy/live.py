@@ -96,6 +96,14 @@ def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_
     (``drift.align``): drift raises a DesiruError unless ``fields="by_name"``, ``rename=``
     or ``check_types=False`` say what to do (docs/dspy.md).
     """
+    return _to_dspy(program, into, copy=copy, allow_unsafe_lm_state=allow_unsafe_lm_state, fields=fields,
+                    rename=rename, check_types=check_types, owned=False)
+
+
+def _to_dspy(program: Program, into: Any, *, copy: bool, allow_unsafe_lm_state: bool, fields: str,
+             rename: Mapping[str, str] | None, check_types: bool, owned: bool) -> Any:
+    """``to_dspy``; with ``owned`` nobody else holds ``program`` (just read from a file), so its demo
+    dicts become the dspy demos without a copy."""
     dspy = _require_dspy()
     if not isinstance(program, Program):
         raise DesiruError(f"to_dspy needs a desiru Program, got {type(program).__qualname__}")
@@ -107,7 +115,7 @@ def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_
         program = rename_fields(program, rename)
     target = into.deepcopy() if copy else into
     # as the installed dspy keeps it: a program read from an older release's save is brought forward
-    entries, _ = upgrade.modules_for(program, dspy.__version__)
+    entries, _ = upgrade.modules_for(program, dspy.__version__, owned=owned)
     states = {name: state for name, (_, state) in entries.items()}
     params = dict(target.named_parameters())
     missing = [n for n in params if n not in states]
@@ -128,8 +136,9 @@ def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_
         target.load_state(ordered, allow_unsafe_lm_state=True)
     else:
         target.load_state(ordered)
+    factory = ExampleFactory(dspy.Example)
     for name, param in params.items():
-        _restore_live(param, entries[name][0], dspy)
+        _restore_live(param, entries[name][0], factory, owned)
     return target
 
 
@@ -153,13 +162,19 @@ def _warn_dropped_endpoints(states: dict[str, Any]) -> None:
                           "to keep them for a trusted program", LMStateWarning, stacklevel=3)
 
 
-def _restore_live(param: Any, module: Any, dspy: Any) -> None:
-    """What dspy's load_state does not restore: Example demos with input keys, and config."""
+def _restore_live(param: Any, module: Any, factory: ExampleFactory, owned: bool) -> None:
+    """What dspy's load_state does not restore: Example demos with input keys, and config.
+
+    ``owned``: the demos dspy was given are the module's own dicts, input keys included
+    (``states._dspy_demos``): each becomes an Example in place.
+    """
     meta = _meta(module.metadata)
     if "raw" in meta:
         return
     demos = getattr(param, "demos", None)
-    if isinstance(demos, list) and len(demos) == len(module.demos):
+    if owned and isinstance(demos, list):
+        factory.adopt_marked(demos, INPUT_KEYS)
+    elif isinstance(demos, list) and len(demos) == len(module.demos):
         marks = [getattr(d, "_data", d).get(INPUT_KEYS, _PLAIN) for d in module.demos]
         at = [i for i, mark in enumerate(marks) if mark is not _PLAIN]  # the demos that were dspy.Examples
         fields = []
@@ -167,7 +182,7 @@ def _restore_live(param: Any, module: Any, dspy: Any) -> None:
             f = demos[i]  # the dict made for this load (taken without a copy), unless dspy changed it
             fields.append(f if type(f) is dict and INPUT_KEYS not in f else
                           {k: v for k, v in dict(f).items() if k != INPUT_KEYS})
-        made = ExampleFactory(dspy.Example).make_all(
+        made = factory.make_all(
             fields, [marks[i] if isinstance(marks[i], list) else None for i in at])
         for i, ex in zip(at, made):
             demos[i] = ex
@@ -190,4 +205,5 @@ def load(path: str | os.PathLike[str], into: Any, *, key: bytes | str | None = N
     if not isinstance(obj, Program):
         raise DesiruError("this file holds a single module, not a program", path=path,
                           hint="save the whole dspy program with desiru.interop.dspy.save(module, path)")
-    return to_dspy(obj, into, copy=copy, allow_unsafe_lm_state=allow_unsafe_lm_state)
+    return _to_dspy(obj, into, copy=copy, allow_unsafe_lm_state=allow_unsafe_lm_state, fields="strict", rename=None,
+                    check_types=True, owned=True)
