@@ -123,6 +123,40 @@ def test_async_calls_replay_too(tmp_path: Path, rule_lm: RuleLM) -> None:
         assert rule_lm.calls == 1 and tracker.stats["lm_replayed"] == 1
 
 
+class CountingEngine:
+    """A dspy lm15 engine (what dspy.LM(engine=...) calls): echoes the last message, counting its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def complete(self, request: Any) -> Any:
+        from dspy.lm15 import Message, Response, TextPart, Usage
+
+        self.calls += 1
+        text = f"echo: {request.messages[-1].text}"
+        return Response(id=None, model="echo", message=Message.assistant([TextPart(text)]), finish_reason="stop",
+                        usage=Usage(input_tokens=1, output_tokens=2, total_tokens=3))
+
+
+def test_explicit_lm15_requests_replay_as_responses(tmp_path: Path) -> None:
+    from dspy.lm15 import Message, Request, Response
+
+    engine = CountingEngine()
+    lm = dspy.LM("echo/model", engine=engine, cache=False)
+    request = Request(model="echo/model", messages=(Message.user("hello"),))
+    with ds.Journal.open(tmp_path / "run.journal") as j:
+        with dd.track(j, run="r", record_lm=True) as tracker:
+            first = lm(request)
+            lm(Request(model="echo/model", messages=(Message.user("other"),)))
+        assert tracker.stats["lm_recorded"] == 2 and engine.calls == 2
+        with dd.track(j, run="r", resume=True, record_lm=True) as tracker:
+            again = lm(request=request)  # the same request, by keyword
+        assert engine.calls == 2 and tracker.stats["lm_replayed"] == 1
+        assert isinstance(again, Response) and again == first and again.text == "echo: hello"
+        (event, _) = [e for e in j.events() if isinstance(e, LMResponseRecorded)]
+        assert plain(event.payload["outputs"]) and "lm15.Response" in event.payload["outputs"]
+
+
 def test_what_is_not_plain_json_is_left_to_the_lm(tmp_path: Path, rule_lm: RuleLM) -> None:
     class Odd(RuleLM):
         def forward(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:

@@ -13,8 +13,10 @@ never the API key or endpoint), and:
 - otherwise the LM is called and its answer appended as an ``LMResponseRecorded`` event,
   sealed like every record of an encrypted journal. Only the hash of the request is kept.
 
-Only JSON values are stored (never a pickle): a request or an answer that is not plain JSON
-(an lm15 ``Request``, logprob objects, a streaming call) goes to the LM and is not recorded.
+Only JSON values are stored (never a pickle): an explicit ``dspy.lm15.Request`` and the
+``Response`` it gets are kept in lm15's own dict form (``{"lm15.Response": ...}``, without
+provider data); a request or an answer that is not plain JSON (logprob objects, a streaming
+call) goes to the LM and is not recorded.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ _install_lock = threading.Lock()
 IGNORED_KWARGS = frozenset({"api_key", "api_base", "base_url", "api_version", "num_retries", "timeout",
                             "request_timeout", "headers", "extra_headers", "cache", "callbacks"})
 _MAX_DEPTH = 64
+#: the outputs of an explicit lm15 Request call: {RESPONSE: the Response as lm15's dict form}
+RESPONSE = "lm15.Response"
 
 
 class Unrecordable(Exception):
@@ -55,12 +59,16 @@ def _canon(value: Any) -> Any:
     raise Unrecordable(type(value).__qualname__)
 
 
-def request_key(lm: Any, prompt: Any, messages: Any, kwargs: dict[str, Any]) -> str:
-    """A stable hash of one LM request: model, model type, prompt or messages, the settings that matter."""
+def request_key(lm: Any, prompt: Any, messages: Any, kwargs: dict[str, Any],
+                request: dict[str, Any] | None = None) -> str:
+    """A stable hash of one LM request: model, model type, prompt or messages (or an lm15 Request in its
+    dict form), the settings that matter."""
     settings = {**(getattr(lm, "kwargs", None) or {}), **kwargs}
     doc = {"model": str(getattr(lm, "model", "")), "model_type": getattr(lm, "model_type", None),
            "prompt": prompt, "messages": messages,
            "kwargs": {k: v for k, v in settings.items() if k not in IGNORED_KWARGS}}
+    if request is not None:
+        doc["request"] = request
     try:
         text = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_canon)
     except (TypeError, ValueError, RecursionError) as exc:  # circular or exotic values
@@ -143,27 +151,77 @@ def _recorders(lm: Any) -> list[Any]:
     return [c for c in callbacks if isinstance(c, Tracker) and c.lm_records is not None]
 
 
-def _request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
-    """(prompt, messages, other kwargs) of a ``BaseLM.__call__(prompt=None, *, messages=None, **kwargs)``."""
+def _lm15() -> Any:
+    """dspy's lm15 ``Request`` and ``Response`` classes and their dict forms (None: this dspy has none)."""
+    try:
+        from dspy._vendor.lm15.serde import request_to_dict, response_from_dict, response_to_dict
+        from dspy.lm15 import Request, Response
+    except ImportError:
+        return None
+    return Request, Response, request_to_dict, response_to_dict, response_from_dict
+
+
+def _key(lm: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, bool]:
+    """The key of a ``BaseLM.__call__(prompt=None, *, messages=None, **kwargs)`` call, and whether it is
+    an explicit lm15 Request (answered with an lm15 Response)."""
+    import dspy
+
     rest = dict(kwargs)
     prompt = args[0] if args else rest.pop("prompt", None)
     messages = rest.pop("messages", None)
-    if len(args) > 1 or "request" in rest or not plain(prompt) or not plain(messages):
+    request = rest.pop("request", None)
+    lm15 = _lm15()
+    if lm15 is not None and isinstance(prompt, lm15[0]):
+        request, prompt = prompt, None
+    if len(args) > 1 or dspy.settings.get("send_stream") is not None:
+        raise Unrecordable("positional arguments, or a streaming call")
+    if request is not None:
+        if lm15 is None or not isinstance(request, lm15[0]) or prompt is not None or messages is not None:
+            raise Unrecordable("not one lm15 Request")
+        try:
+            as_dict = lm15[2](request)
+        except (TypeError, ValueError) as exc:
+            raise Unrecordable(str(exc)) from None
+        return request_key(lm, None, None, rest, as_dict), True
+    if not plain(prompt) or not plain(messages):
         raise Unrecordable("not a plain prompt or messages call")
-    import dspy
-
-    if dspy.settings.get("send_stream") is not None:
-        raise Unrecordable("a streaming call")
-    return prompt, messages, rest
+    return request_key(lm, prompt, messages, rest), False
 
 
 class _Call:
-    """One LM call as the wrapper sees it: the tracker that answers or records it, and its key."""
+    """One LM call as the wrapper sees it: the tracker that answers or records it, its key, its kind."""
 
-    __slots__ = ("key", "tracker")
+    __slots__ = ("key", "tracker", "typed")
 
-    def __init__(self, tracker: Any, key: str) -> None:
-        self.tracker, self.key = tracker, key
+    def __init__(self, tracker: Any, key: str, typed: bool) -> None:
+        self.tracker, self.key, self.typed = tracker, key, typed
+
+
+def _stored(call: _Call, outputs: Any) -> Any:
+    """What the journal keeps of an answer (None: it cannot be kept exactly)."""
+    if not call.typed:
+        return outputs if plain(outputs) else None
+    lm15 = _lm15()
+    if lm15 is None or not isinstance(outputs, lm15[1]):
+        return None
+    try:
+        as_dict = lm15[3](outputs)
+    except (TypeError, ValueError):
+        return None
+    return {RESPONSE: as_dict} if plain(as_dict) else None
+
+
+def _answer(call: _Call, stored: Any) -> tuple[bool, Any]:
+    """(True, the answer as the LM returns it) from what the journal kept; (False, None) when unusable."""
+    if not call.typed:
+        return True, stored
+    lm15 = _lm15()
+    if lm15 is None or not isinstance(stored, dict) or not isinstance(stored.get(RESPONSE), dict):
+        return False, None
+    try:
+        return True, lm15[4](stored[RESPONSE])
+    except (TypeError, ValueError, KeyError):
+        return False, None
 
 
 def _begin(lm: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[_Call | None, bool, Any]:
@@ -173,13 +231,13 @@ def _begin(lm: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[_Cal
         return None, False, None
     tracker = trackers[0]
     try:
-        prompt, messages, rest = _request(args, kwargs)
-        call = _Call(tracker, request_key(lm, prompt, messages, rest))
+        call = _Call(tracker, *_key(lm, args, kwargs))
     except Unrecordable:
         tracker.count("lm_unrecorded")
         return None, False, None
     if tracker.resume:
-        found, outputs = _guarded(tracker, lambda: tracker.lm_records.get(call.key), (False, None))
+        found, stored = _guarded(tracker, lambda: tracker.lm_records.get(call.key), (False, None))
+        found, outputs = _answer(call, stored) if found else (False, None)
         if found:
             tracker.count("lm_replayed")
             return None, True, outputs
@@ -192,10 +250,11 @@ def _end(lm: Any, call: _Call | None, outputs: Any) -> Any:
     if call is None:
         return outputs
     tracker = call.tracker
-    if not plain(outputs):
+    stored = _stored(call, outputs)
+    if stored is None:
         tracker.count("lm_unrecorded")
         return outputs
-    if _guarded(tracker, lambda: tracker.lm_records.put(call.key, str(getattr(lm, "model", "")), outputs), False):
+    if _guarded(tracker, lambda: tracker.lm_records.put(call.key, str(getattr(lm, "model", "")), stored), False):
         tracker.count("lm_recorded")
     return outputs
 
@@ -240,4 +299,4 @@ def install() -> None:
         BaseLM.acall = acall
 
 
-__all__ = ["IGNORED_KWARGS", "LMRecords", "install", "plain", "request_key"]
+__all__ = ["IGNORED_KWARGS", "RESPONSE", "LMRecords", "install", "plain", "request_key"]
