@@ -142,13 +142,12 @@ class LMRecords:
 
 
 def _recorders(lm: Any) -> list[Any]:
-    """The recording trackers among the active callbacks (dspy's settings, then the LM's own)."""
+    """The recording trackers among the active callbacks (dspy's settings, then the LM's own): the
+    callbacks holding an ``LMRecords`` (desiru.interop.dspy.track.Tracker with record_lm=True)."""
     import dspy
 
-    from desiru.interop.dspy.track import Tracker
-
     callbacks = [*dspy.settings.get("callbacks", []), *(getattr(lm, "callbacks", None) or [])]
-    return [c for c in callbacks if isinstance(c, Tracker) and c.lm_records is not None]
+    return [c for c in callbacks if isinstance(getattr(c, "lm_records", None), LMRecords)]
 
 
 def _lm15() -> Any:

@@ -30,6 +30,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from desiru.errors import DesiruError
+from desiru.interop.dspy.scores import MINIBATCH_SCORE, example_score, pack_examples, traced, unpack_examples
 from desiru.journal.runs import check_params
 from desiru.journal.warning import JournalWarning
 
@@ -43,8 +44,6 @@ logger = logging.getLogger(__name__)
 #: params keys the tracker writes (a trial's ``params``)
 RUN, ROLE, OPTIMIZER, SETTINGS, METRIC, EVAL_SET, EVAL, CHOICE, EXAMPLES = (
     "run", "role", "optimizer", "settings", "metric", "eval_set", "eval", "choice", "examples")
-#: metrics key of a score measured on a minibatch (kept out of ``score`` so best() ranks full evaluations)
-MINIBATCH_SCORE = "minibatch_score"
 _MINIBATCH_KEYS = frozenset({"eval_minibatch"})
 
 
@@ -110,33 +109,6 @@ def metric_name(metric: Any) -> str:
     return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
 
 
-def example_score(value: Any) -> float | None:
-    """One metric result as a float: bools, numbers, and dspy.Prediction(score=...) (GEPA's feedback)."""
-    if value is None:
-        return None
-    score = getattr(value, "score", value) if not isinstance(value, (int, float)) else value
-    try:
-        return float(score)
-    except (TypeError, ValueError):
-        return None
-
-
-def pack_examples(scores: list[float | None]) -> Any:
-    """Per-example scores, compactly: a "0110" string when all are 0 or 1, else a list of floats."""
-    if all(s in (0.0, 1.0) for s in scores):
-        return "".join("1" if s == 1.0 else "0" for s in scores)
-    return [0.0 if s is None else s for s in scores]
-
-
-def unpack_examples(packed: Any) -> list[float] | None:
-    """The per-example scores ``pack_examples`` stored (None when absent or malformed)."""
-    if isinstance(packed, str) and set(packed) <= {"0", "1"}:
-        return [1.0 if c == "1" else 0.0 for c in packed]
-    if isinstance(packed, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in packed):
-        return [float(x) for x in packed]
-    return None
-
-
 class EvalSetHasher:
     """Content hashes of evaluation sets (sha256 of each example's fields and input keys), cached.
 
@@ -193,16 +165,6 @@ def optimizer_settings(optimizer: Any) -> dict[str, Any]:
 def _instructions(program: Any) -> tuple[tuple[str, str], ...]:
     """Predictor name -> instructions of a dspy module (what a GEPA candidate is made of)."""
     return tuple((name, p.signature.instructions) for name, p in program.named_predictors())
-
-
-def traced(program: Any) -> bool:
-    """True for a program run with its ``forward`` patched on the instance to capture traces.
-
-    That is dspy's ``bootstrap_trace_data`` (GEPA evaluates its candidates so). Its predictions
-    are (prediction, trace) pairs; a resumed run answers only its full evaluations, never the
-    minibatches GEPA reflects on (their traces are needed).
-    """
-    return "forward" in getattr(program, "__dict__", {})
 
 
 class _Evaluation:
