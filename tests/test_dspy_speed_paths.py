@@ -170,3 +170,31 @@ def test_load_from_a_file_gives_what_to_dspy_gives(tmp_path: Path) -> None:
     converted.answer.predict.demos[3]["context"].append("z")  # shares nothing with the caller's program
     converted.answer.predict.demos[2]["answer"] = "changed"
     assert program == ds.load(path)
+
+
+def test_load_takes_out_only_demos_the_state_needs_nothing_else_of(tmp_path: Path) -> None:
+    from desiru.interop.dspy.live import _detach_demos
+    from desiru.serialization.documents import load_document
+
+    path = dd.save(mixed_program(), tmp_path / "qa.msgpack").path
+    detached = _detach_demos(load_document(path).state)
+    assert sorted(detached) == ["answer.predict", "rewrite"] and len(detached["answer.predict"]) == 4
+    # a ChainOfThought read from a dspy 2.4 save: its demos are brought forward with it ('rationale' ->
+    # 'reasoning'), so they stay in the program; the load gives what to_dspy gives all the same
+    old = dd.read_dspy_save(Path(__file__).resolve().parent / "vectors" / "dspy" / "flat_2_4_cot.json")
+    old_path = old.save(tmp_path / "old.msgpack").path
+    assert _detach_demos(load_document(old_path).state) == {}
+    loaded = dd.load(old_path, into=Today())
+    converted = dd.to_dspy(ds.load(old_path), into=Today())
+    assert loaded.generate_answer.predict.dump_state() == converted.generate_answer.predict.dump_state()
+    assert loaded.generate_answer.predict.demos[0]["reasoning"] == \
+        old.get_module("generate_answer").demos[0]["rationale"]
+
+
+class Today(dspy.Module):
+    """The program of tests/vectors/dspy/flat_2_4_cot.json as today's dspy writes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.retrieve = dspy.Retrieve(k=3)
+        self.generate_answer = dspy.ChainOfThought("context, question -> answer")
