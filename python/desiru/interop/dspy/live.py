@@ -225,6 +225,9 @@ def load(path: str | os.PathLike[str], into: Any, *, key: bytes | str | None = N
                     rename=None, check_types=True, owned=True, detached=detached)
 
 
+_DICTS = frozenset({dict})
+
+
 def _detach_demos(tree: Any) -> dict[str, list[dict[str, Any]]]:
     """Take the demo lists out of a decoded program state (each left empty), by dotted module path.
 
@@ -244,7 +247,7 @@ def _detach_demos(tree: Any) -> dict[str, list[dict[str, Any]]]:
                 continue
             meta, demos = _meta(child.get("metadata")), child.get("demos")
             if ("raw" in meta or meta.get("cot") or meta.get("layout", SIGNATURE) != SIGNATURE
-                    or type(demos) is not list or not all(type(d) is dict for d in demos)):
+                    or type(demos) is not list or not _DICTS.issuperset(map(type, demos))):
                 continue
             out[f"{prefix}{name}"] = demos
             child["demos"] = []
