@@ -212,17 +212,19 @@ def load(path: str | os.PathLike[str], into: Any, *, key: bytes | str | None = N
     The program read is nobody else's: the demo dicts the file decodes to become the dspy
     demos (Examples take them), never copied nor wrapped in desiru Examples on the way.
     """
+    from desiru import gcpause
     from desiru.files import from_document
     from desiru.serialization.documents import load_document
 
-    doc = load_document(path, key=key)
-    if doc.kind != "program":
-        raise DesiruError("this file holds a single module, not a program", path=path,
-                          hint="save the whole dspy program with desiru.interop.dspy.save(module, path)")
-    detached = _detach_demos(doc.state)
-    program = from_document(Program, doc)
-    return _to_dspy(program, into, copy=copy, allow_unsafe_lm_state=allow_unsafe_lm_state, fields="strict",
-                    rename=None, check_types=True, owned=True, detached=detached)
+    with gcpause.paused():  # thousands of new dicts and Examples, none in a cycle
+        doc = load_document(path, key=key)
+        if doc.kind != "program":
+            raise DesiruError("this file holds a single module, not a program", path=path,
+                              hint="save the whole dspy program with desiru.interop.dspy.save(module, path)")
+        detached = _detach_demos(doc.state)
+        program = from_document(Program, doc)
+        return _to_dspy(program, into, copy=copy, allow_unsafe_lm_state=allow_unsafe_lm_state, fields="strict",
+                        rename=None, check_types=True, owned=True, detached=detached)
 
 
 _DICTS = frozenset({dict})
