@@ -198,3 +198,9 @@ class Today(dspy.Module):
         super().__init__()
         self.retrieve = dspy.Retrieve(k=3)
         self.generate_answer = dspy.ChainOfThought("context, question -> answer")
+
+
+def test_load_refuses_a_module_file(tmp_path: Path) -> None:
+    dd.from_dspy(mixed_program()).export_module("rewrite", tmp_path / "rewrite.json")
+    with pytest.raises(ds.DesiruError, match="single module, not a program"):
+        dd.load(tmp_path / "rewrite.json", into=QA())
