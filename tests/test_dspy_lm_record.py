@@ -70,6 +70,11 @@ def test_plain_accepts_json_values_only() -> None:
     assert plain(["text", {"text": "x", "logprobs": [0.5, None], "ok": True}])
     assert not plain([object()]) and not plain({1: "x"}) and not plain(("a",)) and not plain([b"x"])
 
+    class Score(float):
+        """A float subclass (as numpy's floats are): not stored as it is."""
+
+    assert not plain([Score(0.5)])
+
 
 # -- recording and replay in one process ---------------------------------------------------------------
 def test_recorded_answers_replay_on_resume_only(tmp_path: Path, rule_lm: RuleLM) -> None:

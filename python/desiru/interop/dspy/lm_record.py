@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from desiru.errors import DesiruError
 from desiru.journal.events import LMResponseRecorded
 from desiru.journal.warning import JournalWarning
+from desiru.state import copy_tree
 
 if TYPE_CHECKING:
     from desiru.journal.journal import Journal
@@ -41,6 +42,7 @@ _install_lock = threading.Lock()
 IGNORED_KWARGS = frozenset({"api_key", "api_base", "base_url", "api_version", "num_retries", "timeout",
                             "request_timeout", "headers", "extra_headers", "cache", "callbacks"})
 _MAX_DEPTH = 64
+_SCALARS = frozenset({str, bool, int, float})
 #: the outputs of an explicit lm15 Request call: {RESPONSE: the Response as lm15's dict form}
 RESPONSE = "lm15.Response"
 
@@ -78,7 +80,7 @@ def request_key(lm: Any, prompt: Any, messages: Any, kwargs: dict[str, Any],
 
 def plain(value: Any, depth: int = 0) -> bool:
     """True when ``value`` is made of JSON values only (str keys), so it stores and replays exactly."""
-    if value is None or isinstance(value, (str, bool, int, float)):
+    if value is None or type(value) in _SCALARS:  # exact types: subclasses (numpy floats, ...) are not JSON
         return True
     if depth >= _MAX_DEPTH:
         return False
@@ -111,11 +113,6 @@ class LMRecords:
                 self._seqs.setdefault(ev.payload["key"], ev.seq)
         self._scanned = head
 
-    def __len__(self) -> int:
-        with self._lock:
-            self._catch_up()
-            return len(self._seqs)
-
     def get(self, key: str) -> tuple[bool, Any]:
         """(True, outputs) when the journal holds an answer to ``key``, else (False, None)."""
         with self._lock:
@@ -126,7 +123,7 @@ class LMRecords:
             return False, None
         for ev in self.journal.events(start=seq, stop=seq + 1):
             if ev.type == LMResponseRecorded.type and ev.payload.get("key") == key:
-                return True, ev.payload["outputs"]
+                return True, copy_tree(ev.payload["outputs"])  # the caller's own
         return False, None
 
     def put(self, key: str, model: str, outputs: Any) -> bool:
