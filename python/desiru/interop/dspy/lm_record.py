@@ -209,8 +209,8 @@ def _stored(call: _Call, outputs: Any) -> Any:
 
 def _answer(call: _Call, stored: Any) -> tuple[bool, Any]:
     """(True, the answer as the LM returns it) from what the journal kept; (False, None) when unusable."""
-    if not call.typed:
-        return True, stored
+    if not call.typed:  # dspy's outputs of a prompt or messages call: a list (of strings or dicts)
+        return (True, stored) if type(stored) is list else (False, None)
     lm15 = _lm15()
     if lm15 is None or not isinstance(stored, dict) or not isinstance(stored.get(RESPONSE), dict):
         return False, None
