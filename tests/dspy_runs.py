@@ -1,9 +1,13 @@
 """A small optimization task for tests of tracked dspy runs, and a script that runs one.
 
-``python tests/dspy_runs.py OPTIMIZER JOURNAL KILL_AT`` runs OPTIMIZER (rs, mipro or gepa)
-tracked into JOURNAL with resume=True, SIGKILLs itself at the KILL_AT-th metric call
-(0: never), and prints one JSON line: metric calls, LM calls, the tracker's stats and the
-best trial.
+``python tests/dspy_runs.py OPTIMIZER JOURNAL KILL_AT [lm]`` runs OPTIMIZER (rs, mipro or gepa)
+tracked into JOURNAL with resume=True (and with ``lm``, record_lm=True: LM answers kept in
+the journal and replayed), SIGKILLs itself at the KILL_AT-th metric call (0: never), and
+prints one JSON line: metric calls, LM calls, the tracker's stats and the best trial.
+
+``python tests/dspy_runs.py measure`` runs each optimizer uninterrupted, killed half-way and
+resumed, without and with record_lm, and prints the metric and LM calls of each run (the
+table of docs/dspy.md).
 """
 
 from __future__ import annotations
@@ -68,6 +72,45 @@ def compile_with(opt: Any, name: str) -> Any:
     return opt.compile(student, trainset=TRAIN, valset=VAL)
 
 
+def run(args: list[str]) -> dict[str, Any] | None:
+    """This script in a fresh process; its JSON line (None when it was SIGKILLed as asked)."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, timeout=600)
+    if proc.returncode == -signal.SIGKILL and args[2] != "0":
+        return None
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def recorded_keys(path: str | Path) -> list[str]:
+    """The request keys of the LM answers a journal holds, in order."""
+    import desiru as ds
+
+    with ds.Journal.open(path, readonly=True) as journal:
+        return [e.payload["key"] for e in journal.events() if e.type == "LMResponseRecorded"]
+
+
+def measure() -> None:
+    """Metric / LM calls of uninterrupted and resumed runs, without and with recorded LM answers."""
+    import tempfile
+
+    rows = ["| optimizer | record_lm | uninterrupted: metric / LM calls | resumed after SIGKILL: metric / LM calls |",
+            "|---|---|---|---|"]
+    for name in ("rs", "mipro", "gepa"):
+        for lm in ([], ["lm"]):
+            with tempfile.TemporaryDirectory() as tmp:
+                full = run([name, f"{tmp}/full", "0", *lm])
+                assert full is not None
+                run([name, f"{tmp}/crashed", str(full["metric_calls"] // 2), *lm])
+                resumed = run([name, f"{tmp}/crashed", "0", *lm])
+                assert resumed is not None
+            rows.append(f"| {name} | {'on' if lm else 'off'} | {full['metric_calls']} / {full['lm_calls']} "
+                        f"| {resumed['metric_calls']} / {resumed['lm_calls']} |")
+    print("\n".join(rows))
+
+
 def main() -> None:
     import logging
 
@@ -75,11 +118,15 @@ def main() -> None:
     from desiru.interop import dspy as dd
 
     logging.disable(logging.WARNING)
+    if sys.argv[1:] == ["measure"]:
+        measure()
+        return
     name, path, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    record_lm = sys.argv[4:] == ["lm"]
     lm = RuleLM()
     dspy.configure(lm=lm)
     metric = Counter(kill_at)
-    with ds.Journal.open(path) as journal, dd.track(journal, run=name, resume=True) as tracker:
+    with ds.Journal.open(path) as journal, dd.track(journal, run=name, resume=True, record_lm=record_lm) as tracker:
         compiled = compile_with(optimizer(name, metric, lm), name)
         best = journal.trial(f"{name}/best")
         same = journal.replay(tag=f"{name}/best", into=dspy.Predict("question -> answer")).dump_state() == \

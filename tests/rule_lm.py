@@ -5,7 +5,8 @@ the prompt earns it: each demo in the prompt and the word "carefully" in the
 instructions raise the largest first operand it gets right. Any other output field
 (instruction proposals, summaries, reflections) gets a text that depends only on
 the prompt (so two runs see the same text), and about two thirds of the proposed
-instructions contain "carefully". ``calls`` counts the requests it answered.
+instructions contain "carefully". ``calls`` counts the requests it answered, its copies'
+included (optimizers call ``lm.copy(...)``; a copy shares the counter).
 """
 
 from __future__ import annotations
@@ -34,12 +35,17 @@ class RuleLM(dspy.BaseLM):
 
     def __init__(self) -> None:
         super().__init__(model="rules/arith", model_type="chat", temperature=0.0, max_tokens=1000, cache=False)
-        self.calls = 0
+        self._counter = {"calls": 0}  # shared with copies (dspy's copy() is shallow)
         self._lock = threading.Lock()
+
+    @property
+    def calls(self) -> int:
+        """Requests answered by this LM and its copies."""
+        return self._counter["calls"]
 
     def forward(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
         with self._lock:
-            self.calls += 1
+            self._counter["calls"] += 1
         messages = messages or [{"role": "user", "content": prompt or ""}]
         text = self.answer(messages)
         message = SimpleNamespace(content=text, tool_calls=None, role="assistant")

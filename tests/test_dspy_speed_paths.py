@@ -130,3 +130,77 @@ def test_example_factory_builds_what_dspy_builds(fields: dict[str, Any], keys: l
         assert made.inputs().toDict() == want.inputs().toDict()
     made["extra"] = 1  # its own fields and lists, shared with nothing
     assert "extra" not in fields and made._demos is not ExampleFactory(dspy.Example).make({}, None)._demos
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=4).filter(lambda k: k != dd.INPUT_KEYS), VALUES, max_size=4),
+       st.one_of(st.none(), st.lists(st.text(min_size=1, max_size=3), max_size=3)))
+def test_adopt_marked_builds_what_dspy_builds(fields: dict[str, Any], keys: list[str] | None) -> None:
+    marked, plain = {**fields, dd.INPUT_KEYS: keys}, dict(fields)
+    demos = [marked, plain]
+    ExampleFactory(dspy.Example).adopt_marked(demos, dd.INPUT_KEYS)
+    want = dspy.Example(fields)
+    want = want.with_inputs(*keys) if keys is not None else want
+    assert type(demos[0]) is type(want) and vars(demos[0]) == vars(want)
+    assert demos[0]._store is marked and dd.INPUT_KEYS not in marked  # the dict is taken, not copied
+    assert demos[1] is plain and plain == fields  # a dict without input keys stays a dict
+
+
+def mixed_program() -> QA:
+    """Demos of every kind: Examples with and without input keys, plain dicts, list values."""
+    qa = QA()
+    qa.answer.predict.demos = [ex(0), dspy.Example(question="q", context="c", answer="a"),
+                               {"question": "q2", "context": "c2", "answer": "a2"},
+                               dspy.Example(question="q3", context=["x", "y"], answer="a3").with_inputs("question")]
+    qa.rewrite.demos = [dspy.Example(question="q", search_query="s").with_inputs("question")]
+    return qa
+
+
+def test_load_from_a_file_gives_what_to_dspy_gives(tmp_path: Path) -> None:
+    qa = mixed_program()
+    path = dd.save(qa, tmp_path / "qa.msgpack").path
+    loaded = dd.load(path, into=QA())  # owns the program it reads: takes its dicts
+    program = ds.load(path)
+    converted = dd.to_dspy(program, into=QA())  # the caller keeps its program: copies
+    assert loaded.dump_state() == converted.dump_state() == qa.dump_state()
+    demos = zip(loaded.answer.predict.demos + loaded.rewrite.demos, qa.answer.predict.demos + qa.rewrite.demos)
+    for got, want in demos:
+        assert type(got) is type(want)
+        assert (vars(got) if isinstance(got, dspy.Example) else got) == \
+            (vars(want) if isinstance(want, dspy.Example) else want)
+    converted.answer.predict.demos[3]["context"].append("z")  # shares nothing with the caller's program
+    converted.answer.predict.demos[2]["answer"] = "changed"
+    assert program == ds.load(path)
+
+
+def test_load_takes_out_only_demos_the_state_needs_nothing_else_of(tmp_path: Path) -> None:
+    from desiru.interop.dspy.live import _detach_demos
+    from desiru.serialization.documents import load_document
+
+    path = dd.save(mixed_program(), tmp_path / "qa.msgpack").path
+    detached = _detach_demos(load_document(path).state)
+    assert sorted(detached) == ["answer.predict", "rewrite"] and len(detached["answer.predict"]) == 4
+    # a ChainOfThought read from a dspy 2.4 save: its demos are brought forward with it ('rationale' ->
+    # 'reasoning'), so they stay in the program; the load gives what to_dspy gives all the same
+    old = dd.read_dspy_save(Path(__file__).resolve().parent / "vectors" / "dspy" / "flat_2_4_cot.json")
+    old_path = old.save(tmp_path / "old.msgpack").path
+    assert _detach_demos(load_document(old_path).state) == {}
+    loaded = dd.load(old_path, into=Today())
+    converted = dd.to_dspy(ds.load(old_path), into=Today())
+    assert loaded.generate_answer.predict.dump_state() == converted.generate_answer.predict.dump_state()
+    assert loaded.generate_answer.predict.demos[0]["reasoning"] == \
+        old.get_module("generate_answer").demos[0]["rationale"]
+
+
+class Today(dspy.Module):
+    """The program of tests/vectors/dspy/flat_2_4_cot.json as today's dspy writes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.retrieve = dspy.Retrieve(k=3)
+        self.generate_answer = dspy.ChainOfThought("context, question -> answer")
+
+
+def test_load_refuses_a_module_file(tmp_path: Path) -> None:
+    dd.from_dspy(mixed_program()).export_module("rewrite", tmp_path / "rewrite.json")
+    with pytest.raises(ds.DesiruError, match="single module, not a program"):
+        dd.load(tmp_path / "rewrite.json", into=QA())

@@ -250,12 +250,25 @@ class ResultsRecorded(Event):
     fields: ClassVar[tuple[str, ...]] = ("score", "metrics", "params")
 
 
+@dataclass(frozen=True, repr=False)
+class LMResponseRecorded(Event):
+    """An LM's answer to one request, kept so a resumed run replays it (desiru.interop.dspy.track).
+
+    ``payload["key"]`` is a hash of the request (model, prompt or messages, the settings that
+    change the answer), ``payload["outputs"]`` the answer as the LM client returned it (JSON
+    values only), ``payload["model"]`` the model's name. Changes nothing in the program.
+    """
+
+    type: ClassVar[str] = "LMResponseRecorded"
+    fields: ClassVar[tuple[str, ...]] = ("key", "model", "outputs")
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         ProgramCreated, ModuleAdded, ModuleImported, ModuleRemoved, SignatureSet, DemoAdded, DemoRemoved,
         DemosReordered, ParameterSet, ParameterUnset, MetadataSet, ConfigurationSet, CustomDataSet,
-        CheckpointTagged, Committed, ResultsRecorded,
+        CheckpointTagged, Committed, ResultsRecorded, LMResponseRecorded,
     )
 }
 #: edit op -> the event type diff output becomes (ModuleImported is never produced by a diff)
@@ -321,6 +334,7 @@ __all__ = [
     "DemoRemoved",
     "DemosReordered",
     "Event",
+    "LMResponseRecorded",
     "MetadataSet",
     "ModuleAdded",
     "ModuleImported",

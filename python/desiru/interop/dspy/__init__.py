@@ -9,6 +9,7 @@
 - templates.py: a stand-in dspy module to load a save into;
 - drift.py: fields matched by name and their types checked when loading into a class;
 - track.py, resume.py: optimization runs recorded (and resumed) through dspy's callbacks;
+- lm_record.py: the LM's answers kept in the journal and replayed on resume (record_lm=True);
 - cache.py, examples.py: the fast paths (commits convert only changed demos; Examples built fast);
 - adapter.py: the entry in desiru.adapters through which Journal.commit, Program.save and
   Journal.replay(into=) take live dspy modules (registered when this package is imported).

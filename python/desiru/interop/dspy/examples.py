@@ -53,5 +53,30 @@ class ExampleFactory:
             append(ex)
         return out
 
+    def adopt_marked(self, demos: list[Any], key: str) -> None:
+        """Turn, in place, each dict of ``demos`` holding ``key`` into an Example that takes that dict.
+
+        ``key`` (removed from the dict) holds the input keys, or None when they were never set;
+        a dict without it stays a dict. For demos nobody else holds (a program just read from a
+        file): no dict is copied, one pass over the list.
+        """
+        if not self._fast or self._shared or [k for k, _ in self._fresh] != ["_demos"]:
+            for i, d in enumerate(demos):
+                if type(d) is dict and key in d:
+                    keys = d.pop(key)
+                    demos[i] = self.make(d, keys if isinstance(keys, list) else None, copy=False)
+            return
+        new, cls, set_, missing = self._new, self.cls, _set, object()
+        for i, d in enumerate(demos):
+            if type(d) is not dict:
+                continue
+            keys = d.pop(key, missing)
+            if keys is missing:
+                continue
+            ex = new(cls)
+            set_(ex, "__dict__", {"_store": d, "_demos": [],
+                                  "_input_keys": set(keys) if isinstance(keys, list) else None})
+            demos[i] = ex
+
 
 __all__ = ["ExampleFactory"]

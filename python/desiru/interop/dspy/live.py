@@ -17,6 +17,7 @@ from desiru.errors import DesiruError, SerializationError, UnknownModuleError
 from desiru.interop.dspy import upgrade
 from desiru.interop.dspy.drift import align, rename_fields
 from desiru.interop.dspy.examples import ExampleFactory
+from desiru.interop.dspy.layouts import SIGNATURE
 from desiru.interop.dspy.states import INPUT_KEYS, ROOT, _meta, _program_tree
 from desiru.program import Program
 from desiru.state import copy_tree
@@ -96,6 +97,16 @@ def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_
     (``drift.align``): drift raises a DesiruError unless ``fields="by_name"``, ``rename=``
     or ``check_types=False`` say what to do (docs/dspy.md).
     """
+    return _to_dspy(program, into, copy=copy, allow_unsafe_lm_state=allow_unsafe_lm_state, fields=fields,
+                    rename=rename, check_types=check_types, owned=False)
+
+
+def _to_dspy(program: Program, into: Any, *, copy: bool, allow_unsafe_lm_state: bool, fields: str,
+             rename: Mapping[str, str] | None, check_types: bool, owned: bool,
+             detached: dict[str, list[dict[str, Any]]] | None = None) -> Any:
+    """``to_dspy``; with ``owned`` nobody else holds ``program`` (just read from a file), so its demo
+    dicts become the dspy demos without a copy; ``detached``: demo lists ``_detach_demos`` kept out of
+    the program, by dotted module path."""
     dspy = _require_dspy()
     if not isinstance(program, Program):
         raise DesiruError(f"to_dspy needs a desiru Program, got {type(program).__qualname__}")
@@ -107,7 +118,13 @@ def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_
         program = rename_fields(program, rename)
     target = into.deepcopy() if copy else into
     # as the installed dspy keeps it: a program read from an older release's save is brought forward
-    entries, _ = upgrade.modules_for(program, dspy.__version__)
+    entries, _ = upgrade.modules_for(program, dspy.__version__, owned=owned)
+    if detached:
+        dotted_of = {id(module): dotted for dotted, module in program.named_modules()}
+        for module, state in entries.values():
+            demos = detached.get(dotted_of.get(id(module), ""))
+            if demos is not None:
+                state["demos"] = demos
     states = {name: state for name, (_, state) in entries.items()}
     params = dict(target.named_parameters())
     missing = [n for n in params if n not in states]
@@ -128,8 +145,9 @@ def to_dspy(program: Program, into: Any, *, copy: bool = False, allow_unsafe_lm_
         target.load_state(ordered, allow_unsafe_lm_state=True)
     else:
         target.load_state(ordered)
+    factory = ExampleFactory(dspy.Example)
     for name, param in params.items():
-        _restore_live(param, entries[name][0], dspy)
+        _restore_live(param, entries[name][0], factory, owned)
     return target
 
 
@@ -153,13 +171,19 @@ def _warn_dropped_endpoints(states: dict[str, Any]) -> None:
                           "to keep them for a trusted program", LMStateWarning, stacklevel=3)
 
 
-def _restore_live(param: Any, module: Any, dspy: Any) -> None:
-    """What dspy's load_state does not restore: Example demos with input keys, and config."""
+def _restore_live(param: Any, module: Any, factory: ExampleFactory, owned: bool) -> None:
+    """What dspy's load_state does not restore: Example demos with input keys, and config.
+
+    ``owned``: the demos dspy was given are the module's own dicts, input keys included
+    (``states._dspy_demos``): each becomes an Example in place.
+    """
     meta = _meta(module.metadata)
     if "raw" in meta:
         return
     demos = getattr(param, "demos", None)
-    if isinstance(demos, list) and len(demos) == len(module.demos):
+    if owned and isinstance(demos, list):
+        factory.adopt_marked(demos, INPUT_KEYS)
+    elif isinstance(demos, list) and len(demos) == len(module.demos):
         marks = [getattr(d, "_data", d).get(INPUT_KEYS, _PLAIN) for d in module.demos]
         at = [i for i, mark in enumerate(marks) if mark is not _PLAIN]  # the demos that were dspy.Examples
         fields = []
@@ -167,7 +191,7 @@ def _restore_live(param: Any, module: Any, dspy: Any) -> None:
             f = demos[i]  # the dict made for this load (taken without a copy), unless dspy changed it
             fields.append(f if type(f) is dict and INPUT_KEYS not in f else
                           {k: v for k, v in dict(f).items() if k != INPUT_KEYS})
-        made = ExampleFactory(dspy.Example).make_all(
+        made = factory.make_all(
             fields, [marks[i] if isinstance(marks[i], list) else None for i in at])
         for i, ex in zip(at, made):
             demos[i] = ex
@@ -183,11 +207,52 @@ def save(module: Any, path: str | os.PathLike[str], **options: Any) -> SaveResul
 
 def load(path: str | os.PathLike[str], into: Any, *, key: bytes | str | None = None,
          copy: bool = False, allow_unsafe_lm_state: bool = False) -> Any:
-    """Load a desiru file into the dspy module ``into`` (see ``to_dspy``) and return it."""
-    from desiru.api import load as ds_load
+    """Load a desiru file into the dspy module ``into`` (see ``to_dspy``) and return it.
 
-    obj = ds_load(path, key=key)
-    if not isinstance(obj, Program):
-        raise DesiruError("this file holds a single module, not a program", path=path,
-                          hint="save the whole dspy program with desiru.interop.dspy.save(module, path)")
-    return to_dspy(obj, into, copy=copy, allow_unsafe_lm_state=allow_unsafe_lm_state)
+    The program read is nobody else's: the demo dicts the file decodes to become the dspy
+    demos (Examples take them), never copied nor wrapped in desiru Examples on the way.
+    """
+    from desiru import gcpause
+    from desiru.files import from_document
+    from desiru.serialization.documents import load_document
+
+    with gcpause.paused():  # thousands of new dicts and Examples, none in a cycle
+        doc = load_document(path, key=key)
+        if doc.kind != "program":
+            raise DesiruError("this file holds a single module, not a program", path=path,
+                              hint="save the whole dspy program with desiru.interop.dspy.save(module, path)")
+        detached = _detach_demos(doc.state)
+        program = from_document(Program, doc)
+        return _to_dspy(program, into, copy=copy, allow_unsafe_lm_state=allow_unsafe_lm_state, fields="strict",
+                        rename=None, check_types=True, owned=True, detached=detached)
+
+
+_DICTS = frozenset({dict})
+
+
+def _detach_demos(tree: Any) -> dict[str, list[dict[str, Any]]]:
+    """Take the demo lists out of a decoded program state (each left empty), by dotted module path.
+
+    Only where the dspy state needs nothing of the demos but the demos themselves: a predictor
+    in the current layout (not raw, not a ChainOfThought of dspy < 2.6), whose demos are all dicts
+    (anything else stays for ``Module.from_state`` to check and refuse).
+    """
+    out: dict[str, list[dict[str, Any]]] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        for child in node.get("modules") or () if isinstance(node, dict) else ():
+            name = child.get("name") if isinstance(child, dict) else None
+            if not isinstance(name, str):
+                continue
+            if child.get("kind") == "program":
+                walk(child, f"{prefix}{name}.")
+                continue
+            meta, demos = _meta(child.get("metadata")), child.get("demos")
+            if ("raw" in meta or meta.get("cot") or meta.get("layout", SIGNATURE) != SIGNATURE
+                    or type(demos) is not list or not _DICTS.issuperset(map(type, demos))):
+                continue
+            out[f"{prefix}{name}"] = demos
+            child["demos"] = []
+
+    walk(tree, "")
+    return out

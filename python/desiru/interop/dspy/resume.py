@@ -17,7 +17,7 @@ import inspect
 import threading
 from typing import Any
 
-from desiru.interop.dspy.track import MINIBATCH_SCORE, Tracker, traced, unpack_examples
+from desiru.interop.dspy.scores import MINIBATCH_SCORE, traced, unpack_examples
 
 _MARK = "__desiru_resume__"
 _lock = threading.Lock()
@@ -53,11 +53,12 @@ def install() -> None:
         Evaluate.__call__ = __call__
 
 
-def _resuming(evaluate: Any) -> list[Tracker]:
+def _resuming(evaluate: Any) -> list[Any]:
+    """The resuming trackers (desiru.interop.dspy.track.Tracker, known by its ``recall``) among the callbacks."""
     import dspy
 
     callbacks = [*dspy.settings.get("callbacks", []), *(getattr(evaluate, "callbacks", None) or [])]
-    return [c for c in callbacks if isinstance(c, Tracker) and c.resume]
+    return [c for c in callbacks if getattr(c, "resume", False) is True and callable(getattr(c, "recall", None))]
 
 
 def _result(trial: Any, devset: list[Any], with_trace: bool) -> Any:

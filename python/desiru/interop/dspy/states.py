@@ -290,12 +290,16 @@ def _meta(metadata: Any) -> dict[str, Any]:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def _dspy_demos(demos: list[Any]) -> list[dict[str, Any]]:
+def _dspy_demos(demos: list[Any], owned: bool = False) -> list[dict[str, Any]]:
     """Desiru demos as dspy saves them: fresh dicts without the reserved input-keys entry.
 
     Read from each Example's own dict and copied at C speed when every value is a scalar
-    (a load may convert many thousands of demos).
+    (a load may convert many thousands of demos). ``owned``: nobody else holds the demos (a
+    program just read from a file), so each Example's own dict is handed over as it is, input
+    keys included (``to_dspy`` takes them out when it makes the dspy Examples).
     """
+    if owned:
+        return [d._data if type(getattr(d, "_data", None)) is dict else dict(d) for d in demos]
     out, scalars = [], _SCALARS.issuperset
     for demo in demos:
         data = getattr(demo, "_data", None)
@@ -305,8 +309,9 @@ def _dspy_demos(demos: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def param_state(dotted: str, module: Any, meta: dict[str, Any], layout: str | None = None) -> dict[str, Any]:
-    """One module's dspy state, in ``layout`` (default: the one it was read in)."""
+def param_state(dotted: str, module: Any, meta: dict[str, Any], layout: str | None = None, *,
+                owned: bool = False) -> dict[str, Any]:
+    """One module's dspy state, in ``layout`` (default: the one it was read in); ``owned``: see _dspy_demos."""
     if "raw" in meta:
         return copy_tree(meta["raw"])
     lm = module.parameters.get("lm")
@@ -316,5 +321,5 @@ def param_state(dotted: str, module: Any, meta: dict[str, Any], layout: str | No
         raise DesiruError(f"module {dotted!r}: the LM settings in parameter 'lm' have no 'model'",
                           hint="set parameters['lm'] = {'model': 'provider/name', ...}")
     recorded = meta.get("layout", layouts.SIGNATURE)
-    demos = _dspy_demos(module.demos)
+    demos = _dspy_demos(module.demos, owned)
     return layouts.write_predictor(module, meta, layout or recorded, lm, demos)

@@ -13,7 +13,8 @@ content hash of the evaluation set, the optimizer and its settings, MIPROv2's ch
 instruction and demo-set indices, and (``record_examples``) the per-example scores.
 The compiled result is tagged ``f"{run}/best"`` (moved on every run). With
 ``resume=True`` (see ``resume``) an evaluation the journal already holds is not
-run again. See docs/dspy.md.
+run again; with ``record_lm=True`` (see ``lm_record``) the LM's answers are kept in the
+journal too, and a resumed run replays them instead of calling the LM. See docs/dspy.md.
 
 This module does not import dspy; ``track()`` does.
 """
@@ -29,10 +30,12 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from desiru.errors import DesiruError
+from desiru.interop.dspy.scores import MINIBATCH_SCORE, example_score, pack_examples, traced, unpack_examples
 from desiru.journal.runs import check_params
 from desiru.journal.warning import JournalWarning
 
 if TYPE_CHECKING:
+    from desiru.interop.dspy.lm_record import LMRecords
     from desiru.journal.journal import Journal
     from desiru.journal.runs import Trial
 
@@ -41,20 +44,21 @@ logger = logging.getLogger(__name__)
 #: params keys the tracker writes (a trial's ``params``)
 RUN, ROLE, OPTIMIZER, SETTINGS, METRIC, EVAL_SET, EVAL, CHOICE, EXAMPLES = (
     "run", "role", "optimizer", "settings", "metric", "eval_set", "eval", "choice", "examples")
-#: metrics key of a score measured on a minibatch (kept out of ``score`` so best() ranks full evaluations)
-MINIBATCH_SCORE = "minibatch_score"
 _MINIBATCH_KEYS = frozenset({"eval_minibatch"})
 
 
 def track(journal: Journal, *, run: str = "dspy", resume: bool = False,
-          record_examples: bool | None = None) -> Tracker:
+          record_examples: bool | None = None, record_lm: bool = False) -> Tracker:
     """A dspy callback that records every candidate a dspy optimizer evaluates into ``journal``.
 
     ``run`` names the run: its params carry it and its compiled result gets tag
     ``f"{run}/best"``, so two runs in one journal never move each other's tags.
     ``resume=True`` skips evaluations the journal already scored (same program, metric
     and evaluation set) and returns the recorded score. ``record_examples`` keeps the
-    per-example scores (default: on when resuming, which needs them).
+    per-example scores (default: on when resuming, which needs them). ``record_lm=True``
+    keeps every LM answer in the journal (sealed with it when it is encrypted), keyed by a
+    hash of the request; with ``resume=True`` a request the journal answered before is
+    answered from it, without calling the LM.
     """
     from desiru.interop.dspy.live import _require_dspy
     from desiru.journal.journal import Journal
@@ -65,8 +69,15 @@ def track(journal: Journal, *, run: str = "dspy", resume: bool = False,
                           hint="open one with desiru.Journal.open('runs/x.journal')")
     if not isinstance(run, str) or not run or "/" in run:
         raise DesiruError(f"run must be a non-empty str without '/', got {run!r}", hint="e.g. run='mipro-1'")
+    if not isinstance(record_lm, bool):
+        raise DesiruError(f"record_lm must be True or False, got {record_lm!r}")
     tracker = Tracker(journal, run=run, resume=resume,
-                      record_examples=resume if record_examples is None else bool(record_examples))
+                      record_examples=resume if record_examples is None else bool(record_examples),
+                      record_lm=record_lm)
+    if record_lm:
+        from desiru.interop.dspy import lm_record
+
+        lm_record.install()
     if resume:
         from desiru.interop.dspy.resume import install
 
@@ -96,33 +107,6 @@ def metric_name(metric: Any) -> str:
         metric = inner
     target = metric if hasattr(metric, "__qualname__") else type(metric)
     return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
-
-
-def example_score(value: Any) -> float | None:
-    """One metric result as a float: bools, numbers, and dspy.Prediction(score=...) (GEPA's feedback)."""
-    if value is None:
-        return None
-    score = getattr(value, "score", value) if not isinstance(value, (int, float)) else value
-    try:
-        return float(score)
-    except (TypeError, ValueError):
-        return None
-
-
-def pack_examples(scores: list[float | None]) -> Any:
-    """Per-example scores, compactly: a "0110" string when all are 0 or 1, else a list of floats."""
-    if all(s in (0.0, 1.0) for s in scores):
-        return "".join("1" if s == 1.0 else "0" for s in scores)
-    return [0.0 if s is None else s for s in scores]
-
-
-def unpack_examples(packed: Any) -> list[float] | None:
-    """The per-example scores ``pack_examples`` stored (None when absent or malformed)."""
-    if isinstance(packed, str) and set(packed) <= {"0", "1"}:
-        return [1.0 if c == "1" else 0.0 for c in packed]
-    if isinstance(packed, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in packed):
-        return [float(x) for x in packed]
-    return None
 
 
 class EvalSetHasher:
@@ -183,16 +167,6 @@ def _instructions(program: Any) -> tuple[tuple[str, str], ...]:
     return tuple((name, p.signature.instructions) for name, p in program.named_predictors())
 
 
-def traced(program: Any) -> bool:
-    """True for a program run with its ``forward`` patched on the instance to capture traces.
-
-    That is dspy's ``bootstrap_trace_data`` (GEPA evaluates its candidates so). Its predictions
-    are (prediction, trace) pairs; a resumed run answers only its full evaluations, never the
-    minibatches GEPA reflects on (their traces are needed).
-    """
-    return "forward" in getattr(program, "__dict__", {})
-
-
 class _Evaluation:
     __slots__ = ("devset", "meta", "metric", "program")
 
@@ -234,18 +208,28 @@ class Tracker(_Callbacks):
 
     ``stats`` counts what it did: ``evaluated`` (evaluations run and committed), ``resumed``
     (evaluations answered from the journal), ``metric_calls`` (per-example metric results it
-    saw) and ``metric_calls_saved`` (those a resumed evaluation did not make). ``errors`` holds
+    saw) and ``metric_calls_saved`` (those a resumed evaluation did not make); with
+    ``record_lm`` also ``lm_calls`` (requests that went to the LM), ``lm_replayed`` (answered
+    from the journal), ``lm_recorded`` (answers appended) and ``lm_unrecorded`` (calls that
+    are not plain JSON, left alone). ``lm_records`` is the journal's index of answers. ``errors`` holds
     journal errors met inside dspy's callbacks (dspy logs and swallows exceptions from
     callbacks; the tracker also warns with a JournalWarning).
     """
 
-    def __init__(self, journal: Journal, *, run: str, resume: bool, record_examples: bool) -> None:
+    def __init__(self, journal: Journal, *, run: str, resume: bool, record_examples: bool,
+                 record_lm: bool = False) -> None:
         self.journal = journal
         self.run = run
         self.resume = resume
         self.record_examples = record_examples
         self.best_tag = f"{run}/best"
         self.stats = {"evaluated": 0, "resumed": 0, "metric_calls": 0, "metric_calls_saved": 0}
+        self.lm_records: LMRecords | None = None
+        if record_lm:
+            from desiru.interop.dspy.lm_record import LMRecords
+
+            self.lm_records = LMRecords(journal)
+            self.stats.update(lm_calls=0, lm_replayed=0, lm_recorded=0, lm_unrecorded=0)
         self.errors: list[BaseException] = []
         self.eval_set_hash = EvalSetHasher()
         self._lock = threading.RLock()
@@ -253,6 +237,11 @@ class Tracker(_Callbacks):
         self._compiles: dict[str, _Run | None] = {}
         self._run: _Run | None = None
         self._contexts: list[Any] = []
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to ``stats[name]`` (thread-safe)."""
+        with self._lock:
+            self.stats[name] = self.stats.get(name, 0) + n
 
     def __repr__(self) -> str:
         return f"<desiru dspy tracker run={self.run!r} resume={self.resume} {self.stats}>"

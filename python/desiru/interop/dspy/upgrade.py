@@ -30,9 +30,11 @@ def states_for(program: Program, version: str) -> tuple[dict[str, Any], list[str
     return {name: state for name, (_, state) in entries.items()}, changes
 
 
-def modules_for(program: Program, version: str) -> tuple[dict[str, tuple[Any, dict[str, Any]]], list[str]]:
+def modules_for(program: Program, version: str, *,
+                owned: bool = False) -> tuple[dict[str, tuple[Any, dict[str, Any]]], list[str]]:
     """dspy parameter name for dspy ``version`` -> (the module as that release keeps it, its state),
-    and the changes made to get there."""
+    and the changes made to get there. ``owned``: the program's demos may be handed over (see
+    ``states._dspy_demos``)."""
     target = layouts.layout_for_version(version)
     out: dict[str, tuple[Any, dict[str, Any]]] = {}
     changes: list[str] = []
@@ -62,7 +64,7 @@ def modules_for(program: Program, version: str) -> tuple[dict[str, tuple[Any, di
         if name in out:
             raise DesiruError(f"two predictors would be named {name!r} for dspy {version}",
                               hint=f"see module {dotted!r}")
-        out[name] = (module, param_state(dotted, module, meta, target))
+        out[name] = (module, param_state(dotted, module, meta, target, owned=owned))
         if said:
             changes.append(f"{meta.get('name', dotted)}: " + "; ".join(said))
     return out, changes
