@@ -1,5 +1,5 @@
-"""A large plain program file loads module by module from a map (desiru.files.load_streamed):
-the same program as the usual path, the same checks in the same order, and no whole-file buffer."""
+"""A large plain program file is read module by module from a map (desiru.serialization.streamed):
+the same state as a whole read, the same checks, progress by bytes, and no whole-file buffer."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 import desiru as ds
-from desiru import files
-from desiru.serialization import lazy
-from desiru.serialization.documents import load_document
+from desiru.serialization import documents, lazy, streamed
 from tests.programs import QA, sample_program
 
 
@@ -20,8 +18,8 @@ class Other(ds.Program):
 
 @pytest.fixture
 def stream_all(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(files, "STREAM_BYTES", 0)  # every program file takes the streamed path
-    monkeypatch.setattr(files, "HASH_STEP", 4096)  # and is hashed in many steps
+    monkeypatch.setattr(streamed, "STREAM_BYTES", 0)  # every program file takes the streamed path
+    monkeypatch.setattr(streamed, "HASH_STEP", 4096)  # and is hashed in many steps
 
 
 def big(n: int = 400) -> ds.Program:
@@ -30,13 +28,24 @@ def big(n: int = 400) -> ds.Program:
                          for i in range(4)}, sub=sample_program())
 
 
-def test_streamed_load_gives_the_program_the_usual_path_gives(tmp_path: Path, stream_all: None) -> None:
+def whole(path: Path) -> documents.Document:
+    """The document read the usual way (one buffer, one decode)."""
+    return documents.deserialize_document(path.read_bytes(), path=str(path))
+
+
+def test_a_streamed_read_gives_the_document_a_whole_read_gives(tmp_path: Path, stream_all: None) -> None:
     program = big()
-    program.save(tmp_path / "p.msgpack")
-    streamed = files.load_streamed(tmp_path / "p.msgpack", ds.Program)
-    assert streamed is not None and streamed == program
-    assert streamed == files.from_document(ds.Program, load_document(tmp_path / "p.msgpack"))
-    assert ds.load(tmp_path / "p.msgpack") == program
+    path = program.save(tmp_path / "p.msgpack").path
+    seen: list[tuple[int, int]] = []
+    doc = streamed.read(path, progress=lambda done, total: seen.append((done, total)))
+    assert doc is not None
+    usual = whole(path)
+    assert (doc.kind, doc.state, doc.version, doc.header, doc.format, doc.compression, doc.encrypted, doc.path) == \
+        (usual.kind, usual.state, usual.version, usual.header, "msgpack", None, False, str(path))
+    assert seen[0][0] == 0 and seen[-1][0] == seen[-1][1] > 0 and len(seen) >= 2
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    # every loader goes through it
+    assert ds.load(path) == program
     qa = sample_program()
     qa.save(tmp_path / "qa.msgpack")
     loaded = QA.load(tmp_path / "qa.msgpack")
@@ -45,46 +54,50 @@ def test_streamed_load_gives_the_program_the_usual_path_gives(tmp_path: Path, st
         Other.load(tmp_path / "qa.msgpack")  # the class check of the usual path
 
 
-def test_small_files_and_files_without_a_table_take_the_usual_path(tmp_path: Path) -> None:
+def test_small_files_and_files_without_a_table_are_read_whole(tmp_path: Path) -> None:
     program = big(5)
     program.save(tmp_path / "p.msgpack")
-    assert files.load_streamed(tmp_path / "p.msgpack", ds.Program) is None  # below STREAM_BYTES
+    assert streamed.read(tmp_path / "p.msgpack") is None  # below STREAM_BYTES
     program.save(tmp_path / "p.json")
-    assert files.load_streamed(tmp_path / "p.json", ds.Program) is None
+    assert streamed.read(tmp_path / "p.json") is None
+    seen: list[tuple[int, int]] = []
+    documents.load_document(tmp_path / "p.json", progress=lambda done, total: seen.append((done, total)))
+    assert seen[0] == (0, seen[0][1]) and seen[-1][0] == seen[-1][1] == (tmp_path / "p.json").stat().st_size
 
 
-def test_a_damaged_module_is_named_before_anything_is_built(tmp_path: Path, stream_all: None) -> None:
-    path = tmp_path / "p.msgpack"
-    big().save(path)
+def _flip(path: Path, at: int, value: int | None = None) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] = data[at] ^ 0x01 if value is None else value
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_module_is_named_as_by_a_whole_read(tmp_path: Path, stream_all: None) -> None:
+    path = big().save(tmp_path / "p.msgpack").path
     doc = lazy.open_mapped(path)
     assert doc is not None
     entry = doc.table.entries[2]
     at = doc.state_offset + entry.offset + entry.length // 2
     doc.data.close()
-    data = bytearray(path.read_bytes())
-    data[at] ^= 0x01
-    path.write_bytes(bytes(data))
+    _flip(path, at)
+    assert streamed.read(path) is None  # refused: the whole read says why
     with pytest.raises(ds.CorruptDataError, match=f"module '{entry.name}': checksum mismatch") as info:
         ds.load(path)
     assert info.value.path == str(path)
 
 
 def test_bytes_no_module_checksum_covers_fail_the_whole_checksum(tmp_path: Path, stream_all: None) -> None:
-    path = tmp_path / "p.msgpack"
-    big().save(path)
+    path = big().save(tmp_path / "p.msgpack").path
     doc = lazy.open_mapped(path)
     assert doc is not None
     at = doc.state_offset + doc.table.entries[0].offset - 1  # the header of the modules array
     doc.data.close()
-    data = bytearray(path.read_bytes())
-    assert data[at] == 0x95  # five modules
-    data[at] = 0x94
-    path.write_bytes(bytes(data))
+    assert path.read_bytes()[at] == 0x95  # five modules
+    _flip(path, at, 0x94)
     doc = lazy.open_mapped(path)
     assert doc is not None
     with pytest.raises(ds.CorruptDataError, match="content checksum mismatch"):
-        files._check_whole(doc)
+        streamed.check_whole(doc)
     doc.data.close()
-    assert files.load_streamed(path, ds.Program) is None  # refused: the usual path then says why
+    assert streamed.read(path) is None
     with pytest.raises(ds.CorruptDataError):
         ds.load(path)

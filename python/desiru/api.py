@@ -27,11 +27,6 @@ def load(path: str | os.PathLike[str], key: bytes | str | None = None, *, cls: t
         mapped = lazy_open.open_mapped(path)
         if mapped is not None:
             return files.load_lazily(mapped, _program_class(cls, path), any_class=any_class)
-    if key is None and verify:
-        streamed = files.load_streamed(path, _program_class(cls, path), any_class=any_class) \
-            if cls is None or (isinstance(cls, type) and issubclass(cls, Program)) else None
-        if streamed is not None:
-            return streamed
     with gcpause.paused():  # decoding and building make a large tree without cycles
         doc = load_document(path, key=key, verify=verify)
         if doc.kind == "module":

@@ -9,19 +9,15 @@ model never imports this layer.
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 import os
 from typing import Any, TypeVar
 
-import xxhash
-
 from desiru import adapters, gcpause, persistence
-from desiru.errors import CorruptDataError, DesiruError, UnknownModuleError
+from desiru.errors import DesiruError, UnknownModuleError
 from desiru.module import Module
 from desiru.persistence import LoadedDocument, SaveResult
 from desiru.program import Program, warn_script_classes
-from desiru.serialization import envelope, lazy
+from desiru.serialization import lazy
 from desiru.serialization.documents import load_document, save_document
 from desiru.serialization.migrations import unknown_header_fields
 
@@ -44,82 +40,9 @@ def load(cls: type[P], path: str | os.PathLike[str], *, key: bytes | str | None 
     mapped = lazy.open_mapped(path) if lazy_open and key is None and verify else None
     if mapped is not None:
         return load_lazily(mapped, cls, any_class=any_class)  # type: ignore[return-value]
-    streamed = load_streamed(path, cls, any_class=any_class) if key is None and verify else None
-    if streamed is not None:
-        return streamed
     with gcpause.paused():  # decoding and building make a large tree without cycles
         return from_document(cls, load_document(path, key=key, verify=verify), any_class=any_class)
 
-
-#: a plain program file at least this large is loaded module by module from a map (load_streamed)
-STREAM_BYTES = 32 << 20
-#: bytes hashed per step of the whole-content checksum (their pages are released after each)
-HASH_STEP = 8 << 20
-
-
-def load_streamed(path: str | os.PathLike[str], cls: type[P], *, any_class: bool = False) -> P | None:
-    """An eager, verifying load of a large plain program file with a module table, holding at most
-    one module's bytes at a time: peak memory is the program plus one module, not plus the file.
-
-    The checks are those of ``load_document``: header and table (``open_mapped``), each module
-    against its table checksum, the program's own fields, then the checksum of the whole state.
-    Pages of the map are released as they are read. None when the file is small, has no table,
-    or fails a check: the caller then loads it the usual way, which says what is wrong exactly
-    as it always has (so a damaged file costs a second read, a sound one a single pass).
-    """
-    try:
-        if os.stat(path).st_size < STREAM_BYTES:
-            return None
-    except OSError:
-        return None  # the usual path says what is wrong with it
-    try:
-        doc = lazy.open_mapped(path)
-    except DesiruError:
-        return None  # damaged: the usual path reads it and says what is wrong, as it always has
-    if doc is None:
-        return None
-    try:
-        with gcpause.paused():
-            modules = []
-            for entry in doc.table.entries:
-                start = doc.state_offset + entry.offset
-                modules.append(doc.module_state(entry))
-                _release(doc.data, start, entry.length)
-            state = {**doc.rest_state(), "modules": modules}
-            _check_whole(doc)
-    except DesiruError:
-        return None  # the same: a damaged file gets the usual path's diagnosis (module, offset)
-    finally:
-        doc.data.close()
-    program = cls.from_state(state, path=doc.path, copy=False, any_class=any_class)
-    program._unknown_header = unknown_header_fields(dict(doc.header)) or None
-    return program
-
-
-def _check_whole(doc: lazy.MappedDocument) -> None:
-    """The header's checksum of the whole state against its bytes, hashed in steps from the map."""
-    whole = xxhash.xxh3_128()
-    end = len(doc.data)
-    with memoryview(doc.data) as view:
-        for at in range(doc.state_offset, end, HASH_STEP):
-            whole.update(view[at:min(at + HASH_STEP, end)])
-            _release(doc.data, at, HASH_STEP)
-    want = doc.header.get("checksum")
-    got = f"{envelope.CHECKSUM_ALGORITHM}:{whole.hexdigest()}"
-    if want != got:
-        raise CorruptDataError(f"content checksum mismatch: the file says {want}, its content hashes to {got}",
-                               path=doc.path, hint="the file was altered or damaged; restore it from a backup "
-                               "(or, if you edited it by hand, load it with verify=False: unsafe, nothing checks "
-                               "the content)")
-
-
-def _release(data: mmap.mmap, start: int, length: int) -> None:
-    """Drop the pages of ``data[start:start + length]`` from this process (they stay in the page
-    cache): read once, they would otherwise count in its memory until the map is closed."""
-    page = mmap.PAGESIZE
-    first = start - start % page
-    with contextlib.suppress(OSError, ValueError, AttributeError):  # madvise is a hint: without it, only memory
-        data.madvise(mmap.MADV_DONTNEED, first, min(length + start - first, len(data) - first))
 
 
 def from_document(cls: type[P], doc: LoadedDocument, *, any_class: bool = False) -> P:

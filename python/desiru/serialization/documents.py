@@ -19,7 +19,8 @@ from desiru import _engine, gcpause
 from desiru.atomic import atomic_write
 from desiru.errors import CorruptDataError, DesiruError
 from desiru.persistence import SaveResult
-from desiru.serialization import container, envelope, formats, opening, table
+from desiru.progress import ProgressCallback, Ticker
+from desiru.serialization import container, envelope, formats, opening, streamed, table
 from desiru.serialization.envelope import Document
 
 
@@ -186,11 +187,23 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
 
 
 def load_document(path: str | os.PathLike[str], *, key: Any = None, verify: bool = True,
-                  max_size: int | None = None) -> Document:
-    """Read and open the document at ``path`` (``max_size``: see ``deserialize_document``)."""
+                  max_size: int | None = None, progress: ProgressCallback | None = None) -> Document:
+    """Read and open the document at ``path`` (``max_size``: see ``deserialize_document``).
+
+    A large plain program with a module table is read module by module from a map
+    (``streamed``: no whole-file buffer); ``progress(done, total)`` is told the bytes read.
+    """
+    if key is None and verify:
+        with gcpause.paused():
+            doc = streamed.read(path, progress=progress)
+        if doc is not None:
+            return doc
     data = read_bytes(path)
+    tick = Ticker(progress, len(data))
     try:
-        return deserialize_document(data, key=key, path=os.fspath(path), verify=verify, max_size=max_size)
+        doc = deserialize_document(data, key=key, path=os.fspath(path), verify=verify, max_size=max_size)
+        tick.end()
+        return doc
     except RecursionError:
         raise CorruptDataError("the document is nested too deeply", path=path) from None
     except DesiruError as exc:
