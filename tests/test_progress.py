@@ -114,3 +114,37 @@ def test_compact_and_copy_report_progress(tmp_path: Path) -> None:
     assert copy_calls[-1] == (result.records, result.records) and copy_calls[0][0] == 0
     with ds.Journal.open(tmp_path / "copy.journal", readonly=True) as c:
         assert c.head == head and c.verify().ok
+
+
+def test_convert_draws_bars_for_reading_and_writing_in_bytes(tmp_path: Path) -> None:
+    program = ds.Program(answer=ds.Predict("question -> answer",
+                                           demos=[{"question": f"q{i}", "answer": "a" * 50} for i in range(2000)]))
+    src = program.save(tmp_path / "big.msgpack").path
+    env = {**os.environ, "PYTHONPATH": str(Path(ds.__file__).parent.parent), "FORCE_COLOR": "1", "COLUMNS": "140"}
+    result = subprocess.run([sys.executable, "-m", "desiru", "convert", str(src), str(tmp_path / "big.json")],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", result.stderr)
+    lines = [line for line in plain.splitlines() if "100%" in line]
+    read = [line for line in lines if "reading big.msgpack" in line]
+    written = [line for line in lines if "writing big.json" in line]
+    assert read and written, plain[-600:]
+    size_in = f"{src.stat().st_size / 1000:.1f}"  # rich shows sizes in kB (1000 bytes): "149.6/149.6 kB"
+    assert f"{size_in}/{size_in} kB" in read[-1], read[-1]
+    assert "kB" in written[-1] and ds.load(tmp_path / "big.json") == program
+
+
+def test_load_document_and_atomic_write_report_bytes(tmp_path: Path) -> None:
+    from desiru import atomic
+    from desiru.serialization.documents import load_document
+
+    seen, report = calls()
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    atomic.atomic_write(tmp_path / "blob", [data[:100], data[100:]], progress=report)  # type: ignore[arg-type]
+    assert (tmp_path / "blob").read_bytes() == data
+    assert seen[0] == (0, len(data)) and seen[-1] == (len(data), len(data))
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    seen, report = calls()
+    path = sample_program().save(tmp_path / "p.json").path
+    load_document(path, progress=report)  # type: ignore[arg-type]
+    assert seen[0] == (0, path.stat().st_size) and seen[-1] == (path.stat().st_size,) * 2

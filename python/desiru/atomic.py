@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from desiru.errors import DesiruError
+from desiru.progress import ProgressCallback, Ticker
 
 
 def fsync_dir(folder: str | os.PathLike[str]) -> None:
@@ -29,12 +30,17 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+#: with a progress callback, bytes are written (and reported) in steps of this size
+WRITE_STEP = 8 << 20
+
+
 def atomic_write(path: str | os.PathLike[str], data: bytes | Iterable[bytes], *, durable: bool = True,
-                 mode: int | None = None) -> int:
+                 mode: int | None = None, progress: ProgressCallback | None = None) -> int:
     """Replace ``path`` with ``data`` atomically; returns the number of bytes written.
 
     The new file keeps the mode of the file it replaces; a new file gets ``mode`` (exactly,
     e.g. the mode of its journal's other files) or, without one, 0o644 less the umask.
+    ``progress(done, total)`` is told the bytes written (chunks are counted first to know the total).
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
@@ -54,9 +60,14 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | Iterable[bytes], *,
             os.fchmod(fd, mode)  # not widened by the umask, not narrowed either: the mode it replaces
         with os.fdopen(fd, "wb") as f:
             chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
+            if progress is not None:
+                chunks = list(_steps(chunks))
+                tick = Ticker(progress, sum(map(len, chunks)), step=1)
             for chunk in chunks:
                 f.write(chunk)
                 size += len(chunk)
+                if progress is not None:
+                    tick(size)
             f.flush()
             if durable:
                 os.fsync(f.fileno())
@@ -71,4 +82,16 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | Iterable[bytes], *,
         raise
     if durable:
         fsync_dir(folder)
+    if progress is not None:
+        tick.end()
     return size
+
+
+def _steps(chunks: Iterable[bytes]) -> Iterable[memoryview]:
+    """The chunks cut into WRITE_STEP pieces (views, no copies), so that progress moves on a large one."""
+    for chunk in chunks:
+        view = memoryview(chunk)
+        for at in range(0, len(view), WRITE_STEP):
+            yield view[at:at + WRITE_STEP]
+        if not view:
+            yield view

@@ -91,7 +91,8 @@ def convert_cmd(ctx: click.Context, source: str, out: str, fmt: str | None, comp
         return
     if dspy_version is not None:
         raise DesiruError("--dspy-version is for --to dspy", hint="add --to dspy, or drop --dspy-version")
-    with progress.callback(env, f"reading {os.path.basename(src.text)}") as report:
+    unit = "events" if sources.is_journal(src.path) else "bytes"
+    with progress.callback(env, f"reading {os.path.basename(src.text)}", unit=unit) as report:
         try:
             loaded = keys.with_key(lambda k: sources.read_source(src, k, verify=not no_verify, progress=report),
                                    in_key)
@@ -100,9 +101,11 @@ def convert_cmd(ctx: click.Context, source: str, out: str, fmt: str | None, comp
                 raise
             loaded = sources.read_dspy_save(src)
     out_key = keys.output_key(encrypt, out_key_env, in_key)
-    with progress.task(env, f"writing {os.path.basename(out)}"):
-        result = sources.write_state(loaded.state, out, kind=loaded.kind, fmt=fmt, compress=compress, key=out_key,
-                                     force=force)
+    sources.check_output(out, fmt=fmt, compress=compress, force=force)
+    with progress.task(env, f"encoding {os.path.basename(out)}"):
+        encoded = sources.encode_state(loaded.state, out, kind=loaded.kind, fmt=fmt, compress=compress, key=out_key)
+    with progress.callback(env, f"writing {os.path.basename(out)}", unit="bytes") as report:
+        result = sources.write_encoded(encoded, out, progress=report)
     report_saved(env, result)
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
@@ -83,10 +84,10 @@ def enabled(env: Env) -> bool:
 
 
 @contextmanager
-def callback(env: Env, description: str) -> Iterator[ProgressCallback]:
+def callback(env: Env, description: str, unit: str = "items") -> Iterator[ProgressCallback]:
     """Progress driven by a library callback (desiru.progress): pass what this yields as
-    ``progress=`` to verify, replay, compact, copy, rekey, migrate. A spinner until the library first
-    reports, then a bar with the count and an ETA."""
+    ``progress=`` to verify, replay, compact, copy, rekey, migrate, convert. A spinner until the
+    library first reports, then a bar with the count (sizes with ``unit="bytes"``) and an ETA."""
     if not enabled(env):
         yield lambda done, total: None
         return
@@ -103,7 +104,7 @@ def callback(env: Env, description: str) -> Iterator[ProgressCallback]:
             spinner.stop()
             _ACTIVE.remove(spinner)
             live.remove(spinner)
-            progress = Progress(*_bar_columns(), console=env.err)
+            progress = Progress(*_bar_columns(unit), console=env.err)
             bar.append((progress, progress.add_task(description, total=max(total, 1))))
             progress.start()
             _ACTIVE.append(progress)
@@ -119,8 +120,9 @@ def callback(env: Env, description: str) -> Iterator[ProgressCallback]:
             _ACTIVE.remove(display)
 
 
-def _bar_columns() -> list[ProgressColumn]:
-    return [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+def _bar_columns(unit: str = "items") -> list[ProgressColumn]:
+    count: ProgressColumn = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()
+    return [TextColumn("{task.description}"), BarColumn(), count, TaskProgressColumn(),
             TimeElapsedColumn(), TimeRemainingColumn()]
 
 

@@ -232,12 +232,13 @@ def check_shape(state: Any, kind: str, path: str | os.PathLike[str] | None = Non
         Program.from_state(tree, path=where)
 
 
-def read_document(path: str | os.PathLike[str], key: Any = None, *, verify: bool = True) -> Document:
+def read_document(path: str | os.PathLike[str], key: Any = None, *, verify: bool = True,
+                  progress: Any = None) -> Document:
     """``load_document``, naming the file in every error; a document whose state the library
     would refuse to build is a CorruptDataError here too. ``verify=False`` (--no-verify) skips
-    the content checksum: unsafe, for a file edited by hand."""
+    the content checksum: unsafe, for a file edited by hand. ``progress`` is told the bytes read."""
     with about(path):
-        doc = load_document(path, key=key, verify=verify)
+        doc = load_document(path, key=key, verify=verify, progress=progress)
         check_shape(doc.state, doc.kind, path)
         return doc
 
@@ -256,7 +257,8 @@ def read_source(src: Source, key: Any = None, *, verify: bool = True, progress: 
     """The state tree at ``src``: a whole document, or a journal replayed to its point.
 
     ``verify=False`` skips a document's content checksum (journals check every record anyway);
-    ``progress`` is a desiru.progress callback told how far a journal's replay has got.
+    ``progress`` is a desiru.progress callback told how far a journal's replay has got (events),
+    or how many bytes of a document were read.
     """
     if is_journal(src.path):
         with about(src.path), open_journal(src.path, key) as j:
@@ -267,7 +269,7 @@ def read_source(src: Source, key: Any = None, *, verify: bool = True, progress: 
     if src.has_point:
         raise DesiruError(f"{src.path} is a document, not a journal; only journals have points such as "
                           f"@tag:NAME", path=src.path, hint=f"use the path alone: {src.path}")
-    doc = read_document(src.path, key=key, verify=verify)
+    doc = read_document(src.path, key=key, verify=verify, progress=progress)
     return Loaded(doc.state, doc.kind, src.text, doc)
 
 
@@ -353,10 +355,32 @@ def write_state(state: dict[str, Any], out: str | os.PathLike[str], *, kind: str
     An existing ``out`` is replaced only with ``force`` (commands check first with ``check_output``).
     """
     check_output(out, fmt=fmt, compress=compress, force=force)
+    return write_encoded(encode_state(state, out, kind=kind, fmt=fmt, compress=compress, key=key), out)
+
+
+@dataclass
+class Encoded:
+    """A document's bytes, ready to be written, and how they were made."""
+
+    data: bytes
+    format: str
+    compression: str | None
+    encrypted: bool
+
+
+def encode_state(state: dict[str, Any], out: str | os.PathLike[str], *, kind: str, fmt: str | None = None,
+                 compress: str | None = None, key: Any = None) -> Encoded:
+    """The bytes ``write_state`` writes (format and compression from the options, else ``out``'s suffix)."""
     data, fmt_used, method = serialize_document(state, kind=kind, format=format_for(out, fmt),
                                                 compress=compression_for(out, compress), key=key)
-    size = atomic_write(out, data)
-    return SaveResult(Path(out), size, _engine.sha256(data).hex(), fmt_used, method, key is not None)
+    return Encoded(data, fmt_used, method, key is not None)
+
+
+def write_encoded(encoded: Encoded, out: str | os.PathLike[str], *, progress: Any = None) -> SaveResult:
+    """Write encoded bytes at exactly ``out``, atomically (``progress`` is told the bytes written)."""
+    size = atomic_write(out, encoded.data, progress=progress)
+    return SaveResult(Path(out), size, _engine.sha256(encoded.data).hex(), encoded.format, encoded.compression,
+                      encoded.encrypted)
 
 
 def rewrite_document(doc: Document, state: dict[str, Any], key: Any = None) -> SaveResult:
