@@ -21,7 +21,6 @@ import argparse
 import gc
 import os
 import pickle
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,20 +29,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ormsgpack
-from bench_documents import _PEAK_SCRIPT, BigProgram
+from bench_documents import BigProgram, peak_memory
 from data import large_state, small_state
 from report import machine, med_p90, table, write_section
 
 import desiru as ds
 from desiru import _engine
-
-
-def held_size(path: Path) -> int:
-    """RSS a loaded program holds (fresh interpreter, after gc): what "the loaded program's size" is."""
-    import json
-
-    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(path)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
 
 
 def main() -> None:
@@ -104,7 +95,7 @@ def main() -> None:
                 t = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t)
-        mem = held_size(ours)
+        mem = peak_memory(ours)  # RSS a loaded program holds, and the peak, in a fresh interpreter
         file_mb = ours.stat().st_size / 1e6
     stats = {k: med_p90(v) for k, v in times.items()}
     med = {k: v[0] for k, v in stats.items()}

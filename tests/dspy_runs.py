@@ -77,7 +77,9 @@ def run(args: list[str]) -> dict[str, Any] | None:
     import subprocess
 
     proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, timeout=600)
-    if proc.returncode == -signal.SIGKILL and args[2] != "0":
+    if args[2] != "0":  # asked to die at a metric call: it must have
+        if proc.returncode != -signal.SIGKILL:
+            raise RuntimeError(f"expected SIGKILL, exit {proc.returncode}: {proc.stderr[-2000:]}")
         return None
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])

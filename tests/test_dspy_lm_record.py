@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from desiru.journal import JournalWarning  # noqa: E402
 from desiru.journal.events import LMResponseRecorded  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dspy_runs import VAL, Counter, recorded_keys  # noqa: E402
+from dspy_runs import VAL, Counter, recorded_keys, run  # noqa: E402
 from rule_lm import RuleLM  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parent / "dspy_runs.py"
@@ -216,15 +214,8 @@ def test_answers_are_sealed_with_the_journal(tmp_path: Path, rule_lm: RuleLM, ke
 
 # -- resume after SIGKILL --------------------------------------------------------------------------------
 def run_script(name: str, journal: Path, kill_at: int = 0) -> dict[str, Any] | None:
-    proc = subprocess.run([sys.executable, str(SCRIPT), name, str(journal), str(kill_at), "lm"],
-                          capture_output=True, text=True, timeout=300)
-    if kill_at:
-        assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-        return None
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    import json
-
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """The tracked run in a fresh process (None: SIGKILLed at metric call ``kill_at``, as asked)."""
+    return run([name, str(journal), str(kill_at), "lm"])
 
 
 @pytest.mark.parametrize("name", ["rs", "mipro", "gepa"])

@@ -8,8 +8,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from desiru.interop.dspy.track import (  # noqa: E402
 from desiru.journal import JournalWarning  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dspy_runs import TRAIN, VAL, Counter, compile_with, optimizer  # noqa: E402
+from dspy_runs import TRAIN, VAL, Counter, compile_with, optimizer, run  # noqa: E402
 from rule_lm import RuleLM  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parent / "dspy_runs.py"
@@ -211,13 +209,8 @@ def test_journal_errors_are_kept_and_warned(tmp_path: Path) -> None:
 
 # -- resume ------------------------------------------------------------------------------------------
 def run_script(name: str, journal: Path, kill_at: int = 0) -> dict[str, Any] | None:
-    proc = subprocess.run([sys.executable, str(SCRIPT), name, str(journal), str(kill_at)],
-                          capture_output=True, text=True, timeout=300)
-    if kill_at:
-        assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-        return None
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """The tracked run in a fresh process (None: SIGKILLed at metric call ``kill_at``, as asked)."""
+    return run([name, str(journal), str(kill_at)])
 
 
 @pytest.mark.parametrize("name", ["rs", "mipro", "gepa"])
