@@ -263,7 +263,7 @@ def test_malformed_headers_fail_at_once(blob: bytes, match: str) -> None:
 
 def test_a_newer_container_version_says_upgrade() -> None:
     blob = bytearray(crypto.seal_document(b"x", RAW))
-    blob[8] = 2
+    blob[8] = 3  # 2 is the framed container (docs/FORMAT.md)
     with pytest.raises(ds.IncompatibleVersionError, match="newer"):
         crypto.open_document(bytes(blob), RAW)
 
