@@ -802,11 +802,11 @@ def test_stale_temporaries_of_a_crashed_creation_are_removed(tmp_path: Path, eng
 @pytest.mark.parametrize("fmt", ["json", "yaml", "msgpack"])
 @pytest.mark.parametrize("compress", [None, "zstd", "gzip"])
 def test_document_header_is_under_checksum(tmp_path: Path, engine: str, fmt: str, compress: str | None) -> None:
-    from desiru.serialization import container, formats
+    from desiru.serialization import container, formats, framed
     from desiru.serialization.documents import load_document
 
     saved = sample_program().save(tmp_path / f"p.{fmt}", compress=compress).path
-    raw, _ = container.unseal(saved.read_bytes(), key=None)
+    raw, _ = framed.unseal(saved.read_bytes(), key=None)
     tree = formats.decode(raw, fmt)
     assert load_document(saved).header["header_checksum"] == tree["header_checksum"]
     attacks = {

@@ -144,10 +144,10 @@ def _scrypt_block(kdf: dict[str, Any]) -> bytes:
     return bytes((n.bit_length() - 1, r, p)) + bytes(kdf["salt"])
 
 
-def build_framed_header(key: Key | None, compression: str | None) -> bytes:
+def build_framed_header(key: Key | None, compression: str | None, segment_log2: int = MAX_SEGMENT_LOG2) -> bytes:
     """The header of a framed container (version 2): sealed under ``key`` when given, with a fresh
-    nonce; frames of up to 2**MAX_SEGMENT_LOG2 bytes are then one segment each."""
-    seg_log2 = WRITE_SEGMENT_LOG2 or MAX_SEGMENT_LOG2
+    nonce; writers pass ``segment_log2_for`` the largest frame, so each frame is one segment."""
+    seg_log2 = 0 if key is None else WRITE_SEGMENT_LOG2 or segment_log2  # no cipher: no segments either
     head = bytes((FRAMED_VERSION, CIPHER_NONE if key is None else CIPHER_AES_256_GCM,
                   KDF_SCRYPT if key is not None and key.kdf is not None else KDF_NONE, seg_log2,
                   COMPRESSION_IDS[compression]))
@@ -187,7 +187,11 @@ def read_header(blob: bytes, path: Any = None) -> ContainerHeader:
         raise CorruptDataError(f"unknown cipher id {cipher} (1 is AES-256-GCM)", path=path, offset=m + 1)
     if kdf_id not in (KDF_NONE, KDF_SCRYPT) or (cipher == CIPHER_NONE and kdf_id != KDF_NONE):
         raise CorruptDataError(f"unknown key derivation id {kdf_id}", path=path, offset=m + 2)
-    if not MIN_SEGMENT_LOG2 <= seg_log2 <= MAX_SEGMENT_LOG2:
+    if cipher == CIPHER_NONE and (seg_log2 or any(mv[m + 5:fixed])):
+        raise CorruptDataError("a framed container without a cipher has a segment size, key id or nonce (they "
+                               "must be zero)", path=path, offset=m + 3,
+                               hint="the file was altered or damaged; restore it from a backup")
+    if cipher != CIPHER_NONE and not MIN_SEGMENT_LOG2 <= seg_log2 <= MAX_SEGMENT_LOG2:
         raise CorruptDataError(
             f"segment size 2**{seg_log2} out of bounds (2**{MIN_SEGMENT_LOG2}..2**{MAX_SEGMENT_LOG2})",
             path=path,

@@ -156,7 +156,7 @@ def _gunzip(data: bytes, limit: int, path: str | None) -> bytes:
         if len(out) > limit:
             raise _too_big("gzip", limit, path)
         rest = d.unconsumed_tail
-        if not chunk and not rest:
+        if not chunk and not rest and not d.eof:  # an empty stream ends with its first call
             raise EOFError("the gzip stream ends before its end marker")
     if d.unused_data:
         raise CorruptDataError(f"{len(d.unused_data):,} bytes follow the gzip stream (a second document, or "
