@@ -264,8 +264,8 @@ def test_inspect_lists_from_the_table_and_says_what_it_did_not_check(tmp_path: P
     c = json.loads(runner.invoke(cli, ["inspect", str(framed), "--json"]).output)
     assert a["modules"] == b["modules"] == c["modules"] and a["demos"] == b["demos"] == c["demos"] == 35
     assert a["checksum"] == b["checksum"] == c["checksum"]
-    for shown in (a, c):
-        assert shown["checksum_ok"] is None and shown["sha256"] is None
+    for shown, path in ((a, mapped), (c, framed)):
+        assert shown["checksum_ok"] is None and shown["sha256"] == _engine.sha256(path.read_bytes()).hex()  # small
         assert shown["checked"] == ["header checksum", "module table", "the program's own fields"]
         assert "desiru verify" in shown["not_checked"]
     assert b["checksum_ok"] is True and b["sha256"] == _engine.sha256(full.read_bytes()).hex()
@@ -278,6 +278,22 @@ def test_inspect_lists_from_the_table_and_says_what_it_did_not_check(tmp_path: P
     assert r.exit_code == 0 and "not checked here" in r.output and "desiru verify" in r.output
     r = runner.invoke(cli, ["verify", str(mapped)])
     assert r.exit_code == 1 and "module 'qa'" in r.output
+
+
+def test_inspect_hashes_no_large_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from desiru.cli import inspect
+    from desiru.cli.app import cli
+
+    path = big_program().save(tmp_path / "p.msgpack").path
+    monkeypatch.setattr(inspect, "SHA256_LIMIT", path.stat().st_size - 1)  # as if the file were large
+    shown = json.loads(CliRunner().invoke(cli, ["inspect", str(path), "--json"]).output)
+    assert shown["sha256"] is None and shown["demos"] == 35
+    r = CliRunner().invoke(cli, ["inspect", str(path)])
+    assert "not computed" in r.output and "sha256sum" in r.output
 
 
 def test_inspect_of_a_2_2_0_table_reads_and_checks_each_module() -> None:

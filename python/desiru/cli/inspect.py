@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -68,12 +69,23 @@ def _fields_table(fields: list[tuple[str, str | Text]]) -> Table:
     return grid
 
 
-def _from_table(env: Env, path: str, key: str | None) -> tuple[Document, int, list[str]] | None:
+#: a file listed from its module table gets its sha256 computed only up to this size (about 30 ms
+#: here): above it, hashing every byte would cost more than the listing (`sha256sum` does it)
+SHA256_LIMIT = 64 << 20
+
+
+def _sha256_if_small(data: Any) -> str | None:
+    """The sha256 of a mapped file up to SHA256_LIMIT bytes, else None (not computed)."""
+    return hashlib.sha256(data).hexdigest() if len(data) <= SHA256_LIMIT else None
+
+
+def _from_table(env: Env, path: str, key: str | None) -> tuple[Document, int, list[str], str | None] | None:
     """A program with a module table, shown from its header: the header checksum, the table and the
     program's own fields are checked; each module is listed from its outline in the table (format
     2.3.0), so no module's bytes are read, decompressed or decrypted. A 2.2.0 table has no outlines:
     each module's bytes are then read and checked, its demos counted, not built. Returns the
-    document, the file's size and what was checked; None when the file has no table."""
+    document, the file's size, what was checked and the sha256 (of a small file only); None when
+    the file has no table."""
     with progress.task(env, f"opening {os.path.basename(path)}"), sources.about(path):
         mapped = lazy.open_mapped(path, key)
         if mapped is None:
@@ -90,7 +102,7 @@ def _from_table(env: Env, path: str, key: str | None) -> tuple[Document, int, li
                    header=dict(mapped.header), format="msgpack", path=path,
                    compression=frames.header.compression if frames is not None else None, encrypted=encrypted,
                    key_id=frames.header.key_id if encrypted and frames is not None else None)
-    return doc, len(mapped.data), checked
+    return doc, len(mapped.data), checked, _sha256_if_small(mapped.data)
 
 
 def inspect_document(env: Env, path: str, key: str | None, as_json: bool, verify: bool = True) -> None:
@@ -104,7 +116,7 @@ def inspect_document(env: Env, path: str, key: str | None, as_json: bool, verify
     checked: list[str] | None = None
     sha: str | None = None
     if found is not None:
-        doc, size, checked = found
+        doc, size, checked, sha = found
     else:
         with progress.task(env, f"reading {os.path.basename(path)}"):
             data = read_bytes(path)
@@ -131,7 +143,7 @@ def inspect_document(env: Env, path: str, key: str | None, as_json: bool, verify
         "encrypted": doc.encrypted,
         "key_id": doc.key_id,
         "size": size,
-        "sha256": sha,  # None: not computed (listed from the module table)
+        "sha256": sha,  # None: not computed (a file over SHA256_LIMIT listed from its module table)
         "checksum": header.get("checksum"),
         # load_document verified it, or raised; None: not checked (--no-verify, or listed from the table)
         "checksum_ok": True if verify and checked is None else None,
@@ -158,7 +170,8 @@ def inspect_document(env: Env, path: str, key: str | None, as_json: bool, verify
         ("version", f"format {doc.version}, written by desiru {header.get('library_version') or '(unknown)'} "
                     f"at {header.get('created_at') or '(unknown)'}"),
         ("size", _size_text(size)),
-        ("sha256", sha or "not computed (listed from the module table)"),
+        ("sha256", sha or f"not computed (over {SHA256_LIMIT >> 20} MiB, listed from the module table; "
+                          f"`sha256sum {path}` computes it)"),
         ("checksum", Text.assemble(f"{header.get('checksum')} ", ("verified", "green") if verify and checked is None
                                    else ("not checked here", "yellow") if checked is not None
                                    else ("NOT verified (--no-verify)", "bold red"))),

@@ -168,6 +168,14 @@ def parse(value: Any, state_size: int, path: str | None) -> Table:
     return Table((span[0], span[1]), rest, tuple(entries), None if outlines is None else tuple(outlines))
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal as state trees (by canonical bytes: a NaN equals itself, 1 differs from 1.0)."""
+    try:
+        return bool(_engine.packb(a, canonical=True) == _engine.packb(b, canonical=True))
+    except Exception:  # a value no state tree holds: not what a writer wrote
+        return False
+
+
 def check_outlines(header: dict[str, Any], state: dict[str, Any], path: str | None) -> None:
     """Each outline of the module table against the module it outlines (an eager, verifying load
     and ``desiru verify`` run this: a listing must never show what the file does not hold)."""
@@ -176,7 +184,7 @@ def check_outlines(header: dict[str, Any], state: dict[str, Any], path: str | No
     if outlines is None or not isinstance(modules, list):
         return
     for i, module in enumerate(modules):
-        if i >= len(outlines) or not isinstance(module, dict) or outline_of(module) != outlines[i]:
+        if i >= len(outlines) or not isinstance(module, dict) or not _same(outline_of(module), outlines[i]):
             name = module.get("name") if isinstance(module, dict) else i
             raise CorruptDataError(f"module {name!r}: the module table's outline differs from the module",
                                    path=path, hint="the file was altered or damaged; restore it from a backup")
