@@ -101,6 +101,9 @@ class Framed:
     starts: tuple[int, ...]
     lengths: tuple[int, ...]
     key: crypto.Key | None
+    #: the bound on the head and tail frames' decompressed size (None: container.decompression_limit);
+    #: a module frame is bounded by its length in the module table
+    max_size: int | None = None
 
     @property
     def count(self) -> int:
@@ -122,7 +125,8 @@ class Framed:
                 if declared >= 0 and declared != expect:
                     raise self._size(what, declared, expect, start)
             try:
-                blob = container.decompress(blob, method, self.path, max_size=expect)
+                blob = container.decompress(blob, method, self.path,
+                                            max_size=expect if expect is not None else self.max_size)
             except CorruptDataError as exc:
                 exc.offset = start if exc.offset is None else exc.offset
                 raise exc.within(what) from None
@@ -136,7 +140,7 @@ class Framed:
                                 hint="the file was altered or damaged; restore it from a backup")
 
 
-def parse(data: bytes | mmap.mmap, key: Any, path: str | None) -> Framed:
+def parse(data: bytes | mmap.mmap, key: Any, path: str | None, max_size: int | None = None) -> Framed:
     """The frames of a framed container, their bounds checked against the file's size; the key is
     checked (kind and key id) before anything is decrypted."""
     header = crypto.read_header(data[:crypto.FRAMED_FIXED_SIZE + crypto.SCRYPT_BLOCK_SIZE], path)
@@ -176,7 +180,7 @@ def parse(data: bytes | mmap.mmap, key: Any, path: str | None) -> Framed:
     elif key is not None:
         raise NotEncryptedError("a key was given but the file is not encrypted", path=path,
                                 hint="load it without a key, or encrypt it first with `desiru rekey`")
-    return Framed(path, data, header, header.raw + directory, tuple(starts), tuple(lengths), k)
+    return Framed(path, data, header, header.raw + directory, tuple(starts), tuple(lengths), k, max_size)
 
 
 def module_names(head: bytes, framed: Framed) -> tuple[dict[str, Any], int, list[str]]:
@@ -203,7 +207,7 @@ def unseal(data: bytes, *, key: Any, path: str | None = None, max_size: int | No
     """Every layer peeled off a document's bytes: a framed container's frames opened and joined, or
     (``container.unseal``) a whole-file container and compression."""
     if is_framed(data):
-        return read_document(data, key, path)
+        return read_document(data, key, path, max_size)
     return container.unseal(data, key=key, path=path, max_size=max_size)
 
 
@@ -220,9 +224,10 @@ def open_all(framed: Framed) -> tuple[list[bytes], list[str]]:
     return parts, names
 
 
-def read_document(data: bytes, key: Any, path: str | None) -> tuple[bytes, container.Layers]:
+def read_document(data: bytes, key: Any, path: str | None, max_size: int | None = None
+                  ) -> tuple[bytes, container.Layers]:
     """The plain document bytes of a framed container (every frame opened, then joined)."""
-    framed = parse(data, key, path)
+    framed = parse(data, key, path, max_size)
     parts, _ = open_all(framed)
     key_id = framed.header.key_id if framed.key is not None else None
     return b"".join(parts), container.Layers(framed.header.compression, framed.key is not None, key_id)
