@@ -9,6 +9,7 @@ import hmac
 import os
 import pickle
 import struct
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -263,7 +264,7 @@ def test_malformed_headers_fail_at_once(blob: bytes, match: str) -> None:
 
 def test_a_newer_container_version_says_upgrade() -> None:
     blob = bytearray(crypto.seal_document(b"x", RAW))
-    blob[8] = 2
+    blob[8] = 3  # 2 is the framed container (docs/FORMAT.md)
     with pytest.raises(ds.IncompatibleVersionError, match="newer"):
         crypto.open_document(bytes(blob), RAW)
 
@@ -346,3 +347,19 @@ def test_check_key_id() -> None:
     with pytest.raises(ds.DecryptionError, match="the key given has id") as err:
         crypto.check_key_id(key, "00" * 8, path="j", seq=3)
     assert err.value.seq == 3
+
+
+def test_crypto_imports_nothing_from_serialization() -> None:
+    """The container's magic and layout live in desiru.crypto; serialization.container imports them, and
+    nothing in the crypto package imports serialization back, not even inside a function (issue 18)."""
+    import ast
+
+    root = Path(crypto.__file__).parent
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.startswith("desiru.serialization") for n in names), (path.name, node.lineno)
+    container_src = (root.parent / "serialization" / "container.py").read_text()
+    assert "from desiru.crypto import CONTAINER_MAGIC" in container_src
+    assert "CONTAINER_MAGIC = " not in container_src  # defined once, in crypto

@@ -45,12 +45,14 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- document migrations -------------------------------------------------------------------------------
 def test_the_built_in_chain_goes_from_the_ruby_layout_to_ours() -> None:
-    tail = [(Version("2.0.0"), Version("2.1.0")), (Version("2.1.0"), Version("2.2.0"))]
+    tail = [(Version("2.0.0"), Version("2.1.0")), (Version("2.1.0"), Version("2.2.0")),
+            (Version("2.2.0"), Version("2.3.0"))]
     assert migration_chain("1.0.0") == [(Version("1.0.0"), Version("1.1.0")), (Version("1.1.0"), Version("2.0.0")),
                                         *tail]
     assert migration_chain("1.1.0") == [(Version("1.1.0"), Version("2.0.0")), *tail]
-    assert migration_chain("2.0.0") == tail  # the header under its checksum, then the module table
+    assert migration_chain("2.0.0") == tail  # the header under its checksum, the module table, its outlines
     assert migration_chain("2.1.0") == tail[1:]
+    assert migration_chain("2.2.0") == tail[2:]
     assert migration_chain(CURRENT_VERSION) == []
 
 
@@ -119,7 +121,7 @@ def test_registration_is_checked(registry: None) -> None:
     with pytest.raises(ds.DesiruError, match="forward"):
         register_migration("1.1.0", "1.0.0")
     with pytest.raises(ds.DesiruError, match="past the current format"):
-        register_migration("2.2.0", "2.3.0")
+        register_migration("2.3.0", "2.4.0")
     with pytest.raises(ds.DesiruError, match="already registered"):
         register_migration("1.0.0", "1.1.0")(lambda tree: tree)
     with pytest.raises(ds.DesiruError, match="invalid version"):

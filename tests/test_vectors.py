@@ -34,6 +34,8 @@ REQUIRED = {
     "legacy_1_0_0.json", "legacy_1_0_0.yaml", "legacy_1_0_0.msgpack", "legacy_1_0_0.json.gz",
     "legacy_1_1_0.json", "v2_1_0_unknown_fields.json", "v2_2_0_unknown_fields.json", "v2_3_0_unknown_fields.json",
     "v2_1_0.msgpack", "v2_2_0.msgpack", "v2_2_0.msgpack.zst", "v3_0_0.msgpack", "v3_0_0.json", "v0_9_0.json",
+    "v2_3_0.msgpack", "v2_3_0.msgpack.zst", "v2_3_0.msgpack.gz", "v2_3_0_encrypted_rawkey.msgpack",
+    "v2_3_0_encrypted_passphrase.msgpack", "v2_4_0_unknown_fields.json",
     "journal_2_0_0.journal", "journal_2_0_0_encrypted.journal",
 }
 

@@ -23,10 +23,10 @@ parts = st.integers(min_value=0, max_value=10**6)
 
 # -- Version ----------------------------------------------------------------------------------------
 def test_current_version_is_exposed_everywhere() -> None:
-    assert CURRENT_VERSION == Version("2.2.0")
+    assert CURRENT_VERSION == Version("2.3.0")
     assert Serializer.CURRENT_VERSION is CURRENT_VERSION
-    assert str(CURRENT_VERSION) == "2.2.0"
-    assert repr(CURRENT_VERSION) == "Version('2.2.0')"
+    assert str(CURRENT_VERSION) == "2.3.0"
+    assert repr(CURRENT_VERSION) == "Version('2.3.0')"
 
 
 def test_ordering_is_numeric_not_textual() -> None:
@@ -148,7 +148,7 @@ def test_a_version_that_is_not_a_version_is_refused() -> None:
 
 
 # -- newer minors: load with a warning, keep what they wrote --------------------------------------------
-def _newer_minor_tree(version: str = "2.3.0") -> dict[str, Any]:
+def _newer_minor_tree(version: str = "2.4.0") -> dict[str, Any]:
     p = QA()
     p.answer.demos = [ds.Example(question="q", context="c", reasoning="r", answer="a")]
     state = p.to_state()
@@ -170,7 +170,7 @@ def test_a_newer_minor_loads_with_a_warning_and_keeps_unknown_fields(tmp_path: P
     from desiru.serialization import formats
 
     src.write_bytes(formats.encode(tree, fmt))
-    with pytest.warns(NewerFormatWarning, match="2.3.0") as record:
+    with pytest.warns(NewerFormatWarning, match="2.4.0") as record:
         p = QA.load(src)
     assert str(CURRENT_VERSION) in str(record[0].message) and str(src) in str(record[0].message)
     assert p.to_state() == tree["state"]
@@ -187,7 +187,7 @@ def test_a_newer_minor_loads_with_a_warning_and_keeps_unknown_fields(tmp_path: P
 
 
 def test_unknown_fields_survive_ds_load_copy_and_nested_programs(tmp_path: Path) -> None:
-    tree = _newer_minor_tree("2.3.5")
+    tree = _newer_minor_tree("2.4.5")
     outer = {"kind": "program", "class": "desiru.Program", "configuration": {}, "custom_data": None,
              "metadata": {}, "modules": [{"name": "inner", **tree["state"], "future_flag": True}],
              "future_root": [1, 2]}
@@ -218,7 +218,7 @@ def test_a_newer_patch_loads_silently_and_a_newer_minor_checksum_is_still_verifi
     src = tmp_path / "patch.json"
     src.write_text(json.dumps(tree))
     assert ds.load(src).to_state() == tree["state"]  # filterwarnings=error: any warning would fail here
-    tree = _newer_minor_tree("2.4.0")
+    tree = _newer_minor_tree("2.5.0")
     tree["state"]["schedule"]["every"] = "2h"  # altered after the checksum was taken
     src.write_text(json.dumps(tree))
     with pytest.warns(NewerFormatWarning), pytest.raises(ds.CorruptDataError, match="checksum"):

@@ -20,11 +20,12 @@ def load(path: str | os.PathLike[str], key: bytes | str | None = None, *, cls: t
     from a script (class ``__main__.Triage``) loads in another script that imports Triage.
     The file must hold that class (or a plain desiru.Program) unless ``any_class=True``.
     ``verify=False`` skips the content checksum: unsafe, only to rescue a hand-edited file.
-    ``lazy=True``: a msgpack program with a module table (format 2.2.0) is mapped and returned at
-    once, each module decoded and verified when first touched; other files load eagerly.
+    ``lazy=True``: a msgpack program with a module table (format 2.2.0), or one in per-module
+    frames (compressed or encrypted), is mapped and returned at once, each module decoded (and
+    decompressed, decrypted) and verified when first touched; other files load eagerly.
     """
-    if lazy and key is None and verify:
-        mapped = lazy_open.open_mapped(path)
+    if lazy and verify:
+        mapped = lazy_open.open_mapped(path, key)
         if mapped is not None:
             return files.load_lazily(mapped, _program_class(cls, path), any_class=any_class)
     with gcpause.paused():  # decoding and building make a large tree without cycles

@@ -37,7 +37,7 @@ def load(cls: type[P], path: str | os.PathLike[str], *, key: bytes | str | None 
          any_class: bool = False, lazy_open: bool = False) -> P:
     """The program file at ``path`` as ``cls`` (see ``Program.load``); ``lazy_open`` maps a file that
     has a module table and builds each module when it is first touched."""
-    mapped = lazy.open_mapped(path) if lazy_open and key is None and verify else None
+    mapped = lazy.open_mapped(path, key) if lazy_open and verify else None
     if mapped is not None:
         return load_lazily(mapped, cls, any_class=any_class)  # type: ignore[return-value]
     with gcpause.paused():  # decoding and building make a large tree without cycles
@@ -67,13 +67,13 @@ def module_from_state(state: dict[str, Any], path: str | None) -> Module | Progr
 def load_module(path: str | os.PathLike[str], name: str, *, key: bytes | str | None = None) -> Module | Program:
     """The module at dotted ``name`` in a program file (or a module file saved under that name).
 
-    With a module table only that module's bytes are read and verified; otherwise the file is
-    loaded in full (older formats, json, yaml, compressed or encrypted files).
+    With a module table only that module's bytes are read (decompressed, decrypted) and verified;
+    otherwise the file is loaded in full (older formats, json, yaml, files compressed or encrypted
+    as a whole).
     """
-    if key is None:
-        mapped = lazy.open_mapped(path)
-        if mapped is not None:
-            return _module_of_mapped(mapped, name)
+    mapped = lazy.open_mapped(path, key)
+    if mapped is not None:
+        return _module_of_mapped(mapped, name)
     doc = load_document(path, key=key)
     if doc.kind == "module":
         if name not in (doc.state.get("name"), ""):

@@ -17,6 +17,7 @@ from desiru import crypto
 from desiru.atomic import atomic_write
 from desiru.errors import DesiruError
 from desiru.progress import ProgressCallback
+from desiru.serialization import framed
 from desiru.serialization.documents import deserialize_document, read_bytes
 
 KeyLike = crypto.Key | bytes | str
@@ -63,6 +64,8 @@ def rekey(path: str | os.PathLike[str], old_key: KeyLike | None, new_key: KeyLik
 def _rekey_document(target: Path, old_key: KeyLike | None, new_key: KeyLike | None) -> RekeyResult:
     where = os.fspath(target)
     data = read_bytes(target)
+    if framed.is_framed(data):  # per-module frames: each one opened and sealed again
+        return _rekey_framed(target, data, old_key, new_key)
     if crypto.is_encrypted(data):
         if old_key is None:
             crypto.open_document(data, None, path=where)  # raises MissingKeyError naming the file
@@ -87,6 +90,20 @@ def _rekey_document(target: Path, old_key: KeyLike | None, new_key: KeyLike | No
             raise DesiruError("re-encrypted bytes did not open again; the file was left unchanged", path=target)
     atomic_write(target, out)
     return RekeyResult(target, "document", old_id, new_id)
+
+
+def _rekey_framed(target: Path, data: bytes, old_key: KeyLike | None, new_key: KeyLike | None) -> RekeyResult:
+    where = os.fspath(target)
+    if old_key is not None and not crypto.is_encrypted(data):
+        raise DesiruError("the file is not encrypted, but an old key was given", path=target,
+                          hint="pass old_key=None to encrypt a plain file")
+    key = crypto.Key.from_user(new_key) if new_key is not None else None
+    out, old_id = framed.reseal(data, old_key, key, where)
+    before = deserialize_document(data, key=old_key, path=where)
+    if deserialize_document(out, key=key, path=where).state != before.state:  # never replace a good file badly
+        raise DesiruError("re-encrypted bytes did not open again; the file was left unchanged", path=target)
+    atomic_write(target, out)
+    return RekeyResult(target, "document", old_id, key.key_id if key is not None else None)
 
 
 def _journal_key_id(target: Path) -> str | None:

@@ -273,6 +273,26 @@ def legacy_expected_state(*, streaming: tuple[bool, bool] = (False, False)) -> d
     return p.to_state()
 
 
+def make_v2_3() -> None:
+    """Format 2.3.0: module tables carry each module's outline; compressed or encrypted msgpack programs
+    are written in per-module frames (desiru's container, version 2), so they open lazily too."""
+    p = v2_program()
+    sub = ds.Program()
+    sub.inner = ds.Predict("text -> label")
+    p.sub = sub
+    state = p.to_state()
+    for name, kwargs in [("v2_3_0.msgpack", {}), ("v2_3_0.msgpack.zst", {"compress": "zstd"}),
+                         ("v2_3_0.msgpack.gz", {"compress": "gzip"}),
+                         ("v2_3_0_encrypted_rawkey.msgpack", {"compress": "zstd", "key": RAW_KEY}),
+                         ("v2_3_0_encrypted_passphrase.msgpack", {"key": PASSPHRASE})]:
+        if (OUT / name).exists():
+            continue
+        r = p.save(OUT / name.removesuffix(".zst").removesuffix(".gz"), **kwargs)
+        assert r.path.name == name, r.path
+        expect(name, version="2.3.0", kind="program", format="msgpack", compression=r.compression,
+               encrypted=r.encrypted, key=kwargs.get("key"), state=state)
+
+
 def make_legacy() -> None:
     tree = legacy_tree("1.0.0", LEGACY_PROGRAM, checksum=True)
     migrated = {"layout": "desiru-ruby", "format_version": "1.0.0",
@@ -357,7 +377,25 @@ def make_other_versions() -> None:
         header["header_checksum"] = envelope.header_checksum_of(header)
         header["state"] = state
         write("v2_3_0_unknown_fields.json", json.dumps(header, indent=2).encode("utf-8"))
+        # written as a "newer minor" before 2.3.0 existed; it is now the current format (no warning, its
+        # unknown fields still kept); v2_4_0_unknown_fields.json took its role
         expect("v2_3_0_unknown_fields.json", version="2.3.0", kind="program", format="json", compression=None,
+               encrypted=False, state=state, header_extra={"provenance": {"host": "build-7", "signed": False}})
+    if not (OUT / "v2_4_0_unknown_fields.json").exists():
+        # a newer minor of our major: extra header field, extra program and module state fields
+        p = ds.Program()
+        p.answer = ds.Predict("question -> answer", temperature=0.5)
+        state = p.to_state()
+        state["schedule"] = {"every": "1h", "until": None}
+        state["modules"][0]["adapter"] = {"name": "chat", "version": 3}
+        header = {"format": "desiru", "format_version": "2.4.0", "kind": "program", "class": state["class"],
+                  "library_version": "2.9.0", "created_at": "2027-12-01T00:00:00.000Z",
+                  "python_version": "3.14.0", "provenance": {"host": "build-7", "signed": False},
+                  "checksum": envelope.checksum_of(state)}
+        header["header_checksum"] = envelope.header_checksum_of(header)
+        header["state"] = state
+        write("v2_4_0_unknown_fields.json", json.dumps(header, indent=2).encode("utf-8"))
+        expect("v2_4_0_unknown_fields.json", version="2.4.0", kind="program", format="json", compression=None,
                encrypted=False, warning="NewerFormatWarning", state=state,
                header_extra={"provenance": {"host": "build-7", "signed": False}})
     if not (OUT / "v3_0_0.msgpack").exists():
@@ -434,6 +472,7 @@ def main() -> int:
     make_v2()
     make_v2_1()
     make_v2_2()
+    make_v2_3()
     make_legacy()
     make_other_versions()
     make_journals()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from desiru.cli import complete, dspy_view, keys, progress, render, sources
 from desiru.cli.app import Env, cli, env_of
 from desiru.cli.convert import no_verify_option
 from desiru.errors import DesiruError, MissingKeyError
-from desiru.serialization import container, lazy, table
+from desiru.serialization import container, lazy
 from desiru.serialization.documents import deserialize_document, read_bytes
 from desiru.serialization.envelope import Document
 from desiru.serialization.version import CURRENT_VERSION, Version
@@ -70,32 +69,54 @@ def _fields_table(fields: list[tuple[str, str | Text]]) -> Table:
     return grid
 
 
-def _from_table(env: Env, path: str) -> tuple[Document, int, str] | None:
-    """A program with a module table, shown from its map: the header, the program's own fields and
-    each module's outline (demos counted, not built), the whole checksum checked with one XXH3
-    pass. None when the file has no table or does not check out (the full read then says why)."""
+#: a file listed from its module table gets its sha256 computed only up to this size (about 30 ms
+#: here): above it, hashing every byte would cost more than the listing (`sha256sum` does it)
+SHA256_LIMIT = 64 << 20
+
+
+def _sha256_if_small(data: Any) -> str | None:
+    """The sha256 of a mapped file up to SHA256_LIMIT bytes, else None (not computed)."""
+    return hashlib.sha256(data).hexdigest() if len(data) <= SHA256_LIMIT else None
+
+
+def _from_table(env: Env, path: str, key: str | None) -> tuple[Document, int, list[str], str | None] | None:
+    """A program with a module table, shown from its header: the header checksum, the table and the
+    program's own fields are checked; each module is listed from its outline in the table (format
+    2.3.0), so no module's bytes are read, decompressed or decrypted. A 2.2.0 table has no outlines:
+    each module's bytes are then read and checked, its demos counted, not built. Returns the
+    document, the file's size, what was checked and the sha256 (of a small file only); None when
+    the file has no table."""
     with progress.task(env, f"opening {os.path.basename(path)}"), sources.about(path):
-        mapped = lazy.open_mapped(path)
+        mapped = lazy.open_mapped(path, key)
         if mapped is None:
             return None
-        with ThreadPoolExecutor(1) as pool:  # hashlib releases the GIL: sha256 on the second core
-            sha = pool.submit(lambda: hashlib.sha256(mapped.data).hexdigest())
-            whole = table.digest(memoryview(mapped.data)[mapped.state_offset:])
-            if whole != mapped.header.get("checksum"):
-                return None
-            state = {**mapped.rest_state(), "modules": [lazy.outline(mapped, e) for e in mapped.table.entries]}
-            digest = sha.result()
-    header = dict(mapped.header)
-    doc = Document(kind="program", state=state, version=Version.parse(header["format_version"]), header=header,
-                   format="msgpack", path=path)
-    return doc, len(mapped.data), digest
+        outlines = mapped.table.outlines
+        modules = list(outlines) if outlines is not None else [lazy.outline(mapped, e) for e in mapped.table.entries]
+        state = {**mapped.rest_state(), "modules": modules}
+    checked = ["header checksum", "module table", "the program's own fields"]
+    if outlines is None:
+        checked.append("every module's checksum")
+    frames = mapped.frames
+    encrypted = frames is not None and frames.key is not None
+    doc = Document(kind="program", state=state, version=Version.parse(mapped.header["format_version"]),
+                   header=dict(mapped.header), format="msgpack", path=path,
+                   compression=frames.header.compression if frames is not None else None, encrypted=encrypted,
+                   key_id=frames.header.key_id if encrypted and frames is not None else None)
+    return doc, len(mapped.data), checked, _sha256_if_small(mapped.data)
 
 
 def inspect_document(env: Env, path: str, key: str | None, as_json: bool, verify: bool = True) -> None:
-    """Show a document's header, layers and modules."""
-    found = _from_table(env, path) if key is None and verify else None
+    """Show a document's header, layers and modules (from its module table when it has one)."""
+    found = None
+    if verify:
+        try:
+            found = keys.with_key(lambda k: _from_table(env, path, k), key, prompt=False)
+        except MissingKeyError:
+            found = None  # an encrypted program in frames: the full read below shows its container
+    checked: list[str] | None = None
+    sha: str | None = None
     if found is not None:
-        doc, size, sha = found
+        doc, size, checked, sha = found
     else:
         with progress.task(env, f"reading {os.path.basename(path)}"):
             data = read_bytes(path)
@@ -122,9 +143,13 @@ def inspect_document(env: Env, path: str, key: str | None, as_json: bool, verify
         "encrypted": doc.encrypted,
         "key_id": doc.key_id,
         "size": size,
-        "sha256": sha,
+        "sha256": sha,  # None: not computed (a file over SHA256_LIMIT listed from its module table)
         "checksum": header.get("checksum"),
-        "checksum_ok": True if verify else None,  # load_document verified it, or raised; None: not checked
+        # load_document verified it, or raised; None: not checked (--no-verify, or listed from the table)
+        "checksum_ok": True if verify and checked is None else None,
+        "checked": checked or (["every byte (a full, verifying read)"] if verify else []),
+        "not_checked": f"the modules' bytes and the whole content checksum: `desiru verify {path}` checks them"
+        if checked is not None else None,
         "class": doc.state.get("class"),
         "library_version": header.get("library_version"),
         "created_at": header.get("created_at"),
@@ -145,12 +170,17 @@ def inspect_document(env: Env, path: str, key: str | None, as_json: bool, verify
         ("version", f"format {doc.version}, written by desiru {header.get('library_version') or '(unknown)'} "
                     f"at {header.get('created_at') or '(unknown)'}"),
         ("size", _size_text(size)),
-        ("sha256", sha),
-        ("checksum", Text.assemble(f"{header.get('checksum')} ", ("verified", "green") if verify
+        ("sha256", sha or f"not computed (over {SHA256_LIMIT >> 20} MiB, listed from the module table; "
+                          f"`sha256sum {path}` computes it)"),
+        ("checksum", Text.assemble(f"{header.get('checksum')} ", ("verified", "green") if verify and checked is None
+                                   else ("not checked here", "yellow") if checked is not None
                                    else ("NOT verified (--no-verify)", "bold red"))),
         ("class", str(doc.state.get("class"))),
         ("modules", f"{len(rows)} with {render.plural(info['demos'], 'demo')} in all"),
     ]
+    if checked is not None:
+        fields.insert(6, ("checked", f"{', '.join(checked)}; not the modules' bytes: `desiru verify {path}` "
+                                     f"checks every byte"))
     if doc.version < CURRENT_VERSION:
         fields.insert(3, ("upgrade", f"an older format: it loads as it is; `desiru migrate {path}` rewrites it "
                                      f"at format {CURRENT_VERSION}"))
@@ -367,7 +397,9 @@ def inspect_cmd(ctx: click.Context, path: str, module: str | None, n_demos: int,
 
     For a document: kind, format, version, compression, encryption, size, sha256,
     content checksum (verified), class, and every module with its signature, demo
-    count and parameters. For a journal: head, events by type, tags, and the
+    count and parameters. A msgpack program with a module table is listed from the
+    table: no module is read, the header and the program's own fields are checked
+    (`desiru verify` checks every byte). For a journal: head, events by type, tags, and the
     modules of the program at its head, or at a point (PATH@tag:NAME, PATH@seq:N).
     With --module, one module in full.
 

@@ -63,7 +63,7 @@ def _encrypted(path: str) -> bool:
     if os.path.isdir(path):
         return True  # not a document: let rekey say what it is
     with open(path, "rb") as f:
-        return f.read(len(crypto.CONTAINER_MAGIC)) == crypto.CONTAINER_MAGIC
+        return crypto.is_encrypted(f.read(len(crypto.CONTAINER_MAGIC) + 2))  # a framed file may be unencrypted
 
 
 def check_key(path: str, key: str) -> None:

@@ -16,13 +16,12 @@ from typing import Any
 
 import zstandard
 
+from desiru import crypto
+from desiru.crypto import CONTAINER_MAGIC
 from desiru.errors import CorruptDataError, DesiruError, MissingKeyError, NotEncryptedError
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
-#: first 8 bytes of desiru's binary container (encrypted documents): a high byte so
-#: text tools treat it as binary, then "DSRU", then CR LF SUB to catch text-mode mangling
-CONTAINER_MAGIC = b"\x89DSRU\r\n\x1a"
 COMPRESSIONS = ("zstd", "gzip")
 SUFFIX = {"zstd": ".zst", "gzip": ".gz"}
 #: zstd level 1 with all cores: saves are dominated by compression, so fast beats small
@@ -157,7 +156,7 @@ def _gunzip(data: bytes, limit: int, path: str | None) -> bytes:
         if len(out) > limit:
             raise _too_big("gzip", limit, path)
         rest = d.unconsumed_tail
-        if not chunk and not rest:
+        if not chunk and not rest and not d.eof:  # an empty stream ends with its first call
             raise EOFError("the gzip stream ends before its end marker")
     if d.unused_data:
         raise CorruptDataError(f"{len(d.unused_data):,} bytes follow the gzip stream (a second document, or "
@@ -203,8 +202,6 @@ def seal(doc: bytes, *, fmt: str, compression: str | None, key: Any) -> bytes:
     body = compress(doc, compression)
     if key is None:
         return body
-    from desiru import crypto
-
     return crypto.seal_document(body, key)
 
 
@@ -214,8 +211,6 @@ def unseal(data: bytes, *, key: Any, path: str | None = None, max_size: int | No
     encrypted = False
     key_id = None
     if data.startswith(CONTAINER_MAGIC):
-        from desiru import crypto
-
         if key is None:
             raise MissingKeyError(
                 "the file is encrypted and no key was given",

@@ -20,7 +20,7 @@ from desiru.atomic import atomic_write
 from desiru.errors import CorruptDataError, DesiruError
 from desiru.persistence import SaveResult
 from desiru.progress import ProgressCallback, Ticker
-from desiru.serialization import container, envelope, formats, opening, streamed, table
+from desiru.serialization import container, envelope, formats, framed, opening, streamed, table
 from desiru.serialization.envelope import Document
 
 
@@ -37,14 +37,24 @@ def serialize_document(
     fmt = formats.normalize_format(format) or formats.DEFAULT_FORMAT
     method = container.normalize_compression(compress)
     if fmt == "msgpack":
-        doc = b"".join(msgpack_chunks(state, kind, extra))
+        chunks, start, module_table = msgpack_parts(state, kind, extra)
+        if module_table is not None and (method is not None or key is not None):
+            return b"".join(framed.framed_document(chunks, start, module_table, method, key)), fmt, method
+        doc = b"".join(chunks)
     else:
         doc = formats.encode(envelope.build(state, kind, extra=extra), fmt)
     return container.seal(doc, fmt=fmt, compression=method, key=key), fmt, method
 
 
 def msgpack_chunks(state: dict[str, Any], kind: str, extra: dict[str, Any] | None) -> list[bytes]:
-    """A msgpack document as chunks: the header map entries, then the canonical state.
+    """A msgpack document as chunks (see ``msgpack_parts``)."""
+    return msgpack_parts(state, kind, extra)[0]
+
+
+def msgpack_parts(state: dict[str, Any], kind: str, extra: dict[str, Any] | None
+                  ) -> tuple[list[bytes], int, dict[str, Any] | None]:
+    """A msgpack document as chunks: the header map entries, then the canonical state (from the
+    chunk at the index returned second); third, the module table of a program (else None).
 
     The state is encoded once, canonically, and its checksum is XXH3 of those very bytes,
     so neither saving nor loading walks the tree a second time (docs/FORMAT.md). A program
@@ -59,7 +69,7 @@ def msgpack_chunks(state: dict[str, Any], kind: str, extra: dict[str, Any] | Non
     del tree["state"]
     head = _engine.packb(tree)
     head = head[len(table.map_header(len(tree))):]
-    return [table.map_header(len(tree) + 1), head, _engine.packb("state"), *body]
+    return [table.map_header(len(tree) + 1), head, _engine.packb("state"), *body], 3, module_table
 
 
 def deserialize_document(
@@ -72,7 +82,7 @@ def deserialize_document(
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DesiruError(f"expected bytes, got {type(data).__name__}")
-    raw, layers = container.unseal(bytes(data), key=key, path=path, max_size=max_size)
+    raw, layers = framed.unseal(bytes(data), key=key, path=path, max_size=max_size)
     fmt = formats.detect(raw, path) if format is None or format.lower() == "auto" else formats.normalize_format(format)
     assert fmt is not None
     early, state_offset = envelope.scan_header(raw) if fmt == "msgpack" else (None, None)
@@ -82,15 +92,17 @@ def deserialize_document(
         with gcpause.paused():  # a large tree of fresh dicts and lists, none in a cycle
             tree = formats.decode(raw, fmt, path)
     except CorruptDataError:
-        if verify and early == envelope.CURRENT_VERSION:
+        if verify and early is not None and table.has_table(early):
             _name_damaged_module(raw, path)
         raise
-    if verify and state_offset is not None and early == envelope.CURRENT_VERSION and isinstance(tree, dict) \
-            and table.TABLE_KEY in tree:
+    if verify and state_offset is not None and early is not None and table.has_table(early) \
+            and isinstance(tree, dict) and table.TABLE_KEY in tree:
         envelope.check_header(tree, early, path)  # the table is trusted once the header checksum holds
         table.check_table(raw, state_offset, tree, path)  # a damaged module is named, before the whole checksum
     raw_state = memoryview(raw)[state_offset:] if verify and state_offset is not None else None
     doc = opening.open_tree(tree, path, verify=verify, raw_state=raw_state)
+    if verify and table.TABLE_KEY in doc.header and early is not None and table.has_table(early):
+        table.check_outlines(doc.header, doc.state, path)
     doc.format, doc.compression, doc.encrypted, doc.path, doc.key_id = (
         fmt, layers.compression, layers.encrypted, path, layers.key_id)
     return doc
@@ -157,6 +169,12 @@ def save_document(
             digest = pool.submit(_sha256_hex, chunks)
             size = atomic_write(target, chunks)
             return SaveResult(target, size, digest.result(), fmt, None, False)
+    if fmt == "msgpack" and kind == "program":
+        chunks, start, module_table = msgpack_parts(state, kind, extra)
+        if module_table is not None:  # compressed or encrypted: per-module frames, each opened on its own
+            chunks = framed.framed_document(chunks, start, module_table, method, key)
+            size = atomic_write(target, chunks)
+            return SaveResult(target, size, _sha256_hex(chunks), fmt, method, key is not None)
     data, fmt, method = serialize_document(state, kind=kind, format=fmt, compress=method, key=key, extra=extra)
     size = atomic_write(target, data)
     return SaveResult(target, size, _engine.sha256(data).hex(), fmt, method, key is not None)

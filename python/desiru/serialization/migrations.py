@@ -80,6 +80,14 @@ def _module_table(tree: Tree) -> Tree:
     return tree
 
 
+@register_migration("2.2.0", "2.3.0")
+def _framed_and_outlined(tree: Tree) -> Tree:
+    """2.3.0 module tables carry each module's outline, and compressed or encrypted programs are written
+    in per-module frames (docs/FORMAT.md); the state is unchanged, the next save writes both."""
+    tree.pop("module_table", None)  # a 2.2.0 table has no outlines: the next save writes a new one
+    return tree
+
+
 def migration_chain(version: Version | str) -> list[tuple[Version, Version]]:
     """The steps that bring ``version`` to the current format, in order (empty when none are needed)."""
     steps, _ = _plan(Version.parse(str(version)))

@@ -3,7 +3,9 @@
 A msgpack program with a module table (format 2.2.0 and later) and at least ``STREAM_BYTES``
 is read without a whole-file buffer: each module's bytes are checked against the table and
 decoded, then the program's own fields, then the checksum of the whole state is hashed from
-the map in ``HASH_STEP`` steps; the map's pages are released as they are read. A load holds
+the map in ``HASH_STEP`` steps, and the table's outlines are compared with the modules; the
+map's pages are released as they are read. Framed (compressed, encrypted) documents and older
+minors are read whole. A load holds
 the state plus one module, never the whole file as well, and a ``progress(done, total)``
 callback is told the state bytes read. The checks are those of ``documents.load_document``.
 """
@@ -18,7 +20,7 @@ import xxhash
 
 from desiru.errors import CorruptDataError, DesiruError
 from desiru.progress import ProgressCallback, Ticker
-from desiru.serialization import envelope, lazy
+from desiru.serialization import envelope, lazy, table
 
 #: a plain program file at least this large is read module by module
 STREAM_BYTES = 32 << 20
@@ -38,6 +40,9 @@ def read(path: str | os.PathLike[str], *, progress: ProgressCallback | None = No
         return None
     if doc is None:
         return None
+    if doc.frames is not None or envelope.header_version(doc.header, doc.path) != envelope.CURRENT_VERSION:
+        doc.data.close()  # framed (compressed, encrypted) or an older minor to migrate: read whole
+        return None
     try:
         tick = Ticker(progress, len(doc.data) - doc.state_offset, step=1 << 20)
         modules = []
@@ -48,6 +53,7 @@ def read(path: str | os.PathLike[str], *, progress: ProgressCallback | None = No
             tick(entry.offset + entry.length)
         state = {**doc.rest_state(), "modules": modules}
         check_whole(doc)
+        table.check_outlines(doc.header, state, doc.path)
         tick.end()
     except DesiruError:
         return None

@@ -18,12 +18,21 @@ import xxhash
 
 from desiru import _engine
 from desiru.errors import CorruptDataError
+from desiru.serialization.version import CURRENT_VERSION, Version
 
 TABLE_KEY = "module_table"
+#: the first format whose msgpack programs carry a module table (2.3.0 added each module's outline)
+TABLE_SINCE = Version("2.2.0")
 #: the largest header (module table included) a reader decodes before it gives up on the table
 MAX_HEADER = 64 << 20
 _FIRST_READ = 1 << 16
 PREFIX = "xxh3-128:"
+
+
+def has_table(version: Version) -> bool:
+    """Whether a document of ``version`` may carry a module table this release reads as it is (the
+    formats from TABLE_SINCE to this release's; a newer minor's table may say more than we know)."""
+    return TABLE_SINCE <= version <= CURRENT_VERSION
 
 
 def map_header(n: int) -> bytes:
@@ -58,6 +67,7 @@ def state_chunks(state: dict[str, Any], kind: str) -> tuple[list[bytes], dict[st
     pos = len(chunks[0])
     rest = xxhash.xxh3_128(chunks[0])
     entries: list[list[Any]] = []
+    outlines: list[dict[str, Any]] = []
     span = [0, 0]
     for key in sorted(state, key=lambda k: k.encode("utf-8")):
         packed_key = _engine.packb(key)
@@ -75,10 +85,22 @@ def state_chunks(state: dict[str, Any], kind: str) -> tuple[list[bytes], dict[st
         for module in modules:
             body = _engine.packb(module, canonical=True)
             entries.append([module["name"], pos, len(body), digest(body)])
+            outlines.append(outline_of(module))
             chunks.append(body)
             pos += len(body)
         span[1] = pos
-    return chunks, {"span": span, "rest": PREFIX + rest.hexdigest(), "modules": entries}
+    return chunks, {"span": span, "rest": PREFIX + rest.hexdigest(), "modules": entries, "outlines": outlines}
+
+
+def outline_of(entry: dict[str, Any]) -> dict[str, Any]:
+    """A module's state entry with its demos as their number, and a nested program's modules as their
+    outlines: what a listing (``desiru inspect``) shows, small enough for the header (since 2.3.0)."""
+    out = dict(entry)
+    if isinstance(out.get("demos"), list):
+        out["demos"] = len(out["demos"])
+    if isinstance(out.get("modules"), list):
+        out["modules"] = [outline_of(m) if isinstance(m, dict) else m for m in out["modules"]]
+    return out
 
 
 @dataclass(frozen=True)
@@ -93,11 +115,13 @@ class Entry:
 
 @dataclass(frozen=True)
 class Table:
-    """A checked module table: ``span`` (start, end) of the "modules" entry, ``rest`` checksum, entries."""
+    """A checked module table: ``span`` (start, end) of the "modules" entry, ``rest`` checksum, entries,
+    and (since 2.3.0) each module's outline (None in a 2.2.0 table)."""
 
     span: tuple[int, int]
     rest: str
     entries: tuple[Entry, ...]
+    outlines: tuple[dict[str, Any], ...] | None = None
 
 
 def parse(value: Any, state_size: int, path: str | None) -> Table:
@@ -111,8 +135,8 @@ def parse(value: Any, state_size: int, path: str | None) -> Table:
         return CorruptDataError(f"the module table is malformed: {why}", path=path,
                                 hint="the file was altered or damaged; `desiru verify` checks it in full")
 
-    if not isinstance(value, dict) or set(value) != {"span", "rest", "modules"}:
-        raise bad("it is not a map of span, rest and modules")
+    if not isinstance(value, dict) or set(value) - {"outlines"} != {"span", "rest", "modules"}:
+        raise bad("it is not a map of span, rest, modules (and outlines)")
     span, rest, rows = value["span"], value["rest"], value["modules"]
     if (not isinstance(span, list) or len(span) != 2 or not all(type(x) is int for x in span)
             or not 0 < span[0] <= span[1] <= state_size):
@@ -137,7 +161,45 @@ def parse(value: Any, state_size: int, path: str | None) -> Table:
         entries.append(Entry(row[0], row[1], row[2], row[3]))
     if at != span[1]:
         raise bad(f"the modules end at {at}, the span at {span[1]}")
-    return Table((span[0], span[1]), rest, tuple(entries))
+    outlines = value.get("outlines")
+    if outlines is not None and (not isinstance(outlines, list) or len(outlines) != len(entries) or not all(
+            isinstance(o, dict) and o.get("name") == e.name for o, e in zip(outlines, entries))):
+        raise bad("the outlines are not one map per module, in the modules' order")
+    return Table((span[0], span[1]), rest, tuple(entries), None if outlines is None else tuple(outlines))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as state trees (by canonical bytes: a NaN equals itself, 1 differs from 1.0)."""
+    try:
+        return bool(_engine.packb(a, canonical=True) == _engine.packb(b, canonical=True))
+    except Exception:  # a value no state tree holds: not what a writer wrote
+        return False
+
+
+def check_outlines(header: dict[str, Any], state: dict[str, Any], path: str | None) -> None:
+    """Each outline of the module table against the module it outlines (an eager, verifying load
+    and ``desiru verify`` run this: a listing must never show what the file does not hold)."""
+    outlines = header[TABLE_KEY].get("outlines") if isinstance(header.get(TABLE_KEY), dict) else None
+    modules = state.get("modules")
+    if outlines is None or not isinstance(modules, list):
+        return
+    for i, module in enumerate(modules):
+        if i >= len(outlines) or not isinstance(module, dict) or not _same(outline_of(module), outlines[i]):
+            name = module.get("name") if isinstance(module, dict) else i
+            raise CorruptDataError(f"module {name!r}: the module table's outline differs from the module",
+                                   path=path, hint="the file was altered or damaged; restore it from a backup")
+    if len(outlines) != len(modules):
+        raise CorruptDataError("the module table outlines another number of modules than the state holds",
+                               path=path, hint="the file was altered or damaged; restore it from a backup")
+
+
+def check_span_head(data: bytes, table: Table, path: str | None) -> None:
+    """The bytes between the span's start and the first module must be the key "modules" and the
+    array header for the table's rows (``rest`` does not cover them; the whole checksum does)."""
+    if bytes(data) != _engine.packb("modules") + _array_header(len(table.entries)):
+        raise CorruptDataError("the bytes before the first module are not the \"modules\" key and the array header "
+                               "the module table describes", path=path,
+                               hint="the file was altered or damaged; restore it from a backup")
 
 
 def decode_rest(data: bytes, table: Table, path: str | None) -> dict[str, Any]:

@@ -66,7 +66,7 @@ class Version:
 
 
 #: the format version this release writes
-CURRENT_VERSION = Version("2.2.0")
+CURRENT_VERSION = Version("2.3.0")
 
 
 class NewerFormatWarning(UserWarning):
