@@ -15,6 +15,7 @@ from desiru import _engine
 from desiru.journal.codec import RecordCodec
 from desiru.journal.events import Committed, ResultsRecorded, event_from_edit
 from desiru.journal.runs import results_payload
+from desiru.journal.state_hash import state_hash
 from desiru.journal.store import JournalStore
 
 
@@ -23,7 +24,7 @@ def commit_run(store: JournalStore, codec: RecordCodec, *, parent: int, parent_s
                params: dict[str, Any] | None = None) -> tuple[int, bytes]:
     """Append one commit of ``state`` derived from commit ``parent``; (its seq, its content hash)."""
     edits = _engine.diff_states(parent_state, state)
-    digest = _engine.content_hash(state)
+    digest = state_hash(state)
     results = results_payload(score, None, params)
 
     def make(last: int) -> list[tuple[int, bytes]]:

@@ -18,6 +18,7 @@ import desiru as ds
 from desiru import _engine
 from desiru.cli import cli
 from desiru.cli.app import EXIT_DIFFERENT, EXIT_ERROR
+from desiru.journal import state_hash
 
 KEY = "cd" * 32
 
@@ -130,7 +131,7 @@ def test_trials_json_and_csv_hold_the_index(tree: Run) -> None:
                                                   dict(trial.params), trial.tags, trial.content_hash,
                                                   trial.writer, trial.timestamp)
     b = next(t for t in out if t["seq"] == tree.seqs["b"])
-    assert b["content_hash"] == _engine.content_hash(tree.programs["b"].to_state()).hex()
+    assert b["content_hash"] == state_hash(tree.programs["b"].to_state()).hex()
 
     table = list(csv.DictReader(io.StringIO(run("trials", tree.path, "--csv", "--top", "2").stdout)))
     assert [int(r["seq"]) for r in table] == [tree.seqs["b"], tree.seqs["a"]]

@@ -272,7 +272,7 @@ def _engine_copy(state: dict[str, Any]) -> dict[str, Any]:
 
 def check_run(url: str, name: str, done: list[Any]) -> None:
     """Every commit once in trials(), with its parent and results, and it replays to what was committed."""
-    from desiru import _engine
+    from desiru.journal import state_hash
 
     with Journal.open(url, name=name, readonly=True) as r:
         trials = {t.seq: t for t in r.trials()}
@@ -280,7 +280,7 @@ def check_run(url: str, name: str, done: list[Any]) -> None:
         for seq, parent, digest, score, params in done:
             t = trials[seq]
             assert (t.parent, t.content_hash, t.score, dict(t.params)) == (parent, digest, score, params)
-            assert _engine.content_hash(r.replay_state(seq=seq)).hex() == digest
+            assert state_hash(r.replay_state(seq=seq)).hex() == digest
         assert r.verify().ok
 
 

@@ -35,7 +35,7 @@ def _check_run(j: Journal, committed: dict[int, str]) -> None:
     by_seq = {t.seq: t for t in trials}
     for seq, digest in committed.items():
         assert by_seq[seq].content_hash == digest
-        assert ds._engine.content_hash(j.replay_state(seq=seq)).hex() == digest
+        assert ds.journal.state_hash(j.replay_state(seq=seq)).hex() == digest
     assert [e.seq for e in j.events()] == list(range(1, j.head + 1))
     assert j.verify().ok
 

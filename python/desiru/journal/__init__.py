@@ -32,6 +32,7 @@ from desiru.journal.journal import Checkpoint, CommitResult, Journal, JournalWar
 from desiru.journal.memory_store import MemoryStore
 from desiru.journal.repair import RepairReport, is_journal, repair
 from desiru.journal.rewrite import migrate_journal, rekey_journal
+from desiru.journal.state_hash import state_hash
 from desiru.journal.store import CutReport, Fault, JournalStore
 
 __all__ = [
@@ -68,4 +69,5 @@ __all__ = [
     "migrate_journal",
     "rekey_journal",
     "repair",
+    "state_hash",
 ]

@@ -9,6 +9,7 @@ streaming (memory follows the state, not the journal).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import socket
@@ -39,11 +40,13 @@ from desiru.journal.replay import ReplayMixin, VerifyReport
 from desiru.journal.runs import Node, RunIndex, results_payload
 from desiru.journal.snapshot_binding import newest_bound, set_aside_past_head
 from desiru.journal.state_builder import StateBuilder
+from desiru.journal.state_hash import StateHasher
 from desiru.journal.store import CutReport, JournalStore
 from desiru.journal.warning import JournalWarning
 from desiru.program import Program, warn_script_classes
 from desiru.progress import ProgressCallback, Ticker
 from desiru.serialization.version import CURRENT_VERSION
+from desiru.state import copy_tree
 
 CIPHER = "AES-256-GCM"
 #: a ProgramCreated of a state with more demos than this is written as the program without its
@@ -97,24 +100,24 @@ class CommitResult:
 
     ``seq`` is the commit's seq (the last event it appended; with no change, the commit it
     resolved to). ``parent`` is the commit it was diffed against (None: the first);
-    ``content_hash`` the xxh3-128 hex of its whole state.
+    ``content_hash`` the hex of its whole state's hash (desiru.journal.state_hash).
     """
 
     seq: int
     events: tuple[Event, ...] = ()
     parent: int | None = None
-    #: the 16-byte hash, or the state to hash when first asked (a plain commit on the line does not
-    #: need it, and hashing a GB program costs a second)
+    #: the 16-byte hash, or a function computing it when first asked (a plain commit on the line
+    #: does not need it, and hashing a GB program costs a second)
     _hash: Any = field(default=None, repr=False, compare=False)
 
     @property
     def content_hash(self) -> str | None:
-        """The xxh3-128 hex of the committed state (None: no commit)."""
+        """The hex of the committed state's hash (None: no commit)."""
         h = self._hash
         if h is None:
             return None
         if not isinstance(h, bytes):
-            h = _engine.content_hash(h)
+            h = h()
             object.__setattr__(self, "_hash", h)
         return h.hex()
 
@@ -154,6 +157,25 @@ def _unshare(root: dict[str, Any], paths: Any, private: dict[int, Any]) -> dict[
             else:
                 break
     return new_root
+
+
+def _applied(state: dict[str, Any], edits: list[dict[str, Any]], copy: bool) -> dict[str, Any]:
+    """``state`` (left unchanged) with ``edits`` applied, on a copy of only the nodes they touch.
+
+    Every node the edits do not touch is shared with ``state``. ``copy=True`` copies the
+    values the edits carry first (a diff's edits hold parts of the caller's program).
+    """
+    if not edits:
+        return state
+    if copy:
+        edits = [{k: v if k == "op" or k == "path" else copy_tree(v) for k, v in e.items()} for e in edits]
+    created = [i for i, e in enumerate(edits) if e["op"] == "program_created"]
+    if created:
+        new: dict[str, Any] = {}
+        edits = edits[created[-1]:]
+    else:
+        new = _unshare(state, {e["path"] for e in edits}, {})
+    return _engine.apply_edits(new, edits)
 
 
 def _writer_name() -> str:
@@ -200,6 +222,7 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
         self._index_first = 0
         self._readable_snapshots: set[int] = set()
         self._builder = StateBuilder()
+        self._hasher = StateHasher()
         self._converters: dict[str, adapters.StateConverter] = {}  # per adapter, made on its first commit
         # ids of the head state's nodes only the journal holds (see _unshare), with the nodes
         self._private: dict[int, Any] = {}
@@ -490,15 +513,7 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
         for start, stop in self._ranges([node.last for node in chain]):
             for arrays in self._arrays(start, stop + 1):
                 edits.extend(self._edits(arrays))
-        if not edits:
-            return state
-        created = [i for i, e in enumerate(edits) if e["op"] == "program_created"]
-        if created:
-            new: dict[str, Any] = {}
-            edits = edits[created[-1]:]
-        else:
-            new = _unshare(state, {e["path"] for e in edits}, {})
-        return _engine.apply_edits(new, edits)
+        return _applied(state, edits, copy=False)  # decoded just now: nobody else holds them
 
     # -- writing ---------------------------------------------------------------------------------------
     def commit(self, program: Program, tag: str | None = None, *, parent: Any = None, score: Any = None,
@@ -548,8 +563,11 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             if not edits and tag is None and not force_tag and results is None:
                 self._switch_line(base)
                 return CommitResult(base, (), self._runs()[base].parent or None if base else None,
-                                    new_state if base else None)
-            digest: Any = new_state  # hashed below only when a Committed event records it
+                                    self._hash_later(self._head_state) if base else None)
+            # what the journal keeps: the parent's state with the edits applied (sharing every node they
+            # do not touch, so unchanged modules keep their hashes and cached states cost their changes)
+            kept = _applied(old or {}, edits, copy=True)
+            digest: Any = self._hash_later(kept)  # hashed below only when a Committed event records it
             ts = self._now()
             seq = self._head
             events: list[Event] = []
@@ -558,7 +576,7 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
             if (self.shared or parent is not None or results is not None
                     or base != (self._node_seqs[-1] if self._node_seqs else 0)):
                 seq += 1
-                digest = _engine.content_hash(new_state)
+                digest = self._hasher.state(kept)
                 events.append(Committed(payload={"parent": base, "hash": digest, "writer": self.writer}, seq=seq,
                                         timestamp=ts))
             for edit in edits:
@@ -579,12 +597,17 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
                 return CommitResult(seq, tuple(events), self._runs()[base].parent or None, digest)
             if base != line and self._head_state is not None:
                 self._cache_state(line, self._head_state)
-            self._line_head, self._head_state, self._private = seq, new_state, {}
+            self._line_head, self._head_state, self._private = seq, kept, {}
+            self._builder.rebind(new_state, kept)
             nodes = self._runs()
             self._depth[seq] = self._depth_of(base, nodes) + len(events)
             result = CommitResult(seq, tuple(events), base or None, digest)
         self._maybe_snapshot()  # outside the lock: encoding a snapshot must not hold back the batch fsync
         return result
+
+    def _hash_later(self, state: Any) -> Any:
+        """The hash of ``state`` (one the journal keeps: never changed in place), when first asked."""
+        return functools.partial(self._hasher.state, state)
 
     def _depth_of(self, seq: int, nodes: dict[int, Node]) -> int:
         """Events a replay of commit ``seq`` applies after its nearest snapshot (estimated when unknown)."""
@@ -715,6 +738,7 @@ class Journal(ReplayMixin, TagIndex, RunIndex):
                 else:
                     state = _unshare(state, {e["path"] for e in edits if e["op"] != "program_created"},
                                      self._private)
+                    self._hasher.forget(self._private.values())  # changed in place just below
                 try:
                     _engine.apply_edits(state, edits)
                 except BaseException:

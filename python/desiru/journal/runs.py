@@ -30,6 +30,7 @@ from desiru.journal.codec import (
     RecordCodec,
 )
 from desiru.journal.events import EVENT_TYPES, Committed, ResultsRecorded
+from desiru.journal.state_hash import state_hash
 from desiru.journal.store import Fault, JournalStore
 
 if TYPE_CHECKING:
@@ -49,9 +50,9 @@ class Trial(NamedTuple):
     """One commit of a run: where it came from, how it scored, what was chosen, and who made it.
 
     ``seq`` is the commit's seq (its last event); ``first_seq`` its first. ``parent`` is the
-    commit it was derived from (None for the first). ``content_hash`` is the xxh3-128 hex of
-    its whole state (None for commits written by release 0.1.0). ``replayable`` is False
-    once compaction dropped its state (its results stay).
+    commit it was derived from (None for the first). ``content_hash`` is the hex of its whole
+    state's hash (desiru.journal.state_hash; None for commits written by release 0.1.0).
+    ``replayable`` is False once compaction dropped its state (its results stay).
     """
 
     seq: int
@@ -563,7 +564,7 @@ class RunIndex:
             h = program_or_hash
         else:
             with self._mutex:
-                h = _engine.content_hash(self._state_of_candidate(program_or_hash))
+                h = state_hash(self._state_of_candidate(program_or_hash))
         with self._mutex:
             nodes = self._runs()
             tags_of = self._tags_by_node()
@@ -592,7 +593,7 @@ class RunIndex:
                 state = self._codec.snapshot_state(s, self._store.get_snapshot(s))
             except DesiruError:
                 continue  # reported by the snapshot checks
-            if _engine.content_hash(state) != node.hash:
+            if state_hash(state) != node.hash:
                 faults.append(Fault("snapshot differs from the state its commit recorded (content hash)", seq=s))
         return faults
 

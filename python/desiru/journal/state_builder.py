@@ -1,26 +1,32 @@
-"""``program.to_state()`` for commits, reusing the demo lists of modules whose demos did not change.
+"""``program.to_state()`` for commits, without copying the demos of 100,000 each time.
 
-A commit of one changed demo in a program of 100,000 must not copy 100,000 demos.
-``Module.to_state`` copies every demo (about 2 us each); here a module whose
-``demos`` list holds the very same Example objects as at the previous commit gets
-the previous commit's demo list back (an identity check per demo, ~30 ns), and the
-Rust diff then skips it by identity too.
+A commit reads the built state once: the Rust diff against the parent's state, then
+nothing (the journal keeps the parent's state with the diff's edits applied, their
+values copied). So the state may share what it can with the program:
 
-Sound because an Example cannot be changed in place: it has no setters, and we
-only reuse demos whose values are immutable scalars (a demo holding a list or a
-dict could be mutated inside without its identity changing: those modules are
-rebuilt every time). Every other field comes from ``Module.to_state`` /
-``Program.to_state`` themselves, called with the demos (or children) set aside
-for the call, so this file holds no copy of their logic; classes that override
-``to_state`` are always asked directly. The journal calls this under its lock;
-another thread reading the same module's ``demos`` during a commit could see the
-list set aside. The result equals ``program.to_state()``
+- a module seen for the first time gives its Examples' own dicts, neither copied nor
+  checked (the diff compares them by value: about 0.1 us a demo, against 2 us for
+  ``Module.to_state``'s copy);
+- a module seen before whose ``demos`` list holds the very same Example objects as at
+  the previous build gets the previous build's demo list back (an identity check per
+  demo, ~30 ns), and after the commit that list is the journal's own (``rebind``), so the
+  Rust diff skips it by identity too.
+
+The second is sound because an Example cannot be changed in place: it has no setters, and
+only demos whose values are immutable scalars are reused (a demo holding a list or a dict
+could be mutated inside without its identity changing: those modules are rebuilt every
+time). Every other field comes from ``Module.to_state`` / ``Program.to_state`` themselves,
+called with the demos (or children) set aside for the call, so this file holds no copy of
+their logic; classes that override ``to_state`` are always asked directly. The journal
+calls this under its lock; another thread reading the same module's ``demos`` during a
+commit could see the list set aside. The result equals ``program.to_state()``
 (tests/test_journal_state_builder.py).
 """
 
 from __future__ import annotations
 
 import operator
+import weakref
 from typing import Any
 
 from desiru.example import Example
@@ -39,9 +45,13 @@ class StateBuilder:
     """Builds program states, remembering per module path the demos of the last build."""
 
     def __init__(self) -> None:
-        # module path -> (module, the Example objects, their demo states)
-        self._cache: dict[str, tuple[Module, list[Any], list[dict[str, Any]]]] = {}
+        # module path -> (a weak reference to the module, the Example objects, their demo states);
+        # (ref, None, None) for a module seen once (its demos were not checked). The reference is weak
+        # so a program the caller dropped is freed when the caller drops it, not in the next commit
+        self._cache: dict[str, tuple[Any, list[Any] | None, list[dict[str, Any]] | None]] = {}
         self._seen: set[str] = set()
+        #: the state built last (rebind takes the journal's copy of it only)
+        self._last: dict[str, Any] | None = None
 
     def build(self, program: Program) -> dict[str, Any]:
         """Equal to ``program.to_state()``; shares demo lists with earlier builds where nothing changed."""
@@ -79,13 +89,18 @@ class StateBuilder:
             return module.to_state()
         self._seen.add(path)
         cached = self._cache.get(path)
-        if cached is not None and cached[0] is not module:
+        if cached is not None and cached[0]() is not module:
             cached = None
-        if cached is not None and len(cached[1]) == len(examples) and all(map(operator.is_, cached[1], examples)):
+        if cached is None:
+            # first sight: the Examples' own dicts, for this commit's diff only (see the docstring)
+            demos = [d._data if type(d) is Example else dict(d) for d in examples]
+            self._cache[path] = (weakref.ref(module), None, None)
+        elif (cached[1] is not None and len(cached[1]) == len(examples)
+              and all(map(operator.is_, cached[1], examples))):
             demos = cached[2]  # the same Example objects as last time: the same list
         else:
             # the cache holds its Examples alive, so an id found here is that very object
-            previous = dict(zip(map(id, cached[1]), cached[2])) if cached is not None else {}
+            previous = dict(zip(map(id, cached[1]), cached[2])) if cached[1] is not None else {}
             demos = []
             reusable = True
             for d in examples:
@@ -98,7 +113,7 @@ class StateBuilder:
                         reusable = False
                 demos.append(demo)
             if reusable:
-                self._cache[path] = (module, list(examples), demos)
+                self._cache[path] = (weakref.ref(module), list(examples), demos)
             else:
                 self._cache.pop(path, None)
         # every other field from Module.to_state itself, run with the demos set aside
@@ -109,6 +124,35 @@ class StateBuilder:
             module.__dict__["demos"] = examples
         state["demos"] = demos
         return state
+
+    def rebind(self, built: dict[str, Any], state: dict[str, Any]) -> None:
+        """Reuse ``state``'s demo lists from now on: the journal's copy of ``built``.
+
+        When ``built`` is the state built last, ``state`` equals it by value, so each cached
+        list is swapped for the list at the same path; the next build of unchanged demos then
+        returns the journal's list, which the diff skips by identity.
+        """
+        if built is not self._last:
+            return
+        self._last = None
+        lists = dict(_demo_lists(state, ""))
+        for path, (module, examples, demos) in self._cache.items():
+            mine = lists.get(path)
+            if examples is not None and demos is not None and mine is not None and len(mine) == len(demos):
+                self._cache[path] = (module, examples, mine)
+
+
+def _demo_lists(state: Any, prefix: str) -> Any:
+    """(module path, its demo list) for every module of a program state, nested ones included."""
+    modules = state.get("modules") if type(state) is dict else None
+    for m in modules if type(modules) is list else ():
+        if type(m) is not dict or type(m.get("name")) is not str:
+            continue
+        path = prefix + m["name"]
+        if m.get("kind") == "program":
+            yield from _demo_lists(m, path + ".")
+        elif type(m.get("demos")) is list:
+            yield path, m["demos"]
 
 
 __all__ = ["StateBuilder"]
