@@ -1,0 +1,208 @@
+"""The states of a writer's commits: its line head in memory, recent commits cached, others rebuilt.
+
+A commit is diffed against its parent's state. The writer keeps the state of its line
+head (the commit its next ``commit(parent=None)`` derives from) and of its 256 most
+recently used commits; every state it keeps shares with its parent's every node the
+commit did not touch, so a cached state costs the size of its changes. Any other
+commit's state is its nearest cached ancestor plus the events of the commits in
+between, or a replay from its nearest snapshot.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from desiru import _engine
+from desiru.journal.runs import Node
+from desiru.journal.state_hash import StateHasher
+from desiru.journal.store import JournalStore
+from desiru.state import copy_tree
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+#: commit states kept in memory (sharing structure) so a commit from a recent parent replays nothing
+STATE_CACHE = 256
+#: the most commits applied on top of a cached ancestor before replaying from a snapshot instead
+STATE_CHAIN = 1024
+
+
+def _unshare(root: dict[str, Any], paths: Any, private: dict[int, Any]) -> dict[str, Any]:
+    """``root`` with the nodes on the way to each of ``paths`` made the journal's own.
+
+    The head state shares subtrees with events already handed out and with the state
+    builder's cache; an edit applied in place must only touch nodes the journal owns.
+    A node is copied (with its direct lists and dicts) the first time, then recorded in
+    ``private`` (which holds it, so its id cannot be reused) and changed in place after.
+    """
+
+    def own(node: dict[str, Any]) -> dict[str, Any]:
+        if id(node) in private:
+            return node
+        new = {k: (list(v) if type(v) is list else dict(v) if type(v) is dict else v) for k, v in node.items()}
+        private[id(new)] = new
+        return new
+
+    new_root = own(root)
+    for path in paths:
+        node = new_root
+        for name in path.split(".") if path else ():
+            modules = node.get("modules")
+            if type(modules) is not list:
+                break
+            for i, m in enumerate(modules):
+                if type(m) is dict and m.get("name") == name:
+                    node = modules[i] = own(m)
+                    break
+            else:
+                break
+    return new_root
+
+
+def _applied(state: dict[str, Any], edits: list[dict[str, Any]], copy: bool) -> dict[str, Any]:
+    """``state`` (left unchanged) with ``edits`` applied, on a copy of only the nodes they touch.
+
+    Every node the edits do not touch is shared with ``state``. ``copy=True`` copies the
+    values the edits carry first (a diff's edits hold parts of the caller's program).
+    """
+    if not edits:
+        return state
+    if copy:
+        edits = [{k: v if k == "op" or k == "path" else copy_tree(v) for k, v in e.items()} for e in edits]
+    created = [i for i, e in enumerate(edits) if e["op"] == "program_created"]
+    if created:
+        new: dict[str, Any] = {}
+        edits = edits[created[-1]:]
+    else:
+        new = _unshare(state, {e["path"] for e in edits}, {})
+    return _engine.apply_edits(new, edits)
+
+
+class CommitStates:
+    """Part of ``Journal`` (a mixin): the states of commits, for diffing a new commit against its parent."""
+
+    _store: JournalStore
+    _mutex: threading.RLock
+    _head_state: dict[str, Any] | None
+    _private: dict[int, Any]
+    _line_head: int | None
+    _states: OrderedDict[int, dict[str, Any]]
+    _depth: dict[int, int]
+    _hasher: StateHasher
+    _node_seqs: list[int]
+    snapshot_every: int
+
+    if TYPE_CHECKING:  # provided by Journal, RunIndex and ReplayMixin
+        def _runs(self, upto: int | None = None) -> dict[int, Node]: ...
+        def replay_state(self, seq: int | None = None, tag: str | None = None, at: Any = None, *,
+                         _copy: bool = True, progress: Any = None) -> dict[str, Any]: ...
+        def _ranges(self, lineage: list[int]) -> list[list[int]]: ...
+        def _arrays(self, start: int, stop: int) -> Iterator[list[list[Any]]]: ...
+        def _edits(self, arrays: list[list[Any]]) -> list[dict[str, Any]]: ...
+
+    def _line(self) -> int:
+        """The commit this writer's next commit(parent=None) derives from (0: none yet)."""
+        if self._line_head is None:
+            self._runs()
+            self._line_head = self._node_seqs[-1] if self._node_seqs else 0
+        return self._line_head
+
+    def _ensure_head_state(self) -> dict[str, Any] | None:
+        """The state of this writer's line head (owned by the journal: ``_private`` says which nodes)."""
+        line = self._line()
+        if self._head_state is None and line > 0:
+            self._head_state = self._state_of(line)
+            self._private = {}
+        return self._head_state
+
+    def _cache_state(self, seq: int, state: dict[str, Any]) -> None:
+        """Keep a commit's state (shared structure, never changed in place) for commits derived from it."""
+        self._states[seq] = state
+        self._states.move_to_end(seq)
+        while len(self._states) > STATE_CACHE:
+            self._states.popitem(last=False)
+
+    def _state_of(self, seq: int) -> dict[str, Any]:
+        """The state of commit ``seq``, read only: from memory, a cached ancestor plus its events, or a replay."""
+        if seq == self._line_head and self._head_state is not None:
+            return self._head_state
+        cached = self._states.get(seq)
+        if cached is not None:
+            self._states.move_to_end(seq)
+            return cached
+        nodes = self._runs()
+        first = self._store.first_seq()
+        chain: list[int] = []
+        s = seq
+        base: dict[str, Any] | None = None
+        while s and len(chain) <= STATE_CHAIN:
+            if s == self._line_head and self._head_state is not None:
+                base = self._head_state
+                break
+            base = self._states.get(s)
+            if base is not None:
+                break
+            node = nodes.get(s)
+            if node is None or node.dropped or node.first < first:
+                break
+            chain.append(s)
+            s = node.parent
+        if base is None:  # no ancestor in memory: from the nearest snapshot on its lineage
+            state = self.replay_state(seq, _copy=True)
+        else:
+            state = self._apply_chain(base, [nodes[c] for c in reversed(chain)])
+        self._cache_state(seq, state)
+        return state
+
+    def _apply_chain(self, state: dict[str, Any], chain: list[Node]) -> dict[str, Any]:
+        """``state`` (left unchanged) with the edits of the commits in ``chain`` (oldest first) applied,
+        as one batch on a copy of only the nodes they touch."""
+        edits: list[dict[str, Any]] = []
+        for start, stop in self._ranges([node.last for node in chain]):
+            for arrays in self._arrays(start, stop + 1):
+                edits.extend(self._edits(arrays))
+        return _applied(state, edits, copy=False)  # decoded just now: nobody else holds them
+
+    def _hash_later(self, state: Any) -> Any:
+        """The hash of ``state`` (one the journal keeps: never changed in place), when first asked."""
+        return functools.partial(self._hasher.state, state)
+
+    def _depth_of(self, seq: int, nodes: dict[int, Node]) -> int:
+        """Events a replay of commit ``seq`` applies after its nearest snapshot (estimated when unknown)."""
+        known = self._depth.get(seq)  # known first: listing the snapshots at every commit costs O(snapshots)
+        if known is not None:
+            return known
+        if seq == 0 or seq in self._snapshot_set():
+            return 0
+        # not computed in this session: walk to the nearest snapshot (bounded walk, then assume the worst)
+        total, s, steps = 0, seq, 0
+        snaps = self._snapshot_set()
+        while s and s not in snaps and steps < 1024:
+            node = nodes.get(s)
+            if node is None:
+                break
+            total += node.last - node.first + 1
+            s = node.parent
+            steps += 1
+        if s and s not in snaps:
+            total = max(total, self.snapshot_every)
+        self._depth[seq] = total
+        return total
+
+    def _snapshot_set(self) -> set[int]:
+        return set(self._store.snapshot_seqs())
+
+    def _switch_line(self, seq: int) -> None:
+        """Make commit ``seq`` this writer's line head (its state becomes the head state)."""
+        if seq == self._line_head:
+            return
+        if self._line_head and self._head_state is not None:
+            self._cache_state(self._line_head, self._head_state)
+        self._head_state = self._state_of(seq) if seq else None
+        self._line_head, self._private = seq, {}
+
+
+__all__ = ["STATE_CACHE", "STATE_CHAIN", "CommitStates"]
