@@ -6,15 +6,16 @@ parent. ``ResultsRecorded`` events attach a score, metrics and params to a commi
 index is built by one scan of the log (events of a commit after its ``Committed`` are
 skipped by a look at their first bytes) plus, in a compacted journal, the table the
 compaction wrote into the snapshot it kept; a writer extends it as it appends.
+
+The rows are in desiru.journal.trials, the queries in run_queries, the checks of the
+results a caller records in results; their names are importable from here too.
 """
 
 from __future__ import annotations
 
 import bisect
-import math
 import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from desiru import _engine
 from desiru.errors import CorruptDataError, DesiruError
@@ -30,8 +31,10 @@ from desiru.journal.codec import (
     RecordCodec,
 )
 from desiru.journal.events import EVENT_TYPES, Committed, ResultsRecorded
-from desiru.journal.state_hash import state_hash
-from desiru.journal.store import Fault, JournalStore
+from desiru.journal.results import check_metrics, check_params, check_score, results_payload
+from desiru.journal.run_queries import RunQueries
+from desiru.journal.store import JournalStore
+from desiru.journal.trials import Node, Trial
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -46,162 +49,9 @@ _WANTED = tuple(_ARRAY8 + _engine.packb(t) for t in (ResultsRecorded.type, Commi
 _EDIT_TYPES = frozenset(name for name, cls in EVENT_TYPES.items() if cls.op is not None)
 
 
-class Trial(NamedTuple):
-    """One commit of a run: where it came from, how it scored, what was chosen, and who made it.
-
-    ``seq`` is the commit's seq (its last event); ``first_seq`` its first. ``parent`` is the
-    commit it was derived from (None for the first). ``content_hash`` is the hex of its whole
-    state's hash (desiru.journal.state_hash; None for commits written by release 0.1.0).
-    ``replayable`` is False once compaction dropped its state (its results stay).
-    """
-
-    seq: int
-    parent: int | None
-    score: float | None
-    metrics: Mapping[str, float]
-    params: Mapping[str, Any]
-    tags: tuple[str, ...]
-    timestamp: float
-    content_hash: str | None
-    writer: str | None
-    first_seq: int = 0
-    replayable: bool = True
-
-    def __repr__(self) -> str:
-        return (f"Trial(seq={self.seq}, parent={self.parent}, score={self.score}, metrics={self.metrics}, "
-                f"params={self.params}, tags={self.tags})")
-
-    def value(self, metric: str | None = None) -> float | None:
-        """The score (``metric=None``) or the named metric; None when not recorded."""
-        return self.score if metric is None else self.metrics.get(metric)
-
-
-class Node:
-    """The index's mutable record of one commit (a Trial is its frozen view).
-
-    A plain class with slots: a run index holds one per commit, built 100,000 at a time.
-    """
-
-    __slots__ = ("dropped", "first", "hash", "last", "metrics", "params", "parent", "score", "timestamp", "writer")
-
-    def __init__(self, first: int, last: int, parent: int, hash: bytes | None, writer: str | None,
-                 timestamp: float, score: float | None = None, metrics: dict[str, float] | None = None,
-                 params: dict[str, Any] | None = None, dropped: bool = False) -> None:
-        self.first, self.last, self.parent, self.hash, self.writer = first, last, parent, hash, writer
-        self.timestamp, self.score, self.dropped = timestamp, score, dropped
-        #: state dropped by compaction (``dropped``: only its results are kept)
-        self.metrics: dict[str, float] = {} if metrics is None else metrics
-        self.params: dict[str, Any] = {} if params is None else params
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Node) and self.to_row() == other.to_row()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Node({', '.join(repr(v) for v in self.to_row())})"
-
-    def merge(self, payload: Mapping[str, Any]) -> None:
-        """Fold one ResultsRecorded payload in: later values win, key by key."""
-        if payload.get("score") is not None:
-            self.score = float(payload["score"])
-        if payload.get("metrics"):
-            self.metrics.update(payload["metrics"])
-        if payload.get("params"):
-            self.params.update(payload["params"])
-
-    def to_row(self) -> list[Any]:
-        return [self.first, self.last, self.parent, self.hash, self.writer, self.timestamp, self.score,
-                self.metrics, self.params, self.dropped]
-
-    @classmethod
-    def from_row(cls, row: list[Any]) -> Node:
-        """A node from ``to_row()`` as decoded just now (its dicts are taken, not copied)."""
-        n = object.__new__(cls)
-        n.first, n.last, n.parent, n.hash, n.writer, n.timestamp, n.score, metrics, params, dropped = row
-        n.metrics = metrics if type(metrics) is dict else {}
-        n.params = params if type(params) is dict else {}
-        n.dropped = bool(dropped)
-        return n
-
-
-# -- checks of what a caller hands in ------------------------------------------------------------
-def check_score(score: Any, name: str = "score") -> float | None:
-    """``score`` as a finite float, or DesiruError naming the argument."""
-    if score is None:
-        return None
-    if isinstance(score, bool) or not isinstance(score, (int, float)):
-        raise DesiruError(f"{name} must be a number, got {type(score).__name__}", hint=f"pass {name}=0.84")
-    value = float(score)
-    if not math.isfinite(value):
-        raise DesiruError(f"{name} must be finite, got {score!r}",
-                          hint="record a failed evaluation with a low score, or leave it out")
-    return value
-
-
-def check_metrics(metrics: Any) -> dict[str, float]:
-    """``metrics`` as a flat {str: finite float} dict, or DesiruError naming the bad entry."""
-    if metrics is None:
-        return {}
-    if not isinstance(metrics, Mapping):
-        raise DesiruError(f"metrics must be a dict of str to numbers, got {type(metrics).__name__}",
-                          hint='pass metrics={"em": 0.9, "cost_usd": 0.02}')
-    out = {}
-    for k, v in metrics.items():
-        if not isinstance(k, str) or not k:
-            raise DesiruError(f"metrics keys must be non-empty str, got {k!r}")
-        value = check_score(v, f"metrics[{k!r}]")
-        assert value is not None or v is None
-        if value is None:
-            raise DesiruError(f"metrics[{k!r}] must be a number, got None")
-        out[k] = value
-    return out
-
-
-def check_params(params: Any) -> dict[str, Any]:
-    """``params`` as a dict of JSON-like values (str keys), or DesiruError naming the bad value."""
-    if params is None:
-        return {}
-    if not isinstance(params, Mapping):
-        raise DesiruError(f"params must be a dict, got {type(params).__name__}",
-                          hint='pass params={"instruction_idx": 3, "demo_set": 5}')
-
-    def walk(v: Any, where: str, depth: int) -> Any:
-        if depth > 32:
-            raise DesiruError(f"params nest deeper than 32 levels at {where}")
-        if v is None or isinstance(v, (str, bool, int)):
-            if isinstance(v, int) and not isinstance(v, bool) and not -(1 << 63) <= v < (1 << 64):
-                raise DesiruError(f"{where} = {v} does not fit in 64 bits", hint="store it as a str")
-            return v
-        if isinstance(v, float):
-            if not math.isfinite(v):
-                raise DesiruError(f"{where} must be finite, got {v!r}")
-            return v
-        if isinstance(v, (list, tuple)):
-            return [walk(x, f"{where}[{i}]", depth + 1) for i, x in enumerate(v)]
-        if isinstance(v, Mapping):
-            out = {}
-            for k, x in v.items():
-                if not isinstance(k, str):
-                    raise DesiruError(f"{where} has a key {k!r} that is not a str")
-                out[k] = walk(x, f"{where}[{k!r}]", depth + 1)
-            return out
-        raise DesiruError(f"{where} cannot be stored: {type(v).__name__} is not a JSON-like value",
-                          hint="params hold str, int, float, bool, None, lists and dicts of them")
-
-    return {k: walk(v, f"params[{k!r}]", 0) for k, v in walk(dict(params), "params", 0).items()}
-
-
-def results_payload(score: Any, metrics: Any, params: Any) -> dict[str, Any] | None:
-    """The ResultsRecorded payload for these arguments (checked), or None when all are empty."""
-    s, m, p = check_score(score), check_metrics(metrics), check_params(params)
-    if s is None and not m and not p:
-        return None
-    return {"score": s, "metrics": m, "params": p}
-
-
-class RunIndex:
-    """Part of ``Journal`` (a mixin): the commit tree, trials and the queries over them."""
+class RunIndex(RunQueries):
+    """Part of ``Journal`` (a mixin): the commit tree, built from the log and kept up to date (queries:
+    RunQueries)."""
 
     _store: JournalStore
     _codec: RecordCodec
@@ -433,172 +283,5 @@ class RunIndex:
         for rec in records:
             self._index_record(rec)
             self._runs_upto = max(self._runs_upto, rec[R_SEQ])
-
-    # -- resolving points ------------------------------------------------------------------------
-    def _node_at(self, seq: int) -> Node | None:
-        """The commit that ``seq`` names: the one whose group holds it, else the newest before it."""
-        nodes = self._runs(seq)
-        node = self._group_node(seq)
-        if node is not None:
-            return node
-        i = bisect.bisect_right(self._node_seqs, seq)
-        return nodes[self._node_seqs[i - 1]] if i else None
-
-    def _point(self, point: Any, what: str = "point") -> int:
-        """The commit seq a point names: an int seq, a tag, a CommitResult or a Trial."""
-        if point is None:
-            raise DesiruError(f"{what} is required")
-        if isinstance(point, str):
-            tags = self.tags()
-            if point not in tags:
-                raise DesiruError(f"{what}: no tag {point!r} in this journal", path=self._name,
-                                  hint=f"known tags: {sorted(tags)[:20]}")
-            seq = tags[point]
-        elif isinstance(point, bool):
-            raise DesiruError(f"{what} takes a seq, a tag, a CommitResult or a Trial, got bool")
-        elif isinstance(point, int):
-            seq = point
-        elif isinstance(getattr(point, "seq", None), int):
-            seq = point.seq
-        else:
-            raise DesiruError(f"{what} takes a seq, a tag, a CommitResult or a Trial, got {type(point).__name__}")
-        head = self.head
-        if seq < 1 or seq > head:
-            raise DesiruError(f"{what}: seq {seq} does not exist (the journal holds 1..{head})", path=self._name,
-                              hint="pass the seq of a commit (journal.trials() lists them), a tag, a CommitResult "
-                              "or a Trial")
-        node = self._node_at(seq)
-        if node is None:
-            raise DesiruError(f"{what}: there is no commit at or before seq {seq}", path=self._name,
-                              hint="commit a program first (journal.trials() lists the commits)")
-        return node.last
-
-    # -- queries ---------------------------------------------------------------------------------
-    def _trial(self, node: Node, tags_of: Mapping[int, list[str]]) -> Trial:
-        return Trial(node.last, node.parent or None, node.score, dict(node.metrics), dict(node.params),
-                     tuple(tags_of.get(node.last, ())), node.timestamp,
-                     node.hash.hex() if node.hash is not None else None, node.writer, node.first, not node.dropped)
-
-    def _tags_by_node(self) -> dict[int, list[str]]:
-        out: dict[int, list[str]] = {}
-        for name, seq in self.tags().items():
-            node = self._group_node(seq)
-            out.setdefault(node.last if node is not None else seq, []).append(name)
-        return out
-
-    def trials(self) -> list[Trial]:
-        """Every commit as a Trial, oldest first, from the index (no program is replayed)."""
-        self._check_open()
-        with self._mutex:
-            nodes = self._runs()
-            tags_of = self._tags_by_node()
-            return [self._trial(nodes[s], tags_of) for s in self._node_seqs]
-
-    def trial(self, point: Any) -> Trial:
-        """The Trial of one commit (a seq, tag, CommitResult or Trial)."""
-        self._check_open()
-        with self._mutex:
-            seq = self._point(point)
-            return self._trial(self._runs()[seq], self._tags_by_node())
-
-    def best(self, k: int | None = None, metric: str | None = None, mode: str = "max") -> Any:
-        """The best Trial by score (or by ``metric``), or a list of the ``k`` best; ties go to the older.
-
-        Trials without that value are left out; with none, ``best()`` is None and ``best(k)`` [].
-        """
-        if mode not in ("max", "min"):
-            raise DesiruError(f"mode must be 'max' or 'min', got {mode!r}")
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise DesiruError(f"k must be an int >= 1, got {k!r}")
-        self._check_open()
-        with self._mutex:
-            ranked = self._ranked(metric, mode)
-            tags_of = self._tags_by_node()
-            nodes = self._runs()
-            top = [self._trial(nodes[s], tags_of) for s in ranked[: (k or 1)]]
-        if k is None:
-            return top[0] if top else None
-        return top
-
-    def _ranked(self, metric: str | None, mode: str) -> list[int]:
-        nodes = self._runs()
-        sign = -1.0 if mode == "max" else 1.0
-        scored = []
-        for s in self._node_seqs:
-            n = nodes[s]
-            v = n.score if metric is None else n.metrics.get(metric)
-            if v is not None:
-                scored.append((sign * v, s))
-        scored.sort()
-        return [s for _v, s in scored]
-
-    def lineage(self, point: Any) -> list[Trial]:
-        """The Trials from the root commit to ``point``, in that order."""
-        self._check_open()
-        with self._mutex:
-            nodes = self._runs()
-            tags_of = self._tags_by_node()
-            return [self._trial(nodes[s], tags_of) for s in reversed(self._chain(self._point(point))) if s in nodes]
-
-    def _chain(self, seq: int) -> list[int]:
-        """Commit seqs from ``seq`` back to the root (newest first)."""
-        nodes = self._runs()
-        out = []
-        while seq:
-            out.append(seq)
-            node = nodes.get(seq)
-            if node is None:
-                break
-            seq = node.parent
-        return out
-
-    def find(self, program_or_hash: Any) -> list[Trial]:
-        """The commits whose state is identical to a program's (or to a content hash), oldest first."""
-        self._check_open()
-        if isinstance(program_or_hash, str):
-            try:
-                h = bytes.fromhex(program_or_hash)
-            except ValueError:
-                raise DesiruError(f"not a content hash (32 hex chars): {program_or_hash!r}") from None
-        elif isinstance(program_or_hash, bytes):
-            h = program_or_hash
-        else:
-            with self._mutex:
-                h = state_hash(self._state_of_candidate(program_or_hash))
-        with self._mutex:
-            nodes = self._runs()
-            tags_of = self._tags_by_node()
-            return [self._trial(nodes[s], tags_of) for s in self._by_hash.get(h, ())]
-
-    def _check_runs(self) -> list[Fault]:
-        """verify()'s look at the run: parents, results and tags name commits; snapshots hold their hash."""
-        faults = []
-        nodes = self._runs()
-        first = self._store.first_seq()
-        for s in self._node_seqs:
-            node = nodes[s]
-            if node.parent and (node.parent not in nodes or node.parent >= node.first):
-                faults.append(Fault(f"commit {s} names parent {node.parent}, which is no earlier commit", seq=s))
-        for seq, target in self._orphans:
-            if not (type(target) is int and target < first):  # results of a compacted commit are fine
-                faults.append(Fault(f"results name seq {target!r}, which holds no commit", seq=seq))
-        for name, seq in self.tags().items():
-            if self._node_at(seq) is None:
-                faults.append(Fault(f"tag {name!r} names seq {seq}, which holds no commit", seq=seq))
-        for s in self._store.snapshot_seqs():
-            node = nodes.get(s)
-            if node is None or node.hash is None or node.dropped:
-                continue
-            try:
-                state = self._codec.snapshot_state(s, self._store.get_snapshot(s))
-            except DesiruError:
-                continue  # reported by the snapshot checks
-            if state_hash(state) != node.hash:
-                faults.append(Fault("snapshot differs from the state its commit recorded (content hash)", seq=s))
-        return faults
-
-    if TYPE_CHECKING:
-        def _state_of_candidate(self, program: Any) -> dict[str, Any]: ...
-
 
 __all__ = ["Node", "RunIndex", "Trial", "check_metrics", "check_params", "check_score", "results_payload"]
