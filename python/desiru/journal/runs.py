@@ -129,8 +129,7 @@ class RunIndex(RunQueries):
             except CorruptDataError:
                 continue  # damaged: an older one, or the log, will do
             if rows:
-                for row in rows:
-                    self._add_node(Node.from_row(row))
+                self._add_nodes([Node.from_row(row) for row in rows])
                 break
         if first - 1 not in self._nodes:
             self._add_node(Node(first - 1, first - 1, 0, None, None, 0.0))
@@ -152,8 +151,7 @@ class RunIndex(RunQueries):
             return
         try:
             for ck in chain:
-                for row in ck["rows"]:
-                    self._add_node(Node.from_row(row))
+                self._add_nodes([Node.from_row(row) for row in ck["rows"]])
                 for _seq, target, payload in ck["late"]:
                     self._nodes[target].merge(payload)  # type: ignore[index]
                 self._orphans.extend((seq, target) for seq, target in ck["orphans"])
@@ -190,6 +188,22 @@ class RunIndex(RunQueries):
         orphans = [[seq, target] for seq, target in self._orphans if lo <= seq <= head]
         self._store.put_index(head, runs_checkpoint.encode(lo, head, tail, rows, late, orphans))
         self._checkpointed, self._late = head, []
+
+    def _add_nodes(self, nodes: list[Node]) -> None:
+        """``_add_node`` of each, at once when they come in order after the table (a stored table)."""
+        assert self._nodes is not None
+        table, seqs = self._nodes, self._node_seqs
+        lasts = [n.last for n in nodes]
+        if not lasts or (seqs and lasts[0] <= seqs[-1]) or lasts != sorted(set(lasts)):
+            for node in nodes:
+                self._add_node(node)
+            return
+        table.update(zip(lasts, nodes))
+        seqs.extend(lasts)
+        by_hash = self._by_hash
+        for node in nodes:
+            if node.hash is not None:
+                by_hash.setdefault(node.hash, []).append(node.last)
 
     def _add_node(self, node: Node) -> None:
         assert self._nodes is not None
