@@ -59,6 +59,7 @@ class StateBuilder:
         state = self._program(program, "")
         for path in [p for p in self._cache if p not in self._seen]:
             del self._cache[path]  # modules that are gone: let their demos be freed
+        self._last = state
         return state
 
     def _program(self, program: Program, prefix: str) -> dict[str, Any]:

@@ -1,0 +1,165 @@
+"""The commit fast path: states kept by structure, hashes of changed modules only, demos not copied.
+
+Each test commits programs that change the ways an optimizer changes them (in place, as fresh
+copies, from random parents) and checks what matters: every commit replays to exactly the
+program committed, and its content hash is ``state_hash`` of that program's state.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import desiru as ds
+from desiru.journal import Journal, ParameterSet, state_hash
+from desiru.journal.state_hash import StateHasher
+
+
+def _program(n_modules: int = 3, n_demos: int = 6) -> ds.Program:
+    p = ds.Program()
+    for m in range(n_modules):
+        demos = [ds.Example(question=f"q{m}.{i}", answer=f"a{i}") for i in range(n_demos)]
+        setattr(p, f"m{m}", ds.Predict("question -> answer", demos=demos))
+    return p
+
+
+def _check(j: Journal, committed: dict[int, dict[str, Any]]) -> None:
+    for seq, state in committed.items():
+        assert j.replay_state(seq=seq) == state, seq
+        assert j.trial(seq).content_hash == state_hash(state).hex(), seq
+
+
+def test_in_place_changes_on_the_line_replay_exactly(tmp_path: Path) -> None:
+    p = _program()
+    committed = {}
+    tagged = ds.Example(question="holds a list", tags=["a"])
+    with Journal.open(tmp_path / "line.journal") as j:
+        for step in range(12):
+            m = getattr(p, f"m{step % 3}")
+            if step % 4 == 0:
+                m.demos[step % len(m.demos)] = ds.Example(question=f"new {step}", answer="x")
+            elif step % 4 == 1:
+                m.demos.append(tagged if step == 1 else ds.Example(question=f"more {step}", answer="y"))
+            elif step % 4 == 2:
+                tagged.tags.append(f"in place {step}")  # a demo holding a list, changed in place
+            else:
+                m.parameters["step"] = step
+            r = j.commit(p, score=float(step))
+            assert r.changed, step
+            committed[r.seq] = p.to_state()
+            assert r.content_hash == state_hash(committed[r.seq]).hex()
+        _check(j, committed)
+    with Journal.open(tmp_path / "line.journal", readonly=True) as j:
+        _check(j, committed)
+
+
+def test_unchanged_demos_are_not_compared_again(tmp_path: Path) -> None:
+    """After a commit the builder hands back the journal's own demo lists, so the diff skips them."""
+    p = _program()
+    with Journal.open(tmp_path / "same.journal") as j:
+        for i in range(3):
+            p.m0.demos[0] = ds.Example(question=f"changed {i}", answer="x")
+            j.commit(p)
+        head = j._head_state
+        assert head is not None
+        built = j._builder.build(p)
+        assert [a["demos"] is b["demos"] for a, b in zip(built["modules"], head["modules"])] == [True] * 3
+
+
+def test_fresh_copies_from_random_parents(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    root = _program()
+    committed = {}
+    with Journal.open(tmp_path / "tree.journal", snapshot_every=7) as j:
+        r = j.commit(root, score=0.0)
+        held = [(r, root)]
+        committed[r.seq] = root.to_state()
+        for step in range(30):
+            parent_r, parent = held[rng.randrange(len(held))]
+            cand = parent.copy()
+            m = getattr(cand, f"m{rng.randrange(3)}")
+            m.demos[rng.randrange(len(m.demos))] = ds.Example(question=f"step {step}", answer=str(step))
+            before = j._state_of(parent_r.seq)  # the parent's state, as the commit reads it
+            r = j.commit(cand, parent=parent_r, score=float(step))
+            assert r.parent == parent_r.seq
+            committed[r.seq] = cand.to_state()
+            held = [*held, (r, cand)][-5:]
+            # what the journal keeps shares every untouched module with the parent's state
+            kept = j._state_of(r.seq)
+            shared = [a is b for a, b in zip(kept["modules"], before["modules"])]
+            assert shared.count(False) == 1, shared
+        _check(j, committed)
+    with Journal.open(tmp_path / "tree.journal", readonly=True) as j:
+        _check(j, committed)
+
+
+def test_hand_appended_events_change_the_hash(tmp_path: Path) -> None:
+    """append_many changes the head state in place: its remembered module hashes are dropped."""
+    p = _program()
+    with Journal.open(tmp_path / "hand.journal") as j:
+        j.commit(p, score=1.0)
+        j.append(ParameterSet(path="m1", payload={"key": "t", "value": 0.5}))
+        p.m1.parameters["t"] = 0.5
+        r = j.commit(p, score=2.0)  # no change of state: the results only
+        assert r.content_hash == state_hash(p.to_state()).hex()
+        j.append(ParameterSet(path="m1", payload={"key": "t", "value": 0.7}))
+        p.m1.parameters["t"] = 0.7
+        p.m2.parameters["u"] = 1
+        r = j.commit(p, score=3.0)
+        assert r.content_hash == state_hash(p.to_state()).hex()
+        assert [t.seq for t in j.find(p)] == [r.seq]
+
+
+def test_state_hash_covers_the_whole_state() -> None:
+    state = _program().to_state()
+    seen = {state_hash(state)}
+    variants = []
+    for change in ("root", "module", "demo", "order", "extra module"):
+        s = _program().to_state()
+        if change == "root":
+            s["metadata"] = {"x": 1}
+        elif change == "module":
+            s["modules"][1]["parameters"] = {"t": 0.1}
+        elif change == "demo":
+            s["modules"][2]["demos"][3]["answer"] = "other"
+        elif change == "order":
+            s["modules"].reverse()
+        else:
+            s["modules"].append({**s["modules"][0], "name": "m9"})
+        variants.append(s)
+        seen.add(state_hash(s))
+    assert len(seen) == 1 + len(variants)
+    assert state_hash(_program().to_state()) == state_hash(state)  # equal states, equal hashes
+    hasher = StateHasher()
+    for s in [state, *variants, state]:
+        assert hasher.state(s) == state_hash(s)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 2), st.integers(0, 3)), min_size=1, max_size=15))
+def test_any_tree_of_changes_replays_and_hashes(tmp_path_factory: Any, steps: list[tuple[int, int, int]]) -> None:
+    path = tmp_path_factory.mktemp("h") / "run.journal"
+    root = _program(3, 3)
+    committed = {}
+    with Journal.open(path, fsync="never", snapshot_every=5) as j:
+        r = j.commit(root, score=0.0)  # scored: a run's commit, with its hash (a plain one has none)
+        held = [(r, root)]
+        committed[r.seq] = root.to_state()
+        for pick, module, kind in steps:
+            parent_r, parent = held[pick % len(held)]
+            cand = parent if kind == 3 else parent.copy()  # 3: changed in place, the others fresh copies
+            m = getattr(cand, f"m{module}")
+            if kind == 0:
+                m.demos.append(ds.Example(question=f"q{pick}", answer="a"))
+            elif kind == 1 and m.demos:
+                del m.demos[pick % len(m.demos)]
+            else:
+                m.parameters["p"] = pick
+            r = j.commit(cand, parent=parent_r, score=float(pick))
+            committed[r.seq] = cand.to_state()
+            held.append((r, cand))
+        _check(j, committed)
