@@ -11,10 +11,12 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import desiru as ds
+from desiru import _engine
 from desiru.journal import Journal, ParameterSet, state_hash
 from desiru.journal.state_hash import StateHasher
 
@@ -163,3 +165,44 @@ def test_any_tree_of_changes_replays_and_hashes(tmp_path_factory: Any, steps: li
             committed[r.seq] = cand.to_state()
             held.append((r, cand))
         _check(j, committed)
+
+
+def test_a_commit_from_a_replayed_parent_hashes_only_its_change(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parent's state is rebuilt from the log; the module hashes its commit recorded are reused."""
+    path = tmp_path / "replayed.journal"
+    p = _program(4, 5)
+    with Journal.open(path) as j:
+        first = j.commit(p, score=0.1)
+        for i in range(3):
+            p.m0.demos[0] = ds.Example(question=f"line {i}", answer="x")
+            j.commit(p, score=0.2)
+    hashed: list[Any] = []
+    real = _engine.content_hash
+    monkeypatch.setattr(_engine, "content_hash", lambda x: hashed.append(x) or real(x))
+    with Journal.open(path) as j:
+        cand = j.replay(seq=first.seq)  # a new writer: nothing of the run in memory
+        cand.m2.demos.append(ds.Example(question="added", answer="y"))
+        hashed.clear()
+        r = j.commit(cand, parent=first, score=0.3)
+        modules_hashed = [x for x in hashed if isinstance(x, dict) and "demos" in x]
+        assert [m["name"] for m in modules_hashed] == ["m2"]
+        assert r.content_hash == state_hash(cand.to_state()).hex()
+        assert j.replay_state(seq=r.seq) == cand.to_state()
+    monkeypatch.undo()
+    with Journal.open(path, readonly=True) as j:
+        assert j.verify().ok
+        assert [t.seq for t in j.find(cand)] == [r.seq]
+
+
+def test_recorded_module_hashes_that_do_not_match_are_not_used(tmp_path: Path) -> None:
+    hasher = StateHasher()
+    state = _program().to_state()
+    digest, hashes = hasher.parts(state)
+    assert hashes is not None
+    fresh = _program().to_state()
+    wrong = [hashes[0], hashes[0], hashes[2]]
+    for bad in (wrong, hashes[:2], [*hashes[:2], "x"], None):
+        assert not hasher.seed(fresh, bad, digest)
+    assert hasher.seed(fresh, hashes, digest)
+    assert hasher.state(fresh) == digest == state_hash(fresh)

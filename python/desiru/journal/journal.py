@@ -127,6 +127,7 @@ class Journal(WriteMixin, SnapshotMixin, CommitStates, ReplayMixin, TagIndex, Ru
         self._readable_snapshots: set[int] = set()
         self._builder = StateBuilder()
         self._hasher = StateHasher()
+        self._replayed: tuple[int, dict[str, Any]] | None = None
         self._converters: dict[str, adapters.StateConverter] = {}  # per adapter, made on its first commit
         # ids of the head state's nodes only the journal holds (see _unshare), with the nodes
         self._private: dict[int, Any] = {}

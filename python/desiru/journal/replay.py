@@ -82,6 +82,7 @@ class ReplayMixin:
     _nodes: dict[int, Any] | None
     _states: Any
     _node_seqs: list[int]
+    readonly: bool
 
     if TYPE_CHECKING:  # provided by Journal, TagIndex and RunIndex
         @property
@@ -91,6 +92,7 @@ class ReplayMixin:
         def _node_at(self, seq: int) -> Any: ...
         def _runs(self, upto: int | None = None) -> dict[int, Any]: ...
         def _check_runs(self) -> list[Fault]: ...
+        def _remember_replayed(self, seq: int, state: dict[str, Any]) -> None: ...
 
     def _arrays(self, start: int, stop: int) -> Iterator[list[list[Any]]]:
         """Decoded record arrays (codec.R_*) with start <= seq < stop, a chunk at a time, checked gapless."""
@@ -289,7 +291,10 @@ class ReplayMixin:
             if progress is not None:
                 progress(1, 1)
             return copy_tree(known) if _copy else known
-        return self._replay_node(target, progress=progress)
+        state = self._replay_node(target, progress=progress)
+        if not _copy and not self.readonly:  # replay(): the caller's program gets copies of its nodes
+            self._remember_replayed(target, state)
+        return state
 
     def _replay_node(self, target: int, skip_snapshot: int | None = None,
                      progress: ProgressCallback | None = None) -> dict[str, Any]:

@@ -64,9 +64,30 @@ class StateHasher:
 
     def state(self, state: Any) -> bytes:
         """Equal to ``state_hash(state)``."""
+        return self.parts(state)[0]
+
+    def parts(self, state: Any) -> tuple[bytes, list[bytes] | None]:
+        """``state_hash(state)`` and the hashes of its modules (None: a state without a module list)."""
         root, modules = _parts(state)
         hashes = None if modules is None else [self.module(m) for m in modules]
-        return _engine.content_hash([*TAG, root, hashes])
+        return _engine.content_hash([*TAG, root, hashes]), hashes
+
+    def seed(self, state: Any, hashes: Any, digest: bytes) -> bool:
+        """Remember ``hashes`` as the hashes of ``state``'s modules, if they make ``digest`` with its root.
+
+        For a state rebuilt from the log, with the module hashes its commit recorded: they are
+        taken only when they and the state's root give the commit's recorded hash.
+        """
+        root, modules = _parts(state)
+        if (modules is None or type(hashes) is not list or len(hashes) != len(modules)
+                or any(type(h) is not bytes or len(h) != 16 for h in hashes)
+                or _engine.content_hash([*TAG, root, hashes]) != digest):
+            return False
+        if len(self._known) + len(modules) > LIMIT:
+            self._known = {}
+        for node, h in zip(modules, hashes):
+            self._known[id(node)] = (node, h)
+        return True
 
     def forget(self, nodes: Any) -> None:
         """Drop what is remembered of these nodes (about to be changed in place)."""

@@ -16,6 +16,8 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from desiru import _engine
+from desiru.errors import DesiruError
+from desiru.journal.events import Committed
 from desiru.journal.runs import Node
 from desiru.journal.state_hash import StateHasher
 from desiru.journal.store import JournalStore
@@ -93,6 +95,8 @@ class CommitStates:
     _depth: dict[int, int]
     _hasher: StateHasher
     _node_seqs: list[int]
+    #: the state of the last replay a writer made, (seq, state), until the next one
+    _replayed: tuple[int, dict[str, Any]] | None
     snapshot_every: int
 
     if TYPE_CHECKING:  # provided by Journal, RunIndex and ReplayMixin
@@ -102,6 +106,7 @@ class CommitStates:
         def _ranges(self, lineage: list[int]) -> list[list[int]]: ...
         def _arrays(self, start: int, stop: int) -> Iterator[list[list[Any]]]: ...
         def _edits(self, arrays: list[list[Any]]) -> list[dict[str, Any]]: ...
+        def _read_record(self, seq: int) -> dict[str, Any]: ...
 
     def _line(self) -> int:
         """The commit this writer's next commit(parent=None) derives from (0: none yet)."""
@@ -133,6 +138,10 @@ class CommitStates:
         if cached is not None:
             self._states.move_to_end(seq)
             return cached
+        replayed = self._replayed
+        if replayed is not None and replayed[0] == seq:
+            self._cache_state(seq, replayed[1])
+            return replayed[1]
         nodes = self._runs()
         first = self._store.first_seq()
         chain: list[int] = []
@@ -154,8 +163,30 @@ class CommitStates:
             state = self.replay_state(seq, _copy=True)
         else:
             state = self._apply_chain(base, [nodes[c] for c in reversed(chain)])
+        self._seed_hashes(seq, state)
         self._cache_state(seq, state)
         return state
+
+    def _seed_hashes(self, seq: int, state: dict[str, Any]) -> None:
+        """Give the hasher the module hashes commit ``seq`` recorded, for its state rebuilt just now:
+        a commit derived from it then hashes only the modules it changes. Without them (a commit of
+        release 0.1.0, or a record that does not match) the modules are hashed when first needed."""
+        node = self._runs().get(seq)
+        if node is None or node.hash is None or node.dropped:
+            return
+        try:
+            record = self._read_record(node.first)
+        except DesiruError:
+            return
+        payload = record.get("payload")
+        if record.get("type") == Committed.type and isinstance(payload, dict):
+            self._hasher.seed(state, payload.get("modules"), node.hash)
+
+    def _remember_replayed(self, seq: int, state: dict[str, Any]) -> None:
+        """Keep the state a writer's replay just built (one): a commit derived from that program reads it
+        back, and the program shares its strings, so the diff compares them by identity."""
+        self._seed_hashes(seq, state)
+        self._replayed = (seq, state)
 
     def _apply_chain(self, state: dict[str, Any], chain: list[Node]) -> dict[str, Any]:
         """``state`` (left unchanged) with the edits of the commits in ``chain`` (oldest first) applied,

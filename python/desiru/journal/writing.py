@@ -172,9 +172,11 @@ class WriteMixin:
             if (self.shared or parent is not None or results is not None
                     or base != (self._node_seqs[-1] if self._node_seqs else 0)):
                 seq += 1
-                digest = self._hasher.state(kept)
-                events.append(Committed(payload={"parent": base, "hash": digest, "writer": self.writer}, seq=seq,
-                                        timestamp=ts))
+                digest, module_hashes = self._hasher.parts(kept)
+                payload: dict[str, Any] = {"parent": base, "hash": digest, "writer": self.writer}
+                if module_hashes is not None:  # a rebuilt state of this commit takes them (no rehash)
+                    payload["modules"] = module_hashes
+                events.append(Committed(payload=payload, seq=seq, timestamp=ts))
             for edit in edits:
                 seq += 1
                 events.append(event_from_edit(edit, seq, ts))
