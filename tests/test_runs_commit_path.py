@@ -206,3 +206,19 @@ def test_recorded_module_hashes_that_do_not_match_are_not_used(tmp_path: Path) -
         assert not hasher.seed(fresh, bad, digest)
     assert hasher.seed(fresh, hashes, digest)
     assert hasher.state(fresh) == digest == state_hash(fresh)
+
+
+def test_events_and_kept_states_own_their_values(tmp_path: Path) -> None:
+    """The state a commit diffs shares the program's own dicts; what it writes and keeps must not."""
+    p = _program()
+    with Journal.open(tmp_path / "own.journal") as j:
+        j.commit(p)
+        p.m0.parameters["nested"] = {"a": [1]}
+        r = j.commit(p, score=1.0)
+        p.m0.parameters["nested"]["a"].append(2)  # changed in place after the commit
+        (event,) = [e for e in r.events if e.type == "ParameterSet"]
+        assert event.payload["value"] == {"a": [1]}
+        assert j.replay_state(seq=r.seq)["modules"][0]["parameters"]["nested"] == {"a": [1]}
+        r2 = j.commit(p, score=2.0)
+        assert [e.type for e in r2.events] == ["Committed", "ParameterSet", "ResultsRecorded"]
+        assert j.replay(seq=r2.seq) == p and j.replay(seq=r.seq) != p

@@ -16,8 +16,9 @@ The second is sound because an Example cannot be changed in place: it has no set
 only demos whose values are immutable scalars are reused (a demo holding a list or a dict
 could be mutated inside without its identity changing: those modules are rebuilt every
 time). Every other field comes from ``Module.to_state`` / ``Program.to_state`` themselves,
-called with the demos (or children) set aside for the call, so this file holds no copy of
-their logic; classes that override ``to_state`` are always asked directly. The journal
+called with the demos (or children) set aside for the call and ``copy=False`` (the
+parameters and metadata are the program's own dicts, read once), so this file holds no
+copy of their logic; classes that override ``to_state`` are always asked directly. The journal
 calls this under its lock; another thread reading the same module's ``demos`` during a
 commit could see the list set aside. The result equals ``program.to_state()``
 (tests/test_journal_state_builder.py).
@@ -70,7 +71,7 @@ class StateBuilder:
         # it runs on the program with its children set aside for the call
         object.__setattr__(program, "_modules", {})
         try:
-            state = program.to_state()
+            state = program.to_state(copy=False)  # read once by the diff: nothing needs a copy
         finally:
             object.__setattr__(program, "_modules", children)
         modules = []
@@ -120,7 +121,7 @@ class StateBuilder:
         # every other field from Module.to_state itself, run with the demos set aside
         module.__dict__["demos"] = []
         try:
-            state = module.to_state()
+            state = module.to_state(copy=False)
         finally:
             module.__dict__["demos"] = examples
         state["demos"] = demos

@@ -64,16 +64,20 @@ def _unshare(root: dict[str, Any], paths: Any, private: dict[int, Any]) -> dict[
     return new_root
 
 
-def _applied(state: dict[str, Any], edits: list[dict[str, Any]], copy: bool) -> dict[str, Any]:
+def _owned(edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``edits`` with copies of the values they carry: a diff's edits hold parts of the caller's program
+    (its demos' and parameters' own dicts), which neither an event nor a kept state may share."""
+    return [{k: v if k == "op" or k == "path" else copy_tree(v) for k, v in e.items()} for e in edits]
+
+
+def _applied(state: dict[str, Any], edits: list[dict[str, Any]]) -> dict[str, Any]:
     """``state`` (left unchanged) with ``edits`` applied, on a copy of only the nodes they touch.
 
-    Every node the edits do not touch is shared with ``state``. ``copy=True`` copies the
-    values the edits carry first (a diff's edits hold parts of the caller's program).
+    Every node the edits do not touch is shared with ``state``, and the values the edits
+    carry become part of the result (pass edits nobody else changes: decoded, or ``_owned``).
     """
     if not edits:
         return state
-    if copy:
-        edits = [{k: v if k == "op" or k == "path" else copy_tree(v) for k, v in e.items()} for e in edits]
     created = [i for i, e in enumerate(edits) if e["op"] == "program_created"]
     if created:
         new: dict[str, Any] = {}
@@ -195,7 +199,7 @@ class CommitStates:
         for start, stop in self._ranges([node.last for node in chain]):
             for arrays in self._arrays(start, stop + 1):
                 edits.extend(self._edits(arrays))
-        return _applied(state, edits, copy=False)  # decoded just now: nobody else holds them
+        return _applied(state, edits)  # decoded just now: nobody else holds them
 
     def _hash_later(self, state: Any) -> Any:
         """The hash of ``state`` (one the journal keeps: never changed in place), when first asked."""

@@ -28,7 +28,7 @@ from desiru.journal.events import (
 from desiru.journal.runs import Node, results_payload
 from desiru.journal.state_builder import StateBuilder
 from desiru.journal.state_hash import StateHasher
-from desiru.journal.states import _applied, _unshare
+from desiru.journal.states import _applied, _owned, _unshare
 from desiru.journal.store import CutReport, JournalStore
 from desiru.program import Program, warn_script_classes
 
@@ -155,14 +155,15 @@ class WriteMixin:
             if tag is not None:
                 self._check_tag_free(tag, None)
             old = self._ensure_head_state() if base == line else self._state_of(base)
-            edits = self._split(_engine.diff_states(old, new_state))
+            # the events and the state kept own what they hold: the diff's values are the program's own
+            edits = _owned(self._split(_engine.diff_states(old, new_state)))
             if not edits and tag is None and not force_tag and results is None:
                 self._switch_line(base)
                 return CommitResult(base, (), self._runs()[base].parent or None if base else None,
                                     self._hash_later(self._head_state) if base else None)
             # what the journal keeps: the parent's state with the edits applied (sharing every node they
             # do not touch, so unchanged modules keep their hashes and cached states cost their changes)
-            kept = _applied(old or {}, edits, copy=True)
+            kept = _applied(old or {}, edits)
             digest: Any = self._hash_later(kept)  # hashed below only when a Committed event records it
             ts = self._now()
             seq = self._head
