@@ -51,12 +51,15 @@ class StateBuilder:
         # so a program the caller dropped is freed when the caller drops it, not in the next commit
         self._cache: dict[str, tuple[Any, list[Any] | None, list[dict[str, Any]] | None]] = {}
         self._seen: set[str] = set()
-        #: the state built last (rebind takes the journal's copy of it only)
+        #: the state built last (rebind takes the journal's copy of it only), and the paths whose cached
+        #: demo list that build made
         self._last: dict[str, Any] | None = None
+        self._fresh: list[str] = []
 
     def build(self, program: Program) -> dict[str, Any]:
         """Equal to ``program.to_state()``; shares demo lists with earlier builds where nothing changed."""
         self._seen = set()
+        self._fresh = []
         state = self._program(program, "")
         for path in [p for p in self._cache if p not in self._seen]:
             del self._cache[path]  # modules that are gone: let their demos be freed
@@ -116,6 +119,7 @@ class StateBuilder:
                 demos.append(demo)
             if reusable:
                 self._cache[path] = (weakref.ref(module), list(examples), demos)
+                self._fresh.append(path)
             else:
                 self._cache.pop(path, None)
         # every other field from Module.to_state itself, run with the demos set aside
@@ -130,31 +134,31 @@ class StateBuilder:
     def rebind(self, built: dict[str, Any], state: dict[str, Any]) -> None:
         """Reuse ``state``'s demo lists from now on: the journal's copy of ``built``.
 
-        When ``built`` is the state built last, ``state`` equals it by value, so each cached
-        list is swapped for the list at the same path; the next build of unchanged demos then
-        returns the journal's list, which the diff skips by identity.
+        When ``built`` is the state built last, ``state`` equals it by value, so each list that
+        build cached is swapped for the list at the same path (the lists it reused are the
+        journal's already); the next build of unchanged demos then returns the journal's list,
+        which the diff skips by identity.
         """
         if built is not self._last:
             return
         self._last = None
-        lists = dict(_demo_lists(state, ""))
-        for path, (module, examples, demos) in self._cache.items():
-            mine = lists.get(path)
-            if examples is not None and demos is not None and mine is not None and len(mine) == len(demos):
-                self._cache[path] = (module, examples, mine)
+        for path in self._fresh:
+            cached = self._cache.get(path)
+            mine = _demo_list_at(state, path)
+            if cached is not None and cached[2] is not None and mine is not None and len(mine) == len(cached[2]):
+                self._cache[path] = (cached[0], cached[1], mine)
 
 
-def _demo_lists(state: Any, prefix: str) -> Any:
-    """(module path, its demo list) for every module of a program state, nested ones included."""
-    modules = state.get("modules") if type(state) is dict else None
-    for m in modules if type(modules) is list else ():
-        if type(m) is not dict or type(m.get("name")) is not str:
-            continue
-        path = prefix + m["name"]
-        if m.get("kind") == "program":
-            yield from _demo_lists(m, path + ".")
-        elif type(m.get("demos")) is list:
-            yield path, m["demos"]
+def _demo_list_at(state: Any, path: str) -> list[Any] | None:
+    """The demo list of the module at ``path`` ("a" or "outer.inner") in a program state, if any."""
+    node = state
+    for name in path.split("."):
+        modules = node.get("modules") if type(node) is dict else None
+        if type(modules) is not list:
+            return None
+        node = next((m for m in modules if type(m) is dict and m.get("name") == name), None)
+    demos = node.get("demos") if type(node) is dict else None
+    return demos if type(demos) is list else None
 
 
 __all__ = ["StateBuilder"]
