@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from desiru import _engine, adapters
+from desiru import _engine, adapters, gcpause
 from desiru.errors import CorruptDataError, DesiruError
 from desiru.journal.codec import (
     CURRENT_SCHEMA,
@@ -299,6 +299,11 @@ class ReplayMixin:
     def _replay_node(self, target: int, skip_snapshot: int | None = None,
                      progress: ProgressCallback | None = None) -> dict[str, Any]:
         """The state of commit ``target``: its nearest readable snapshot, then its lineage's events."""
+        with gcpause.paused():  # a state of 100,000 demos is as many new dicts, with no cycles
+            return self._replay_node_paused(target, skip_snapshot, progress)
+
+    def _replay_node_paused(self, target: int, skip_snapshot: int | None,
+                            progress: ProgressCallback | None) -> dict[str, Any]:
         nodes = self._runs(target)
         first = self._store.first_seq()
         snaps = set(self._store.snapshot_seqs())

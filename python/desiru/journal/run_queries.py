@@ -10,11 +10,14 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from desiru import gcpause
 from desiru.errors import DesiruError
 from desiru.journal.codec import RecordCodec
 from desiru.journal.state_hash import state_hash
 from desiru.journal.store import Fault, JournalStore
 from desiru.journal.trials import Node, Trial
+
+_make_trial = Trial._make
 
 
 class RunQueries:
@@ -79,9 +82,11 @@ class RunQueries:
 
     # -- queries ---------------------------------------------------------------------------------
     def _trial(self, node: Node, tags_of: Mapping[int, list[str]]) -> Trial:
-        return Trial(node.last, node.parent or None, node.score, dict(node.metrics), dict(node.params),
-                     tuple(tags_of.get(node.last, ())), node.timestamp,
-                     node.hash.hex() if node.hash is not None else None, node.writer, node.first, not node.dropped)
+        # _make (one tuple.__new__) rather than Trial(...): trials() builds 100,000 of them
+        return _make_trial((node.last, node.parent or None, node.score, dict(node.metrics), dict(node.params),
+                            tuple(tags_of.get(node.last, ())), node.timestamp,
+                            node.hash.hex() if node.hash is not None else None, node.writer, node.first,
+                            not node.dropped))
 
     def _tags_by_node(self) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
@@ -96,7 +101,8 @@ class RunQueries:
         with self._mutex:
             nodes = self._runs()
             tags_of = self._tags_by_node()
-            return [self._trial(nodes[s], tags_of) for s in self._node_seqs]
+            with gcpause.paused():  # 100,000 new tuples and dicts, no cycles
+                return [self._trial(nodes[s], tags_of) for s in self._node_seqs]
 
     def trial(self, point: Any) -> Trial:
         """The Trial of one commit (a seq, tag, CommitResult or Trial)."""
