@@ -298,21 +298,9 @@ def bench_large(folder: Path, quick: bool, samples: int, profile: bool) -> tuple
                 times.append(time.perf_counter() - t0)
             assert r.parent == results[k].seq and len(r.events) == 4  # Committed, the demo out and in, results
 
-        # (2) the same, but the candidate is built from the optimizer's own copy of the data (nothing
-        # shared with the journal's states: every demo is compared by value, every module hashed)
-        foreign = []
-        for s in range(samples):
-            k = rng.randrange(n_commits)
-            cand = ds.Program.from_state(with_changed_demo(state_of(k), rng, 100_000 + s))
-            score, metrics, params = trial_values(rng, 2 * n_commits + s)
-            t0 = time.perf_counter()
-            r = j.commit(cand, parent=results[k], score=score, metrics=metrics, params=params)
-            foreign.append(time.perf_counter() - t0)
-            assert r.parent == results[k].seq
-
         # (3) an optimizer's loop that holds a population of candidate programs (each derived from
         # another by copy() and one changed demo, as MIPROv2- or GEPA-style searches do); the copy is
-        # made outside the timing, as the optimizer makes it
+        # made outside the timing, as the optimizer makes it. It starts from the last program of (1)
         population = [(r, cand)]
         held = []
         for s in range(samples):
@@ -327,6 +315,18 @@ def bench_large(folder: Path, quick: bool, samples: int, profile: bool) -> tuple
             held.append(time.perf_counter() - t0)
             assert r.parent == parent_r.seq and len(r.events) == 4
             population = [*population, (r, cand)][-POPULATION:]
+        # (2) the same, but the candidate is built from the optimizer's own copy of the data (nothing
+        # shared with the journal's states: every demo is compared by value, every module hashed)
+        foreign = []
+        for s in range(samples):
+            k = rng.randrange(n_commits)
+            cand = ds.Program.from_state(with_changed_demo(state_of(k), rng, 100_000 + s))
+            score, metrics, params = trial_values(rng, 2 * n_commits + s)
+            t0 = time.perf_counter()
+            r = j.commit(cand, parent=results[k], score=score, metrics=metrics, params=params)
+            foreign.append(time.perf_counter() - t0)
+            assert r.parent == results[k].seq
+
     parts = table(["where the time of the commits of (1) goes (further samples, under cProfile)", "time", "share"],
                   breakdown(prof, profiled_time))
     profile_text = ""
@@ -493,14 +493,18 @@ def main() -> None:
         "other rows query a reader whose index is built.\n\n" + queries,
         "\n".join(f"- {t}" for t in t3),
         f"### Commits from random parents in a large run ({info['shape']} demos, {info['commits']:,} commits)\n\n"
-        "The run is built as a line of commits, each replacing one demo of the one before, with results "
-        "(appended as events plus a record() each: see the first rows; the default snapshot policy writes "
-        "a snapshot along a line every 20,000 events). Then each "
-        "timed commit is a one-demo change of a random earlier commit (uniform over the whole run), with "
-        "results; the candidate program is built outside the timing, as an optimizer holds it. The time "
-        "includes the state of the parent (the writer keeps recent states; an older parent is rebuilt from a "
-        "kept ancestor plus the events of its lineage, or from its nearest snapshot). The breakdown profiles "
-        "a third as many further samples.\n\n" + large,
+        "The run is a line of commits of one program changed in place (one demo replaced each time), each "
+        "with a score, metrics and params (the default snapshot policy writes a snapshot along a line every "
+        "20,000 events). Then three ways an optimizer commits a one-demo change of a random earlier commit "
+        "(uniform over the whole run), with results: (1) it asks the journal for that commit's program "
+        "(`replay(seq=k)`, timed on its own row), changes one demo and commits it with `parent=k`; "
+        "(3) it holds a population of programs (starting from the last of (1)) and derives each candidate "
+        "from one of them with `copy()`; (2) it builds the candidate from its own copy of the data, so the "
+        "candidate shares no object with the journal's states (every demo is compared by value, and the "
+        "parent's modules are hashed unless its commit recorded their hashes). Candidates are made outside the "
+        "timing. The time includes the state of the parent (the state of the last replay, a kept state, a "
+        "kept ancestor plus the events of its lineage, or a replay from its nearest snapshot). The breakdown "
+        "profiles a third as many further samples of (1).\n\n" + large,
         "\n".join(f"- {t}" for t in t2),
     ])
     print(f"\ntotal {total:.0f} s")
