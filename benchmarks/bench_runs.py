@@ -33,7 +33,7 @@ from report import machine, median_time, table, write_section
 
 import desiru as ds
 from desiru import _engine
-from desiru.journal import Journal
+from desiru.journal import Journal, state_hash
 
 
 class BigProgram(ds.Program):
@@ -400,7 +400,7 @@ def bench_queries(folder: Path, quick: bool, runs: int) -> tuple[str, list[str],
         t_build = time.perf_counter() - t_build
         head = j.head
     assert probe is not None
-    probe_hash = _engine.content_hash(probe.to_state()).hex()
+    probe_hash = state_hash(probe.to_state()).hex()
     rows: list[list[Any]] = [[f"build: {n:,} commits from recent random parents, with results (fsync=never)",
                               ms(t_build / n) + " per commit", f"seq {head:,}"]]
     targets = []
