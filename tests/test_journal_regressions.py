@@ -352,3 +352,25 @@ def test_argument_checks(tmp_path: Path) -> None:
         assert "the first event is from" in str(info.value)
         # a naive datetime is local time: now (naive, local) is after the commit
         assert j.replay_state(at=dt.datetime.now()) == p.to_state()
+
+
+def test_a_tag_compacted_away_stays_away_after_reopen_while_its_records_remain(tmp_path: Path) -> None:
+    """compact(keep_tags=False) whose floor lies inside the first log segment (nothing is deleted):
+    the writer said the tag was gone, a reopened journal showed it again (found by the state machine)."""
+    path = tmp_path / "qa.journal"
+    p = sample_program()
+    j = Journal.open(path, fsync="never")
+    j.commit(p, tag="a")
+    p.metadata = {"x": 1}
+    j.commit(p)
+    p.metadata = {"x": 2}
+    j.commit(p, tag="b")
+    j.snapshot()
+    j.compact(keep_tags=False)
+    tags = j.tags()
+    assert "a" not in tags and "b" in tags
+    j.close()
+    with Journal.open(path, readonly=True) as again:
+        assert again.tags() == tags
+        with pytest.raises(ds.DesiruError, match="compacted away"):
+            again.replay(tag="a")

@@ -129,6 +129,10 @@ class TagIndex:
                     continue  # damaged: an older one (or the log) will do; a vanished one raises (a race)
                 self._readable_snapshots.add(base)
                 self._tags.update(meta.get("tags") or {})
+                dropped = meta.get("dropped_tags") or {}
+                for tag, seq in dropped.items():
+                    if self._tags.get(tag) == seq:
+                        self._dropped_tags[tag] = self._tags.pop(tag)
                 for v, tag, seq, ts in meta.get("checkpoints") or []:
                     self._checkpoints.append(Checkpoint(v, tag, seq, ts))
                 self._index_upto = base

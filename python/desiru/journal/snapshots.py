@@ -84,6 +84,7 @@ class SnapshotMixin:
             "timestamp": self._head_ts,
             "format_version": str(CURRENT_VERSION),
             "tags": {**self._dropped_tags, **self._tags},
+            "dropped_tags": dict(self._dropped_tags),  # compacted away, even while their records remain
             "checkpoints": [[c.version, c.tag, c.seq, c.timestamp] for c in self._checkpoints if c.seq <= seq],
         }
         if runs is None and self._store.first_seq() > 1:
@@ -196,6 +197,12 @@ class SnapshotMixin:
             for s in self._node_seqs:
                 if s < floor and s not in kept:
                     nodes[s].dropped = True
+            # tags whose commit keeps no snapshot go before the floor's snapshot is written, so that
+            # its meta (what a reopened journal reads) says they were compacted away
+            kept_now = kept | {s for s in snaps if s == snaps[-1]}
+            for tag, seq in list(self._tags.items()):
+                if seq < floor and self._commit_of(seq) not in kept_now:
+                    self._dropped_tags[tag] = self._tags.pop(tag)
             rows = [nodes[s].to_row() for s in self._node_seqs if s <= floor]
             self._put_snapshot(floor, self._state_of(floor), self._snapshot_meta(floor, rows))
             tick.end()
@@ -208,9 +215,6 @@ class SnapshotMixin:
                     self._store.delete_snapshot(s)
             self._runs_first = self._store.first_seq()
             kept_now = set(self._store.snapshot_seqs())
-            for tag, seq in list(self._tags.items()):
-                if seq < floor and self._commit_of(seq) not in kept_now:
-                    self._dropped_tags[tag] = self._tags.pop(tag)
             self._checkpoints = [c for c in self._checkpoints if c.seq >= floor]
             self._states = OrderedDict((s, st) for s, st in self._states.items() if s >= floor or s in kept_now)
             return freed
