@@ -298,8 +298,14 @@ def event_from_edit(edit: Mapping[str, Any], seq: int = 0, timestamp: float = 0.
     cls = EVENT_OF_OP.get(op)  # type: ignore[arg-type]
     if cls is None:
         raise DesiruError(f"edit op {op!r} has no event type", hint=f"known ops: {sorted(EVENT_OF_OP)}")
-    payload = {k: v for k, v in edit.items() if k not in ("op", "path")}
-    return cls(path=edit.get("path", ""), payload=payload, seq=seq, timestamp=timestamp)
+    payload = {k: v for k, v in edit.items() if k != "op" and k != "path"}
+    path = edit.get("path", "")
+    if type(path) is not str or not all(k in payload for k in cls.fields):
+        return cls(path=path, payload=payload, seq=seq, timestamp=timestamp)  # raises, saying what is wrong
+    # what __post_init__ would check holds: build it without the dataclass's init (a commit's hot path)
+    ev = object.__new__(cls)
+    ev.__dict__.update(path=path, payload=types.MappingProxyType(payload), seq=seq, timestamp=timestamp)
+    return ev
 
 
 def event_from_record(record: Mapping[str, Any], *, path: str | None = None) -> Event:

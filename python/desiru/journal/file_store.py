@@ -45,6 +45,7 @@ from desiru.journal.file_layout import (
     LOCK_FILE,
     LOG_DIR,
     MAGIC,
+    MARK_EVERY,
     RECORD_HEADER,
     SEGMENT_BYTES,
     SNAPSHOT_DIR,
@@ -328,32 +329,39 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
         return self._segments[0] if self._segments else self._last_seq + 1
 
     def append(self, records: Sequence[tuple[int, bytes]]) -> None:
-        if not self._writing():
+        if not (self._lock.held or self._appending):
             raise DesiruError("append needs the writer lock", path=self.name)
         if not records:
             return
         # an empty store starts wherever the first record says (a rewrite of a compacted journal)
-        expected = self._last_seq + 1 if self._segments else records[0][0]
+        first = records[0][0]
+        expected = self._last_seq + 1 if self._segments else first
+        frame, salt = _engine.frame_encode, self.salt
         parts = []
         for seq, payload in records:
             if seq != expected:
                 raise DesiruError(f"append of seq {seq}, expected {expected}", path=self.name)
-            parts.append(_engine.frame_encode(payload, seq, self.salt))
+            parts.append(frame(payload, seq, salt))
             expected += 1
-        data = b"".join(parts)
-        fd = self._writer_fd(records[0][0])
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        fast = self._fd is not None and not self._roll and self._end < SEGMENT_BYTES and self._segments[-1] != first
+        fd = self._fd if fast else self._writer_fd(first)
+        segment = self._segments[-1]
         pos = start = self._end
-        for (seq, _payload), part in zip(records, parts):
-            self._mark(self._segments[-1], seq, pos)
-            pos += len(part)
-        view = memoryview(data)
-        while view:  # pwrite at our own end: a cut tail never leaves a hole before new records
-            n = os.pwrite(fd, view, self._end)
-            view = view[n:]
-            self._end += n
+        marks = self._marks.get(segment)
+        if marks is not None and marks[0] and first + len(records) <= marks[0][-1] + MARK_EVERY:
+            pass  # the common case: no record of this append is marked (one in MARK_EVERY is)
+        else:
+            for (seq, _payload), part in zip(records, parts):
+                self._mark(segment, seq, pos)
+                pos += len(part)
+        n = os.pwrite(fd, data, start)  # at our own end: a cut tail never leaves a hole before new records
+        while n < len(data):  # a short write (a signal, a full disk's last bytes): write the rest
+            n += os.pwrite(fd, memoryview(data)[n:], start + n)
+        self._end = start + n
         self._last_seq = expected - 1
-        if self._tail_pos == (self._segments[-1], start):  # a shared writer's view of the tail moves on
-            self._tail_pos = (self._segments[-1], self._end)
+        if self._tail_pos == (segment, start):  # a shared writer's view of the tail moves on
+            self._tail_pos = (segment, self._end)
 
     def _writer_fd(self, next_seq: int) -> int:
         if self._segments and not self._roll and self._segments[-1] != next_seq:

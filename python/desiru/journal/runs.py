@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from desiru import _engine, gcpause
@@ -30,14 +31,14 @@ from desiru.journal.codec import (
     R_TYPE,
     RecordCodec,
 )
-from desiru.journal.events import EVENT_TYPES, Committed, ResultsRecorded
+from desiru.journal.events import EVENT_TYPES, Committed, Event, ResultsRecorded
 from desiru.journal.results import check_metrics, check_params, check_score, results_payload
 from desiru.journal.run_queries import RunQueries
 from desiru.journal.store import JournalStore
 from desiru.journal.trials import Node, Trial
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable
     from typing import TypeVar
 
     T = TypeVar("T")
@@ -47,6 +48,8 @@ _ARRAY8 = b"\x98"
 _WANTED = tuple(_ARRAY8 + _engine.packb(t) for t in (ResultsRecorded.type, Committed.type))
 #: event types that change the state (a group holding one is a commit)
 _EDIT_TYPES = frozenset(name for name, cls in EVENT_TYPES.items() if cls.op is not None)
+#: the events whose payload the run index reads
+_INDEXED = frozenset((Committed.type, ResultsRecorded.type))
 
 
 class RunIndex(RunQueries):
@@ -291,12 +294,17 @@ class RunIndex(RunQueries):
             self._add_node(Node(rec[R_FIRST], rec[R_LAST], self._node_seqs[before - 1] if before else 0, None,
                                 None, float(rec[R_TIMESTAMP])))
 
-    def _index_appended(self, records: Iterable[list[Any]]) -> None:
-        """A writer's own appends, folded in without reading them back."""
-        if self._nodes is None or self._runs_upto < min((r[R_SEQ] for r in records), default=1) - 1:
+    def _index_appended(self, events: Sequence[Event]) -> None:
+        """A writer's own appends (one commit group), folded in without reading them back."""
+        if self._nodes is None or not events or self._runs_upto < events[0].seq - 1:
             return
-        for rec in records:
-            self._index_record(rec)
-            self._runs_upto = max(self._runs_upto, rec[R_SEQ])
+        first, last = events[0].seq, events[-1].seq
+        for ev in events:
+            if ev.type in _INDEXED:  # the others (tags, LM answers) add nothing to the run index
+                self._index_record([ev.type, ev.schema_version, ev.seq, ev.timestamp, ev.path, dict(ev.payload),
+                                    first, last])
+            elif ev.op is not None and last not in self._nodes:
+                self._index_record([ev.type, ev.schema_version, ev.seq, ev.timestamp, ev.path, None, first, last])
+        self._runs_upto = max(self._runs_upto, last)
 
 __all__ = ["Node", "RunIndex", "Trial", "check_metrics", "check_params", "check_score", "results_payload"]

@@ -30,9 +30,10 @@ import operator
 import weakref
 from typing import Any
 
+from desiru import registry
 from desiru.example import Example
 from desiru.module import Module
-from desiru.program import Program
+from desiru.program import Program, warn_script_classes
 from desiru.state import copy_tree
 
 _SCALARS = (str, int, float, bool, type(None), bytes)
@@ -57,7 +58,10 @@ class StateBuilder:
         self._fresh: list[str] = []
 
     def build(self, program: Program) -> dict[str, Any]:
-        """Equal to ``program.to_state()``; shares demo lists with earlier builds where nothing changed."""
+        """Equal to ``program.to_state()``; shares demo lists with earlier builds where nothing changed.
+
+        Warns (desiru.program.warn_script_classes) about classes defined in ``__main__`` on the way.
+        """
         self._seen = set()
         self._fresh = []
         state = self._program(program, "")
@@ -69,7 +73,9 @@ class StateBuilder:
     def _program(self, program: Program, prefix: str) -> dict[str, Any]:
         children = program.__dict__.get("_modules")
         if type(program).to_state is not Program.to_state or not isinstance(children, dict):
+            warn_script_classes(program)
             return program.to_state()
+        registry.warn_if_script_class(type(program))
         # everything but the children comes from Program.to_state itself (no copy of its logic):
         # it runs on the program with its children set aside for the call
         object.__setattr__(program, "_modules", {})
@@ -91,12 +97,14 @@ class StateBuilder:
     def _module(self, module: Module, path: str) -> dict[str, Any]:
         examples = module.__dict__.get("demos")
         if type(module).to_state is not Module.to_state or type(examples) is not list:
+            registry.warn_if_script_class(type(module))
             return module.to_state()
         self._seen.add(path)
         cached = self._cache.get(path)
         if cached is not None and cached[0]() is not module:
             cached = None
         if cached is None:
+            registry.warn_if_script_class(type(module))  # once per class: on a module's first sight
             # first sight: the Examples' own dicts, for this commit's diff only (see the docstring)
             demos = [d._data if type(d) is Example else dict(d) for d in examples]
             self._cache[path] = (weakref.ref(module), None, None)

@@ -30,7 +30,7 @@ from desiru.journal.state_builder import StateBuilder
 from desiru.journal.state_hash import StateHasher
 from desiru.journal.states import _applied, _owned, _unshare
 from desiru.journal.store import CutReport, JournalStore
-from desiru.program import Program, warn_script_classes
+from desiru.program import Program
 
 
 @dataclass(frozen=True)
@@ -135,8 +135,7 @@ class WriteMixin:
                     converter = self._converters[adapter.name] = adapter.converter()
                 return converter.state(program)
             program = adapters.to_program(program, "commit")
-        warn_script_classes(program)
-        return self._builder.build(program)
+        return self._builder.build(program)  # warns about classes of __main__ (warn_script_classes)
 
     def _check_tag(self, tag: Any) -> None:
         if tag is not None and not isinstance(tag, str):
@@ -359,8 +358,7 @@ class WriteMixin:
             raise
         if self._tags is not None and first == previous + 1:
             self._index(stored)
-        self._index_appended([[ev.type, ev.schema_version, ev.seq, ev.timestamp, ev.path, dict(ev.payload),
-                               first, last] for ev in stored])
+        self._index_appended(stored)
         return stored
 
     def _settle_shared_tail(self, last: int) -> int:
