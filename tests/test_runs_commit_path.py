@@ -222,3 +222,28 @@ def test_events_and_kept_states_own_their_values(tmp_path: Path) -> None:
         r2 = j.commit(p, score=2.0)
         assert [e.type for e in r2.events] == ["Committed", "ParameterSet", "ResultsRecorded"]
         assert j.replay(seq=r2.seq) == p and j.replay(seq=r.seq) != p
+
+
+def test_replayed_program_shares_only_immutable_demos_and_commits_them_by_identity(tmp_path: Path) -> None:
+    """replay() hands out the journal's own leaf-only demo dicts (inside Examples, which have no
+    setters), so a commit of the replayed program skips its unchanged demos by identity; a demo
+    holding a list is copied, so changing it in place cannot reach the journal."""
+    p = _program(2, 5)
+    p.m0.demos.append(ds.Example(question="with a list", tags=["a"]))
+    with Journal.open(tmp_path / "share.journal") as j:
+        first = j.commit(p)
+        before = j.replay_state(seq=first.seq)
+        cand = j.replay(seq=first.seq)
+        kept = j.replay_state(seq=first.seq, _copy=False)
+        assert cand.m1.demos[0]._data is kept["modules"][1]["demos"][0]  # shared: an immutable Example
+        listed = cand.m0.demos[-1]
+        assert listed._data is not kept["modules"][0]["demos"][-1]  # holds a list: a copy
+        listed.tags.append("changed in the replayed program only")
+        cand.m1.demos[2] = cand.m1.demos[2].copy(answer="changed")
+        cand.m1.parameters["temperature"] = 0.5
+        second = j.commit(cand, parent=first)
+        ops = sorted(type(ev).__name__ for ev in second.events)
+        assert ops == sorted(["Committed", "DemoAdded", "DemoAdded", "DemoRemoved", "DemoRemoved", "ParameterSet"])
+        assert j.replay_state(seq=first.seq) == before  # the parent's state is untouched
+        assert j.replay_state(seq=second.seq) == cand.to_state()
+        assert j.trial(second.seq).content_hash == state_hash(cand.to_state()).hex()

@@ -28,6 +28,7 @@ from desiru.journal.codec import (
     RecordCodec,
 )
 from desiru.journal.events import OP_OF_TYPE
+from desiru.journal.states import program_copy
 from desiru.journal.store import Fault, JournalStore
 from desiru.journal.warning import JournalWarning
 from desiru.program import Program
@@ -437,8 +438,8 @@ class ReplayMixin:
         ``allow_unsafe_lm_state=True`` keeps LM endpoints (api_base, ...) for trusted journals
         (see ``desiru.interop.dspy.to_dspy``; the template goes through its adapter, desiru.adapters).
         """
-        state = self.replay_state(seq, tag, at, _copy=False, progress=progress)
-        program = (cls or Program).from_state(state, path=self._name, any_class=any_class)
+        state = program_copy(self.replay_state(seq, tag, at, _copy=False, progress=progress))
+        program = (cls or Program).from_state(state, path=self._name, any_class=any_class, copy=False)
         if into is None:
             return program
         return adapters.load_into(program, into, allow_unsafe_lm_state=allow_unsafe_lm_state)

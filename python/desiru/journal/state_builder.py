@@ -37,6 +37,7 @@ from desiru.program import Program, warn_script_classes
 from desiru.state import copy_tree
 
 _SCALARS = (str, int, float, bool, type(None), bytes)
+_DATA = operator.attrgetter("_data")
 
 
 def _immutable_example(d: Any) -> bool:
@@ -105,8 +106,12 @@ class StateBuilder:
             cached = None
         if cached is None:
             registry.warn_if_script_class(type(module))  # once per class: on a module's first sight
-            # first sight: the Examples' own dicts, for this commit's diff only (see the docstring)
-            demos = [d._data if type(d) is Example else dict(d) for d in examples]
+            # first sight: the Examples' own dicts, for this commit's diff only (see the docstring); those
+            # of a program replay() built are the journal's own, which the diff skips by identity
+            try:
+                demos = list(map(_DATA, examples))
+            except AttributeError:  # a plain mapping put into the list by hand
+                demos = [d._data if isinstance(d, Example) else dict(d) for d in examples]
             self._cache[path] = (weakref.ref(module), None, None)
         elif (cached[1] is not None and len(cached[1]) == len(examples)
               and all(map(operator.is_, cached[1], examples))):
