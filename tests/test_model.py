@@ -92,6 +92,25 @@ def test_state_is_a_copy() -> None:
     assert state["modules"][1]["parameters"]["temperature"] == 0.2
 
 
+def test_copy_is_independent_and_shares_only_immutable_demos() -> None:
+    """copy() is deep where it matters: a change to the copy never reaches the original (and back);
+    demos holding only immutable values share their field dicts (an Example has no setters)."""
+    p = sample_program()
+    p.answer.demos.append(ds.Example(question="with a list", tags=["a"]))
+    for original in (p, p.answer):
+        copied = original.copy()
+        assert type(copied) is type(original) and copied.to_state() == original.to_state()
+    c = p.copy()
+    c.configuration["max_demos"] = 99
+    c.answer.parameters["temperature"] = 1.0
+    c.answer.demos[-1].tags.append("copy only")
+    c.answer.demos[0] = c.answer.demos[0].copy(answer="changed")
+    assert p.configuration["max_demos"] == 4 and p.answer.parameters["temperature"] == 0.2
+    assert p.answer.demos[-1].tags == ["a"] and p.answer.demos[0]["answer"] != "changed"
+    assert c.answer.demos[1]._data is p.answer.demos[1]._data  # immutable values: shared, not copied
+    assert c.answer.demos[-1]._data is not p.answer.demos[-1]._data
+
+
 def test_custom_data_hooks() -> None:
     class WithCounter(ds.Program):
         def __init__(self) -> None:

@@ -17,7 +17,7 @@ from desiru.example import Example, Prediction, adopt_all
 from desiru.lm import current_lm
 from desiru.prompt import build_prompt, parse_output
 from desiru.signature import Field, Signature, ensure_signature
-from desiru.state import copy_tree, require_mapping
+from desiru.state import copy_for_objects, copy_tree, require_mapping
 
 #: parameters that are passed to the LM on each call (others stay module settings)
 LM_PARAMETERS = ("temperature", "max_tokens", "top_p", "stop", "n", "model")
@@ -129,8 +129,12 @@ class Module:
         return f"{type(self).__name__}({str(self.signature)!r}, demos={len(self.demos)}, parameters={self.parameters})"
 
     def copy(self) -> Module:
-        """A deep copy (through the state tree)."""
-        return type(self).from_state(self.to_state())
+        """A deep copy (through the state tree; Examples holding only immutable values share those)."""
+        kind = type(self)
+        if kind.to_state is Module.to_state and getattr(kind.from_state, "__func__", None) is _FROM_STATE:
+            # one copy instead of two (to_state's and from_state's); see desiru.state.copy_for_objects
+            return kind.from_state(copy_for_objects(self.to_state(copy=False)), copy=False)
+        return kind.from_state(self.to_state())
 
     # -- running -----------------------------------------------------------------------
     def forward(self, **inputs: Any) -> Prediction:
@@ -139,6 +143,10 @@ class Module:
 
     def __call__(self, **inputs: Any) -> Prediction:
         return self.forward(**inputs)
+
+
+#: Module.from_state itself: copy() takes its fast path only for classes that do not override it
+_FROM_STATE = Module.__dict__["from_state"].__func__
 
 
 class Predict(Module):

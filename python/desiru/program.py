@@ -17,7 +17,7 @@ from desiru import persistence, registry
 from desiru.errors import CorruptDataError, DesiruError, UnknownModuleError
 from desiru.module import Module
 from desiru.persistence import LoadedDocument, SaveResult
-from desiru.state import copy_tree, require_mapping
+from desiru.state import copy_for_objects, copy_tree, require_mapping
 
 P = TypeVar("P", bound="Program")
 _INTERNAL = frozenset({"_modules", "configuration", "metadata", "custom_data"})
@@ -238,8 +238,12 @@ class Program:
         return f"{type(self).__name__}(modules={list(self._children())})"
 
     def copy(self: P) -> P:
-        """A deep copy (through the state tree)."""
-        return type(self).from_state(self.to_state())
+        """A deep copy (through the state tree; Examples holding only immutable values share those)."""
+        kind = type(self)
+        if kind.to_state is Program.to_state and getattr(kind.from_state, "__func__", None) is _FROM_STATE:
+            # one copy instead of two (to_state's and from_state's); see desiru.state.copy_for_objects
+            return kind.from_state(copy_for_objects(self.to_state(copy=False)), copy=False)
+        return kind.from_state(self.to_state())
 
     # -- running -----------------------------------------------------------------------------
     def forward(self, **inputs: Any) -> Any:
@@ -316,6 +320,10 @@ class Program:
     ) -> Module | Program:
         """Load a module file into this program under ``name`` (default: the name it was saved with)."""
         return persistence.get().import_module(self, path, name, key=key)  # type: ignore[no-any-return]
+
+
+#: Program.from_state itself: copy() takes its fast path only for classes that do not override it
+_FROM_STATE = Program.__dict__["from_state"].__func__
 
 
 def warn_script_classes(program: Program) -> None:

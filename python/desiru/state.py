@@ -24,6 +24,29 @@ def copy_tree(value: Any) -> Any:
     return value
 
 
+def copy_for_objects(state: Any) -> Any:
+    """A copy of a program or module state to build objects from: every container copied, except the
+    demo dicts whose values are all leaves, which are shared.
+
+    Such a demo becomes an Example, which has no setters, and no edit changes a demo dict in
+    place (a changed demo is a removed one plus an added one), so sharing is invisible. It
+    halves what a copy of 100,000 demos costs, and a journal commit of a program built this
+    way from the journal's own state finds its unchanged demos by identity.
+    """
+    if type(state) is not dict:
+        return copy_tree(state)
+    out: dict[str, Any] = {}
+    leaves = _LEAVES.issuperset
+    for key, value in state.items():
+        if key == "demos" and type(value) is list:
+            out[key] = [d if type(d) is dict and leaves(map(type, d.values())) else copy_tree(d) for d in value]
+        elif key == "modules" and type(value) is list:
+            out[key] = [copy_for_objects(m) for m in value]
+        else:
+            out[key] = copy_tree(value)
+    return out
+
+
 def require_mapping(value: Any, what: str, path: str | None) -> dict[str, Any]:
     """``value`` if it is a dict, else a CorruptDataError naming ``what``."""
     if not isinstance(value, dict):

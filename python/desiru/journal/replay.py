@@ -28,12 +28,11 @@ from desiru.journal.codec import (
     RecordCodec,
 )
 from desiru.journal.events import OP_OF_TYPE
-from desiru.journal.states import program_copy
 from desiru.journal.store import Fault, JournalStore
 from desiru.journal.warning import JournalWarning
 from desiru.program import Program
 from desiru.progress import ProgressCallback, Ticker
-from desiru.state import copy_tree
+from desiru.state import copy_for_objects, copy_tree
 
 T = TypeVar("T")
 
@@ -438,7 +437,7 @@ class ReplayMixin:
         ``allow_unsafe_lm_state=True`` keeps LM endpoints (api_base, ...) for trusted journals
         (see ``desiru.interop.dspy.to_dspy``; the template goes through its adapter, desiru.adapters).
         """
-        state = program_copy(self.replay_state(seq, tag, at, _copy=False, progress=progress))
+        state = copy_for_objects(self.replay_state(seq, tag, at, _copy=False, progress=progress))
         program = (cls or Program).from_state(state, path=self._name, any_class=any_class, copy=False)
         if into is None:
             return program

@@ -64,32 +64,6 @@ def _unshare(root: dict[str, Any], paths: Any, private: dict[int, Any]) -> dict[
     return new_root
 
 
-_LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
-
-
-def program_copy(state: Any) -> Any:
-    """A copy of a kept state for a program the caller owns: every container copied, except the demo
-    dicts whose values are all leaves, which are shared.
-
-    Such a demo becomes an Example, which has no setters, and no edit changes a demo dict in
-    place (a changed demo is a removed one plus an added one): sharing them is safe, and a
-    commit of the program then finds its unchanged demos by identity (the diff skips them
-    without comparing their values).
-    """
-    if type(state) is not dict:
-        return copy_tree(state)
-    out: dict[str, Any] = {}
-    leaves = _LEAVES.issuperset
-    for key, value in state.items():
-        if key == "demos" and type(value) is list:
-            out[key] = [d if type(d) is dict and leaves(map(type, d.values())) else copy_tree(d) for d in value]
-        elif key == "modules" and type(value) is list:
-            out[key] = [program_copy(m) for m in value]
-        else:
-            out[key] = copy_tree(value)
-    return out
-
-
 def _owned(edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``edits`` with copies of the values they carry: a diff's edits hold parts of the caller's program
     (its demos' and parameters' own dicts), which neither an event nor a kept state may share."""
