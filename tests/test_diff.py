@@ -582,3 +582,26 @@ def test_long_demo_lists(impl: ModuleType, seed: random.Random, size: int) -> No
     edits = impl.diff_states(old, new)
     assert_exact(impl.apply_edits(copy.deepcopy(old), edits), new)
     assert exact(edits) == exact(pure.diff_states(old, new))
+
+
+@pytest.mark.parametrize("impl", implementations(pure, "same_items"), ids=lambda m: m.__name__)
+def test_same_items_is_identity_not_equality(impl: ModuleType) -> None:
+    a = [{"q": "x"}, {"q": "y"}]
+    assert impl.same_items(a, a) and impl.same_items(a, list(a)) and impl.same_items([], [])
+    assert not impl.same_items(a, [{"q": "x"}, {"q": "y"}])  # equal, not the same objects
+    assert not impl.same_items(a, a[:1]) and not impl.same_items(a, [a[1], a[0]])
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+def test_shared_demo_lists_and_modules_diff_to_nothing_and_changes_still_show(impl: ModuleType) -> None:
+    demos = [{"question": f"q{i}"} for i in range(50)]
+    module = {"kind": "module", "class": "desiru.Predict", "signature": {}, "demos": demos, "parameters": {},
+              "metadata": {}}
+    old = {"kind": "program", "class": "desiru.Program", "modules": [{"name": "a", **module}, {"name": "b", **module}],
+           "configuration": {}, "custom_data": None, "metadata": {}}
+    new = copy.deepcopy(old)
+    new["modules"][0] = old["modules"][0]  # the very same module node
+    new["modules"][1]["demos"] = demos  # the very same demo list
+    assert impl.diff_states(old, new) == []
+    new["modules"][1]["parameters"]["t"] = 1
+    assert impl.diff_states(old, new) == [{"op": "parameter_set", "path": "b", "key": "t", "value": 1}]

@@ -45,6 +45,8 @@ frame_scan: Any = _impl.frame_scan
 diff_states: Any = _impl.diff_states
 #: apply a list of edits to a state tree in place; returns it.
 apply_edits: Any = _impl.apply_edits
+#: whether two lists hold the very same objects in order (identity).
+same_items: Any = _impl.same_items
 
 __all__ = [
     "BACKEND",
@@ -54,6 +56,7 @@ __all__ = [
     "frame_encode",
     "frame_scan",
     "packb",
+    "same_items",
     "sha256",
     "unpackb",
     "xxh3_128",

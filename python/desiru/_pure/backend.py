@@ -1,7 +1,7 @@
 """Pure-Python twin of ``desiru._native``: same functions, same bytes."""
 
 from desiru._pure.codec import content_hash, packb, sha256, unpackb, xxh3_128
-from desiru._pure.diff import apply_edits, diff_states
+from desiru._pure.diff import apply_edits, diff_states, same_items
 from desiru._pure.frame import frame_encode, frame_scan
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "frame_encode",
     "frame_scan",
     "packb",
+    "same_items",
     "sha256",
     "unpackb",
     "xxh3_128",

@@ -26,6 +26,7 @@ extension gives the very same edits: both follow the rules below.
 
 from __future__ import annotations
 
+import operator
 from bisect import bisect_left
 from collections import deque
 from typing import Any
@@ -165,6 +166,8 @@ def _diff_set(old: State, new: State, key: str, op: str, field: str, path: str, 
 
 
 def _diff_demos(old: list[Any], new: list[Any], path: str, out: list[Edit]) -> bool:
+    if old is new:
+        return True  # the journal's own list, handed back by the state builder: unchanged
     # Unchanged ends are found by strict equality (which implies equal hashes),
     # so a small change in a long list hashes only the demos around it.
     lo, ln = len(old), len(new)
@@ -236,6 +239,8 @@ def _diff_child(old: State, new: State, key: str, kind: type, fn: Any, path: str
 
 def _diff_node(old: State, new: State, path: str, out: list[Edit]) -> bool:
     """Append the edits from ``old`` to ``new`` (same path); False if they must be replaced whole."""
+    if old is new:
+        return True
     kind = new.get("kind")
     if type(kind) is str and kind == "program":
         managed = PROGRAM_KEYS
@@ -269,6 +274,11 @@ def _diff_node(old: State, new: State, path: str, out: list[Edit]) -> bool:
     return ok
 
 
+def same_items(a: list[Any], b: list[Any]) -> bool:
+    """Whether two lists hold the very same objects in the same order (identity, not equality)."""
+    return a is b or (len(a) == len(b) and all(map(operator.is_, a, b)))
+
+
 def diff_states(old: State | None, new: State) -> list[Edit]:
     """The edits that turn ``old`` into ``new`` (``[program_created]`` when old is None)."""
     if type(new) is not dict:
@@ -282,4 +292,4 @@ def diff_states(old: State | None, new: State) -> list[Edit]:
     return [{"op": "program_created", "path": "", "state": new}]
 
 
-__all__ = ["PROGRAM_KEYS", "apply_edits", "copy_tree", "diff_states", "strict_equal"]
+__all__ = ["PROGRAM_KEYS", "apply_edits", "copy_tree", "diff_states", "same_items", "strict_equal"]

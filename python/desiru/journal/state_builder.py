@@ -30,7 +30,7 @@ import operator
 import weakref
 from typing import Any
 
-from desiru import registry
+from desiru import _engine, registry
 from desiru.example import Example
 from desiru.module import Module
 from desiru.program import Program, warn_script_classes
@@ -113,8 +113,7 @@ class StateBuilder:
             except AttributeError:  # a plain mapping put into the list by hand
                 demos = [d._data if isinstance(d, Example) else dict(d) for d in examples]
             self._cache[path] = (weakref.ref(module), None, None)
-        elif (cached[1] is not None and len(cached[1]) == len(examples)
-              and all(map(operator.is_, cached[1], examples))):
+        elif cached[1] is not None and _engine.same_items(cached[1], examples):
             demos = cached[2]  # the same Example objects as last time: the same list
         else:
             # the cache holds its Examples alive, so an id found here is that very object
