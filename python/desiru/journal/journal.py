@@ -107,6 +107,8 @@ class Journal(WriteMixin, SnapshotMixin, CommitStates, ReplayMixin, TagIndex, Ru
         self._store = store
         #: one of many writers (processes, machines): each append catches up on the others first
         self.shared = bool(shared) and not readonly
+        #: the write fast path (WriteMixin._write): an exclusive writer of a store that takes records directly
+        self._direct = not self.shared and store.direct_append
         self._name = store.name
         self.readonly = readonly
         self.fsync = check_fsync_mode(fsync)

@@ -64,6 +64,8 @@ LOCK_CLASS = 0x64737275
 class PostgresStore(Connections, Reading, JournalStore):
     """One journal (by name) in a PostgreSQL database; see the module docstring."""
 
+    direct_append = False  # a commit is one transaction that allocates its seqs (append_new)
+
     def __init__(self, conninfo: str, name: str, *, readonly: bool = False) -> None:
         self.conninfo = conninfo
         self.journal = check_name(name)

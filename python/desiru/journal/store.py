@@ -63,6 +63,9 @@ class JournalStore(abc.ABC):
     #: a readable name (path or URL) for messages
     name: str = "<store>"
     readonly: bool = False
+    #: an exclusive writer's ``append_new(make)`` is ``append(make(last_seq()))``: the journal may call
+    #: ``append`` itself (a store that allocates seqs in its own transaction says False)
+    direct_append: bool = True
     #: damage found while opening (valid records follow it, so it is no torn tail); readers
     #: read up to it, and ``recover`` raises it
     damage: Exception | None = None

@@ -49,6 +49,14 @@ class CommitResult:
     #: does not need it, and hashing a GB program costs a second)
     _hash: Any = field(default=None, repr=False, compare=False)
 
+    @classmethod
+    def _made(cls, seq: int, events: tuple[Event, ...], parent: int | None, digest: Any) -> CommitResult:
+        """The journal's own construction (its fields are right by construction): without the frozen
+        dataclass's per-field ``object.__setattr__``, which a small commit would feel."""
+        result = object.__new__(cls)
+        result.__dict__.update(seq=seq, events=events, parent=parent, _hash=digest)
+        return result
+
     @property
     def content_hash(self) -> str | None:
         """The hex of the committed state's hash (None: no commit)."""
@@ -90,6 +98,7 @@ class WriteMixin:
     _hasher: StateHasher
     _converters: dict[str, adapters.StateConverter]
     shared: bool
+    _direct: bool
     writer: str
 
     if TYPE_CHECKING:  # provided by Journal, CommitStates, SnapshotMixin, TagIndex, RunIndex and ReplayMixin
@@ -199,7 +208,7 @@ class WriteMixin:
             self._builder.rebind(new_state, kept)
             nodes = self._runs()
             self._depth[seq] = self._depth_of(base, nodes) + len(events)
-            result = CommitResult(seq, tuple(events), base or None, digest)
+            result = CommitResult._made(seq, tuple(events), base or None, digest)
         self._maybe_snapshot()  # outside the lock: encoding a snapshot must not hold back the batch fsync
         return result
 
@@ -335,7 +344,13 @@ class WriteMixin:
 
         previous = self._head
         try:
-            self._store.append_new(make)
+            store = self._store
+            if self._direct and store.last_seq() == self._head:
+                # an exclusive writer of a store that takes records as they come: no renumbering to do
+                first, final = events[0].seq, events[-1].seq
+                store.append([(ev.seq, encode(ev, first, final)) for ev in events])
+            else:
+                store.append_new(make)
         except CommitFailedError:  # the store knows the commit did not happen (e.g. a lost connection)
             raise
         except BaseException as exc:
