@@ -584,12 +584,17 @@ def test_long_demo_lists(impl: ModuleType, seed: random.Random, size: int) -> No
     assert exact(edits) == exact(pure.diff_states(old, new))
 
 
-@pytest.mark.parametrize("impl", implementations(pure, "same_items"), ids=lambda m: m.__name__)
-def test_same_items_is_identity_not_equality(impl: ModuleType) -> None:
-    a = [{"q": "x"}, {"q": "y"}]
-    assert impl.same_items(a, a) and impl.same_items(a, list(a)) and impl.same_items([], [])
-    assert not impl.same_items(a, [{"q": "x"}, {"q": "y"}])  # equal, not the same objects
-    assert not impl.same_items(a, a[:1]) and not impl.same_items(a, [a[1], a[0]])
+@pytest.mark.parametrize("impl", implementations(pure, "common_ends"), ids=lambda m: m.__name__)
+def test_common_ends_count_identical_items_not_equal_ones(impl: ModuleType) -> None:
+    x, y, z, w = {"q": "x"}, {"q": "y"}, {"q": "z"}, {"q": "w"}
+    a = [x, y, z]
+    assert impl.common_ends(a, a) == (3, 0) and impl.common_ends(a, list(a)) == (3, 0)
+    assert impl.common_ends([], []) == (0, 0) and impl.common_ends(a, []) == (0, 0)
+    assert impl.common_ends(a, [{"q": "x"}, {"q": "y"}, {"q": "z"}]) == (0, 0)  # equal, not the same objects
+    assert impl.common_ends(a, [x, w, z]) == (1, 1)  # one replaced in the middle
+    assert impl.common_ends(a, [x, y, w, z]) == (2, 1)  # one inserted
+    assert impl.common_ends(a, [x, z]) == (1, 1) and impl.common_ends([x, x], [x]) == (1, 0)  # never overlap
+    assert impl.common_ends(a, [w, y, z]) == (0, 2)
 
 
 @pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)

@@ -45,18 +45,18 @@ frame_scan: Any = _impl.frame_scan
 diff_states: Any = _impl.diff_states
 #: apply a list of edits to a state tree in place; returns it.
 apply_edits: Any = _impl.apply_edits
-#: whether two lists hold the very same objects in order (identity).
-same_items: Any = _impl.same_items
+#: (p, q): how many items two lists share at their start and then at their end, by identity.
+common_ends: Any = _impl.common_ends
 
 __all__ = [
     "BACKEND",
     "apply_edits",
+    "common_ends",
     "content_hash",
     "diff_states",
     "frame_encode",
     "frame_scan",
     "packb",
-    "same_items",
     "sha256",
     "unpackb",
     "xxh3_128",

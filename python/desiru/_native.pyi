@@ -8,12 +8,12 @@ __all__ = [
     "FRAME_HEADER_LEN",
     "MAX_RECORD",
     "apply_edits",
+    "common_ends",
     "content_hash",
     "diff_states",
     "frame_encode",
     "frame_scan",
     "packb",
-    "same_items",
     "sha256",
     "unpackb",
     "xxh3_128",
@@ -58,8 +58,9 @@ def frame_scan(
 def diff_states(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
     """The edits (docs/STATE.md) that turn ``old`` into ``new``; ``[program_created]`` if old is None."""
 
-def same_items(a: list[Any], b: list[Any]) -> bool:
-    """Whether two lists hold the very same objects in the same order (identity, not equality)."""
+def common_ends(a: list[Any], b: list[Any]) -> tuple[int, int]:
+    """``(p, q)``: ``a[:p]`` and ``b[:p]`` are the very same objects, and so are their last ``q``
+    (``p + q <= min(len(a), len(b))``)."""
 
 def apply_edits(state: dict[str, Any], edits: list[dict[str, Any]]) -> dict[str, Any]:
     """Apply ``edits`` to ``state`` in place and return it; raises desiru.CorruptDataError or

@@ -1,17 +1,17 @@
 """Pure-Python twin of ``desiru._native``: same functions, same bytes."""
 
 from desiru._pure.codec import content_hash, packb, sha256, unpackb, xxh3_128
-from desiru._pure.diff import apply_edits, diff_states, same_items
+from desiru._pure.diff import apply_edits, common_ends, diff_states
 from desiru._pure.frame import frame_encode, frame_scan
 
 __all__ = [
     "apply_edits",
+    "common_ends",
     "content_hash",
     "diff_states",
     "frame_encode",
     "frame_scan",
     "packb",
-    "same_items",
     "sha256",
     "unpackb",
     "xxh3_128",

@@ -26,7 +26,6 @@ extension gives the very same edits: both follow the rules below.
 
 from __future__ import annotations
 
-import operator
 from bisect import bisect_left
 from collections import deque
 from typing import Any
@@ -274,9 +273,18 @@ def _diff_node(old: State, new: State, path: str, out: list[Edit]) -> bool:
     return ok
 
 
-def same_items(a: list[Any], b: list[Any]) -> bool:
-    """Whether two lists hold the very same objects in the same order (identity, not equality)."""
-    return a is b or (len(a) == len(b) and all(map(operator.is_, a, b)))
+def common_ends(a: list[Any], b: list[Any]) -> tuple[int, int]:
+    """How many items ``a`` and ``b`` share at their start and, after that, at their end, by identity."""
+    n = min(len(a), len(b))
+    if a is b:
+        return n, 0
+    p = 0
+    while p < n and a[p] is b[p]:
+        p += 1
+    q = 0
+    while q < n - p and a[-1 - q] is b[-1 - q]:
+        q += 1
+    return p, q
 
 
 def diff_states(old: State | None, new: State) -> list[Edit]:
@@ -292,4 +300,4 @@ def diff_states(old: State | None, new: State) -> list[Edit]:
     return [{"op": "program_created", "path": "", "state": new}]
 
 
-__all__ = ["PROGRAM_KEYS", "apply_edits", "copy_tree", "diff_states", "same_items", "strict_equal"]
+__all__ = ["PROGRAM_KEYS", "apply_edits", "common_ends", "copy_tree", "diff_states", "strict_equal"]

@@ -113,27 +113,32 @@ class StateBuilder:
             except AttributeError:  # a plain mapping put into the list by hand
                 demos = [d._data if isinstance(d, Example) else dict(d) for d in examples]
             self._cache[path] = (weakref.ref(module), None, None)
-        elif cached[1] is not None and _engine.same_items(cached[1], examples):
-            demos = cached[2]  # the same Example objects as last time: the same list
         else:
-            # the cache holds its Examples alive, so an id found here is that very object
-            previous = dict(zip(map(id, cached[1]), cached[2])) if cached[1] is not None else {}
-            demos = []
-            reusable = True
-            for d in examples:
-                demo = previous.get(id(d))
-                if demo is None:
-                    if _immutable_example(d):
-                        demo = dict(d._data)  # == Module.to_state's copy_tree of it: its values are scalars
-                    else:
-                        demo = copy_tree(d._data if type(d) is Example else dict(d))
-                        reusable = False
-                demos.append(demo)
-            if reusable:
-                self._cache[path] = (weakref.ref(module), list(examples), demos)
-                self._fresh.append(path)
+            before, kept = cached[1] or [], cached[2] or []
+            # the Example objects unchanged at both ends (a pointer walk in Rust): only the middle is looked at
+            p, q = _engine.common_ends(before, examples)
+            if p == len(before) == len(examples):
+                demos = kept  # the same Example objects as last time: the same list
             else:
-                self._cache.pop(path, None)
+                # the cache holds its Examples alive, so an id found here is that very object
+                previous = dict(zip(map(id, before[p:len(before) - q]), kept[p:len(kept) - q]))
+                middle = []
+                reusable = True
+                for d in examples[p:len(examples) - q]:
+                    demo = previous.get(id(d))
+                    if demo is None:
+                        if _immutable_example(d):
+                            demo = dict(d._data)  # == Module.to_state's copy_tree of it: its values are scalars
+                        else:
+                            demo = copy_tree(d._data if type(d) is Example else dict(d))
+                            reusable = False
+                    middle.append(demo)
+                demos = kept[:p] + middle + kept[len(kept) - q:]
+                if reusable:
+                    self._cache[path] = (weakref.ref(module), list(examples), demos)
+                    self._fresh.append(path)
+                else:
+                    self._cache.pop(path, None)
         # every other field from Module.to_state itself, run with the demos set aside
         module.__dict__["demos"] = []
         try:
