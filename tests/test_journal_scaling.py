@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,52 @@ def test_a_commit_does_not_list_the_snapshots(tmp_path: Path, monkeypatch: pytes
         p.answer.parameters["temperature"] = 99
         j.commit(p)
         assert calls == []
+
+
+def test_folder_listings_are_reused_while_the_folder_is_unchanged(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader's look lists log/ and snapshots/ again only when the folder changed (one stat otherwise):
+    with 500 segments, listing on every look made a follower's lag grow with history."""
+    from desiru.journal import file_layout
+
+    folder = tmp_path / "log"
+    folder.mkdir()
+    for seq in (1, 20_002, 40_003):
+        (folder / f"{seq:020d}.log").write_bytes(b"")
+    (folder / "notes.txt").write_bytes(b"")
+    listing = file_layout.FolderSeqs(".log")
+    assert listing.get(folder) == [1, 20_002, 40_003]
+    (folder / f"{60_004:020d}.log").write_bytes(b"")  # just changed: never taken from a stale listing
+    assert listing.get(folder) == [1, 20_002, 40_003, 60_004]
+    (folder / f"{1:020d}.log").unlink()  # a compaction
+    assert listing.get(folder) == [20_002, 40_003, 60_004]
+    # a folder that settled: its listing is reused while its (inode, mtime) stay; any change moves the mtime
+    monkeypatch.setattr(file_layout, "LISTING_SETTLE_NS", 0)
+    old = folder.stat()
+    assert listing.get(folder) == [20_002, 40_003, 60_004]
+    planted = folder / f"{80_005:020d}.log"
+    planted.write_bytes(b"")
+    os.utime(folder, ns=(old.st_atime_ns, old.st_mtime_ns))  # hide the change: the listing is reused
+    assert listing.get(folder) == [20_002, 40_003, 60_004]
+    os.utime(folder)  # the next change of the folder moves its mtime
+    assert listing.get(folder) == [20_002, 40_003, 60_004, 80_005]
+    got = listing.get(folder)
+    got.append(1)  # the caller's own list
+    assert listing.get(folder) == [20_002, 40_003, 60_004, 80_005]
+    assert file_layout.FolderSeqs(".log").get(tmp_path / "missing") == []
+
+
+def test_a_reader_sees_segments_and_snapshots_a_writer_adds_and_drops(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(file_store, "SEGMENT_BYTES", 1)  # every append starts a new segment
+    path = tmp_path / "j.journal"
+    p = small_program()
+    with Journal.open(path, fsync="never", snapshot_every=3) as j, Journal.open(path, readonly=True) as r:
+        for i in range(8):
+            p.answer.parameters["temperature"] = i
+            j.commit(p)
+            assert r.head == j.head and r.store.snapshot_seqs() == j.store.snapshot_seqs()
+        j.compact()
+        assert r.head == j.head and r.store.first_seq() == j.store.first_seq()
+        assert r.store.snapshot_seqs() == j.store.snapshot_seqs()
+        assert r.replay_state() == j.replay_state() == p.to_state()

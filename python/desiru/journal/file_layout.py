@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import struct
+import time
+from pathlib import Path
 from typing import Any
 
 from desiru import _engine
@@ -154,3 +158,45 @@ def _check_body(body: Any, path: str | None, offset: int) -> None:
 
 class HeaderMismatchError(CorruptDataError):
     """The log's records are whole but fail the checksums the header's salt seeds: the header is not theirs."""
+
+
+#: a folder listing is reused only when the folder's mtime is older than this: a change in the same
+#: clock tick as the one the listing saw (timestamps are coarse, up to seconds on some file systems)
+#: could leave the mtime as it was
+LISTING_SETTLE_NS = 2_000_000_000
+
+
+class FolderSeqs:
+    """The sorted seqs named by a folder's ``<seq><suffix>`` files, listed again only when the folder changed.
+
+    A reader looks at the log and the snapshots on every refresh; listing 500 segment files each
+    time made a look grow with history. The folder's (inode, mtime) is one stat; a listing is
+    reused while they are unchanged and the mtime is older than LISTING_SETTLE_NS (see there).
+    """
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+        self._key: tuple[int, int] | None = None
+        self._seqs: list[int] = []
+
+    def get(self, folder: Path) -> list[int]:
+        """The seqs (a new list the caller may change)."""
+        try:
+            st = os.stat(folder)
+        except FileNotFoundError:
+            self._key = None
+            return []
+        key = (st.st_ino, st.st_mtime_ns)
+        if key == self._key:
+            return list(self._seqs)
+        seqs = []
+        suffix, cut = self.suffix, -len(self.suffix)
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(folder):
+                name = entry.name
+                if name.endswith(suffix) and name[:cut].isdigit():
+                    seqs.append(int(name[:cut]))
+        seqs.sort()
+        settled = time.time_ns() - st.st_mtime_ns > LISTING_SETTLE_NS
+        self._key, self._seqs = (key if settled else None), seqs
+        return list(seqs)

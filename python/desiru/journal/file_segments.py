@@ -4,7 +4,6 @@ seq -> offset mark where one is known), and finding the last whole record."""
 from __future__ import annotations
 
 import bisect
-import contextlib
 import os
 import struct
 from collections.abc import Iterator, Sequence
@@ -14,7 +13,6 @@ from desiru import _engine
 from desiru.errors import CorruptDataError
 from desiru.journal.file_layout import (
     LOG_DIR,
-    LOG_SUFFIX,
     MARK_EVERY,
     MAX_RECORD,
     RECORD_HEADER,
@@ -22,6 +20,7 @@ from desiru.journal.file_layout import (
     SMALL_WINDOW,
     TORN,
     U64,
+    FolderSeqs,
     HeaderMismatchError,
     seg_name,
     seq_patterns,
@@ -32,14 +31,12 @@ from desiru.journal.safe_fs import open_file
 class Segments:
     """The segment scanning half of ``FileStore`` (it uses the store's root, salt, marks and views)."""
 
+    root: Path
+    _segment_files: FolderSeqs
+
     def _list_segments(self) -> list[int]:
-        firsts = []
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(self.root / LOG_DIR):
-                stem = entry.name[: -len(LOG_SUFFIX)]
-                if entry.name.endswith(LOG_SUFFIX) and stem.isdigit():
-                    firsts.append(int(stem))
-        return sorted(firsts)
+        """The first seqs of the log's segment files, sorted (one stat while the folder is unchanged)."""
+        return self._segment_files.get(self.root / LOG_DIR)
 
     def _seg_path(self, first: int) -> Path:
         return self.root / LOG_DIR / seg_name(first)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 
 from desiru import _engine
 from desiru.atomic import fsync_dir
@@ -14,7 +15,7 @@ from desiru.journal.file_layout import (
     MAX_RECORD,
     SNAPSHOT_CHUNK,
     SNAPSHOT_DIR,
-    SNAPSHOT_SUFFIX,
+    FolderSeqs,
     snap_name,
 )
 from desiru.journal.safe_fs import (
@@ -25,6 +26,9 @@ from desiru.journal.safe_fs import (
 
 class SnapshotFiles:
     """The snapshot and index checkpoint half of ``FileStore`` (files under snapshots/ and index/)."""
+
+    root: Path
+    _snapshot_files: FolderSeqs
 
     def put_snapshot(self, seq: int, blob: bytes) -> None:
         view = memoryview(blob)
@@ -62,13 +66,7 @@ class SnapshotFiles:
         return blob
 
     def snapshot_seqs(self) -> list[int]:
-        seqs = []
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(self.root / SNAPSHOT_DIR):
-                stem = entry.name[: -len(SNAPSHOT_SUFFIX)]
-                if entry.name.endswith(SNAPSHOT_SUFFIX) and stem.isdigit():
-                    seqs.append(int(stem))
-        return sorted(seqs)
+        return self._snapshot_files.get(self.root / SNAPSHOT_DIR)
 
     def delete_snapshot(self, seq: int) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -44,12 +44,15 @@ from desiru.journal.file_layout import (
     INDEX_DIR,
     LOCK_FILE,
     LOG_DIR,
+    LOG_SUFFIX,
     MAGIC,
     MARK_EVERY,
     RECORD_HEADER,
     SEGMENT_BYTES,
     SNAPSHOT_DIR,
+    SNAPSHOT_SUFFIX,
     WRITE_HINT,
+    FolderSeqs,
     HeaderMismatchError,
     decode_header,
     encode_header,
@@ -87,6 +90,9 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
         self.dir_mode = 0o700
         self.version: Version = CURRENT_VERSION
         self._lock = WriterLock(str(self.root / LOCK_FILE), self.name)
+        #: listings of log/ and snapshots/, reused while the folder is unchanged (file_layout.FolderSeqs)
+        self._segment_files = FolderSeqs(LOG_SUFFIX)
+        self._snapshot_files = FolderSeqs(SNAPSHOT_SUFFIX)
         # a shared writer: holds the lock file in shared mode for its life, and the append lock
         # (``append.lock``) for one append at a time
         self._shared_fd: int | None = None
