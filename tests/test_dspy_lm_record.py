@@ -241,3 +241,41 @@ def test_resumed_run_calls_the_lm_only_for_requests_never_recorded(tmp_path: Pat
     again = run_script(name, crashed)  # everything recorded: the LM is not called at all
     assert again is not None and again["lm_calls"] == 0
     assert (again["best_score"], again["best_hash"]) == (full["best_score"], full["best_hash"])
+
+
+# -- compaction and the other rewrites keep the answers ---------------------------------------------------
+def commit_program(j: ds.Journal, program: Any, n: int) -> None:
+    """``n`` commits of ``program`` (a changed demo each), so a snapshot can be taken after them."""
+    for i in range(n):
+        program.demos = [dspy.Example(question=f"What is {i} + 1?", answer=str(i + 1))]
+        j.commit(program)
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "encrypted"])
+def test_answers_survive_compaction_and_replay_after_reopen(tmp_path: Path, rule_lm: RuleLM,
+                                                            key: bytes | None) -> None:
+    path = tmp_path / "run.journal"
+    program = dspy.Predict("question -> answer")
+    with ds.Journal.open(path, key=key) as j:
+        commit_program(j, program, 2)
+        with dd.track(j, run="r", record_lm=True):
+            score = evaluate(dspy.Predict("question -> answer"))
+        commit_program(j, program, 2)
+        floor = j.snapshot()
+        assert j.compact() > 0
+        assert j.store.first_seq() > floor  # the log before the snapshot is gone
+    assert rule_lm.calls == len(VAL)
+    if key is not None:  # carried over sealed as before: nothing of them in the journal's bytes
+        data = journal_bytes(path)
+        assert not any(w in data for w in [b"## completed ##", b"rules/arith", b"LMResponseRecorded"])
+    with ds.Journal.open(path, key=key) as j, dd.track(j, run="r", resume=True, record_lm=True) as tracker:
+        assert evaluate(dspy.Predict("question -> answer")) == score
+    assert rule_lm.calls == len(VAL), "the resumed run asked the LM again for answers it had recorded"
+    assert tracker.stats["lm_replayed"] == len(VAL) and tracker.errors == []
+    keys = recorded_keys_with(path, key)
+    assert len(keys) == len(set(keys)) == len(VAL)  # each answer once
+
+
+def recorded_keys_with(path: Path, key: bytes | None) -> list[str]:
+    with ds.Journal.open(path, key=key, readonly=True) as j:
+        return [e.payload["key"] for e in j.events() if e.type == "LMResponseRecorded"]
