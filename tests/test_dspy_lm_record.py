@@ -246,8 +246,9 @@ def test_resumed_run_calls_the_lm_only_for_requests_never_recorded(tmp_path: Pat
 # -- compaction and the other rewrites keep the answers ---------------------------------------------------
 def commit_program(j: ds.Journal, program: Any, n: int) -> None:
     """``n`` commits of ``program`` (a changed demo each), so a snapshot can be taken after them."""
-    for i in range(n):
-        program.demos = [dspy.Example(question=f"What is {i} + 1?", answer=str(i + 1))]
+    for _ in range(n):
+        i = len(program.demos) + 1
+        program.demos = [*program.demos, dspy.Example(question=f"What is {i} + 1?", answer=str(i + 1))]
         j.commit(program)
 
 
@@ -279,3 +280,80 @@ def test_answers_survive_compaction_and_replay_after_reopen(tmp_path: Path, rule
 def recorded_keys_with(path: Path, key: bytes | None) -> list[str]:
     with ds.Journal.open(path, key=key, readonly=True) as j:
         return [e.payload["key"] for e in j.events() if e.type == "LMResponseRecorded"]
+
+
+def answers(program: Any) -> list[str]:
+    """The program's answers to VAL, asked one by one (not through Evaluate, which a resumed tracker
+    may answer from its recorded score without running the program)."""
+    return [program(question=e.question).answer for e in VAL]
+
+
+def test_a_live_tracker_finds_its_answers_after_compaction(tmp_path: Path, rule_lm: RuleLM) -> None:
+    program = dspy.Predict("question -> answer")
+    with ds.Journal.open(tmp_path / "run.journal") as j:
+        commit_program(j, program, 1)
+        with dd.track(j, run="r", resume=True, record_lm=True) as tracker:
+            first = answers(dspy.Predict("question -> answer"))
+            commit_program(j, program, 1)
+            j.snapshot()
+            assert j.compact() > 0  # under the tracker's index, built before
+            assert answers(dspy.Predict("question -> answer")) == first
+            commit_program(j, program, 1)
+            j.snapshot()
+            assert j.compact() > 0  # again: the answers moved once are moved once more, not doubled
+            assert answers(dspy.Predict("question -> answer")) == first
+        assert rule_lm.calls == len(VAL) and tracker.stats["lm_replayed"] == 2 * len(VAL)
+        assert tracker.stats["lm_recorded"] == len(VAL) and tracker.errors == []
+        keys = [e.payload["key"] for e in j.events() if isinstance(e, LMResponseRecorded)]
+        assert len(keys) == len(set(keys)) == len(VAL)
+
+
+def test_a_crash_between_carrying_and_dropping_leaves_each_answer_once_more(tmp_path: Path, rule_lm: RuleLM,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "run.journal"
+    program = dspy.Predict("question -> answer")
+    with ds.Journal.open(path) as j:
+        commit_program(j, program, 1)
+        with dd.track(j, run="r", record_lm=True):
+            score = evaluate(dspy.Predict("question -> answer"))
+        commit_program(j, program, 1)
+        head = j.snapshot()
+
+        def crash(seq: int) -> int:
+            raise OSError("simulated crash before the log is dropped")
+
+        monkeypatch.setattr(j.store, "drop_before", crash)
+        with pytest.raises(OSError, match="simulated crash"):
+            j.compact()
+        monkeypatch.undo()
+    with ds.Journal.open(path) as j:  # opens; the answers are there twice, the program replays as it was
+        keys = [e.payload["key"] for e in j.events() if isinstance(e, LMResponseRecorded)]
+        assert len(keys) == 2 * len(VAL) and len(set(keys)) == len(VAL)
+        assert j.replay_state(seq=head) is not None
+        assert j.compact() > 0  # the copies after the snapshot stand: nothing is carried twice
+        keys = [e.payload["key"] for e in j.events() if isinstance(e, LMResponseRecorded)]
+        assert len(keys) == len(set(keys)) == len(VAL)
+        with dd.track(j, run="r", resume=True, record_lm=True) as tracker:
+            assert evaluate(dspy.Predict("question -> answer")) == score
+    assert rule_lm.calls == len(VAL) and tracker.stats["lm_replayed"] == len(VAL)
+
+
+def test_copies_and_rewrites_keep_the_answers(tmp_path: Path, rule_lm: RuleLM) -> None:
+    from desiru.journal import rekey_journal
+    from desiru.journal.copy import copy_journal
+
+    path = tmp_path / "run.journal"
+    program = dspy.Predict("question -> answer")
+    with ds.Journal.open(path, key=KEY) as j:
+        commit_program(j, program, 1)
+        with dd.track(j, run="r", record_lm=True):
+            score = evaluate(dspy.Predict("question -> answer"))
+        commit_program(j, program, 1)
+        j.snapshot()
+        j.compact()
+    copy_journal(path, tmp_path / "copy.journal")  # records move as their sealed bytes
+    rekey_journal(tmp_path / "copy.journal", KEY, bytes(range(1, 33)))  # and are sealed again under a new key
+    with ds.Journal.open(tmp_path / "copy.journal", key=bytes(range(1, 33))) as j, \
+            dd.track(j, run="r", resume=True, record_lm=True) as tracker:
+        assert evaluate(dspy.Predict("question -> answer")) == score
+    assert rule_lm.calls == len(VAL) and tracker.stats["lm_replayed"] == len(VAL)
