@@ -202,6 +202,20 @@ class StoreContract:
         assert list(store.read()) == [(6, b"six")]
         store.close()
 
+    @pytest.mark.parametrize("cut", [3, 10, 12, 15])
+    def test_first_kept_says_where_drop_before_leaves_the_log(self, location: Any, cut: int) -> None:
+        store = self.writer(location)
+        store.append([(i, b"r%d" % i) for i in range(1, 11)])
+        store.put_snapshot(10, b"S")  # a file store starts a new segment here
+        store.append([(i, b"r%d" % i) for i in range(11, 16)])
+        if cut == 15:
+            store.put_snapshot(15, b"S")
+        kept = store.first_kept(cut)
+        assert 1 <= kept <= cut + 1
+        store.drop_before(cut)
+        assert store.first_seq() == kept  # compaction carries the LM answers before it, and only those
+        store.close()
+
     def test_check_reports_no_fault_on_a_sound_store(self, location: Any) -> None:
         store = self.writer(location)
         store.append([(i, b"ok") for i in range(1, 21)])
