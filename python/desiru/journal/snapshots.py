@@ -16,7 +16,7 @@ import warnings
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from desiru.errors import DesiruError
+from desiru.errors import DecryptionError, DesiruError
 from desiru.journal.codec import R_PAYLOAD, R_TYPE, ZSTD_MAGIC, RecordCodec
 from desiru.journal.durability import SyncPolicy
 from desiru.journal.events import LMResponseRecorded
@@ -144,25 +144,35 @@ class SnapshotMixin:
 
     def _carry_lm_answers(self, floor: int) -> int:
         """Append again, after the head, the LM answers recorded at or before ``floor`` (the log compaction
-        drops); returns the bytes they now take. An answer whose request key is held after ``floor`` already (left by a
-        compaction a crash stopped before its drop) is not appended twice. The new records are sealed
-        like any other (bound to the journal id and their new seq) and reach the disk before the old go.
+        drops); returns the bytes they now take. An answer whose request key is held after ``floor``
+        already (left by a compaction a crash stopped before its drop) is not appended twice. The new
+        records are sealed like any other (bound to the journal id and their new seq) and reach the
+        disk before the old go.
         """
         first = self._store.first_seq()
         # what the store keeps anyway (the rest of a log file holding later records) stays where it is
         floor = min(floor, self._store.first_kept(floor) - 1)
         if first > floor:
             return 0
-        plain = self._codec.key is None
+        sealed_by = self._codec.key
+        if sealed_by is not None:
+            from desiru.crypto import open_record
+        # records are opened here (when sealed), then read by a codec without the key
+        opened = RecordCodec(self._codec.journal_id, None, self._name)
         moving: list[dict[str, Any]] = []
         keys: set[str] = set()
         later: set[str] = set()
         for chunk in self._store.read_chunks(first, self._store.last_seq() + 1):
             for seq, _pos, payload in chunk:
-                # an unsealed, uncompressed record says its type in its first bytes: skip the others undecoded
-                if plain and payload[:4] != ZSTD_MAGIC and not payload.startswith(_LM_PREFIX):
+                if sealed_by is not None:
+                    try:
+                        payload = open_record(sealed_by, self._codec.journal_id, seq, payload)
+                    except DecryptionError as exc:
+                        raise DecryptionError(exc.message, path=self._name, seq=seq, hint=exc.hint) from None
+                # an uncompressed record says its type in its first bytes: skip the others undecoded
+                if payload[:4] != ZSTD_MAGIC and not payload.startswith(_LM_PREFIX):
                     continue
-                rec = self._codec.decode_array(seq, payload)
+                rec = opened.decode_array(seq, payload)
                 if rec[R_TYPE] != LMResponseRecorded.type:
                     continue
                 key = rec[R_PAYLOAD].get("key")
