@@ -357,3 +357,37 @@ def test_copies_and_rewrites_keep_the_answers(tmp_path: Path, rule_lm: RuleLM) -
             dd.track(j, run="r", resume=True, record_lm=True) as tracker:
         assert evaluate(dspy.Predict("question -> answer")) == score
     assert rule_lm.calls == len(VAL) and tracker.stats["lm_replayed"] == len(VAL)
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "encrypted"])
+def test_repair_keeps_the_answers_it_can_read_after_the_damage(tmp_path: Path, rule_lm: RuleLM,
+                                                               key: bytes | None) -> None:
+    from desiru import _engine
+    from desiru.journal.file_store import decode_header
+    from desiru.journal.repair import repair
+
+    path = tmp_path / "run.journal"
+    program = dspy.Predict("question -> answer")
+    with ds.Journal.open(path, key=key) as j:
+        commit_program(j, program, 1)
+        with dd.track(j, run="r", record_lm=True):
+            first = [dspy.Predict("question -> answer")(question=e.question).answer for e in VAL[:6]]
+            commit_program(j, program, 1)
+            damaged = j.head  # the commit between the two halves of the answers
+            first += [dspy.Predict("question -> answer")(question=e.question).answer for e in VAL[6:]]
+    salt = decode_header((path / "header").read_bytes())[1]["salt"]
+    (segment,) = sorted((path / "log").iterdir())
+    records, _, _ = _engine.frame_scan(segment.read_bytes(), salt, 0)
+    offset, length = next((off, 24 + len(payload)) for seq, off, payload in records if seq == damaged)
+    data = bytearray(segment.read_bytes())
+    data[offset + length - 1] ^= 0x10  # the last byte of that commit's record
+    segment.write_bytes(bytes(data))
+    report = repair(path, key=key)
+    assert report.lm_answers_kept == len(VAL) - 6 and report.head < damaged + len(VAL) - 6
+    with ds.Journal.open(path, key=key) as j:
+        assert j.verify().ok
+        with dd.track(j, run="r", resume=True, record_lm=True) as tracker:
+            assert answers(dspy.Predict("question -> answer")) == first
+    assert rule_lm.calls == len(VAL) and tracker.stats["lm_replayed"] == len(VAL)
+    without = repair(path, key=key)
+    assert not without.changed  # a sound journal: nothing to do, nothing appended again
