@@ -260,3 +260,28 @@ class StoreContract:
         with self.journal(location) as j:
             assert j.replay_state() == states["t5"]
             assert j.verify().ok
+
+    def test_compact_keeps_recorded_lm_answers(self, location: Any) -> None:
+        from desiru.journal.events import LMResponseRecorded
+
+        def answers(j: Journal) -> list[tuple[str, Any]]:
+            return [(e.payload["key"], e.payload["outputs"]) for e in j.events() if isinstance(e, LMResponseRecorded)]
+
+        p = _program(3)
+        with self.journal(location) as j:
+            j.commit(p)
+            j.append_many([LMResponseRecorded(payload={"key": f"k{i}", "model": "m", "outputs": [f"answer {i}"]})
+                           for i in range(5)])
+            p.answer.demos[0] = ds.Example(question="changed", answer="x")
+            j.commit(p)
+            floor = j.snapshot()
+            recorded = answers(j)
+            j.compact()
+            assert j.store.first_seq() > floor and answers(j) == recorded
+            p.answer.demos[1] = ds.Example(question="changed too", answer="y")
+            j.commit(p)
+            floor = j.snapshot()  # after the answers carried: the next compaction moves them once more
+            j.compact()
+            assert j.store.first_seq() > floor and answers(j) == recorded  # never doubled
+        with self.journal(location, readonly=True) as r:
+            assert answers(r) == recorded and r.replay() == p
