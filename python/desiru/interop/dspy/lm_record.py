@@ -106,23 +106,38 @@ class LMRecords:
         self._scanned = 0  # events up to this seq are indexed
         self._lock = threading.Lock()
 
+    def _compacted(self, seq: int) -> bool:
+        """Whether the log now starts after ``seq`` (asked only when a read failed: a store query)."""
+        return seq < self.journal.store.first_seq()
+
     def _catch_up(self) -> None:
         head = self.journal.head
-        if self._scanned and self._scanned + 1 < self.journal.store.first_seq():
-            self._seqs, self._scanned = {}, 0  # compacted since: the seqs it holds may be gone
         if head <= self._scanned:
             return
-        for ev in self.journal.events(start=self._scanned + 1, stop=head + 1):
-            if ev.type == LMResponseRecorded.type and isinstance(ev.payload.get("key"), str):
-                self._seqs.setdefault(ev.payload["key"], ev.seq)
+        try:
+            events = list(self._lm_events(self._scanned + 1, head + 1))
+        except DesiruError:
+            if not (self._scanned and self._compacted(self._scanned + 1)):
+                raise
+            self._seqs, self._scanned = {}, 0  # compacted since: the seqs it holds may be gone
+            events = list(self._lm_events(1, head + 1))
+        for seq, key in events:
+            self._seqs.setdefault(key, seq)
         self._scanned = head
 
+    def _lm_events(self, start: int, stop: int) -> Any:
+        for ev in self.journal.events(start=start, stop=stop):
+            if ev.type == LMResponseRecorded.type and isinstance(ev.payload.get("key"), str):
+                yield ev.seq, ev.payload["key"]
+
     def _read(self, key: str, seq: int) -> tuple[bool, Any]:
-        if seq < self.journal.store.first_seq():
-            return False, None
-        for ev in self.journal.events(start=seq, stop=seq + 1):
-            if ev.type == LMResponseRecorded.type and ev.payload.get("key") == key:
-                return True, copy_tree(ev.payload["outputs"])  # the caller's own
+        try:
+            for ev in self.journal.events(start=seq, stop=seq + 1):
+                if ev.type == LMResponseRecorded.type and ev.payload.get("key") == key:
+                    return True, copy_tree(ev.payload["outputs"])  # the caller's own
+        except DesiruError:
+            if not self._compacted(seq):
+                raise
         return False, None
 
     def get(self, key: str) -> tuple[bool, Any]:
@@ -134,7 +149,7 @@ class LMRecords:
         if seq is None:
             return False, None
         found = self._read(key, seq)
-        if found[0] or seq >= self.journal.store.first_seq():
+        if found[0] or not self._compacted(seq):
             return found
         with self._lock:  # compacted away under the index: the answer was moved past the head
             self._seqs, self._scanned = {}, 0
