@@ -14,6 +14,7 @@ the answers in the log it drops (it appends them again after the head first).
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import statistics
@@ -42,7 +43,9 @@ def p90(values: list[float]) -> float:
 
 
 def us(values: list[float]) -> str:
-    return f"median {statistics.median(values) * 1e6:,.0f} us, p90 {p90(values) * 1e6:,.0f} us"
+    """Median and p90, in us (or ms when the median is 10 ms or more)."""
+    scale, unit = (1e3, "ms") if statistics.median(values) >= 0.01 else (1e6, "us")
+    return f"median {statistics.median(values) * scale:,.0f} {unit}, p90 {p90(values) * scale:,.0f} {unit}"
 
 
 def build(path: Path, n: int, *, answers: bool) -> None:
@@ -123,8 +126,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     n = 2_000 if args.quick else 20_000
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         body, note = measure(Path(tmp), n, args.runs)
+    note += f"; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (shared machine)"
     text = (f"`python benchmarks/bench_lm_record.py` ({note}). A long dspy run with `record_lm=True`: "
             f"one commit after every {PER_COMMIT} LM answers of about 800 characters.\n\n{body}")
     print(text)
