@@ -202,6 +202,20 @@ class StoreContract:
         assert list(store.read()) == [(6, b"six")]
         store.close()
 
+    @pytest.mark.parametrize("cut", [3, 10, 12, 15])
+    def test_first_kept_says_where_drop_before_leaves_the_log(self, location: Any, cut: int) -> None:
+        store = self.writer(location)
+        store.append([(i, b"r%d" % i) for i in range(1, 11)])
+        store.put_snapshot(10, b"S")  # a file store starts a new segment here
+        store.append([(i, b"r%d" % i) for i in range(11, 16)])
+        if cut == 15:
+            store.put_snapshot(15, b"S")
+        kept = store.first_kept(cut)
+        assert 1 <= kept <= cut + 1
+        store.drop_before(cut)
+        assert store.first_seq() == kept  # compaction carries the LM answers before it, and only those
+        store.close()
+
     def test_check_reports_no_fault_on_a_sound_store(self, location: Any) -> None:
         store = self.writer(location)
         store.append([(i, b"ok") for i in range(1, 21)])
@@ -246,3 +260,28 @@ class StoreContract:
         with self.journal(location) as j:
             assert j.replay_state() == states["t5"]
             assert j.verify().ok
+
+    def test_compact_keeps_recorded_lm_answers(self, location: Any) -> None:
+        from desiru.journal.events import LMResponseRecorded
+
+        def answers(j: Journal) -> list[tuple[str, Any]]:
+            return [(e.payload["key"], e.payload["outputs"]) for e in j.events() if isinstance(e, LMResponseRecorded)]
+
+        p = _program(3)
+        with self.journal(location) as j:
+            j.commit(p)
+            j.append_many([LMResponseRecorded(payload={"key": f"k{i}", "model": "m", "outputs": [f"answer {i}"]})
+                           for i in range(5)])
+            p.answer.demos[0] = ds.Example(question="changed", answer="x")
+            j.commit(p)
+            floor = j.snapshot()
+            recorded = answers(j)
+            j.compact()
+            assert j.store.first_seq() > floor and answers(j) == recorded
+            p.answer.demos[1] = ds.Example(question="changed too", answer="y")
+            j.commit(p)
+            floor = j.snapshot()  # after the answers carried: the next compaction moves them once more
+            j.compact()
+            assert j.store.first_seq() > floor and answers(j) == recorded  # never doubled
+        with self.journal(location, readonly=True) as r:
+            assert answers(r) == recorded and r.replay() == p

@@ -241,3 +241,153 @@ def test_resumed_run_calls_the_lm_only_for_requests_never_recorded(tmp_path: Pat
     again = run_script(name, crashed)  # everything recorded: the LM is not called at all
     assert again is not None and again["lm_calls"] == 0
     assert (again["best_score"], again["best_hash"]) == (full["best_score"], full["best_hash"])
+
+
+# -- compaction and the other rewrites keep the answers ---------------------------------------------------
+def commit_program(j: ds.Journal, program: Any, n: int) -> None:
+    """``n`` commits of ``program`` (a changed demo each), so a snapshot can be taken after them."""
+    for _ in range(n):
+        i = len(program.demos) + 1
+        program.demos = [*program.demos, dspy.Example(question=f"What is {i} + 1?", answer=str(i + 1))]
+        j.commit(program)
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "encrypted"])
+def test_answers_survive_compaction_and_replay_after_reopen(tmp_path: Path, rule_lm: RuleLM,
+                                                            key: bytes | None) -> None:
+    path = tmp_path / "run.journal"
+    program = dspy.Predict("question -> answer")
+    with ds.Journal.open(path, key=key) as j:
+        commit_program(j, program, 2)
+        with dd.track(j, run="r", record_lm=True):
+            score = evaluate(dspy.Predict("question -> answer"))
+        commit_program(j, program, 2)
+        floor = j.snapshot()
+        assert j.compact() > 0
+        assert j.store.first_seq() > floor  # the log before the snapshot is gone
+    assert rule_lm.calls == len(VAL)
+    if key is not None:  # carried over sealed as before: nothing of them in the journal's bytes
+        data = journal_bytes(path)
+        assert not any(w in data for w in [b"## completed ##", b"rules/arith", b"LMResponseRecorded"])
+    with ds.Journal.open(path, key=key) as j, dd.track(j, run="r", resume=True, record_lm=True) as tracker:
+        assert evaluate(dspy.Predict("question -> answer")) == score
+    assert rule_lm.calls == len(VAL), "the resumed run asked the LM again for answers it had recorded"
+    assert tracker.stats["lm_replayed"] == len(VAL) and tracker.errors == []
+    keys = recorded_keys_with(path, key)
+    assert len(keys) == len(set(keys)) == len(VAL)  # each answer once
+
+
+def recorded_keys_with(path: Path, key: bytes | None) -> list[str]:
+    with ds.Journal.open(path, key=key, readonly=True) as j:
+        return [e.payload["key"] for e in j.events() if e.type == "LMResponseRecorded"]
+
+
+def answers(program: Any) -> list[str]:
+    """The program's answers to VAL, asked one by one (not through Evaluate, which a resumed tracker
+    may answer from its recorded score without running the program)."""
+    return [program(question=e.question).answer for e in VAL]
+
+
+def test_a_live_tracker_finds_its_answers_after_compaction(tmp_path: Path, rule_lm: RuleLM) -> None:
+    program = dspy.Predict("question -> answer")
+    with ds.Journal.open(tmp_path / "run.journal") as j:
+        commit_program(j, program, 1)
+        with dd.track(j, run="r", resume=True, record_lm=True) as tracker:
+            first = answers(dspy.Predict("question -> answer"))
+            commit_program(j, program, 1)
+            j.snapshot()
+            assert j.compact() > 0  # under the tracker's index, built before
+            assert answers(dspy.Predict("question -> answer")) == first
+            commit_program(j, program, 1)
+            j.snapshot()
+            assert j.compact() > 0  # again: the answers moved once are moved once more, not doubled
+            assert answers(dspy.Predict("question -> answer")) == first
+        assert rule_lm.calls == len(VAL) and tracker.stats["lm_replayed"] == 2 * len(VAL)
+        assert tracker.stats["lm_recorded"] == len(VAL) and tracker.errors == []
+        keys = [e.payload["key"] for e in j.events() if isinstance(e, LMResponseRecorded)]
+        assert len(keys) == len(set(keys)) == len(VAL)
+
+
+def test_a_crash_between_carrying_and_dropping_leaves_each_answer_once_more(tmp_path: Path, rule_lm: RuleLM,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "run.journal"
+    program = dspy.Predict("question -> answer")
+    with ds.Journal.open(path) as j:
+        commit_program(j, program, 1)
+        with dd.track(j, run="r", record_lm=True):
+            score = evaluate(dspy.Predict("question -> answer"))
+        commit_program(j, program, 1)
+        head = j.snapshot()
+
+        def crash(seq: int) -> int:
+            raise OSError("simulated crash before the log is dropped")
+
+        monkeypatch.setattr(j.store, "drop_before", crash)
+        with pytest.raises(OSError, match="simulated crash"):
+            j.compact()
+        monkeypatch.undo()
+    with ds.Journal.open(path) as j:  # opens; the answers are there twice, the program replays as it was
+        keys = [e.payload["key"] for e in j.events() if isinstance(e, LMResponseRecorded)]
+        assert len(keys) == 2 * len(VAL) and len(set(keys)) == len(VAL)
+        assert j.replay_state(seq=head) is not None
+        assert j.compact() > 0  # the copies after the snapshot stand: nothing is carried twice
+        keys = [e.payload["key"] for e in j.events() if isinstance(e, LMResponseRecorded)]
+        assert len(keys) == len(set(keys)) == len(VAL)
+        with dd.track(j, run="r", resume=True, record_lm=True) as tracker:
+            assert evaluate(dspy.Predict("question -> answer")) == score
+    assert rule_lm.calls == len(VAL) and tracker.stats["lm_replayed"] == len(VAL)
+
+
+def test_copies_and_rewrites_keep_the_answers(tmp_path: Path, rule_lm: RuleLM) -> None:
+    from desiru.journal import rekey_journal
+    from desiru.journal.copy import copy_journal
+
+    path = tmp_path / "run.journal"
+    program = dspy.Predict("question -> answer")
+    with ds.Journal.open(path, key=KEY) as j:
+        commit_program(j, program, 1)
+        with dd.track(j, run="r", record_lm=True):
+            score = evaluate(dspy.Predict("question -> answer"))
+        commit_program(j, program, 1)
+        j.snapshot()
+        j.compact()
+    copy_journal(path, tmp_path / "copy.journal")  # records move as their sealed bytes
+    rekey_journal(tmp_path / "copy.journal", KEY, bytes(range(1, 33)))  # and are sealed again under a new key
+    with ds.Journal.open(tmp_path / "copy.journal", key=bytes(range(1, 33))) as j, \
+            dd.track(j, run="r", resume=True, record_lm=True) as tracker:
+        assert evaluate(dspy.Predict("question -> answer")) == score
+    assert rule_lm.calls == len(VAL) and tracker.stats["lm_replayed"] == len(VAL)
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "encrypted"])
+def test_repair_keeps_the_answers_it_can_read_after_the_damage(tmp_path: Path, rule_lm: RuleLM,
+                                                               key: bytes | None) -> None:
+    from desiru import _engine
+    from desiru.journal.file_store import decode_header
+    from desiru.journal.repair import repair
+
+    path = tmp_path / "run.journal"
+    program = dspy.Predict("question -> answer")
+    with ds.Journal.open(path, key=key) as j:
+        commit_program(j, program, 1)
+        with dd.track(j, run="r", record_lm=True):
+            first = [dspy.Predict("question -> answer")(question=e.question).answer for e in VAL[:6]]
+            commit_program(j, program, 1)
+            damaged = j.head  # the commit between the two halves of the answers
+            first += [dspy.Predict("question -> answer")(question=e.question).answer for e in VAL[6:]]
+    salt = decode_header((path / "header").read_bytes())[1]["salt"]
+    (segment,) = sorted((path / "log").iterdir())
+    records, _, _ = _engine.frame_scan(segment.read_bytes(), salt, 0)
+    offset, length = next((off, 24 + len(payload)) for seq, off, payload in records if seq == damaged)
+    data = bytearray(segment.read_bytes())
+    data[offset + length - 1] ^= 0x10  # the last byte of that commit's record
+    segment.write_bytes(bytes(data))
+    report = repair(path, key=key)
+    assert report.lm_answers_kept == len(VAL) - 6 and report.head < damaged + len(VAL) - 6
+    with ds.Journal.open(path, key=key) as j:
+        assert j.verify().ok
+        with dd.track(j, run="r", resume=True, record_lm=True) as tracker:
+            assert answers(dspy.Predict("question -> answer")) == first
+    assert rule_lm.calls == len(VAL) and tracker.stats["lm_replayed"] == len(VAL)
+    without = repair(path, key=key)
+    assert not without.changed  # a sound journal: nothing to do, nothing appended again

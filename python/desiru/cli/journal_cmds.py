@@ -486,6 +486,8 @@ def _print_repair(env: Env, report: Any) -> None:
     if report.kept_after_damage:
         env.result(f"kept {report.kept_after_damage:,} records after the damage (renumbered after one commit "
                    f"that stands in for the lost ones)")
+    if report.lm_answers_kept:
+        env.result(f"kept {report.lm_answers_kept:,} recorded LM answers read after the damage (appended again)")
     for tag, (old, new) in sorted(report.tags_moved.items()):
         env.result(f"tag {escape(tag)} moved from seq {old:,} to seq {new:,} (same commit, renumbered)")
     for tag, old in sorted(report.tags_dropped.items()):

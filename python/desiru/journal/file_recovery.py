@@ -129,6 +129,19 @@ class Recovery:
         self.damage = None
         return CutReport(after_seq=seq, reason=reason, nbytes=nbytes, kept_in=", ".join(k for k in kept if k))
 
+    def first_kept(self, seq: int) -> int:
+        """Mirrors ``drop_before``: whole segments go, up to the first that holds a record after ``seq``
+        (the last one goes too when the next append starts a new segment and it ends at or before ``seq``)."""
+        segments = list(self._segments)
+        if not segments:
+            return max(seq + 1, self.first_seq())
+        if self._roll and self._last_seq <= seq:
+            return self._last_seq + 1
+        for i, first in enumerate(segments[:-1]):
+            if segments[i + 1] - 1 > seq:
+                return first
+        return segments[-1]
+
     def drop_before(self, seq: int) -> int:
         self._cursor = (0, 0, 0)
         self._marks.clear()

@@ -10,7 +10,9 @@ state there is known exactly; one commit that turns the state before the damage
 into that state stands in for the lost commits, and the records after the
 snapshot follow it, renumbered (their tags move with them). A repair that would
 drop a tag (its commit is lost) is refused unless ``force=True``; the report names
-every tag dropped or moved.
+every tag dropped or moved. Recorded LM answers (``LMResponseRecorded``, which name no
+commit) that can still be read after the damage but are not kept with those records
+are appended after them, so a resumed dspy run still replays them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 from desiru import _engine
 from desiru.errors import CorruptDataError, DesiruError
 from desiru.journal.codec import R_FIRST, R_LAST, R_PAYLOAD, R_TIMESTAMP, R_TYPE, RecordCodec
-from desiru.journal.events import CheckpointTagged, event_from_edit
+from desiru.journal.events import CheckpointTagged, LMResponseRecorded, event_from_edit
 from desiru.journal.file_store import FileStore, HeaderMismatchError, is_file_journal
 from desiru.journal.snapshot_binding import RECORD_HASH
 from desiru.journal.store import CutReport, Fault
@@ -45,10 +47,12 @@ class RepairReport:
     tags_moved: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: records after the damage kept (renumbered after the commit that stands in for the lost ones)
     kept_after_damage: int = 0
+    #: recorded LM answers read after the damage and appended again (beyond those kept with the records)
+    lm_answers_kept: int = 0
 
     @property
     def changed(self) -> bool:
-        return bool(self.cuts or self.snapshots_removed or self.kept_after_damage)
+        return bool(self.cuts or self.snapshots_removed or self.kept_after_damage or self.lm_answers_kept)
 
 
 def is_journal(path: str | os.PathLike[str]) -> bool:
@@ -131,6 +135,41 @@ def _decoded(codec: RecordCodec, pairs: list[tuple[int, bytes]]) -> list[list[An
     return out
 
 
+def _lm_answers(codec: RecordCodec, records: dict[int, bytes], known: set[str]
+                ) -> list[tuple[int, float, dict[str, Any]]]:
+    """The LM answers among ``records`` that still decode, one per request key not in ``known``."""
+    out: list[tuple[int, float, dict[str, Any]]] = []
+    seen = set(known)
+    for seq, payload in sorted(records.items()):
+        try:
+            rec = codec.decode_array(seq, payload)
+        except DesiruError:
+            continue
+        key = rec[R_PAYLOAD].get("key")
+        if rec[R_TYPE] == LMResponseRecorded.type and isinstance(key, str) and key not in seen:
+            seen.add(key)
+            out.append((seq, float(rec[R_TIMESTAMP]), rec[R_PAYLOAD]))
+    return out
+
+
+def _append_lm_answers(store: FileStore, codec: RecordCodec, plan: _Plan) -> int:
+    """Append the LM answers read after the damage that the kept records do not hold; how many."""
+    kept = {r[2] for r in plan.kept}
+    held = {r[R_PAYLOAD].get("key") for r in plan.kept if r[R_TYPE] == LMResponseRecorded.type}
+    records: list[tuple[int, bytes]] = []
+    seq = store.last_seq()
+    for old, ts, payload in plan.lm_after:
+        if old in kept or payload.get("key") in held:
+            continue
+        seq += 1
+        ev = LMResponseRecorded(payload=payload, seq=seq, timestamp=ts)
+        records.append((seq, codec.encode_event(ev, seq, seq)))  # sealed for its new seq
+    if records:
+        store.append(records)
+        store.sync()
+    return len(records)
+
+
 def _whole_commits(records: list[list[Any]]) -> list[list[Any]]:
     """``records`` without a commit at the end that is not whole."""
     while records and records[-1][R_LAST] > records[-1][2]:
@@ -151,6 +190,8 @@ class _Plan:
         self.tag_events: list[tuple[str, int, int]] = []  # every tag event the log holds, before and after the damage
         self.before_state: dict[str, Any] | None = None  # the state just before the cut
         self.bridge: list[dict[str, Any]] = []  # edits from before_state to the anchor's state
+        self.lm_keys: set[str] = set()  # request keys of the LM answers before the cut
+        self.lm_after: list[tuple[int, float, dict[str, Any]]] = []  # (seq, timestamp, payload) read after it
 
 
 def _state_before(name: str, key: Any, seq: int) -> dict[str, Any] | None:
@@ -244,11 +285,13 @@ def repair(path: str | os.PathLike[str], key: Any = None, *, force: bool = False
             if cut is not None:
                 cuts.append(cut)
         kept = _append_kept(store, codec, plan, key, name) if codec is not None and plan.anchor else 0
+        answers = _append_lm_answers(store, codec, plan) if codec is not None else 0
         head = store.last_seq()
         removed = _set_aside_snapshots(store, codec, head, faults, name)
         for hi in store.index_seqs():  # run index checkpoints are a cache of the log: rebuilt on first use
             store.delete_index(hi)
-        return RepairReport(name, head, tuple(faults), tuple(cuts), tuple(removed), dropped, moved, kept)
+        return RepairReport(name, head, tuple(faults), tuple(cuts), tuple(removed), dropped, moved, kept,
+                            answers)
     finally:
         store.close()
 
@@ -285,13 +328,16 @@ def _plan(store: FileStore, codec: RecordCodec | None, name: str, key: Any, bad:
     if codec is None:
         return plan
     last: list[Any] | None = None
-    for seq, payload in store.read(0, bad):  # streamed: only the tags and the last record are kept
+    for seq, payload in store.read(0, bad):  # streamed: only tags, LM answer keys and the last record are kept
         last = codec.decode_array(seq, payload)
         plan.tag_events.extend(_tag_events([last]))
+        if last[R_TYPE] == LMResponseRecorded.type and isinstance(last[R_PAYLOAD].get("key"), str):
+            plan.lm_keys.add(last[R_PAYLOAD]["key"])
     # the cut starts at the commit holding the damage
     plan.cut_at = (last[2] + 1 if last[R_LAST] == last[2] else last[R_FIRST]) if last else max(store.first_seq(), 1)
     after = dict(store.salvage(plan.cut_at))
     plan.tag_events.extend(_tag_events(_decoded(codec, sorted(after.items()))))
+    plan.lm_after = _lm_answers(codec, after, plan.lm_keys)
     _find_anchor(store, codec, plan, after)
     if plan.anchor is not None:
         try:

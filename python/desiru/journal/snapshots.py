@@ -3,7 +3,9 @@
 A snapshot is bound to the log (its meta holds the hash of the record at its seq). The
 automatic one is taken along any line whose replay would apply more than
 ``snapshot_every`` events; ``compact`` keeps tagged commits, the lineage of the best
-trials and this writer's last commit replayable, and the trials table of every commit.
+trials and this writer's last commit replayable, the trials table of every commit, and
+the recorded LM answers (``LMResponseRecorded``, appended again after the head before the
+log that held them is dropped, so a resumed dspy run still replays them).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import warnings
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from desiru.errors import DesiruError
-from desiru.journal.codec import RecordCodec
+from desiru.errors import DecryptionError, DesiruError
+from desiru.journal.codec import R_PAYLOAD, R_TYPE, ZSTD_MAGIC, RecordCodec
 from desiru.journal.durability import SyncPolicy
+from desiru.journal.events import LMResponseRecorded
 from desiru.journal.index import Checkpoint
 from desiru.journal.runs import Node
 from desiru.journal.snapshot_binding import newest_bound
@@ -24,6 +27,11 @@ from desiru.journal.store import JournalStore
 from desiru.journal.warning import JournalWarning
 from desiru.progress import ProgressCallback, Ticker
 from desiru.serialization.version import CURRENT_VERSION
+
+#: LM answers re-appended per atomic group while compacting
+_CARRY_BATCH = 4096
+#: how a plain (unsealed, uncompressed) LMResponseRecorded record starts: a msgpack array of 8, then its type
+_LM_PREFIX = b"\x98" + bytes([0xA0 | len(LMResponseRecorded.type)]) + LMResponseRecorded.type.encode()
 
 
 class SnapshotMixin:
@@ -58,6 +66,7 @@ class SnapshotMixin:
         def _runs(self, upto: int | None = None) -> dict[int, Node]: ...
         def _commit_of(self, seq: int) -> int: ...
         def _ranked(self, metric: str | None, mode: str) -> list[int]: ...
+        def append_many(self, events: Any) -> list[Any]: ...
         def _chain(self, seq: int) -> list[int]: ...
         def _checkpoint_runs(self) -> None: ...
 
@@ -133,17 +142,70 @@ class SnapshotMixin:
                     self._checkpoint_runs()
             return seq
 
+    def _carry_lm_answers(self, floor: int) -> int:
+        """Append again, after the head, the LM answers recorded at or before ``floor`` (the log compaction
+        drops); returns the bytes they now take. An answer whose request key is held after ``floor``
+        already (left by a compaction a crash stopped before its drop) is not appended twice. The new
+        records are sealed like any other (bound to the journal id and their new seq) and reach the
+        disk before the old go.
+        """
+        first = self._store.first_seq()
+        # what the store keeps anyway (the rest of a log file holding later records) stays where it is
+        floor = min(floor, self._store.first_kept(floor) - 1)
+        if first > floor:
+            return 0
+        sealed_by = self._codec.key
+        if sealed_by is not None:
+            from desiru.crypto import open_record
+        # records are opened here (when sealed), then read by a codec without the key
+        opened = RecordCodec(self._codec.journal_id, None, self._name)
+        moving: list[dict[str, Any]] = []
+        keys: set[str] = set()
+        later: set[str] = set()
+        for chunk in self._store.read_chunks(first, self._store.last_seq() + 1):
+            for seq, _pos, payload in chunk:
+                if sealed_by is not None:
+                    try:
+                        payload = open_record(sealed_by, self._codec.journal_id, seq, payload)
+                    except DecryptionError as exc:
+                        raise DecryptionError(exc.message, path=self._name, seq=seq, hint=exc.hint) from None
+                # an uncompressed record says its type in its first bytes: skip the others undecoded
+                if payload[:4] != ZSTD_MAGIC and not payload.startswith(_LM_PREFIX):
+                    continue
+                rec = opened.decode_array(seq, payload)
+                if rec[R_TYPE] != LMResponseRecorded.type:
+                    continue
+                key = rec[R_PAYLOAD].get("key")
+                if seq > floor:
+                    if isinstance(key, str):
+                        later.add(key)
+                elif not isinstance(key, str) or key not in keys:
+                    if isinstance(key, str):
+                        keys.add(key)
+                    moving.append(rec[R_PAYLOAD])
+        moving = [p for p in moving if p.get("key") not in later]
+        if not moving:
+            return 0
+        start = self._store.last_seq() + 1
+        for i in range(0, len(moving), _CARRY_BATCH):
+            self.append_many([LMResponseRecorded(payload=p) for p in moving[i:i + _CARRY_BATCH]])
+        self._sync.sync_now()
+        return sum(len(payload) for _seq, payload in self._store.read(start))
+
     def compact(self, keep_best: int = 10, *, keep_tags: bool = True,
                 progress: ProgressCallback | None = None) -> int:
-        """Drop the log before the newest snapshot; returns the bytes freed.
+        """Drop the log before the newest snapshot; returns the bytes freed (net: less what the LM answers
+        carried over take again).
 
         Every commit after that snapshot replays the same. Tagged commits, the lineage of the
         ``keep_best`` best trials and this writer's last commit stay replayable (each gets a
         snapshot of its own if it needs one); the trials table (scores, params, lineage) of
-        every commit survives. ``keep_tags=False`` lets tagged commits before the snapshot go
-        (their tags are then compacted away). Deletion goes oldest first, so a crash midway
-        leaves a journal that opens and replays. ``progress(done, total)`` is told the snapshots
-        written for kept commits (desiru.progress).
+        every commit survives, and so do the recorded LM answers (``LMResponseRecorded``: those
+        in the log to be dropped are first appended again after the head, sealed as any record).
+        ``keep_tags=False`` lets tagged commits before the snapshot go (their tags are then
+        compacted away). Deletion goes oldest first, so a crash midway leaves a journal that
+        opens and replays (with an LM answer held twice at worst). ``progress(done, total)`` is
+        told the snapshots written for kept commits (desiru.progress).
         """
         if isinstance(keep_best, bool) or not isinstance(keep_best, int) or keep_best < 0:
             raise DesiruError(f"keep_best must be an int >= 0, got {keep_best!r}")
@@ -159,6 +221,7 @@ class SnapshotMixin:
             floor = newest_bound(snaps, lambda s: self._codec.snapshot_meta(s, self._store.get_snapshot(s)))
             if floor is None:
                 return 0
+            carried = self._carry_lm_answers(floor)
             snaps = [s for s in snaps if s <= floor]
             nodes = self._runs()
             self._load_index()
@@ -206,7 +269,7 @@ class SnapshotMixin:
             rows = [nodes[s].to_row() for s in self._node_seqs if s <= floor]
             self._put_snapshot(floor, self._state_of(floor), self._snapshot_meta(floor, rows))
             tick.end()
-            freed = self._store.drop_before(floor)
+            freed = self._store.drop_before(floor) - carried
             for hi in self._store.index_seqs():  # the table now starts from the snapshot's rows
                 self._store.delete_index(hi)
             self._checkpointed, self._late = 0, []

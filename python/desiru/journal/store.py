@@ -184,6 +184,11 @@ class JournalStore(abc.ABC):
     def drop_before(self, seq: int) -> int:
         """Writer only: remove records with seq <= ``seq`` that are no longer needed; bytes freed."""
 
+    def first_kept(self, seq: int) -> int:
+        """The oldest seq ``drop_before(seq)`` would keep if called now (a store that keeps whole storage
+        units says where the unit holding ``seq`` starts); compaction carries only what goes."""
+        return max(seq + 1, self.first_seq())
+
     @abc.abstractmethod
     def check(self) -> tuple[int, list[Fault]]:
         """Scan every record: (number of good records, faults with seq and offset)."""

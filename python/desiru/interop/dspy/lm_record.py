@@ -94,8 +94,10 @@ def plain(value: Any, depth: int = 0) -> bool:
 class LMRecords:
     """The LM answers a journal holds, by request key (the seq of the event; answers are read on a hit).
 
-    Built on first use from the journal's events, and kept up to date as it grows, so answers
-    recorded by any earlier run of the journal are found.
+    Built once, on first use, from the journal's events, then kept up to date as it grows (a
+    miss reads only the events appended since), so answers recorded by any earlier run of the
+    journal are found. ``Journal.compact()`` moves the answers it would drop to after the head:
+    an index older than the log's start is built again (once) from what the log now holds.
     """
 
     def __init__(self, journal: Journal) -> None:
@@ -104,14 +106,39 @@ class LMRecords:
         self._scanned = 0  # events up to this seq are indexed
         self._lock = threading.Lock()
 
+    def _compacted(self, seq: int) -> bool:
+        """Whether the log now starts after ``seq`` (asked only when a read failed: a store query)."""
+        return seq < self.journal.store.first_seq()
+
     def _catch_up(self) -> None:
         head = self.journal.head
         if head <= self._scanned:
             return
-        for ev in self.journal.events(start=self._scanned + 1, stop=head + 1):
-            if ev.type == LMResponseRecorded.type and isinstance(ev.payload.get("key"), str):
-                self._seqs.setdefault(ev.payload["key"], ev.seq)
+        try:
+            events = list(self._lm_events(self._scanned + 1, head + 1))
+        except DesiruError:
+            if not (self._scanned and self._compacted(self._scanned + 1)):
+                raise
+            self._seqs, self._scanned = {}, 0  # compacted since: the seqs it holds may be gone
+            events = list(self._lm_events(1, head + 1))
+        for seq, key in events:
+            self._seqs.setdefault(key, seq)
         self._scanned = head
+
+    def _lm_events(self, start: int, stop: int) -> Any:
+        for ev in self.journal.events(start=start, stop=stop):
+            if ev.type == LMResponseRecorded.type and isinstance(ev.payload.get("key"), str):
+                yield ev.seq, ev.payload["key"]
+
+    def _read(self, key: str, seq: int) -> tuple[bool, Any]:
+        try:
+            for ev in self.journal.events(start=seq, stop=seq + 1):
+                if ev.type == LMResponseRecorded.type and ev.payload.get("key") == key:
+                    return True, copy_tree(ev.payload["outputs"])  # the caller's own
+        except DesiruError:
+            if not self._compacted(seq):
+                raise
+        return False, None
 
     def get(self, key: str) -> tuple[bool, Any]:
         """(True, outputs) when the journal holds an answer to ``key``, else (False, None)."""
@@ -121,10 +148,14 @@ class LMRecords:
             seq = self._seqs.get(key)
         if seq is None:
             return False, None
-        for ev in self.journal.events(start=seq, stop=seq + 1):
-            if ev.type == LMResponseRecorded.type and ev.payload.get("key") == key:
-                return True, copy_tree(ev.payload["outputs"])  # the caller's own
-        return False, None
+        found = self._read(key, seq)
+        if found[0] or not self._compacted(seq):
+            return found
+        with self._lock:  # compacted away under the index: the answer was moved past the head
+            self._seqs, self._scanned = {}, 0
+            self._catch_up()
+            seq = self._seqs.get(key)
+        return (False, None) if seq is None else self._read(key, seq)
 
     def put(self, key: str, model: str, outputs: Any) -> bool:
         """Append the answer to ``key`` unless the journal already holds one; True when appended."""
