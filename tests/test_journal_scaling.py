@@ -114,6 +114,32 @@ def test_checkpoints_give_the_table_a_scan_gives(tmp_path: Path) -> None:
         assert r.verify().ok
 
 
+def test_checkpoints_are_merged_so_their_number_stays_bounded(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every CHECKPOINT_MERGE-th checkpoint holds the whole table and the older files go: at 10 M events
+    the index's first use read 500 files. A crash before the old files went changes nothing read."""
+    import shutil
+
+    from desiru.journal import runs
+
+    monkeypatch.setattr(runs, "CHECKPOINT_MERGE", 4)
+    path = tmp_path / "j.journal"
+    build_runs(path, commits=80)  # a snapshot (and a checkpoint) every 6 events: about 40 of them
+    kept = index_files(path)
+    assert 1 <= len(kept) <= 4
+    expected = scanned_trials(path, tmp_path)
+    assert trials_of(path) == expected
+    assert expected[0].metrics["late"] == 72.0  # a late result the merged rows carry
+    # a crash after each merged checkpoint was written, before the older files were deleted: all are left
+    stale = tmp_path / "stale.journal"
+    monkeypatch.setattr(file_store.FileStore, "delete_index", lambda self, hi: None)
+    build_runs(stale, commits=80)
+    assert len(index_files(stale)) > 12
+    assert trials_of(stale) == scanned_trials(stale, tmp_path / "s") != []
+    with Journal.open(path, readonly=True) as r:
+        assert r.verify().ok
+
+
 def test_first_use_reads_only_the_log_after_the_last_checkpoint(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "j.journal"

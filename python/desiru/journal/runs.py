@@ -48,6 +48,8 @@ _ARRAY8 = b"\x98"
 _WANTED = tuple(_ARRAY8 + _engine.packb(t) for t in (ResultsRecorded.type, Committed.type))
 #: event types that change the state (a group holding one is a commit)
 _EDIT_TYPES = frozenset(name for name, cls in EVENT_TYPES.items() if cls.op is not None)
+#: every this-many-th run index checkpoint is written whole (from seq 1) and replaces the older ones
+CHECKPOINT_MERGE = 16
 #: the events whose payload the run index reads
 _INDEXED = frozenset((Committed.type, ResultsRecorded.type))
 
@@ -146,6 +148,9 @@ class RunIndex(RunQueries):
             if hi > head:
                 break
             ck = runs_checkpoint.decode(self._store.get_index(hi), hi)
+            if ck is not None and ck["lo"] == 1:
+                chain = [ck]  # a merged checkpoint (from seq 1) stands for every one before it
+                continue
             if ck is None or ck["lo"] != (chain[-1]["hi"] if chain else 0) + 1:
                 break
             chain.append(ck)
@@ -185,13 +190,20 @@ class RunIndex(RunQueries):
         tail = self._tail_hash(head)
         if tail is None:
             return
-        lo = self._checkpointed + 1
+        older = [hi for hi in self._store.index_seqs() if hi <= self._checkpointed]
+        # every CHECKPOINT_MERGE-th checkpoint holds the whole table (from seq 1) and the older files go:
+        # the first use of the index then reads a bounded number of files, however long the run
+        merge = len(older) + 1 >= CHECKPOINT_MERGE
+        lo = 1 if merge else self._checkpointed + 1
         seqs = self._node_seqs
         rows = [self._nodes[s].to_row() for s in seqs[bisect.bisect_left(seqs, lo):]]
-        late = [x for x in self._late if x[0] >= lo]
+        late = [] if merge else [x for x in self._late if x[0] >= lo]  # a merged row holds its late results
         orphans = [[seq, target] for seq, target in self._orphans if lo <= seq <= head]
         self._store.put_index(head, runs_checkpoint.encode(lo, head, tail, rows, late, orphans))
         self._checkpointed, self._late = head, []
+        if merge:
+            for hi in older:  # a crash before this leaves them: the loader starts at the merged one
+                self._store.delete_index(hi)
 
     def _add_nodes(self, nodes: list[Node]) -> None:
         """``_add_node`` of each, at once when they come in order after the table (a stored table)."""
