@@ -118,7 +118,6 @@ def test_checkpoints_are_merged_so_their_number_stays_bounded(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Every CHECKPOINT_MERGE-th checkpoint holds the whole table and the older files go: at 10 M events
     the index's first use read 500 files. A crash before the old files went changes nothing read."""
-    import shutil
 
     from desiru.journal import runs
 
