@@ -1,0 +1,177 @@
+"""Save a large plain msgpack program while it is being encoded (docs/FORMAT.md, "Module table").
+
+The header comes first in the file but depends on every byte after it (the content checksum
+and the module table's ranges and checksums), so ``table.state_chunks`` encodes the whole
+state before anything is written. Only the header's *size* is needed to place the state,
+and that size depends on the module lengths only through how many bytes msgpack spends on
+each integer. A module whose encoding is surely at least 64 KiB (a lower bound walked
+from its first strings) has a 5-byte length; smaller ones are encoded up front, exactly. So
+the state is written at its final offset module by module, on a second thread (the write
+releases the GIL), while the next module is encoded; XXH3 of each piece is taken there too,
+once; the header goes in last at offset 0. Should the guess miss (a module of 4 GiB or more),
+``Misfit`` is raised, the temp file dropped, and the caller writes the document the plain way.
+The bytes are exactly those ``documents.msgpack_parts`` joins.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from desiru import _engine
+from desiru.atomic import WRITEBACK_STEP, atomic_fd, start_writeback, write_all
+from desiru.serialization import envelope, table
+
+#: a module whose encoding is at least this long has a uint32 length (0xce + 4 bytes) in the table
+BIG = 1 << 16
+_ZERO_DIGEST = table.PREFIX + "0" * 32
+
+
+class Misfit(Exception):
+    """The header came out longer or shorter than the room left for it (the caller saves anew)."""
+
+
+def at_least(obj: Any, need: int) -> int:
+    """A lower bound of ``len(packb(obj))`` that stops growing once it reaches ``need``.
+
+    Every value takes at least one byte and a str at least one per code point (UTF-8 never
+    has fewer bytes than code points); the walk ends as soon as ``need`` is reached, so on a
+    large module it reads only its first few demos.
+    """
+    total = 0
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        total += 1
+        if isinstance(o, (str, bytes)):
+            total += len(o)
+        elif isinstance(o, dict):
+            for k in o:
+                total += 1 + (len(k) if isinstance(k, str) else 0)
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+        if total >= need:
+            break
+    return total
+
+
+def plan(state: dict[str, Any], kind: str) -> list[bool] | None:
+    """For a program state that gets a module table and holds a module large enough to stream,
+    which of its modules are surely at least BIG bytes encoded; else None (save it the plain way)."""
+    modules = state.get("modules")
+    if (kind != "program" or not isinstance(modules, list) or not all(isinstance(k, str) for k in state)
+            or not all(isinstance(m, dict) and isinstance(m.get("name"), str) for m in modules)):
+        return None
+    big = [at_least(m, BIG) >= BIG for m in modules]
+    return big if any(big) else None
+
+
+class _Sink:
+    """The writing side, run on one worker thread in submission order: hashes and writes each piece."""
+
+    def __init__(self, fd: int, base: int) -> None:
+        self.fd, self.base = fd, base
+        self.pos = 0  # bytes of the state written so far
+        self.synced = 0
+        self.whole = xxhash.xxh3_128()
+        self.rest = xxhash.xxh3_128()
+        self.digests: list[str] = []
+
+    def put(self, data: bytes, role: str) -> None:
+        """Write ``data`` next; ``role`` is "rest" (outside the modules' span), "span" or "module"."""
+        self.whole.update(data)
+        if role == "rest":
+            self.rest.update(data)
+        elif role == "module":
+            self.digests.append(table.digest(data))
+        self.pos += write_all(self.fd, data, self.base + self.pos)
+        if self.pos - self.synced >= WRITEBACK_STEP:
+            start_writeback(self.fd, self.base + self.synced, self.pos - self.synced)
+            self.synced = self.pos
+
+
+def _header(state: dict[str, Any], kind: str, extra: dict[str, Any] | None, checksum: str,
+            module_table: dict[str, Any]) -> bytes:
+    """The header bytes of ``documents.msgpack_parts``: the map, every field but the state, the key "state"."""
+    tree = envelope.build(state, kind, extra=extra, checksum=checksum, module_table=module_table)
+    del tree["state"]
+    head = _engine.packb(tree)[len(table.map_header(len(tree))):]
+    return table.map_header(len(tree) + 1) + head + _engine.packb("state")
+
+
+def save(state: dict[str, Any], kind: str, extra: dict[str, Any] | None, target: Path, big: list[bool]
+         ) -> tuple[int, str]:
+    """Write the msgpack document of ``state`` to ``target`` atomically and durably, encoding while
+    writing; returns (size, content checksum). ``big`` is what ``plan`` said of the state; ``Misfit``
+    when the header does not fit the room guessed for it (nothing is left behind)."""
+    modules: list[dict[str, Any]] = state["modules"]
+    keys = sorted(state, key=lambda k: k.encode("utf-8"))
+    split = keys.index("modules")
+    # what is small is encoded now, exactly; a big module is encoded when its turn to be written comes
+    before = [table.map_header(len(state))]
+    for key in keys[:split]:
+        before += [_engine.packb(key), _engine.packb(state[key], canonical=True)]
+    after = []
+    for key in keys[split + 1:]:
+        after += [_engine.packb(key), _engine.packb(state[key], canonical=True)]
+    opening = _engine.packb("modules") + table.array_header(len(modules))
+    ready: list[bytes | None] = [None if b else _engine.packb(m, canonical=True) for m, b in zip(modules, big)]
+    # the room for the header: the table with each big module's length as BIG (same integer width)
+    pos = sum(map(len, before))
+    span_start = pos
+    pos += len(opening)
+    entries = []
+    for module, body in zip(modules, ready):
+        length = BIG if body is None else len(body)
+        entries.append([module["name"], pos, length, _ZERO_DIGEST])
+        pos += length
+    outlines = [table.outline_of(m) for m in modules]
+    guess = {"span": [span_start, pos], "rest": _ZERO_DIGEST, "modules": entries, "outlines": outlines}
+    room = len(_header(state, kind, extra, _ZERO_DIGEST, guess))
+
+    with atomic_fd(target) as fd, ThreadPoolExecutor(1, thread_name_prefix="desiru-save") as pool:
+        sink = _Sink(fd, room)
+        pending: list[Future[None]] = []
+
+        def put(data: bytes, role: str) -> None:
+            if pending and pending[0].done():  # a failed write stops the encoding at once
+                pending.pop(0).result()
+            pending.append(pool.submit(sink.put, data, role))
+
+        for chunk in before:
+            put(chunk, "rest")
+        put(opening, "span")
+        lengths = []
+        for i, module in enumerate(modules):
+            body = ready[i]
+            if body is None:
+                body = _engine.packb(module, canonical=True)
+            else:
+                ready[i] = None  # the worker holds it until written
+            lengths.append(len(body))
+            put(body, "module")
+            del body
+        for chunk in after:
+            put(chunk, "rest")
+        for f in pending:
+            f.result()
+        offset = span_start + len(opening)
+        for entry, length, checksum in zip(entries, lengths, sink.digests):
+            entry[1], entry[2], entry[3] = offset, length, checksum
+            offset += length
+        module_table = {"span": [span_start, offset], "rest": table.PREFIX + sink.rest.hexdigest(),
+                        "modules": entries, "outlines": outlines}
+        checksum = f"{envelope.CHECKSUM_ALGORITHM}:{sink.whole.hexdigest()}"
+        header = _header(state, kind, extra, checksum, module_table)
+        if len(header) != room:
+            raise Misfit(f"header of {len(header)} bytes, room for {room}")
+        write_all(fd, header, 0)
+        size = room + sink.pos
+    return size, checksum
+
+
+__all__ = ["BIG", "Misfit", "at_least", "plan", "save"]

@@ -1,0 +1,159 @@
+"""Saving a large msgpack program while it is encoded (serialization/stream_write.py): the same bytes as
+the plain writer, the fallback when the header's room was guessed wrong, and the old file kept on failure."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import desiru as ds
+from desiru import _engine
+from desiru.serialization import documents, stream_write
+from desiru.serialization.envelope import checksum_of
+
+HERE = Path(__file__).resolve().parent
+
+
+class Wide(ds.Program):
+    """Modules of very different sizes: big ones (streamed) and small ones (encoded up front)."""
+
+    __desiru_name__ = "tests.save_stream.Wide"
+
+    def __init__(self, sizes: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        for i, n in enumerate(sizes):
+            step = ds.Predict("question -> answer")
+            step.demos = [ds.Example(question=f"q{i}.{j} " + "é" * (j % 3) + "x" * 900, answer=f"a{j}")
+                          for j in range(n)]
+            setattr(self, f"m{i:02d}", step)
+
+
+def wide(*sizes: int) -> Wide:
+    return Wide(sizes)
+
+
+def plain_bytes(program: ds.Program) -> tuple[bytes, int]:
+    """The document the plain writer makes, and where its state starts."""
+    chunks, start, _, _ = documents._msgpack_parts(program.to_state(copy=False), "program", None)
+    return b"".join(chunks), sum(map(len, chunks[:start]))
+
+
+def test_streamed_file_is_the_plain_writers_bytes(tmp_path: Path) -> None:
+    program = wide(200, 0, 3, 120, 1)  # 180 KB, 0, 3 KB, 108 KB, 1 KB of demos
+    state = program.to_state(copy=False)
+    assert stream_write.plan(state, "program") == [True, False, False, True, False]
+    r = program.save(tmp_path / "w.msgpack")
+    data = r.path.read_bytes()
+    want, start = plain_bytes(program)
+    assert len(data) == r.size == len(want) and data[start:] == want[start:]  # the state, byte for byte
+    header = documents.load_document(r.path).header
+    _, _, module_table, _ = documents._msgpack_parts(state, "program", None)
+    assert header["module_table"] == module_table and header["checksum"] == r.checksum == checksum_of(state)
+    assert ds.load(r.path) == program and ds.load(r.path, lazy=True) == program
+    assert Wide.load_module(r.path, "m03") == program.m03
+    assert sorted(os.listdir(tmp_path)) == ["w.msgpack"]
+
+
+def test_sha256_on_request_is_hashlib_of_the_file(tmp_path: Path) -> None:
+    for program in (wide(100, 2), wide(2)):  # the streamed size and a small one
+        r = program.save(tmp_path / "w.msgpack", sha256=True)
+        assert r.sha256 == hashlib.sha256(r.path.read_bytes()).hexdigest()
+        assert r.checksum == checksum_of(program.to_state())
+        assert program.save(tmp_path / "w.msgpack").sha256 is None
+
+
+def test_small_programs_are_not_streamed() -> None:
+    assert stream_write.plan(wide(3, 2).to_state(copy=False), "program") is None
+    assert stream_write.plan({"name": "m", "demos": ["x" * 100_000]}, "module") is None
+    value = {"a": ["xyz", b"\x00" * 10, 1.5, None], "é" * 5: {"k": "日本"}}
+    assert stream_write.at_least(value, 10**9) <= len(_engine.packb(value))  # a lower bound, walked in full
+    assert stream_write.at_least({"a": ["x" * 10**6]}, 100) >= 100
+
+
+def test_a_wrong_guess_of_the_header_falls_back_to_the_plain_writer(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # with BIG at 200, a module of 100 KB is placed as if its length took 2 bytes: the header
+    # comes out longer than its room, and the file is written the plain way instead
+    monkeypatch.setattr(stream_write, "BIG", 200)
+    program = wide(100, 1)
+    missed: list[str] = []
+    real = stream_write.save
+
+    def watched(*args: Any) -> tuple[int, str]:
+        try:
+            return real(*args)
+        except stream_write.Misfit as exc:
+            missed.append(str(exc))
+            raise
+
+    monkeypatch.setattr(stream_write, "save", watched)
+    r = program.save(tmp_path / "w.msgpack")
+    assert missed and "room" in missed[0]
+    want, start = plain_bytes(program)
+    assert r.path.read_bytes()[start:] == want[start:]
+    assert ds.load(r.path) == program and r.checksum == checksum_of(program.to_state())
+    assert sorted(os.listdir(tmp_path)) == ["w.msgpack"]
+
+
+def test_a_failure_midway_leaves_the_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "w.msgpack"
+    good = wide(100, 100)
+    good.save(target)
+    before = target.read_bytes()
+    bad = wide(100, 100, 100)
+    bad.m02.demos[-1] = ds.Example(question="late", answer=object())  # the last module fails to encode
+    with pytest.raises(ds.SerializationError):
+        bad.save(target)
+    assert target.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["w.msgpack"]
+
+    def full(fd: int, data: Any, offset: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)  # the writing thread fails: the encoder stops, nothing replaced
+    with pytest.raises(ds.DesiruError, match="previous file is unchanged"):
+        wide(100, 100, 100).save(target)
+    monkeypatch.undo()
+    assert target.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["w.msgpack"]
+
+
+_KILLED = r"""
+import sys
+sys.path.insert(0, sys.argv[2])
+from test_save_stream import wide
+program = wide(3000, 3000, 3000)  # about 8 MB
+print("ready", flush=True)
+while True:
+    program.save(sys.argv[1])
+"""
+
+
+def test_a_save_killed_midway_leaves_a_whole_file(tmp_path: Path) -> None:
+    target = tmp_path / "w.msgpack"
+    old = wide(50, 50)
+    old.save(target)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(ds.__file__).parents[1]), str(HERE)])}
+    with subprocess.Popen([sys.executable, "-c", _KILLED, str(target), str(HERE)], stdout=subprocess.PIPE,
+                          env=env) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == b"ready"
+            time.sleep(0.3)  # some saves done, one under way
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+    loaded = ds.load(target)  # the old program or a new one, whole and verified; never a mix
+    assert loaded in (old, wide(3000, 3000, 3000))
+    assert all(n.endswith(".tmp") for n in os.listdir(tmp_path) if n != "w.msgpack")  # SIGKILL leaves its temp
+
+
+def test_big_is_the_first_uint32() -> None:
+    # the room a big module's length takes is the width of BIG: 5 bytes (0xce + uint32)
+    assert len(_engine.packb(stream_write.BIG)) == len(_engine.packb(2**32 - 1)) == 5
+    assert len(_engine.packb(stream_write.BIG - 1)) == 3
