@@ -103,7 +103,7 @@ def test_a_wrong_guess_of_the_header_falls_back_to_the_plain_writer(tmp_path: Pa
     assert sorted(os.listdir(tmp_path)) == ["w.msgpack"]
 
 
-def test_a_failure_midway_leaves_the_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_midway_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
     target = tmp_path / "w.msgpack"
     good = wide(100, 100)
     good.save(target)
@@ -114,14 +114,34 @@ def test_a_failure_midway_leaves_the_old_file_and_no_temp(tmp_path: Path, monkey
         bad.save(target)
     assert target.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["w.msgpack"]
 
-    def full(fd: int, data: Any, offset: int) -> int:
-        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "pwrite", full)  # the writing thread fails: the encoder stops, nothing replaced
-    with pytest.raises(ds.DesiruError, match="previous file is unchanged"):
-        wide(100, 100, 100).save(target)
-    monkeypatch.undo()
+
+_TOO_BIG = r"""
+import os, resource, signal, sys
+sys.path.insert(0, sys.argv[2])
+import desiru as ds
+from test_save_stream import wide
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
+try:
+    wide(400, 400, 400).save(sys.argv[1])  # about 1.1 MB: the writing thread fails near the end
+except ds.DesiruError as exc:
+    print(exc.message)
+"""
+
+
+def test_a_failed_write_stops_the_save_and_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "w.msgpack"
+    wide(100, 100).save(target)
+    before = target.read_bytes()
+    out = subprocess.run([sys.executable, "-c", _TOO_BIG, str(target), str(HERE)], capture_output=True,
+                         text=True, env=_env(), timeout=60)
+    assert "could not write the file" in out.stdout, out.stderr
     assert target.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["w.msgpack"]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(ds.__file__).parents[1]), str(HERE)])}
 
 
 _KILLED = r"""
@@ -139,9 +159,8 @@ def test_a_save_killed_midway_leaves_a_whole_file(tmp_path: Path) -> None:
     target = tmp_path / "w.msgpack"
     old = wide(50, 50)
     old.save(target)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(ds.__file__).parents[1]), str(HERE)])}
     with subprocess.Popen([sys.executable, "-c", _KILLED, str(target), str(HERE)], stdout=subprocess.PIPE,
-                          env=env) as child:
+                          env=_env()) as child:
         try:
             assert child.stdout is not None and child.stdout.readline().strip() == b"ready"
             time.sleep(0.3)  # some saves done, one under way

@@ -45,9 +45,15 @@ frame_scan: Any = _impl.frame_scan
 diff_states: Any = _impl.diff_states
 #: apply a list of edits to a state tree in place; returns it.
 apply_edits: Any = _impl.apply_edits
+#: writes a document's state into a file on a second thread while the next module is encoded,
+#: hashing it there (serialization/stream_write.py); the pure twin where the extension has none.
+StreamWriter: Any = getattr(_impl, "StreamWriter", None)
+if StreamWriter is None:
+    from desiru._pure.filewrite import StreamWriter
 
 __all__ = [
     "BACKEND",
+    "StreamWriter",
     "apply_edits",
     "content_hash",
     "diff_states",

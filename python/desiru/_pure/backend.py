@@ -2,9 +2,11 @@
 
 from desiru._pure.codec import content_hash, packb, sha256, unpackb, xxh3_128
 from desiru._pure.diff import apply_edits, diff_states
+from desiru._pure.filewrite import StreamWriter
 from desiru._pure.frame import frame_encode, frame_scan
 
 __all__ = [
+    "StreamWriter",
     "apply_edits",
     "content_hash",
     "diff_states",

@@ -6,28 +6,28 @@ state before anything is written. Only the header's *size* is needed to place th
 and that size depends on the module lengths only through how many bytes msgpack spends on
 each integer. A module whose encoding is surely at least 64 KiB (a lower bound walked
 from its first strings) has a 5-byte length; smaller ones are encoded up front, exactly. So
-the state is written at its final offset module by module, on a second thread (the write
-releases the GIL), while the next module is encoded; XXH3 of each piece is taken there too,
-once; the header goes in last at offset 0. Should the guess miss (a module of 4 GiB or more),
+the state is written at its final offset module by module, on a second thread
+(``_engine.StreamWriter``: each module encoded into a reused buffer, written and hashed
+with XXH3 there, once, disk writeback started every 8 MiB) while the next module is encoded;
+the header goes in last at offset 0. Should the guess miss (a module of 4 GiB or more),
 ``Misfit`` is raised, the temp file dropped, and the caller writes the document the plain way.
 The bytes are exactly those ``documents.msgpack_parts`` joins.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import xxhash
-
 from desiru import _engine
-from desiru.atomic import WRITEBACK_STEP, atomic_fd, start_writeback, write_all
+from desiru.atomic import atomic_fd, write_all
 from desiru.serialization import envelope, table
 
 #: a module whose encoding is at least this long has a uint32 length (0xce + 4 bytes) in the table
 BIG = 1 << 16
 _ZERO_DIGEST = table.PREFIX + "0" * 32
+#: what a piece is, for the hashes the writer puts it in (``_engine.StreamWriter``)
+_REST, _SPAN, _MODULE = 0, 1, 2
 
 
 class Misfit(Exception):
@@ -70,30 +70,6 @@ def plan(state: dict[str, Any], kind: str) -> list[bool] | None:
     return big if any(big) else None
 
 
-class _Sink:
-    """The writing side, run on one worker thread in submission order: hashes and writes each piece."""
-
-    def __init__(self, fd: int, base: int) -> None:
-        self.fd, self.base = fd, base
-        self.pos = 0  # bytes of the state written so far
-        self.synced = 0
-        self.whole = xxhash.xxh3_128()
-        self.rest = xxhash.xxh3_128()
-        self.digests: list[str] = []
-
-    def put(self, data: bytes, role: str) -> None:
-        """Write ``data`` next; ``role`` is "rest" (outside the modules' span), "span" or "module"."""
-        self.whole.update(data)
-        if role == "rest":
-            self.rest.update(data)
-        elif role == "module":
-            self.digests.append(table.digest(data))
-        self.pos += write_all(self.fd, data, self.base + self.pos)
-        if self.pos - self.synced >= WRITEBACK_STEP:
-            start_writeback(self.fd, self.base + self.synced, self.pos - self.synced)
-            self.synced = self.pos
-
-
 def _header(state: dict[str, Any], kind: str, extra: dict[str, Any] | None, checksum: str,
             module_table: dict[str, Any]) -> bytes:
     """The header bytes of ``documents.msgpack_parts``: the map, every field but the state, the key "state"."""
@@ -133,44 +109,38 @@ def save(state: dict[str, Any], kind: str, extra: dict[str, Any] | None, target:
     guess = {"span": [span_start, pos], "rest": _ZERO_DIGEST, "modules": entries, "outlines": outlines}
     room = len(_header(state, kind, extra, _ZERO_DIGEST, guess))
 
-    with atomic_fd(target) as fd, ThreadPoolExecutor(1, thread_name_prefix="desiru-save") as pool:
-        sink = _Sink(fd, room)
-        pending: list[Future[None]] = []
-
-        def put(data: bytes, role: str) -> None:
-            if pending and pending[0].done():  # a failed write stops the encoding at once
-                pending.pop(0).result()
-            pending.append(pool.submit(sink.put, data, role))
-
-        for chunk in before:
-            put(chunk, "rest")
-        put(opening, "span")
-        lengths = []
-        for i, module in enumerate(modules):
-            body = ready[i]
-            if body is None:
-                body = _engine.packb(module, canonical=True)
-            else:
-                ready[i] = None  # the worker holds it until written
-            lengths.append(len(body))
-            put(body, "module")
-            del body
-        for chunk in after:
-            put(chunk, "rest")
-        for f in pending:
-            f.result()
+    with atomic_fd(target) as fd:
+        writer = _engine.StreamWriter(fd, room)
+        try:
+            for chunk in before:
+                writer.put(chunk, _REST)
+            writer.put(opening, _SPAN)
+            lengths = []
+            for i, module in enumerate(modules):
+                body = ready[i]
+                if body is None:
+                    lengths.append(writer.put_module(module))
+                else:
+                    ready[i] = None
+                    writer.put(body, _MODULE)
+                    lengths.append(len(body))
+            for chunk in after:
+                writer.put(chunk, _REST)
+            written, whole, rest, digests = writer.finish()
+        finally:
+            writer.close()
         offset = span_start + len(opening)
-        for entry, length, checksum in zip(entries, lengths, sink.digests):
-            entry[1], entry[2], entry[3] = offset, length, checksum
+        for entry, length, digest in zip(entries, lengths, digests):
+            entry[1], entry[2], entry[3] = offset, length, table.PREFIX + digest.hex()
             offset += length
-        module_table = {"span": [span_start, offset], "rest": table.PREFIX + sink.rest.hexdigest(),
+        module_table = {"span": [span_start, offset], "rest": table.PREFIX + rest.hex(),
                         "modules": entries, "outlines": outlines}
-        checksum = f"{envelope.CHECKSUM_ALGORITHM}:{sink.whole.hexdigest()}"
+        checksum = f"{envelope.CHECKSUM_ALGORITHM}:{whole.hex()}"
         header = _header(state, kind, extra, checksum, module_table)
         if len(header) != room:
             raise Misfit(f"header of {len(header)} bytes, room for {room}")
         write_all(fd, header, 0)
-        size = room + sink.pos
+        size = room + written
     return size, checksum
 
 
