@@ -73,9 +73,23 @@ def test_sha256_on_request_is_hashlib_of_the_file(tmp_path: Path) -> None:
 def test_small_programs_are_not_streamed() -> None:
     assert stream_write.plan(wide(3, 2).to_state(copy=False), "program") is None
     assert stream_write.plan({"name": "m", "demos": ["x" * 100_000]}, "module") is None
-    value = {"a": ["xyz", b"\x00" * 10, 1.5, None], "é" * 5: {"k": "日本"}}
-    assert stream_write.at_least(value, 10**9) <= len(_engine.packb(value))  # a lower bound, walked in full
-    assert stream_write.at_least({"a": ["x" * 10**6]}, 100) >= 100
+
+
+
+def test_size_at_least_is_a_lower_bound() -> None:
+    value = {"a": ["xyz", b"\x00" * 10, 1.5, None, ("t", [])], "é" * 5: {"k": "日本"}, 3: True}
+    bound = 1 + 2 + 1 + 4 + 11 + 1 + 1 + 1 + 2 + 1 + 6 + 1 + 2 + 3 + 1 + 1  # what the walk sums: 39
+    assert _engine.size_at_least(value, bound) and not _engine.size_at_least(value, bound + 1)
+    assert bound <= len(_engine.packb(value))
+    assert _engine.size_at_least({"a": ["x" * 10**6]}, 100) and _engine.size_at_least("é" * 65536, 65537)
+    assert not _engine.size_at_least({}, 2) and _engine.size_at_least([], 1)
+    deep: list[Any] = []
+    for _ in range(100_000):  # deeper than any recursion: the walk keeps its own stack
+        deep = [deep]
+    assert _engine.size_at_least(deep, 50_000) and not _engine.size_at_least(deep, 100_002)
+    loop: list[Any] = []
+    loop.append(loop)  # a cycle still ends: every step adds to the bound
+    assert _engine.size_at_least(loop, 1000)
 
 
 def test_a_wrong_guess_of_the_header_falls_back_to_the_plain_writer(tmp_path: Path,

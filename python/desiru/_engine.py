@@ -47,9 +47,12 @@ diff_states: Any = _impl.diff_states
 apply_edits: Any = _impl.apply_edits
 #: writes a document's state into a file on a second thread while the next module is encoded,
 #: hashing it there (serialization/stream_write.py); the pure twin where the extension has none.
+#: ``size_at_least(obj, n)``: whether ``packb(obj)`` is surely at least n bytes, from a lower bound
+#: walked only until it reaches n.
 StreamWriter: Any = getattr(_impl, "StreamWriter", None)
-if StreamWriter is None:
-    from desiru._pure.filewrite import StreamWriter
+size_at_least: Any = getattr(_impl, "size_at_least", None)
+if StreamWriter is None or size_at_least is None:
+    from desiru._pure.filewrite import StreamWriter, size_at_least
 
 __all__ = [
     "BACKEND",
@@ -61,6 +64,7 @@ __all__ = [
     "frame_scan",
     "packb",
     "sha256",
+    "size_at_least",
     "unpackb",
     "xxh3_128",
 ]

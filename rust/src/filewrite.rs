@@ -19,12 +19,12 @@ use std::thread::JoinHandle;
 
 use twox_hash::XxHash3_128;
 
-use crate::hash::xxh3_128_digest;
-
 /// Writeback of written bytes is started every this many bytes.
 pub const WRITEBACK_STEP: u64 = 8 << 20;
 /// Pieces queued for the writer at most; the encoder waits beyond that.
 pub const IN_FLIGHT: usize = 4;
+/// A module is hashed twice (whole and its own) in blocks of this size.
+const HASH_BLOCK: usize = 128 << 10;
 /// Buffers larger than this are freed after use rather than kept for reuse.
 const KEEP_BUFFER_UP_TO: usize = 256 << 20;
 
@@ -137,11 +137,21 @@ fn run(
     let mut error = None;
     for (mut buf, role) in rx {
         if error.is_none() {
-            whole.write(&buf);
             match role {
-                Role::Rest => rest.write(&buf),
-                Role::Module => modules.push(xxh3_128_digest(&buf)),
-                Role::Span => {}
+                Role::Rest => {
+                    whole.write(&buf);
+                    rest.write(&buf);
+                }
+                Role::Span => whole.write(&buf),
+                Role::Module => {
+                    // both hashes block by block, the second pass over a block still in cache
+                    let mut module = XxHash3_128::new();
+                    for block in buf.chunks(HASH_BLOCK) {
+                        whole.write(block);
+                        module.write(block);
+                    }
+                    modules.push(module.finish_128().to_be_bytes());
+                }
             }
             match file.write_all_at(&buf, base + pos) {
                 Ok(()) => {
@@ -193,6 +203,7 @@ fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::xxh3_128_digest;
     use std::io::Read;
 
     #[test]
@@ -215,6 +226,26 @@ mod tests {
         assert_eq!(out.whole, xxh3_128_digest(b"abcdefg"));
         assert_eq!(out.rest, xxh3_128_digest(b"abg"));
         assert_eq!(out.modules, vec![xxh3_128_digest(b"def")]);
+    }
+
+    #[test]
+    fn a_module_over_several_hash_blocks_hashes_as_in_one_go() {
+        let path =
+            std::env::temp_dir().join(format!("desiru-filewrite-big-{}", std::process::id()));
+        let writer = FileWriter::new(File::create(&path).unwrap(), 0).unwrap();
+        let module: Vec<u8> = (0..HASH_BLOCK * 2 + 12_345)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let tx = writer.sender().unwrap();
+        tx.send((b"h".to_vec(), Role::Rest)).unwrap();
+        tx.send((module.clone(), Role::Module)).unwrap();
+        drop(tx);
+        let out = writer.finish().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let mut whole = b"h".to_vec();
+        whole.extend_from_slice(&module);
+        assert_eq!(out.modules, vec![xxh3_128_digest(&module)]);
+        assert_eq!(out.whole, xxh3_128_digest(&whole));
     }
 
     #[test]

@@ -17,6 +17,51 @@ from desiru.atomic import WRITEBACK_STEP, start_writeback, write_all
 IN_FLIGHT = 4
 
 
+def size_at_least(obj: Any, need: int) -> bool:
+    """Whether ``packb(obj)`` is surely at least ``need`` bytes long.
+
+    A lower bound (every value takes a byte, a str one more per code point, bytes one per byte,
+    a dict key likewise) is summed only until it reaches ``need``, so a large value is decided
+    from its first few items; containers are walked through iterators (memory bounded by ``need``).
+    """
+    total = _visit(obj)
+    stack: list[Any] = [_children(obj)] if isinstance(obj, (dict, list, tuple)) else []
+    while total < need:
+        if not stack:
+            return False
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+            continue
+        if isinstance(item, _Entry):
+            total += 1 + (len(item.key) if isinstance(item.key, str) else 0)
+            item = item.value
+        total += _visit(item)
+        if isinstance(item, (dict, list, tuple)):
+            stack.append(_children(item))
+    return True
+
+
+_END = object()
+
+
+class _Entry:
+    """A dict item met by ``size_at_least``: its key counts as well as its value."""
+
+    __slots__ = ("key", "value")
+
+    def __init__(self, key: Any, value: Any) -> None:
+        self.key, self.value = key, value
+
+
+def _children(obj: Any) -> Any:
+    return (_Entry(k, v) for k, v in obj.items()) if isinstance(obj, dict) else iter(obj)
+
+
+def _visit(obj: Any) -> int:
+    return 1 + len(obj) if isinstance(obj, (str, bytes)) else 1
+
+
 class StreamWriter:
     """Writes pieces to a duplicate of ``fd`` from ``offset`` on; ``finish()`` waits and returns
     ``(bytes, whole, rest, [module, ...])``, the hashes as 16-byte XXH3-128 (big-endian).

@@ -34,31 +34,6 @@ class Misfit(Exception):
     """The header came out longer or shorter than the room left for it (the caller saves anew)."""
 
 
-def at_least(obj: Any, need: int) -> int:
-    """A lower bound of ``len(packb(obj))`` that stops growing once it reaches ``need``.
-
-    Every value takes at least one byte and a str at least one per code point (UTF-8 never
-    has fewer bytes than code points); the walk ends as soon as ``need`` is reached, so on a
-    large module it reads only its first few demos.
-    """
-    total = 0
-    stack = [obj]
-    while stack:
-        o = stack.pop()
-        total += 1
-        if isinstance(o, (str, bytes)):
-            total += len(o)
-        elif isinstance(o, dict):
-            for k in o:
-                total += 1 + (len(k) if isinstance(k, str) else 0)
-            stack.extend(o.values())
-        elif isinstance(o, (list, tuple)):
-            stack.extend(o)
-        if total >= need:
-            break
-    return total
-
-
 def plan(state: dict[str, Any], kind: str) -> list[bool] | None:
     """For a program state that gets a module table and holds a module large enough to stream,
     which of its modules are surely at least BIG bytes encoded; else None (save it the plain way)."""
@@ -66,7 +41,7 @@ def plan(state: dict[str, Any], kind: str) -> list[bool] | None:
     if (kind != "program" or not isinstance(modules, list) or not all(isinstance(k, str) for k in state)
             or not all(isinstance(m, dict) and isinstance(m.get("name"), str) for m in modules)):
         return None
-    big = [at_least(m, BIG) >= BIG for m in modules]
+    big = [_engine.size_at_least(m, BIG) for m in modules]
     return big if any(big) else None
 
 
@@ -144,4 +119,4 @@ def save(state: dict[str, Any], kind: str, extra: dict[str, Any] | None, target:
     return size, checksum
 
 
-__all__ = ["BIG", "Misfit", "at_least", "plan", "save"]
+__all__ = ["BIG", "Misfit", "plan", "save"]

@@ -7,6 +7,7 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::Mutex;
 
 use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -145,6 +146,98 @@ impl StreamWriter {
     }
 }
 
+/// A container being walked by [`size_at_least`]: where its next child is.
+enum Frame {
+    List(*mut ffi::PyObject, ffi::Py_ssize_t),
+    Tuple(*mut ffi::PyObject, ffi::Py_ssize_t),
+    Dict(*mut ffi::PyObject, ffi::Py_ssize_t),
+}
+
+/// One value's share of the lower bound; a container is pushed to be walked.
+///
+/// # Safety
+/// `obj` is a live object; the GIL is held.
+unsafe fn visit(obj: *mut ffi::PyObject, stack: &mut Vec<Frame>) -> u64 {
+    if ffi::PyUnicode_Check(obj) != 0 {
+        let n = ffi::PyUnicode_GetLength(obj);
+        if n < 0 {
+            ffi::PyErr_Clear();
+        }
+        1 + n.max(0) as u64
+    } else if ffi::PyBytes_Check(obj) != 0 {
+        1 + ffi::PyBytes_Size(obj).max(0) as u64
+    } else if ffi::PyDict_Check(obj) != 0 {
+        stack.push(Frame::Dict(obj, 0));
+        1
+    } else if ffi::PyList_Check(obj) != 0 {
+        stack.push(Frame::List(obj, 0));
+        1
+    } else if ffi::PyTuple_Check(obj) != 0 {
+        stack.push(Frame::Tuple(obj, 0));
+        1
+    } else {
+        1
+    }
+}
+
+/// Whether `packb(obj)` is surely at least `need` bytes long. A lower bound
+/// (every value takes a byte, a str one more per code point, bytes one per
+/// byte, a dict key likewise) is summed only until it reaches `need`, so a
+/// large value is decided from its first few items. No Python code runs.
+#[pyfunction]
+pub fn size_at_least(obj: &Bound<'_, PyAny>, need: u64) -> bool {
+    let mut stack: Vec<Frame> = Vec::new();
+    // SAFETY: the GIL is held for the whole walk and only C accessors run, so
+    // every borrowed child stays alive; frames are at most `need` deep, since
+    // each one added at least 1 to the total.
+    unsafe {
+        let mut total = visit(obj.as_ptr(), &mut stack);
+        while total < need {
+            let child = match stack.last_mut() {
+                None => return false,
+                Some(Frame::List(list, i)) => {
+                    if *i >= ffi::PyList_Size(*list) {
+                        None
+                    } else {
+                        *i += 1;
+                        Some(ffi::PyList_GetItem(*list, *i - 1))
+                    }
+                }
+                Some(Frame::Tuple(tuple, i)) => {
+                    if *i >= ffi::PyTuple_Size(*tuple) {
+                        None
+                    } else {
+                        *i += 1;
+                        Some(ffi::PyTuple_GetItem(*tuple, *i - 1))
+                    }
+                }
+                Some(Frame::Dict(dict, pos)) => {
+                    let mut key: *mut ffi::PyObject = std::ptr::null_mut();
+                    let mut value: *mut ffi::PyObject = std::ptr::null_mut();
+                    if ffi::PyDict_Next(*dict, pos, &mut key, &mut value) == 0 {
+                        None
+                    } else {
+                        total += 1;
+                        if ffi::PyUnicode_Check(key) != 0 {
+                            total += ffi::PyUnicode_GetLength(key).max(0) as u64;
+                        }
+                        Some(value)
+                    }
+                }
+            };
+            match child {
+                None => {
+                    stack.pop();
+                }
+                Some(item) if item.is_null() => ffi::PyErr_Clear(),
+                Some(item) => total += visit(item, &mut stack),
+            }
+        }
+        true
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<StreamWriter>()
+    m.add_class::<StreamWriter>()?;
+    m.add_function(wrap_pyfunction!(size_at_least, m)?)
 }
