@@ -127,7 +127,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | Iterable[bytes], *,
     """
     size = 0
     with atomic_fd(path, durable=durable, mode=mode) as fd:
-        chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
+        chunks: Iterable[bytes | bytearray | memoryview] = (
+            [data] if isinstance(data, (bytes, bytearray, memoryview)) else data)
         if progress is not None:
             chunks = list(_steps(chunks))
             tick = Ticker(progress, sum(map(len, chunks)), step=1)
@@ -144,7 +145,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | Iterable[bytes], *,
     return size
 
 
-def _steps(chunks: Iterable[bytes]) -> Iterable[memoryview]:
+def _steps(chunks: Iterable[bytes | bytearray | memoryview]) -> Iterable[memoryview]:
     """The chunks cut into WRITE_STEP pieces (views, no copies), so that progress moves on a large one."""
     for chunk in chunks:
         view = memoryview(chunk)
