@@ -139,7 +139,8 @@ def main() -> None:
         "desiru's save is durable (fsync of the file and its folder, atomic rename) and hashes the bytes once "
         "(XXH3-128: the content checksum and the module table, sha256 only with save(..., sha256=True)); a large "
         "program is written module by module while the next one is encoded, its writeback started as it goes "
-        "(docs/FORMAT.md, \"Writing, and the checksums a save returns\"). The ormsgpack path checks nothing on load.",
+        "(docs/FORMAT.md, \"Writing, and the checksums a save returns\"). The ormsgpack path checks nothing on load. "
+        "What each step of the save buys: \"Eager save, step by step\" below (python benchmarks/bench_save_steps.py).",
     ]
     body = "\n".join(lines)
     print(body)
