@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engines import implementations
 
 import desiru as ds
 from desiru import _engine
+from desiru._pure import backend as pure_backend
 from desiru.serialization import documents, stream_write
 from desiru.serialization.envelope import checksum_of
 
@@ -190,3 +192,54 @@ def test_big_is_the_first_uint32() -> None:
     # the room a big module's length takes is the width of BIG: 5 bytes (0xce + uint32)
     assert len(_engine.packb(stream_write.BIG)) == len(_engine.packb(2**32 - 1)) == 5
     assert len(_engine.packb(stream_write.BIG - 1)) == 3
+
+
+WRITERS = implementations(pure_backend, "StreamWriter")
+
+
+@pytest.mark.parametrize("impl", WRITERS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_each_engine_writes_the_same_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: Any) -> None:
+    # the Rust writer and its pure twin make the same bytes, which either engine then loads
+    monkeypatch.setattr(_engine, "StreamWriter", impl.StreamWriter)
+    monkeypatch.setattr(_engine, "size_at_least", impl.size_at_least)
+    program = wide(150, 2, 90)
+    r = program.save(tmp_path / "w.msgpack")
+    want, start = plain_bytes(program)
+    assert r.path.read_bytes()[start:] == want[start:]
+    for pure in ("1", "0"):
+        out = subprocess.run([sys.executable, "-c", _LOAD, str(r.path), str(HERE)], capture_output=True, text=True,
+                             env={**_env(), "DESIRU_PURE_PYTHON": pure}, timeout=60)
+        assert out.stdout.split() == ["True", r.checksum], out.stderr
+
+
+_LOAD = r"""
+import sys
+sys.path.insert(0, sys.argv[2])
+import desiru as ds
+from desiru.serialization.documents import load_document
+from test_save_stream import wide
+print(ds.load(sys.argv[1]) == wide(150, 2, 90), load_document(sys.argv[1]).header["checksum"])
+"""
+
+
+@pytest.mark.parametrize("impl", WRITERS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_stream_writer_pieces_offsets_and_digests(tmp_path: Path, impl: Any) -> None:
+    path = tmp_path / "raw"
+    with open(path, "wb") as f:
+        writer = impl.StreamWriter(f.fileno(), 5)
+        writer.put(b"ab", 0)
+        writer.put(b"c", 1)
+        n = writer.put_module({"b": [1, "é"], "a": None})
+        writer.put(b"z", 0)
+        written, whole, rest, modules = writer.finish()
+        writer.close()  # after finish: nothing left to do
+        with pytest.raises(ValueError):
+            writer.put(b"late", 0)
+    module = _engine.packb({"a": None, "b": [1, "é"]})  # canonical: keys sorted
+    data = path.read_bytes()
+    assert n == len(module) and written == 4 + n
+    assert data == b"\0" * 5 + b"abc" + module + b"z"
+    assert whole == _engine.xxh3_128(b"abc" + module + b"z") and rest == _engine.xxh3_128(b"abz")
+    assert modules == [_engine.xxh3_128(module)]
+    with pytest.raises(ValueError):
+        impl.StreamWriter(-1, 0)
