@@ -94,14 +94,14 @@ def test_unknown_command_is_a_usage_error() -> None:
 # -- inspect --------------------------------------------------------------------------------------
 def test_inspect_json_reports_layers_and_modules(tmp_path: Path) -> None:
     path = tmp_path / "qa.msgpack"
-    saved = sample_program().save(path, compress="zstd")
+    saved = sample_program().save(path, compress="zstd", sha256=True)
     result = run("inspect", saved.path, "--json")
     assert result.exit_code == 0, result.stderr
     info = json.loads(result.stdout)
     assert info["kind"] == "program document"
     assert (info["format"], info["compression"], info["encrypted"]) == ("msgpack", "zstd", False)
     assert info["format_version"] == str(ds.serialization.CURRENT_VERSION)
-    assert info["size"] == saved.size and info["sha256"] == saved.checksum
+    assert info["size"] == saved.size and info["sha256"] == saved.sha256 and info["checksum"] == saved.checksum
     assert info["class"] == "programs.QA"
     rows = {m["path"]: m for m in info["modules"]}
     assert rows["retrieve"]["demos"] == 1 and rows["answer"]["demos"] == 2

@@ -20,6 +20,8 @@ from programs import QA, Outer, programs, sample_program
 
 import desiru as ds
 from desiru.serialization import CURRENT_VERSION, Serializer
+from desiru.serialization.documents import load_document
+from desiru.serialization.envelope import checksum_of
 
 FORMATS = ["json", "yaml", "msgpack"]
 COMPRESSIONS = [None, "zstd", "gzip"]
@@ -34,7 +36,9 @@ def test_round_trip_every_format_and_compression(tmp_path: Path, fmt: str, compr
     assert r.format == fmt and r.compression == compress and r.encrypted is False
     assert r.path.name == f"qa{SUFFIX[fmt]}" + {None: "", "zstd": ".zst", "gzip": ".gz"}[compress]
     data = r.path.read_bytes()
-    assert r.size == len(data) and r.checksum == hashlib.sha256(data).hexdigest()
+    assert r.size == len(data) and r.sha256 is None
+    assert r.checksum == load_document(r.path).header["checksum"] == checksum_of(p.to_state())
+    assert p.save(r.path, compress=compress, sha256=True).sha256 == hashlib.sha256(r.path.read_bytes()).hexdigest()
     assert QA.load(r.path) == p
     loaded = ds.load(r.path)
     assert type(loaded) is QA and loaded == p

@@ -47,9 +47,16 @@ diff_states: Any = _impl.diff_states
 apply_edits: Any = _impl.apply_edits
 #: (p, q): how many items two lists share at their start and then at their end, by identity.
 common_ends: Any = _impl.common_ends
+#: writes a document's state into a file on a second thread while the next module is encoded,
+#: hashing it there (serialization/stream_write.py).
+StreamWriter: Any = _impl.StreamWriter
+#: ``size_at_least(obj, n)``: whether ``packb(obj)`` is surely at least n bytes, from a lower bound
+#: walked only until it reaches n.
+size_at_least: Any = _impl.size_at_least
 
 __all__ = [
     "BACKEND",
+    "StreamWriter",
     "apply_edits",
     "common_ends",
     "content_hash",
@@ -58,6 +65,7 @@ __all__ = [
     "frame_scan",
     "packb",
     "sha256",
+    "size_at_least",
     "unpackb",
     "xxh3_128",
 ]

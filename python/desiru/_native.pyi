@@ -2,11 +2,12 @@
 ``python -m mypy.stubtest desiru._native``). Code above ``desiru._engine``
 never imports this module directly."""
 
-from typing import Any
+from typing import Any, final
 
 __all__ = [
     "FRAME_HEADER_LEN",
     "MAX_RECORD",
+    "StreamWriter",
     "apply_edits",
     "common_ends",
     "content_hash",
@@ -15,6 +16,7 @@ __all__ = [
     "frame_scan",
     "packb",
     "sha256",
+    "size_at_least",
     "unpackb",
     "xxh3_128",
 ]
@@ -65,3 +67,24 @@ def common_ends(a: list[Any], b: list[Any]) -> tuple[int, int]:
 def apply_edits(state: dict[str, Any], edits: list[dict[str, Any]]) -> dict[str, Any]:
     """Apply ``edits`` to ``state`` in place and return it; raises desiru.CorruptDataError or
     desiru.UnknownModuleError at the first edit that does not fit."""
+
+# --- file writer (rust/src/py/filewrite.rs; unix only) -----------------------
+
+@final
+class StreamWriter:
+    """Writes pieces of a document's state to a duplicate of ``fd`` from ``offset`` on, on a Rust
+    thread that hashes them (XXH3-128) and starts their writeback; see serialization/stream_write.py."""
+
+    def __new__(cls, fd: int, offset: int) -> StreamWriter: ...
+    def put(self, data: bytes, role: int) -> None:
+        """Write ``data`` next; ``role``: 0 outside the modules' span, 1 inside it, 2 a module."""
+    def put_module(self, obj: Any) -> int:
+        """Encode ``obj`` canonically into a reused buffer and write it next as a module; its length."""
+    def finish(self) -> tuple[int, bytes, bytes, list[bytes]]:
+        """Wait: ``(bytes, whole, rest, [module, ...])``, or the first write error as an OSError."""
+    def close(self) -> None:
+        """Stop after what is queued and wait, discarding any error."""
+
+def size_at_least(obj: Any, need: int) -> bool:
+    """Whether ``packb(obj)`` is surely at least ``need`` bytes long (a lower bound walked until it
+    reaches ``need``)."""

@@ -25,12 +25,13 @@ P = TypeVar("P", bound=Program)
 
 
 def save(obj: Any, path: str | os.PathLike[str], *, format: str | None = None,
-         compress: bool | str | None = None, key: bytes | str | None = None) -> SaveResult:
-    """Write ``obj`` (a Program, or a live object an adapter converts, e.g. a dspy module) to ``path``."""
+         compress: bool | str | None = None, key: bytes | str | None = None, sha256: bool = False) -> SaveResult:
+    """Write ``obj`` (a Program, or a live object an adapter converts, e.g. a dspy module) to ``path``
+    (``sha256=True``: also the file's sha256, in ``SaveResult.sha256``)."""
     program = obj if isinstance(obj, Program) else adapters.to_program(obj, "save")
     warn_script_classes(program)
     return save_document(program.to_state(copy=False), path, kind="program", format=format, compress=compress,
-                         key=key, extra=program.__dict__.get("_unknown_header"))
+                         key=key, extra=program.__dict__.get("_unknown_header"), sha256=sha256)
 
 
 def load(cls: type[P], path: str | os.PathLike[str], *, key: bytes | str | None = None, verify: bool = True,
@@ -84,11 +85,13 @@ def load_module(path: str | os.PathLike[str], name: str, *, key: bytes | str | N
 
 
 def export_module(program: Program, name: str, path: str | os.PathLike[str], *, format: str | None = None,
-                  compress: bool | str | None = None, key: bytes | str | None = None) -> SaveResult:
+                  compress: bool | str | None = None, key: bytes | str | None = None,
+                  sha256: bool = False) -> SaveResult:
     """Write one module (or nested program) of ``program`` to its own file, as ``save`` does."""
     state = program.get_module(name).to_state(copy=False)
     state = {"name": name.rpartition(".")[2], **state}
-    return save_document(state, path, kind=state["kind"], format=format, compress=compress, key=key)
+    return save_document(state, path, kind=state["kind"], format=format, compress=compress, key=key,
+                         sha256=sha256)
 
 
 def import_module(program: Program, path: str | os.PathLike[str], name: str | None = None, *,

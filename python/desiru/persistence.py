@@ -19,7 +19,14 @@ from desiru.errors import DesiruError
 
 @dataclass(frozen=True)
 class SaveResult:
-    """What a save wrote: where, how many bytes, their sha256, and how."""
+    """What a save wrote: where, how many bytes, its checksum, and how.
+
+    ``checksum`` is the content checksum the document records in its header
+    (``"xxh3-128:<hex>"``, what loading and ``desiru verify`` check; docs/FORMAT.md); a file
+    that records none (a DSPy JSON state file) has the sha256 hex of its bytes there.
+    ``sha256`` is the sha256 hex of the file's bytes when it was asked for (``save(...,
+    sha256=True)``) or computed anyway, else None.
+    """
 
     path: Path
     size: int
@@ -27,6 +34,7 @@ class SaveResult:
     format: str
     compression: str | None
     encrypted: bool
+    sha256: str | None = None
 
 
 class LoadedDocument(Protocol):

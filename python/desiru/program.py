@@ -266,13 +266,16 @@ class Program:
         format: str | None = None,
         compress: bool | str | None = None,
         key: bytes | str | None = None,
+        sha256: bool = False,
     ) -> SaveResult:
-        """Write the program to ``path`` atomically; format from the suffix or ``format=``.
+        """Write the program to ``path`` atomically and durably; format from the suffix or ``format=``.
 
-        ``Program.save(dspy_module, path)`` also works: a live dspy module goes through its
-        adapter (desiru.interop.dspy) first.
+        The result's ``checksum`` is the content checksum the file records (xxh3-128);
+        ``sha256=True`` also hashes the file's bytes with sha256 (``SaveResult.sha256``), which
+        costs a second pass. ``Program.save(dspy_module, path)`` also works: a live dspy module
+        goes through its adapter (desiru.interop.dspy) first.
         """
-        return persistence.get().save(self, path, format=format, compress=compress, key=key)
+        return persistence.get().save(self, path, format=format, compress=compress, key=key, sha256=sha256)
 
     @classmethod
     def load(cls: type[P], path: str | os.PathLike[str], *, key: bytes | str | None = None, verify: bool = True,
@@ -311,9 +314,11 @@ class Program:
         format: str | None = None,
         compress: bool | str | None = None,
         key: bytes | str | None = None,
+        sha256: bool = False,
     ) -> SaveResult:
         """Write one module (or nested program) to its own file, in the same formats as save()."""
-        return persistence.get().export_module(self, name, path, format=format, compress=compress, key=key)
+        return persistence.get().export_module(self, name, path, format=format, compress=compress, key=key,
+                                               sha256=sha256)
 
     def import_module(
         self, path: str | os.PathLike[str], name: str | None = None, *, key: bytes | str | None = None

@@ -1,5 +1,5 @@
 //! `desiru._native`: the hot paths of desiru (msgpack codec, canonical hashing,
-//! record framing, structural diff).
+//! record framing, structural diff, writing a document while it is encoded).
 //!
 //! The core modules (`codec`, `hash`, `frame`, `diff`, `error`) hold the logic;
 //! `py` is the thin PyO3 layer that converts between Python objects and the core
@@ -11,6 +11,8 @@
 pub mod codec;
 pub mod diff;
 pub mod error;
+#[cfg(unix)]
+pub mod filewrite;
 pub mod frame;
 pub mod hash;
 mod py;
@@ -22,5 +24,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py::codec::register(m)?;
     py::frame::register(m)?;
     py::diff::register(m)?;
+    #[cfg(unix)]
+    py::filewrite::register(m)?;
     Ok(())
 }

@@ -18,15 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from desiru import _engine
 from desiru.atomic import atomic_write
 from desiru.errors import CorruptDataError, DesiruError, UnknownModuleError
 from desiru.serialization import container, formats
 from desiru.serialization.documents import (
     Document,
     SaveResult,
+    encode_document,
     load_document,
-    serialize_document,
 )
 
 _SEQ = re.compile(r"^seq:(\d+)$")
@@ -366,31 +365,31 @@ class Encoded:
     format: str
     compression: str | None
     encrypted: bool
+    checksum: str = ""  # the content checksum the document records
 
 
 def encode_state(state: dict[str, Any], out: str | os.PathLike[str], *, kind: str, fmt: str | None = None,
                  compress: str | None = None, key: Any = None) -> Encoded:
     """The bytes ``write_state`` writes (format and compression from the options, else ``out``'s suffix)."""
-    data, fmt_used, method = serialize_document(state, kind=kind, format=format_for(out, fmt),
-                                                compress=compression_for(out, compress), key=key)
-    return Encoded(data, fmt_used, method, key is not None)
+    chunks, fmt_used, method, checksum = encode_document(state, kind=kind, format=format_for(out, fmt),
+                                                         compress=compression_for(out, compress), key=key)
+    return Encoded(b"".join(chunks), fmt_used, method, key is not None, checksum)
 
 
 def write_encoded(encoded: Encoded, out: str | os.PathLike[str], *, progress: Any = None) -> SaveResult:
     """Write encoded bytes at exactly ``out``, atomically (``progress`` is told the bytes written)."""
     size = atomic_write(out, encoded.data, progress=progress)
-    return SaveResult(Path(out), size, _engine.sha256(encoded.data).hex(), encoded.format, encoded.compression,
-                      encoded.encrypted)
+    return SaveResult(Path(out), size, encoded.checksum, encoded.format, encoded.compression, encoded.encrypted)
 
 
 def rewrite_document(doc: Document, state: dict[str, Any], key: Any = None) -> SaveResult:
     """Replace a loaded document in place with ``state``, keeping its path, format, compression
     and encryption (``key`` is the key that opened it)."""
     assert doc.path is not None
-    data, fmt, method = serialize_document(state, kind=doc.kind, format=doc.format,
-                                           compress=doc.compression, key=key if doc.encrypted else None)
-    size = atomic_write(doc.path, data)
-    return SaveResult(Path(doc.path), size, _engine.sha256(data).hex(), fmt, method, doc.encrypted)
+    chunks, fmt, method, checksum = encode_document(state, kind=doc.kind, format=doc.format,
+                                                    compress=doc.compression, key=key if doc.encrypted else None)
+    size = atomic_write(doc.path, chunks)
+    return SaveResult(Path(doc.path), size, checksum, fmt, method, doc.encrypted)
 
 
 # -- walking a state tree --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from desiru.atomic import atomic_write
 from desiru.errors import CorruptDataError, DesiruError
 from desiru.persistence import SaveResult
 from desiru.progress import ProgressCallback, Ticker
-from desiru.serialization import container, envelope, formats, framed, opening, streamed, table
+from desiru.serialization import container, envelope, formats, framed, opening, stream_write, streamed, table
 from desiru.serialization.envelope import Document
 
 
@@ -34,16 +34,35 @@ def serialize_document(
     extra: dict[str, Any] | None = None,
 ) -> tuple[bytes, str, str | None]:
     """Bytes of a document holding ``state``; returns (bytes, format, compression)."""
+    chunks, fmt, method, _ = encode_document(state, kind=kind, format=format, compress=compress, key=key, extra=extra)
+    return b"".join(chunks), fmt, method
+
+
+def encode_document(
+    state: dict[str, Any],
+    *,
+    kind: str = "program",
+    format: str | None = None,
+    compress: bool | str | None = None,
+    key: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> tuple[list[bytes], str, str | None, str]:
+    """A document holding ``state`` as chunks to write one after the other (never joined here), its
+    format, compression, and the content checksum its header records (``"xxh3-128:<hex>"``)."""
     fmt = formats.normalize_format(format) or formats.DEFAULT_FORMAT
     method = container.normalize_compression(compress)
     if fmt == "msgpack":
-        chunks, start, module_table = msgpack_parts(state, kind, extra)
+        chunks, start, module_table, checksum = _msgpack_parts(state, kind, extra)
         if module_table is not None and (method is not None or key is not None):
-            return b"".join(framed.framed_document(chunks, start, module_table, method, key)), fmt, method
+            return framed.framed_document(chunks, start, module_table, method, key), fmt, method, checksum
+        if method is None and key is None:
+            return chunks, fmt, method, checksum
         doc = b"".join(chunks)
     else:
-        doc = formats.encode(envelope.build(state, kind, extra=extra), fmt)
-    return container.seal(doc, fmt=fmt, compression=method, key=key), fmt, method
+        tree = envelope.build(state, kind, extra=extra)
+        checksum = tree["checksum"]
+        doc = formats.encode(tree, fmt)
+    return [container.seal(doc, fmt=fmt, compression=method, key=key)], fmt, method, checksum
 
 
 def msgpack_chunks(state: dict[str, Any], kind: str, extra: dict[str, Any] | None) -> list[bytes]:
@@ -54,7 +73,13 @@ def msgpack_chunks(state: dict[str, Any], kind: str, extra: dict[str, Any] | Non
 def msgpack_parts(state: dict[str, Any], kind: str, extra: dict[str, Any] | None
                   ) -> tuple[list[bytes], int, dict[str, Any] | None]:
     """A msgpack document as chunks: the header map entries, then the canonical state (from the
-    chunk at the index returned second); third, the module table of a program (else None).
+    chunk at the index returned second); third, the module table of a program (else None)."""
+    return _msgpack_parts(state, kind, extra)[:3]
+
+
+def _msgpack_parts(state: dict[str, Any], kind: str, extra: dict[str, Any] | None
+                   ) -> tuple[list[bytes], int, dict[str, Any] | None, str]:
+    """``msgpack_parts`` and, fourth, the content checksum the header records.
 
     The state is encoded once, canonically, and its checksum is XXH3 of those very bytes,
     so neither saving nor loading walks the tree a second time (docs/FORMAT.md). A program
@@ -69,7 +94,7 @@ def msgpack_parts(state: dict[str, Any], kind: str, extra: dict[str, Any] | None
     del tree["state"]
     head = _engine.packb(tree)
     head = head[len(table.map_header(len(tree))):]
-    return [table.map_header(len(tree) + 1), head, _engine.packb("state"), *body], 3, module_table
+    return [table.map_header(len(tree) + 1), head, _engine.packb("state"), *body], 3, module_table, checksum
 
 
 def deserialize_document(
@@ -153,34 +178,42 @@ def save_document(
     compress: bool | str | None = None,
     key: Any = None,
     extra: dict[str, Any] | None = None,
+    sha256: bool = False,
 ) -> SaveResult:
-    """Write a document atomically; the format comes from ``format=`` or the suffix."""
+    """Write a document atomically and durably; the format comes from ``format=`` or the suffix.
+
+    The result's checksum is the content checksum the header records (computed once, as the
+    bytes are encoded); ``sha256=True`` also hashes the file's bytes with sha256 (a second pass,
+    on a second thread while writing). A large plain msgpack program is written while it is
+    encoded (``stream_write``).
+    """
     fmt = formats.normalize_format(format) or formats.format_from_suffix(path) or formats.DEFAULT_FORMAT
     method = container.normalize_compression(compress) if compress is not None else compression_from_suffix(path)
     target = target_path(path, method, encrypted=key is not None)
-    if fmt == "msgpack" and method is None and key is None:
-        # the common large case: write the chunks as they are, no joined copy of the whole file
-        chunks = msgpack_chunks(state, kind, extra)
-        if sum(map(len, chunks)) < PARALLEL_HASH_BYTES:
-            size = atomic_write(target, chunks)
-            return SaveResult(target, size, _sha256_hex(chunks), fmt, None, False)
+    big = stream_write.plan(state, kind) if fmt == "msgpack" and method is None and key is None and not sha256 \
+        else None
+    if big is not None:
+        try:
+            size, checksum = stream_write.save(state, kind, extra, target, big)
+            return SaveResult(target, size, checksum, fmt, None, False)
+        except stream_write.Misfit:
+            pass  # a module of 4 GiB or more: written below, the header before the state
+    chunks, fmt, method, checksum = encode_document(state, kind=kind, format=fmt, compress=method, key=key,
+                                                    extra=extra)
+    digest = None
+    if sha256 and sum(map(len, chunks)) >= PARALLEL_HASH_BYTES:
         # hashlib and file writes both release the GIL: hash on a second core while writing
         with ThreadPoolExecutor(1) as pool:
-            digest = pool.submit(_sha256_hex, chunks)
+            pending = pool.submit(_sha256_hex, chunks)
             size = atomic_write(target, chunks)
-            return SaveResult(target, size, digest.result(), fmt, None, False)
-    if fmt == "msgpack" and kind == "program":
-        chunks, start, module_table = msgpack_parts(state, kind, extra)
-        if module_table is not None:  # compressed or encrypted: per-module frames, each opened on its own
-            chunks = framed.framed_document(chunks, start, module_table, method, key)
-            size = atomic_write(target, chunks)
-            return SaveResult(target, size, _sha256_hex(chunks), fmt, method, key is not None)
-    data, fmt, method = serialize_document(state, kind=kind, format=fmt, compress=method, key=key, extra=extra)
-    size = atomic_write(target, data)
-    return SaveResult(target, size, _engine.sha256(data).hex(), fmt, method, key is not None)
+            digest = pending.result()
+    else:
+        size = atomic_write(target, chunks)
+        digest = _sha256_hex(chunks) if sha256 else None
+    return SaveResult(target, size, checksum, fmt, method, key is not None, digest)
 
 
-#: above this size a save hashes its bytes in a second thread while writing them
+#: above this size a save asked for sha256 hashes its bytes in a second thread while writing them
 PARALLEL_HASH_BYTES = 4 << 20
 
 

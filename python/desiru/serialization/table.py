@@ -42,7 +42,7 @@ def map_header(n: int) -> bytes:
     return b"\xde" + n.to_bytes(2, "big") if n < 1 << 16 else b"\xdf" + n.to_bytes(4, "big")
 
 
-def _array_header(n: int) -> bytes:
+def array_header(n: int) -> bytes:
     if n < 16:
         return bytes([0x90 | n])
     return b"\xdc" + n.to_bytes(2, "big") if n < 1 << 16 else b"\xdd" + n.to_bytes(4, "big")
@@ -79,7 +79,7 @@ def state_chunks(state: dict[str, Any], kind: str) -> tuple[list[bytes], dict[st
             pos += len(packed_key) + len(value)
             continue
         span[0] = pos
-        head = _array_header(len(modules))
+        head = array_header(len(modules))
         chunks += [packed_key, head]
         pos += len(packed_key) + len(head)
         for module in modules:
@@ -145,7 +145,7 @@ def parse(value: Any, state_size: int, path: str | None) -> Table:
         raise bad("rest is not an xxh3-128 checksum")
     if not isinstance(rows, list):
         raise bad("modules is not a list")
-    at = span[0] + len(_engine.packb("modules")) + len(_array_header(len(rows)))
+    at = span[0] + len(_engine.packb("modules")) + len(array_header(len(rows)))
     entries = []
     seen: set[str] = set()
     for row in rows:
@@ -196,7 +196,7 @@ def check_outlines(header: dict[str, Any], state: dict[str, Any], path: str | No
 def check_span_head(data: bytes, table: Table, path: str | None) -> None:
     """The bytes between the span's start and the first module must be the key "modules" and the
     array header for the table's rows (``rest`` does not cover them; the whole checksum does)."""
-    if bytes(data) != _engine.packb("modules") + _array_header(len(table.entries)):
+    if bytes(data) != _engine.packb("modules") + array_header(len(table.entries)):
         raise CorruptDataError("the bytes before the first module are not the \"modules\" key and the array header "
                                "the module table describes", path=path,
                                hint="the file was altered or damaged; restore it from a backup")

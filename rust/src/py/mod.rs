@@ -6,4 +6,6 @@ pub(crate) mod decode;
 pub mod diff;
 pub(crate) mod encode;
 pub mod error;
+#[cfg(unix)]
+pub mod filewrite;
 pub mod frame;

@@ -109,7 +109,8 @@ def write_dspy_save(program: Program | Any, path: str | os.PathLike[str], *,
                                  hint="DSPy's JSON state cannot hold NaN, infinity or bytes") from None
     data = (text + "\n").encode("utf-8")
     size = atomic_write(where, data)
-    return SaveResult(Path(where), size, _engine.sha256(data).hex(), "json", None, False)
+    digest = _engine.sha256(data).hex()  # a DSPy state file records no checksum of its own
+    return SaveResult(Path(where), size, digest, "json", None, False, digest)
 
 
 def dspy_document(program: Program | Any, dspy_version: str | None = None) -> tuple[dict[str, Any], list[str]]:
