@@ -135,8 +135,9 @@ def main() -> None:
         f"{'small' if args.quick else 'large'} program ({size_mb:.1f} MB as msgpack); medians of {runs} runs; "
         f"engine: {_engine.BACKEND}. Machine: {machine()}.",
         "",
-        "desiru's save is durable (fsync of the file and its folder) and computes two checksums "
-        "(XXH3-128 of the state, sha256 of the bytes); pickle's dump is neither.",
+        "desiru's save is durable (fsync of the file and its folder) and hashes its bytes once "
+        "(XXH3-128, the checksum a load verifies; sha256 only with save(..., sha256=True)); pickle's dump "
+        "is neither.",
         "",
         table(["what", "save ms", "load ms", "save+load ms", "file MB", "vs pickle"], rows),
         "",

@@ -24,6 +24,7 @@ tails, checks, salvage) and ``file_snapshots`` (snapshot and index files).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import fcntl
@@ -426,7 +427,7 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
             return
         start = max(start, segments[0])
         # the segment holding ``start``: the last whose first seq is <= start
-        idx = max(i for i, first in enumerate(segments) if first <= start)
+        idx = bisect.bisect_right(segments, start) - 1
         for i in range(idx, len(segments)):
             first = segments[i]
             if stop is not None and first >= stop:
