@@ -174,24 +174,26 @@ def _raw_bytes(url: str, name: str) -> bytes:
 
 def test_the_server_never_sees_plaintext_of_an_encrypted_journal(pg_server: Any) -> None:
     secret, module = "zq-Atlantis-capital-7731", "zebra_module_4411"
+    # the control journal holds other text of the same shape, unencrypted: it shows the scan below would
+    # find plaintext. It shares no part with the secret: WAL pages put a header wherever a page ends, so
+    # a text that contained the secret could be cut on disk into the secret alone (a false alarm)
+    control, control_module = "qk-Lemuria-harbour-5190", "yak_module_8832"
     key = bytes(range(32))
     enc, plain = fresh_name("enc"), fresh_name("plain")
     with Journal.open(pg_server.url, name=enc, key=key) as j:
         program = _commit_secret(j, secret, module)
         j.snapshot()
-    with Journal.open(pg_server.url, name=plain) as j:  # the control: the same text unencrypted
-        _commit_secret(j, secret + "-plain", module + "_plain")
+    with Journal.open(pg_server.url, name=plain) as j:
+        _commit_secret(j, control, control_module)
     raw = _raw_bytes(pg_server.url, enc)
     assert raw and secret.encode() not in raw and module.encode() not in raw and b"ChainOfThought" not in raw
-    assert (secret + "-plain").encode() in _raw_bytes(pg_server.url, plain)
-    # and on the server's disk: heap files and WAL after a checkpoint
+    assert control.encode() in _raw_bytes(pg_server.url, plain)
+    # and on the server's disk: heap files (a row is never cut across pages) and WAL after a checkpoint
     with psycopg.connect(pg_server.url, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
     disk = b"".join(p.read_bytes() for p in pg_server.data.rglob("*") if p.is_file())
-    assert (secret + "-plain").encode() in disk
-    # every occurrence of the secret text and module name on disk is the control's
-    assert disk.count(secret.encode()) == disk.count((secret + "-plain").encode())
-    assert disk.count(module.encode()) == disk.count((module + "_plain").encode()) > 0
+    assert control.encode() in disk and control_module.encode() in disk
+    assert secret.encode() not in disk and module.encode() not in disk
     with Journal.open(pg_server.url, name=enc, key=key, readonly=True) as r:
         assert r.replay(tag="t") == program and r.verify().ok
 
