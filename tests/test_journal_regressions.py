@@ -374,3 +374,40 @@ def test_a_tag_compacted_away_stays_away_after_reopen_while_its_records_remain(t
         assert again.tags() == tags
         with pytest.raises(ds.DesiruError, match="compacted away"):
             again.replay(tag="a")
+
+
+class _AttrDict(dict):  # type: ignore[type-arg]
+    """A mapping whose attribute access answers anything (a common idiom): ``._data`` is None, not its fields."""
+
+    __getattr__ = dict.get
+
+
+def test_demos_that_are_mappings_with_permissive_attributes_are_committed_copied_and_saved_as_fields(
+        tmp_path: Path) -> None:
+    p = ds.Program()
+    p.a = ds.Predict("q -> a")
+    p.a.demos = [_AttrDict(q="x", a="y"), ds.Example(q="z", a="w")]  # type: ignore[list-item]
+    expected = p.to_state()
+    assert expected["modules"][0]["demos"] == [{"q": "x", "a": "y"}, {"q": "z", "a": "w"}]
+    with ds.Journal.open(tmp_path / "j.journal") as j:
+        j.commit(p)
+        assert j.replay_state() == expected
+    assert p.copy().to_state() == expected
+    p.save(tmp_path / "p.msgpack")
+    assert ds.load(tmp_path / "p.msgpack").to_state() == expected
+
+
+def test_a_no_op_commit_hashes_the_state_it_returned_even_after_later_appends(tmp_path: Path) -> None:
+    """The lazy hash of a no-op commit reads the head state; appends after it must not change it in place."""
+    from desiru.journal.events import DemoAdded
+
+    with ds.Journal.open(tmp_path / "j.journal") as j:
+        p = ds.Program()
+        p.a = ds.Predict("q -> a")
+        j.commit(p)
+        for q in ("1", "2"):  # the second makes the head state's nodes the writer's own (changed in place)
+            j.append_many([DemoAdded(path="a", payload={"index": 0, "demo": {"q": q}})])
+        result = j.commit(j.replay())
+        assert not result.changed
+        j.append_many([DemoAdded(path="a", payload={"index": 0, "demo": {"q": "3"}})])
+        assert result.content_hash == ds.journal.state_hash(j.replay_state(seq=result.seq)).hex()

@@ -98,8 +98,8 @@ def atomic_fd(path: str | os.PathLike[str], *, durable: bool = True, mode: int |
         yield fd
         if durable:
             os.fsync(fd)
-        os.close(fd)
-        fd = -1
+        closing, fd = fd, -1  # never closed twice (an interrupt between the two would do it)
+        os.close(closing)
         os.replace(tmp, target)
     except BaseException as exc:
         if fd >= 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -95,6 +96,21 @@ class Example(Mapping[str, Any]):
         """The fields that are not inputs."""
         keys = self._input_keys or ()
         return Example({k: v for k, v in self._data.items() if k not in keys})
+
+
+_ONLY_EXAMPLES = frozenset({Example})
+_DATA = operator.attrgetter("_data")  # an Example's field dict, read at C speed
+
+
+def field_dicts(demos: list[Any]) -> list[dict[str, Any]] | None:
+    """The Examples' own field dicts (not copies), or None when a demo is not exactly an Example.
+
+    Two C-level passes over 100,000 demos (their types, then their dicts); an object that is
+    not an Example may answer ``._data`` with anything (``__getattr__ = dict.get`` gives None).
+    """
+    if not _ONLY_EXAMPLES.issuperset(map(type, demos)):
+        return None
+    return list(map(_DATA, demos))
 
 
 def adopt_all(dicts: list[dict[str, Any]]) -> list[Example]:

@@ -7,13 +7,12 @@ that files can name them.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from desiru import registry
 from desiru.errors import CorruptDataError, DesiruError
-from desiru.example import Example, Prediction, adopt_all
+from desiru.example import Example, Prediction, adopt_all, field_dicts
 from desiru.lm import current_lm
 from desiru.prompt import build_prompt, parse_output
 from desiru.signature import Field, Signature, ensure_signature
@@ -29,16 +28,14 @@ def _same(value: Any) -> Any:
     return value
 
 
-_DATA = operator.attrgetter("_data")  # an Example's field dict, read at C speed
 
 
 def _demo_dicts(demos: list[Any], copy: bool) -> list[dict[str, Any]]:
     """The demos as field dicts: copies, or (``copy=False``) the Examples' own dicts, one C-level pass."""
     if not copy:
-        try:
-            return list(map(_DATA, demos))
-        except AttributeError:  # a plain mapping put into the list by hand: the general path below
-            pass
+        own = field_dicts(demos)
+        if own is not None:
+            return own
     keep = copy_tree if copy else _same
     return [keep(d._data if isinstance(d, Example) else dict(d)) for d in demos]
 

@@ -125,7 +125,10 @@ class StreamWriter:
         try:
             while (item := self._queue.get()) is not None:
                 if self._error is None:
-                    self._write(*item)
+                    try:
+                        self._write(*item)
+                    except BaseException as exc:  # e.g. MemoryError: kept for the caller; the queue keeps
+                        self._error = exc  # draining, so a put() never waits on a thread that is gone
         finally:
             os.close(self._fd)
 

@@ -80,6 +80,8 @@ from desiru.serialization.version import CURRENT_VERSION, Version
 class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
     """A journal directory on a local file system (see the module docstring for the layout)."""
 
+    direct_append = True  # an exclusive writer's append_new is append(make(last_seq())) (shared: not)
+
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, check_version: bool = True
                  ) -> None:
         self.check_version = check_version

@@ -35,6 +35,8 @@ class MemoryBackend:
 class MemoryStore(JournalStore):
     """A connection to a MemoryBackend."""
 
+    direct_append = True  # an exclusive writer's append_new is append(make(last_seq()))
+
     def __init__(self, backend: MemoryBackend | None = None, *, readonly: bool = False, name: str = "<memory>"
                  ) -> None:
         self.backend = backend if backend is not None else MemoryBackend()

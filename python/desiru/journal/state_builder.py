@@ -26,18 +26,16 @@ commit could see the list set aside. The result equals ``program.to_state()``
 
 from __future__ import annotations
 
-import operator
 import weakref
 from typing import Any
 
 from desiru import _engine, registry
-from desiru.example import Example
+from desiru.example import Example, field_dicts
 from desiru.module import Module
 from desiru.program import Program, warn_script_classes
 from desiru.state import copy_tree
 
 _SCALARS = (str, int, float, bool, type(None), bytes)
-_DATA = operator.attrgetter("_data")
 
 
 def _immutable_example(d: Any) -> bool:
@@ -108,10 +106,9 @@ class StateBuilder:
             registry.warn_if_script_class(type(module))  # once per class: on a module's first sight
             # first sight: the Examples' own dicts, for this commit's diff only (see the docstring); those
             # of a program replay() built are the journal's own, which the diff skips by identity
-            try:
-                demos = list(map(_DATA, examples))
-            except AttributeError:  # a plain mapping put into the list by hand
-                demos = [d._data if isinstance(d, Example) else dict(d) for d in examples]
+            demos = field_dicts(examples)
+            if demos is None:  # a plain mapping (or another object) put into the list by hand
+                demos = [d._data if type(d) is Example else dict(d) for d in examples]
             self._cache[path] = (weakref.ref(module), None, None)
         else:
             before, kept = cached[1] or [], cached[2] or []

@@ -63,9 +63,10 @@ class JournalStore(abc.ABC):
     #: a readable name (path or URL) for messages
     name: str = "<store>"
     readonly: bool = False
-    #: an exclusive writer's ``append_new(make)`` is ``append(make(last_seq()))``: the journal may call
-    #: ``append`` itself (a store that allocates seqs in its own transaction says False)
-    direct_append: bool = True
+    #: True when an exclusive writer's ``append_new(make)`` is ``append(make(last_seq()))``, so the journal
+    #: may call ``append`` itself (the file and memory stores say so; a store that allocates seqs in its
+    #: own transaction, or one that does not say, gets ``append_new``)
+    direct_append: bool = False
     #: damage found while opening (valid records follow it, so it is no torn tail); readers
     #: read up to it, and ``recover`` raises it
     damage: Exception | None = None

@@ -167,6 +167,7 @@ class WriteMixin:
             edits = _owned(self._split(_engine.diff_states(old, new_state)))
             if not edits and tag is None and not force_tag and results is None:
                 self._switch_line(base)
+                self._private = {}  # the result hashes the head state later: append_many must copy, not edit it
                 return CommitResult(base, (), self._runs()[base].parent or None if base else None,
                                     self._hash_later(self._head_state) if base else None)
             # what the journal keeps: the parent's state with the edits applied (sharing every node they
@@ -201,6 +202,7 @@ class WriteMixin:
             if not edits and not isinstance(events[0], Committed):
                 # a tag on the unchanged line head (the layout of release 0.1.0): no commit of its own
                 self._switch_line(base)
+                self._private = {}  # as above: the result's lazy hash reads the head state
                 return CommitResult(seq, tuple(events), self._runs()[base].parent or None, digest)
             if base != line and self._head_state is not None:
                 self._cache_state(line, self._head_state)
