@@ -247,3 +247,40 @@ def test_replayed_program_shares_only_immutable_demos_and_commits_them_by_identi
         assert j.replay_state(seq=first.seq) == before  # the parent's state is untouched
         assert j.replay_state(seq=second.seq) == cand.to_state()
         assert j.trial(second.seq).content_hash == state_hash(cand.to_state()).hex()
+
+
+def test_the_state_cache_counts_shared_module_nodes_once_and_bounds_the_demos_it_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """States share module nodes; the cache counts each node's demos once and drops the oldest states past
+    its demo budget (states replayed from a snapshot share nothing: hundreds of whole copies otherwise)."""
+    from desiru.journal import states
+
+    cache = states.StateCache()
+    base = _program(3, 10).to_state()
+    derived = {**base, "modules": [base["modules"][0], base["modules"][1], dict(base["modules"][2])]}
+    cache.put(1, base)
+    cache.put(2, derived)  # shares two of its three modules with state 1
+    assert cache.demos == 40 and len(cache) == 2
+    monkeypatch.setattr(states, "STATE_CACHE_DEMOS", 35)
+    cache.put(3, _program(1, 5).to_state())  # past the budget: the oldest states go first
+    assert cache.seqs() == [2, 3] and cache.demos == 35
+    cache.keep_only(lambda s: s != 2)
+    assert cache.seqs() == [3] and cache.demos == 5
+    # a journal under a small budget: commits from random parents replay exactly, its memory bounded
+    monkeypatch.setattr(states, "STATE_CACHE_DEMOS", 60)
+    rng = random.Random(3)
+    p = _program(3, 10)
+    committed: dict[int, dict[str, Any]] = {}
+    with Journal.open(tmp_path / "budget.journal", snapshot_every=40) as j:
+        seqs = [j.commit(p, score=0.0).seq]
+        committed[seqs[0]] = p.to_state()
+        for step in range(40):
+            parent = rng.choice(seqs)
+            cand = j.replay(seq=parent)
+            module = getattr(cand, f"m{step % 3}")
+            module.demos[step % 10] = ds.Example(question=f"step {step}", answer="x")
+            r = j.commit(cand, parent=parent, score=float(step))
+            seqs.append(r.seq)
+            committed[r.seq] = cand.to_state()
+            assert j._states.demos <= 60 or len(j._states) == 1
+        _check(j, committed)

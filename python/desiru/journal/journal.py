@@ -15,7 +15,6 @@ import secrets
 import threading
 import time
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,7 +35,7 @@ from desiru.journal.state_builder import StateBuilder
 from desiru.journal.state_hash import StateHasher
 from desiru.journal.states import STATE_CACHE as STATE_CACHE
 from desiru.journal.states import STATE_CHAIN as STATE_CHAIN
-from desiru.journal.states import CommitStates
+from desiru.journal.states import CommitStates, StateCache
 from desiru.journal.store import CutReport, JournalStore
 from desiru.journal.warning import JournalWarning
 from desiru.journal.writing import CommitResult, WriteMixin, _writer_name
@@ -136,7 +135,7 @@ class Journal(WriteMixin, SnapshotMixin, CommitStates, ReplayMixin, TagIndex, Ru
         self._reset_runs()
         #: the commit this writer's next commit(parent=None) derives from (None: the newest commit)
         self._line_head: int | None = None
-        self._states: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        self._states = StateCache()
         #: per commit: events to apply from its nearest snapshot (the replay cost the policy bounds)
         self._depth: dict[int, int] = {}
         self.writer = _writer_name()

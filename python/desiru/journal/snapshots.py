@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from desiru.errors import DecryptionError, DesiruError
@@ -23,6 +22,7 @@ from desiru.journal.events import LMResponseRecorded
 from desiru.journal.index import Checkpoint
 from desiru.journal.runs import Node
 from desiru.journal.snapshot_binding import newest_bound
+from desiru.journal.states import StateCache
 from desiru.journal.store import JournalStore
 from desiru.journal.warning import JournalWarning
 from desiru.progress import ProgressCallback, Ticker
@@ -46,7 +46,7 @@ class SnapshotMixin:
     _line_head: int | None
     _private: dict[int, Any]
     _depth: dict[int, int]
-    _states: OrderedDict[int, dict[str, Any]]
+    _states: StateCache
     _tags: dict[str, int] | None
     _checkpoints: list[Checkpoint] | None
     _dropped_tags: dict[str, int]
@@ -279,7 +279,7 @@ class SnapshotMixin:
             self._runs_first = self._store.first_seq()
             kept_now = set(self._store.snapshot_seqs())
             self._checkpoints = [c for c in self._checkpoints if c.seq >= floor]
-            self._states = OrderedDict((s, st) for s, st in self._states.items() if s >= floor or s in kept_now)
+            self._states.keep_only(lambda s: s >= floor or s in kept_now)
             return freed
 
 

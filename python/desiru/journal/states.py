@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from desiru import _engine
@@ -28,8 +29,84 @@ if TYPE_CHECKING:
 
 #: commit states kept in memory (sharing structure) so a commit from a recent parent replays nothing
 STATE_CACHE = 256
+#: ... and at most this many demos in the distinct module nodes they hold (about 1.8 GB at the large
+#: benchmark program's demo size): states replayed from a snapshot share nothing, so a run of random
+#: parents on a program of 1,000,000 demos would otherwise keep hundreds of whole copies
+STATE_CACHE_DEMOS = 1_000_000
 #: the most commits applied on top of a cached ancestor before replaying from a snapshot instead
 STATE_CHAIN = 1024
+
+
+def _module_nodes(state: Any, out: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The module nodes (dicts holding demos) of a program state, nested programs walked."""
+    modules = state.get("modules") if type(state) is dict else None
+    if type(modules) is list:
+        for m in modules:
+            if type(m) is dict:
+                if type(m.get("demos")) is list:
+                    out.append(m)
+                _module_nodes(m, out)
+    return out
+
+
+class StateCache:
+    """The states of recent commits, least recently used dropped first, bounded by count and by memory.
+
+    States share module nodes (a commit's state is its parent's with only the modules it touched
+    copied), so memory is counted per distinct module node: each node's demos once, however many
+    cached states hold it. Past ``STATE_CACHE`` states or ``STATE_CACHE_DEMOS`` demos, the oldest go.
+    """
+
+    def __init__(self) -> None:
+        self._states: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        # id(module node) -> [the node (kept alive, so its id is not reused), states holding it, its demos]
+        self._nodes: dict[int, list[Any]] = {}
+        self.demos = 0
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __contains__(self, seq: object) -> bool:
+        return seq in self._states
+
+    def get(self, seq: int) -> dict[str, Any] | None:
+        return self._states.get(seq)
+
+    def touch(self, seq: int) -> None:
+        self._states.move_to_end(seq)
+
+    def seqs(self) -> list[int]:
+        return list(self._states)
+
+    def put(self, seq: int, state: dict[str, Any]) -> None:
+        if seq in self._states:
+            self._drop(seq)
+        self._states[seq] = state
+        for node in _module_nodes(state, []):
+            entry = self._nodes.get(id(node))
+            if entry is None:
+                demos = len(node["demos"])
+                self._nodes[id(node)] = [node, 1, demos]
+                self.demos += demos
+            else:
+                entry[1] += 1
+        while len(self._states) > 1 and (len(self._states) > STATE_CACHE or self.demos > STATE_CACHE_DEMOS):
+            self._drop(next(iter(self._states)))
+
+    def keep_only(self, keep: Callable[[int], bool]) -> None:
+        """Drop every state whose seq ``keep`` refuses (compaction: the commits that went)."""
+        for seq in [s for s in self._states if not keep(s)]:
+            self._drop(seq)
+
+    def _drop(self, seq: int) -> None:
+        state = self._states.pop(seq)
+        for node in _module_nodes(state, []):
+            entry = self._nodes.get(id(node))
+            if entry is not None:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._nodes[id(node)]
+                    self.demos -= entry[2]
 
 
 def _unshare(root: dict[str, Any], paths: Any, private: dict[int, Any]) -> dict[str, Any]:
@@ -95,7 +172,7 @@ class CommitStates:
     _head_state: dict[str, Any] | None
     _private: dict[int, Any]
     _line_head: int | None
-    _states: OrderedDict[int, dict[str, Any]]
+    _states: StateCache
     _depth: dict[int, int]
     _hasher: StateHasher
     _node_seqs: list[int]
@@ -129,10 +206,7 @@ class CommitStates:
 
     def _cache_state(self, seq: int, state: dict[str, Any]) -> None:
         """Keep a commit's state (shared structure, never changed in place) for commits derived from it."""
-        self._states[seq] = state
-        self._states.move_to_end(seq)
-        while len(self._states) > STATE_CACHE:
-            self._states.popitem(last=False)
+        self._states.put(seq, state)
 
     def _state_of(self, seq: int) -> dict[str, Any]:
         """The state of commit ``seq``, read only: from memory, a cached ancestor plus its events, or a replay."""
@@ -140,7 +214,7 @@ class CommitStates:
             return self._head_state
         cached = self._states.get(seq)
         if cached is not None:
-            self._states.move_to_end(seq)
+            self._states.touch(seq)
             return cached
         replayed = self._replayed
         if replayed is not None and replayed[0] == seq:
