@@ -284,3 +284,21 @@ def test_the_state_cache_counts_shared_module_nodes_once_and_bounds_the_demos_it
             committed[r.seq] = cand.to_state()
             assert j._states.demos <= 60 or len(j._states) == 1
         _check(j, committed)
+
+
+def test_replay_into_a_class_with_its_own_from_state(tmp_path: Path) -> None:
+    """replay(cls=...) of a class that overrides from_state without the copy= keyword still works."""
+
+    class Custom(ds.Program):
+        __desiru_name__ = "tests.runs_commit_path.Custom"
+
+        @classmethod
+        def from_state(cls, state: Any, *, path: Any = None, any_class: bool = False) -> Any:  # type: ignore[override]
+            return super().from_state(state, path=path, any_class=any_class)
+
+    p = Custom()
+    p.m = ds.Predict("question -> answer", demos=[ds.Example(question="q", answer="a")])
+    with Journal.open(tmp_path / "custom.journal") as j:
+        j.commit(p)
+        back = j.replay(cls=Custom)
+    assert type(back) is Custom and back.to_state() == p.to_state()

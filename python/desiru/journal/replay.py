@@ -437,8 +437,13 @@ class ReplayMixin:
         ``allow_unsafe_lm_state=True`` keeps LM endpoints (api_base, ...) for trusted journals
         (see ``desiru.interop.dspy.to_dspy``; the template goes through its adapter, desiru.adapters).
         """
-        state = copy_for_objects(self.replay_state(seq, tag, at, _copy=False, progress=progress))
-        program = (cls or Program).from_state(state, path=self._name, any_class=any_class, copy=False)
+        state = self.replay_state(seq, tag, at, _copy=False, progress=progress)
+        target = cls or Program
+        if getattr(target.from_state, "__func__", None) is Program.__dict__["from_state"].__func__:
+            # one copy, sharing the immutable demos (desiru.state.copy_for_objects), adopted as it is
+            program = target.from_state(copy_for_objects(state), path=self._name, any_class=any_class, copy=False)
+        else:  # a class with its own from_state gets the state to copy as it does
+            program = target.from_state(state, path=self._name, any_class=any_class)
         if into is None:
             return program
         return adapters.load_into(program, into, allow_unsafe_lm_state=allow_unsafe_lm_state)
