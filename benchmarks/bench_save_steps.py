@@ -96,7 +96,7 @@ def main() -> None:
         path, orm = folder / "p.msgpack", folder / "p.ormsgpack"
 
         def chunks() -> list[bytes]:
-            return documents.msgpack_chunks(program.to_state(copy=False), "program", None)
+            return documents.msgpack_parts(program.to_state(copy=False), "program", None)[0]
 
         def before() -> None:
             parts = chunks()

@@ -315,7 +315,7 @@ def test_a_forged_outline_is_refused_by_a_verifying_load(tmp_path: Path) -> None
     from desiru.serialization.documents import msgpack_parts
 
     state = big_program().to_state()
-    chunks, start, t = msgpack_parts(state, "program", None)
+    chunks, start, t, _ = msgpack_parts(state, "program", None)
     t["outlines"][0]["demos"] = 3  # what a listing would show; the header checksum is computed over it
     tree = envelope.build(state, "program", module_table=t)
     del tree["state"]

@@ -44,7 +44,7 @@ def wide(*sizes: int) -> Wide:
 
 def plain_bytes(program: ds.Program) -> tuple[bytes, int]:
     """The document the plain writer makes, and where its state starts."""
-    chunks, start, _, _ = documents._msgpack_parts(program.to_state(copy=False), "program", None)
+    chunks, start, _, _ = documents.msgpack_parts(program.to_state(copy=False), "program", None)
     return b"".join(chunks), sum(map(len, chunks[:start]))
 
 
@@ -57,7 +57,7 @@ def test_streamed_file_is_the_plain_writers_bytes(tmp_path: Path) -> None:
     want, start = plain_bytes(program)
     assert len(data) == r.size == len(want) and data[start:] == want[start:]  # the state, byte for byte
     header = documents.load_document(r.path).header
-    _, _, module_table, _ = documents._msgpack_parts(state, "program", None)
+    _, _, module_table, _ = documents.msgpack_parts(state, "program", None)
     assert header["module_table"] == module_table and header["checksum"] == r.checksum == checksum_of(state)
     assert ds.load(r.path) == program and ds.load(r.path, lazy=True) == program
     assert Wide.load_module(r.path, "m03") == program.m03

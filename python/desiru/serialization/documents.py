@@ -15,7 +15,7 @@ from typing import Any
 
 import xxhash
 
-from desiru import _engine, gcpause
+from desiru import gcpause
 from desiru.atomic import atomic_write
 from desiru.errors import CorruptDataError, DesiruError
 from desiru.persistence import SaveResult
@@ -52,7 +52,7 @@ def encode_document(
     fmt = formats.normalize_format(format) or formats.DEFAULT_FORMAT
     method = container.normalize_compression(compress)
     if fmt == "msgpack":
-        chunks, start, module_table, checksum = _msgpack_parts(state, kind, extra)
+        chunks, start, module_table, checksum = msgpack_parts(state, kind, extra)
         if module_table is not None and (method is not None or key is not None):
             return framed.framed_document(chunks, start, module_table, method, key), fmt, method, checksum
         if method is None and key is None:
@@ -65,21 +65,11 @@ def encode_document(
     return [container.seal(doc, fmt=fmt, compression=method, key=key)], fmt, method, checksum
 
 
-def msgpack_chunks(state: dict[str, Any], kind: str, extra: dict[str, Any] | None) -> list[bytes]:
-    """A msgpack document as chunks (see ``msgpack_parts``)."""
-    return msgpack_parts(state, kind, extra)[0]
-
-
 def msgpack_parts(state: dict[str, Any], kind: str, extra: dict[str, Any] | None
-                  ) -> tuple[list[bytes], int, dict[str, Any] | None]:
+                  ) -> tuple[list[bytes], int, dict[str, Any] | None, str]:
     """A msgpack document as chunks: the header map entries, then the canonical state (from the
-    chunk at the index returned second); third, the module table of a program (else None)."""
-    return _msgpack_parts(state, kind, extra)[:3]
-
-
-def _msgpack_parts(state: dict[str, Any], kind: str, extra: dict[str, Any] | None
-                   ) -> tuple[list[bytes], int, dict[str, Any] | None, str]:
-    """``msgpack_parts`` and, fourth, the content checksum the header records.
+    chunk at the index returned second); third, the module table of a program (else None);
+    fourth, the content checksum the header records.
 
     The state is encoded once, canonically, and its checksum is XXH3 of those very bytes,
     so neither saving nor loading walks the tree a second time (docs/FORMAT.md). A program
@@ -90,11 +80,8 @@ def _msgpack_parts(state: dict[str, Any], kind: str, extra: dict[str, Any] | Non
     for chunk in body:
         whole.update(chunk)
     checksum = f"{envelope.CHECKSUM_ALGORITHM}:{whole.hexdigest()}"
-    tree = envelope.build(state, kind, extra=extra, checksum=checksum, module_table=module_table)
-    del tree["state"]
-    head = _engine.packb(tree)
-    head = head[len(table.map_header(len(tree))):]
-    return [table.map_header(len(tree) + 1), head, _engine.packb("state"), *body], 3, module_table, checksum
+    head = table.header_chunks(envelope.build(state, kind, extra=extra, checksum=checksum, module_table=module_table))
+    return [*head, *body], len(head), module_table, checksum
 
 
 def deserialize_document(

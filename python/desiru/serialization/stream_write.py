@@ -47,11 +47,9 @@ def plan(state: dict[str, Any], kind: str) -> list[bool] | None:
 
 def _header(state: dict[str, Any], kind: str, extra: dict[str, Any] | None, checksum: str,
             module_table: dict[str, Any]) -> bytes:
-    """The header bytes of ``documents.msgpack_parts``: the map, every field but the state, the key "state"."""
+    """The header bytes of ``documents.msgpack_parts`` (``table.header_chunks``)."""
     tree = envelope.build(state, kind, extra=extra, checksum=checksum, module_table=module_table)
-    del tree["state"]
-    head = _engine.packb(tree)[len(table.map_header(len(tree))):]
-    return table.map_header(len(tree) + 1) + head + _engine.packb("state")
+    return b"".join(table.header_chunks(tree))
 
 
 def save(state: dict[str, Any], kind: str, extra: dict[str, Any] | None, target: Path, big: list[bool]

@@ -42,6 +42,14 @@ def map_header(n: int) -> bytes:
     return b"\xde" + n.to_bytes(2, "big") if n < 1 << 16 else b"\xdf" + n.to_bytes(4, "big")
 
 
+def header_chunks(tree: dict[str, Any]) -> list[bytes]:
+    """A msgpack document's header as written before its state: the map header (counting the state),
+    every field of ``tree`` (an envelope, its "state" left out), then the key "state"."""
+    fields = {k: v for k, v in tree.items() if k != "state"}
+    head = _engine.packb(fields)[len(map_header(len(fields))):]
+    return [map_header(len(fields) + 1), head, _engine.packb("state")]
+
+
 def array_header(n: int) -> bytes:
     if n < 16:
         return bytes([0x90 | n])
