@@ -24,6 +24,11 @@ def copy_tree(value: Any) -> Any:
     return value
 
 
+def leaves_only(fields: dict[str, Any]) -> bool:
+    """Whether every value of ``fields`` is an immutable leaf (a demo that can be shared, not copied)."""
+    return _LEAVES.issuperset(map(type, fields.values()))
+
+
 def copy_for_objects(state: Any) -> Any:
     """A copy of a program or module state to build objects from: every container copied, except the
     demo dicts whose values are all leaves, which are shared.
@@ -36,10 +41,9 @@ def copy_for_objects(state: Any) -> Any:
     if type(state) is not dict:
         return copy_tree(state)
     out: dict[str, Any] = {}
-    leaves = _LEAVES.issuperset
     for key, value in state.items():
         if key == "demos" and type(value) is list:
-            out[key] = [d if type(d) is dict and leaves(map(type, d.values())) else copy_tree(d) for d in value]
+            out[key] = [d if type(d) is dict and leaves_only(d) else copy_tree(d) for d in value]
         elif key == "modules" and type(value) is list:
             out[key] = [copy_for_objects(m) for m in value]
         else:

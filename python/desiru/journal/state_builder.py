@@ -33,13 +33,11 @@ from desiru import _engine, registry
 from desiru.example import Example, field_dicts
 from desiru.module import Module
 from desiru.program import Program, warn_script_classes
-from desiru.state import copy_tree
-
-_SCALARS = (str, int, float, bool, type(None), bytes)
+from desiru.state import copy_tree, leaves_only
 
 
 def _immutable_example(d: Any) -> bool:
-    return type(d) is Example and all(type(v) in _SCALARS for v in d._data.values())
+    return type(d) is Example and leaves_only(d._data)
 
 
 class StateBuilder:
