@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import secrets
 import sys
@@ -63,11 +64,19 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
 
 
 def write_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> int:
-    """Write all of ``data`` at ``offset`` (pwrite, retried after a short write); returns its length."""
+    """Write all of ``data`` at ``offset`` (pwrite, retried after a short write); returns its length.
+
+    A pwrite that writes nothing (no space left, without an error) raises OSError(ENOSPC) rather
+    than looping."""
+    done = os.pwrite(fd, data, offset)  # the common case: one call writes it all
+    if done == (data.nbytes if isinstance(data, memoryview) else len(data)):
+        return done
     view = memoryview(data).cast("B")
-    done = 0
     while done < len(view):
-        done += os.pwrite(fd, view[done:], offset + done)
+        n = os.pwrite(fd, view[done:], offset + done)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        done += n
     return done
 
 

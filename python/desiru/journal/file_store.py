@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from desiru import _engine
-from desiru.atomic import atomic_write, fsync_dir
+from desiru.atomic import atomic_write, fsync_dir, write_all
 from desiru.errors import CorruptDataError, DesiruError, JournalLockedError
 from desiru.journal.file_layout import (
     APPEND_LOCK_FILE,
@@ -364,10 +364,8 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
             for (seq, _payload), part in zip(records, parts):
                 self._mark(segment, seq, pos)
                 pos += len(part)
-        n = os.pwrite(fd, data, start)  # at our own end: a cut tail never leaves a hole before new records
-        while n < len(data):  # a short write (a signal, a full disk's last bytes): write the rest
-            n += os.pwrite(fd, memoryview(data)[n:], start + n)
-        self._end = start + n
+        # at our own end: a cut tail never leaves a hole before new records
+        self._end = start + write_all(fd, data, start)
         self._last_seq = expected - 1
         if self._tail_pos == (segment, start):  # a shared writer's view of the tail moves on
             self._tail_pos = (segment, self._end)
