@@ -348,9 +348,8 @@ class WriteMixin:
         try:
             store = self._store
             if self._direct and store.last_seq() == self._head:
-                # an exclusive writer of a store that takes records as they come: no renumbering to do
-                first, final = events[0].seq, events[-1].seq
-                store.append([(ev.seq, encode(ev, first, final)) for ev in events])
+                # an exclusive writer of a store that takes records as they come: what append_new would do
+                store.append(make(self._head))
             else:
                 store.append_new(make)
         except CommitFailedError:  # the store knows the commit did not happen (e.g. a lost connection)
