@@ -353,8 +353,7 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
             parts.append(frame(payload, seq, salt))
             expected += 1
         data = parts[0] if len(parts) == 1 else b"".join(parts)
-        fast = self._fd is not None and not self._roll and self._end < SEGMENT_BYTES and self._segments[-1] != first
-        fd = self._fd if fast else self._writer_fd(first)
+        fd = self._writer_fd(first)
         segment = self._segments[-1]
         pos = start = self._end
         marks = self._marks.get(segment)
@@ -371,6 +370,9 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
             self._tail_pos = (segment, self._end)
 
     def _writer_fd(self, next_seq: int) -> int:
+        if self._fd is not None and self._segments and not self._roll and self._end < SEGMENT_BYTES \
+                and self._segments[-1] != next_seq:
+            return self._fd  # the common case: the open segment has room
         if self._segments and not self._roll and self._segments[-1] != next_seq:
             if self._fd is None:
                 self._open_last()
