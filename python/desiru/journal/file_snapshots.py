@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 from desiru import _engine
@@ -29,6 +28,7 @@ class SnapshotFiles:
 
     root: Path
     _snapshot_files: FolderSeqs
+    _index_files: FolderSeqs
 
     def put_snapshot(self, seq: int, blob: bytes) -> None:
         view = memoryview(blob)
@@ -101,13 +101,7 @@ class SnapshotFiles:
         return records[0][2]
 
     def index_seqs(self) -> list[int]:
-        seqs = []
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(self.root / INDEX_DIR):
-                stem = entry.name[: -len(INDEX_SUFFIX)]
-                if entry.name.endswith(INDEX_SUFFIX) and stem.isdigit():
-                    seqs.append(int(stem))
-        return sorted(seqs)
+        return self._index_files.get(self.root / INDEX_DIR)
 
     def delete_index(self, hi: int) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -43,6 +43,7 @@ from desiru.journal.file_layout import (
     DAMAGED_DIR,
     HEADER_FILE,
     INDEX_DIR,
+    INDEX_SUFFIX,
     LOCK_FILE,
     LOG_DIR,
     LOG_SUFFIX,
@@ -93,9 +94,10 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
         self.dir_mode = 0o700
         self.version: Version = CURRENT_VERSION
         self._lock = WriterLock(str(self.root / LOCK_FILE), self.name)
-        #: listings of log/ and snapshots/, reused while the folder is unchanged (file_layout.FolderSeqs)
+        #: listings of log/, snapshots/ and index/, reused while the folder is unchanged (file_layout.FolderSeqs)
         self._segment_files = FolderSeqs(LOG_SUFFIX)
         self._snapshot_files = FolderSeqs(SNAPSHOT_SUFFIX)
+        self._index_files = FolderSeqs(INDEX_SUFFIX)
         # a shared writer: holds the lock file in shared mode for its life, and the append lock
         # (``append.lock``) for one append at a time
         self._shared_fd: int | None = None
