@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from data import program_state
-from report import machine, median_time, table, write_section
+from report import durable_verdict, fsync_floor, machine, med_p90, median_time, table, write_section
 
 import desiru as ds
 from desiru import _engine
@@ -187,6 +187,15 @@ def bench_appends(folder: Path, quick: bool, runs: int) -> tuple[str, list[str]]
             peers["Optuna JournalFileBackend (fsync per call)"] = time_optuna(folder, recs, per_call, runs)
             peers["eventsourcing SQLite (a transaction per call)"] = time_eventsourcing(folder, recs, per_call, runs)
         durable = measured.get("always")
+        optuna = peers.get("Optuna JournalFileBackend (fsync per call)")
+        if per_call == 1 and durable and optuna:
+            floor_med, floor_p90 = med_p90([t for _ in range(runs) for t in fsync_floor(folder, 70, n // 4)])
+            targets.append(durable_verdict(
+                optuna / durable, 4, optuna / n, floor_med,
+                f"one event per call, fsync=always: {optuna / durable:.2f}x the events/s of Optuna's append_logs "
+                f"(issue 16 target >= 4x at equal durability)"))
+            peers["the disk's floor: a bare durable append (pwrite of 70 bytes + fdatasync, nothing else; "
+                  f"median {floor_med * 1e6:,.0f} us, p90 {floor_p90 * 1e6:,.0f} us)"] = floor_med * n
         for mode, seconds in measured.items():
             rows.append([f"desiru fsync={mode}", per_call, f"{n:,}", rate(n, seconds),
                          f"{seconds / durable:.2f}x" if durable else ""])

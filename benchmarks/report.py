@@ -106,3 +106,45 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
+
+
+def fsync_floor(folder: Path, record_bytes: int = 300, calls: int = 300) -> list[float]:
+    """Seconds of each of ``calls`` bare durable appends on the disk under ``folder``.
+
+    One ``pwrite`` of ``record_bytes`` at the end of a fresh file, then ``fdatasync``: what any
+    store that makes every call durable before it returns pays at least, with no encoding, no
+    lock and no bookkeeping. It bounds the ratio such a store can reach against a peer that
+    also syncs each call: peer time / floor.
+    """
+    path = folder / f"fsync-floor-{os.getpid()}-{time.monotonic_ns()}.bin"
+    sync = getattr(os, "fdatasync", os.fsync)
+    record = b"\x5a" * record_bytes
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        out = []
+        for i in range(calls):
+            t0 = time.perf_counter()
+            os.pwrite(fd, record, i * record_bytes)
+            sync(fd)
+            out.append(time.perf_counter() - t0)
+        return out
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
+def durable_verdict(ratio: float, target: float, peer_seconds: float, floor_seconds: float, text: str) -> str:
+    """A target line for "at equal durability" ratios, saying when the disk alone puts the target out of reach.
+
+    ``peer_seconds`` is the peer's time per call, ``floor_seconds`` the median bare durable append
+    (``fsync_floor``) measured in the same run: no store that syncs each call can beat
+    peer_seconds / floor_seconds.
+    """
+    if ratio >= target:
+        return f"{text}: met"
+    ceiling = peer_seconds / floor_seconds
+    if ceiling >= target:
+        return f"{text}: MISSED"
+    return (f"{text}: MISSED, out of reach on this disk: a bare durable append (pwrite + fdatasync, nothing "
+            f"else) takes {floor_seconds * 1e6:,.0f} us here, so a store that syncs every call records at most "
+            f"{ceiling:.1f}x the peer's rate ({peer_seconds * 1e6:,.0f} us per call)")
