@@ -194,7 +194,8 @@ def bench_appends(folder: Path, quick: bool, runs: int) -> tuple[str, list[str]]
                 optuna / durable, 4, optuna / n, floor_med,
                 f"one event per call, fsync=always: {optuna / durable:.2f}x the events/s of Optuna's append_logs "
                 f"(issue 16 target >= 4x at equal durability)"))
-            peers["the disk's floor: a bare durable append (pwrite of 70 bytes + fdatasync, nothing else; "
+            peers["the disk's floor: the cheapest durable write (a pwrite of 70 bytes into blocks written "
+                  "beforehand + fdatasync, nothing else; "
                   f"median {floor_med * 1e6:,.0f} us, p90 {floor_p90 * 1e6:,.0f} us)"] = floor_med * n
         for mode, seconds in measured.items():
             rows.append([f"desiru fsync={mode}", per_call, f"{n:,}", rate(n, seconds),

@@ -109,18 +109,22 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def fsync_floor(folder: Path, record_bytes: int = 300, calls: int = 300) -> list[float]:
-    """Seconds of each of ``calls`` bare durable appends on the disk under ``folder``.
+    """Seconds of each of ``calls`` bare durable writes on the disk under ``folder``.
 
-    One ``pwrite`` of ``record_bytes`` at the end of a fresh file, then ``fdatasync``: what any
-    store that makes every call durable before it returns pays at least, with no encoding, no
-    lock and no bookkeeping. It bounds the ratio such a store can reach against a peer that
-    also syncs each call: peer time / floor.
+    The cheapest durable write there is: one ``pwrite`` of ``record_bytes`` into a file whose
+    blocks were written and synced beforehand (so the file's size and block map never change),
+    then ``fdatasync``; about a third cheaper than appending at the end on ext4. No encoding,
+    no lock, no bookkeeping: what any store that makes every call durable before it returns
+    pays at least. It bounds the ratio such a store can reach against a peer that also syncs
+    each call: peer time / floor.
     """
     path = folder / f"fsync-floor-{os.getpid()}-{time.monotonic_ns()}.bin"
     sync = getattr(os, "fdatasync", os.fsync)
     record = b"\x5a" * record_bytes
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
+        os.pwrite(fd, bytes(record_bytes * calls + 4096), 0)
+        os.fsync(fd)
         out = []
         for i in range(calls):
             t0 = time.perf_counter()
@@ -136,7 +140,7 @@ def fsync_floor(folder: Path, record_bytes: int = 300, calls: int = 300) -> list
 def durable_verdict(ratio: float, target: float, peer_seconds: float, floor_seconds: float, text: str) -> str:
     """A target line for "at equal durability" ratios, saying when the disk alone puts the target out of reach.
 
-    ``peer_seconds`` is the peer's time per call, ``floor_seconds`` the median bare durable append
+    ``peer_seconds`` is the peer's time per call, ``floor_seconds`` the median cheapest durable write
     (``fsync_floor``) measured in the same run: no store that syncs each call can beat
     peer_seconds / floor_seconds.
     """
@@ -145,6 +149,7 @@ def durable_verdict(ratio: float, target: float, peer_seconds: float, floor_seco
     ceiling = peer_seconds / floor_seconds
     if ceiling >= target:
         return f"{text}: MISSED"
-    return (f"{text}: MISSED, out of reach on this disk: a bare durable append (pwrite + fdatasync, nothing "
-            f"else) takes {floor_seconds * 1e6:,.0f} us here, so a store that syncs every call records at most "
-            f"{ceiling:.1f}x the peer's rate ({peer_seconds * 1e6:,.0f} us per call)")
+    return (f"{text}: MISSED, out of reach on this disk: the cheapest durable write (a pwrite into blocks "
+            f"written beforehand + fdatasync, nothing else) takes {floor_seconds * 1e6:,.0f} us here, so a store "
+            f"that syncs every call records at most {ceiling:.1f}x the peer's rate "
+            f"({peer_seconds * 1e6:,.0f} us per call)")
