@@ -147,6 +147,33 @@ def test_exclusive_and_shared_writers_refuse_each_other(tmp_path: Path) -> None:
             a.compact()
 
 
+def test_shared_writers_follow_each_others_new_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared writer keeps its segment open between appends: when another writer starts a new
+    segment (a full one, or a snapshot at the head), its next append goes to the new one."""
+    import desiru.journal.file_store as file_store
+
+    monkeypatch.setattr(file_store, "SEGMENT_BYTES", 1500)  # a new segment every few commits
+    path = tmp_path / "s.journal"
+    with Journal.open(path) as j:
+        j.commit(sample_program())
+    committed: dict[int, str] = {}
+    with Journal.open(path, shared=True) as a, Journal.open(path, shared=True) as b:
+        writers = [a, b]
+        rng = random.Random(7)
+        for i in range(40):
+            w = writers[rng.randrange(2)]
+            r = w.commit(_candidate("ab"[writers.index(w)], i), parent=1, score=i / 40)
+            committed[r.seq] = r.content_hash or ""
+            if i == 20:
+                w.snapshot()  # at the head: the next append, by either writer, opens a new segment
+        segments = sorted(p.name for p in (path / "log").iterdir())
+        assert len(segments) > 5
+        _check_run(a, committed)
+    with Journal.open(path, readonly=True) as r:
+        _check_run(r, committed)
+        assert [t.seq for t in r.trials()][1:] == sorted(committed)
+
+
 def test_a_shared_writer_killed_mid_run_loses_no_acknowledged_commit(tmp_path: Path) -> None:
     import signal
     import time

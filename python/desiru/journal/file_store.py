@@ -105,6 +105,8 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
         self._segments: list[int] = []  # first seqs, ascending
         self._last_seq = 0
         self._fd: int | None = None  # the writer's append descriptor, on the last segment
+        self._fd_segment = 0  # the first seq of the segment ``_fd`` is open on
+        self._append_fd: int | None = None  # a shared writer's append.lock, open for the writer's life
         self._end = 0  # the writer's offset at the end of the last segment
         self._roll = False  # start a new segment at the next append (a snapshot was taken at the head)
         # reader's incremental view of the last segment: (segment first seq, scanned offset)
@@ -205,10 +207,11 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
 
     def unlock(self) -> None:
         self._lock.release()
-        fd, self._shared_fd = self._shared_fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        for fd in (self._shared_fd, self._append_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._shared_fd = self._append_fd = None
 
     def lock_shared(self) -> None:
         if self.readonly:
@@ -233,7 +236,10 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
         crashed one left torn, then append what ``make(last)`` builds."""
         if self._shared_fd is None:
             return super().append_new(make)
-        fd = os.open(self.root / APPEND_LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        fd = self._append_fd
+        if fd is None:  # opened once: flock and unlock per append on the same descriptor
+            fd = self._append_fd = os.open(self.root / APPEND_LOCK_FILE,
+                                           os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # blocks while another writer appends (one append's time)
             self._appending = True
@@ -244,13 +250,10 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
             return records
         finally:
             self._appending = False
-            os.close(fd)
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _catch_up(self) -> int:
         """Shared writer under the append lock: the true last seq, the tail cut of torn bytes."""
-        if self._fd is not None:  # another writer may have rolled to a new segment: reopen at the end
-            os.close(self._fd)
-            self._fd = None
         self._roll = False
         self.damage = None
         last = self.last_seq()  # the reader's incremental look, over every writer's records
@@ -260,13 +263,17 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
             last = self._scan_last()  # no view of the last segment yet: scan it whole
             if self.damage is not None:
                 raise self.damage
+        if self._fd is not None and not (self._segments and self._fd_segment == self._segments[-1]):
+            os.close(self._fd)  # another writer rolled to a new segment: the next append opens it
+            self._fd = None
         if self._segments:
             first = self._segments[-1]
-            size = self._seg_path(first).stat().st_size
+            size = os.stat(self._seg_file(first)).st_size
             good_end = self._tail_pos[1]
             if good_end < size:  # a writer died mid-append (it held this lock): its bytes go aside
                 self._cut(first, good_end, size, last, "torn tail of a writer that died mid-append")
                 self._tail_pos = (first, good_end)
+            self._end = good_end  # where this append goes, whoever wrote last
         self._last_seq = last
         return last
 
@@ -328,14 +335,16 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
         if not self._segments or first != self._segments[-1] or self.damage is not None:
             return False
         try:
-            if os.stat(self._seg_path(first)).st_size != offset:
+            if os.stat(self._seg_file(first)).st_size != offset:
                 return False
         except OSError:
             return False
-        return not os.path.lexists(self._seg_path(self._last_seq + 1))
+        return not os.path.lexists(self._seg_file(self._last_seq + 1))
 
     def first_seq(self) -> int:
-        if not self._lock.held:
+        # a shared writer holds the lock file shared: no compaction or repair (they need it exclusive)
+        # drops a segment meanwhile, so the segments it knows start where the log starts
+        if not self._lock.held and self._shared_fd is None:
             self._segments = self._list_segments()
         return self._segments[0] if self._segments else self._last_seq + 1
 
@@ -393,7 +402,7 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
                 fsync_dir(self.root / LOG_DIR)
                 self._segments.append(next_seq)
                 self._tail_pos = (next_seq, 0)  # the view of the tail moves to the new segment
-                self._fd, self._end = fd, 0
+                self._fd, self._end, self._fd_segment = fd, 0, next_seq
                 return fd
         if self._fd is None:
             self._open_last()
@@ -402,9 +411,9 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
 
     def _open_last(self) -> None:
         """Open the last segment for appending, at its end."""
-        fd = open_file(self._seg_path(self._segments[-1]), os.O_WRONLY, journal=self.name)
+        fd = open_file(self._seg_file(self._segments[-1]), os.O_WRONLY, journal=self.name)
         self._end = os.lseek(fd, 0, os.SEEK_END)
-        self._fd = fd
+        self._fd, self._fd_segment = fd, self._segments[-1]
 
     def start_at(self, first_seq: int) -> None:
         """Writer of an empty store: the log begins at ``first_seq`` (a rewrite of a compacted journal)."""
