@@ -1,7 +1,7 @@
 """The states of a writer's commits: its line head in memory, recent commits cached, others rebuilt.
 
 A commit is diffed against its parent's state. The writer keeps the state of its line
-head (the commit its next ``commit(parent=None)`` derives from) and of its 256 most
+head (the commit its next ``commit(parent=None)`` derives from) and of its 4,096 most
 recently used commits; every state it keeps shares with its parent's every node the
 commit did not touch, so a cached state costs the size of its changes. Any other
 commit's state is its nearest cached ancestor plus the events of the commits in
@@ -27,12 +27,18 @@ from desiru.state import copy_tree
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-#: commit states kept in memory (sharing structure) so a commit from a recent parent replays nothing
-STATE_CACHE = 256
+#: commit states kept in memory (sharing structure) so a commit from a recent parent replays nothing:
+#: an optimizer picks parents among hundreds or thousands of earlier trials (with 256, a run of 1,000
+#: trials from random parents spent 40% of its time rebuilding parents' states)
+STATE_CACHE = 4096
 #: ... and at most this many demos in the distinct module nodes they hold (about 1.8 GB at the large
 #: benchmark program's demo size): states replayed from a snapshot share nothing, so a run of random
 #: parents on a program of 1,000,000 demos would otherwise keep hundreds of whole copies
 STATE_CACHE_DEMOS = 1_000_000
+#: ... and at most this many other entries the states copy rather than share: each state's list of
+#: module nodes, and each distinct module node's parameters and metadata (a program of 10,000
+#: modules, or of modules holding 10,000 parameters, costs that many per cached state)
+STATE_CACHE_ENTRIES = 2_000_000
 #: the most commits applied on top of a cached ancestor before replaying from a snapshot instead
 STATE_CHAIN = 1024
 
@@ -49,19 +55,27 @@ def _module_nodes(state: Any, out: list[dict[str, Any]]) -> list[dict[str, Any]]
     return out
 
 
+def _entries(value: Any) -> int:
+    return len(value) if type(value) is dict else 0
+
+
 class StateCache:
     """The states of recent commits, least recently used dropped first, bounded by count and by memory.
 
     States share module nodes (a commit's state is its parent's with only the modules it touched
     copied), so memory is counted per distinct module node: each node's demos once, however many
-    cached states hold it. Past ``STATE_CACHE`` states or ``STATE_CACHE_DEMOS`` demos, the oldest go.
+    cached states hold it; so are the entries of each node's parameters and metadata, and each state
+    counts its module nodes. Past ``STATE_CACHE`` states, ``STATE_CACHE_DEMOS`` demos or
+    ``STATE_CACHE_ENTRIES`` other entries, the least recently used go.
     """
 
     def __init__(self) -> None:
         self._states: OrderedDict[int, dict[str, Any]] = OrderedDict()
-        # id(module node) -> [the node (kept alive, so its id is not reused), states holding it, its demos]
+        # id(module node) -> [the node (kept alive, so its id is not reused), states holding it, its demos,
+        # its other entries]
         self._nodes: dict[int, list[Any]] = {}
         self.demos = 0
+        self.entries = 0
 
     def __len__(self) -> int:
         return len(self._states)
@@ -82,15 +96,19 @@ class StateCache:
         if seq in self._states:
             self._drop(seq)
         self._states[seq] = state
-        for node in _module_nodes(state, []):
+        nodes = _module_nodes(state, [])
+        self.entries += len(nodes)
+        for node in nodes:
             entry = self._nodes.get(id(node))
             if entry is None:
-                demos = len(node["demos"])
-                self._nodes[id(node)] = [node, 1, demos]
+                demos, other = len(node["demos"]), _entries(node.get("parameters")) + _entries(node.get("metadata"))
+                self._nodes[id(node)] = [node, 1, demos, other]
                 self.demos += demos
+                self.entries += other
             else:
                 entry[1] += 1
-        while len(self._states) > 1 and (len(self._states) > STATE_CACHE or self.demos > STATE_CACHE_DEMOS):
+        while len(self._states) > 1 and (len(self._states) > STATE_CACHE or self.demos > STATE_CACHE_DEMOS
+                                         or self.entries > STATE_CACHE_ENTRIES):
             self._drop(next(iter(self._states)))
 
     def keep_only(self, keep: Callable[[int], bool]) -> None:
@@ -100,13 +118,16 @@ class StateCache:
 
     def _drop(self, seq: int) -> None:
         state = self._states.pop(seq)
-        for node in _module_nodes(state, []):
+        nodes = _module_nodes(state, [])
+        self.entries -= len(nodes)
+        for node in nodes:
             entry = self._nodes.get(id(node))
             if entry is not None:
                 entry[1] -= 1
                 if entry[1] == 0:
                     del self._nodes[id(node)]
                     self.demos -= entry[2]
+                    self.entries -= entry[3]
 
 
 def _unshare(root: dict[str, Any], paths: Any, private: dict[int, Any]) -> dict[str, Any]:
