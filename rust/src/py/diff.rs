@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use xxhash_rust::xxh3::xxh3_128;
 
-use self::tree::{dict_items, exact_str, strict_eq, type_name};
+use self::tree::{dict_items, exact_str, key, strict_eq, type_name};
 use super::encode::Encoder;
 use crate::diff::{plan_modules, plan_window};
 
@@ -58,11 +58,12 @@ impl<'py> Differ<'py> {
         path: &str,
         extra: &[(&str, &Bound<'py, PyAny>)],
     ) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(self.py);
-        d.set_item("op", op)?;
-        d.set_item("path", path)?;
+        let py = self.py;
+        let d = PyDict::new(py);
+        d.set_item(key(py, "op"), key(py, op))?;
+        d.set_item(key(py, "path"), path)?;
         for (k, v) in extra {
-            d.set_item(k, v)?;
+            d.set_item(key(py, k), v)?;
         }
         Ok(d)
     }
@@ -77,12 +78,13 @@ impl<'py> Differ<'py> {
         &self,
         old: &Bound<'py, PyDict>,
         new: &Bound<'py, PyDict>,
-        (key, op, field): (&str, &str, &str),
+        (name, op, field): (&str, &str, &str),
         path: &str,
         out: &mut Edits<'py>,
     ) -> PyResult<bool> {
-        if let Some(value) = new.get_item(key)? {
-            let same = match old.get_item(key)? {
+        let name = key(self.py, name);
+        if let Some(value) = new.get_item(&name)? {
+            let same = match old.get_item(&name)? {
                 Some(before) => strict_eq(&before, &value, 0)?,
                 None => false,
             };
@@ -91,7 +93,7 @@ impl<'py> Differ<'py> {
             }
             return Ok(true);
         }
-        Ok(!old.contains(key)?)
+        Ok(!old.contains(name)?)
     }
 
     fn diff_demos(
@@ -190,11 +192,12 @@ impl<'py> Differ<'py> {
     fn module_names(list: &Bound<'py, PyList>) -> PyResult<Option<Vec<String>>> {
         let mut names: Vec<String> = Vec::with_capacity(list.len());
         let mut seen: HashMap<String, ()> = HashMap::with_capacity(list.len());
+        let name_key = key(list.py(), "name");
         for m in list.iter() {
             let Ok(d) = m.downcast_exact::<PyDict>() else {
                 return Ok(None);
             };
-            let Some(name) = d.get_item("name")? else {
+            let Some(name) = d.get_item(&name_key)? else {
                 return Ok(None);
             };
             let Some(name) = exact_str(&name) else {
@@ -274,21 +277,22 @@ impl<'py> Differ<'py> {
         &mut self,
         old: &Bound<'py, PyDict>,
         new: &Bound<'py, PyDict>,
-        key: &str,
+        name: &str,
         path: &str,
         out: &mut Edits<'py>,
     ) -> PyResult<bool> {
-        let (o, n) = match (old.get_item(key)?, new.get_item(key)?) {
+        let k = key(self.py, name);
+        let (o, n) = match (old.get_item(&k)?, new.get_item(&k)?) {
             (None, None) => return Ok(true),
             (Some(o), Some(n)) => (o, n),
             _ => return Ok(false),
         };
-        match key {
+        match name {
             "modules" | "demos" => {
                 if let (Ok(ol), Ok(nl)) =
                     (o.downcast_exact::<PyList>(), n.downcast_exact::<PyList>())
                 {
-                    return if key == "modules" {
+                    return if name == "modules" {
                         self.diff_modules(ol, nl, path, out)
                     } else {
                         self.diff_demos(ol, nl, path, out)
@@ -317,7 +321,7 @@ impl<'py> Differ<'py> {
         if old.is(new) {
             return Ok(true);
         }
-        let kind = new.get_item("kind")?;
+        let kind = new.get_item(key(self.py, "kind"))?;
         let kind = kind
             .as_ref()
             .and_then(exact_str)
@@ -406,9 +410,9 @@ fn diff_states<'py>(
         }
     }
     let created = PyDict::new(py);
-    created.set_item("op", "program_created")?;
-    created.set_item("path", "")?;
-    created.set_item("state", new_d)?;
+    created.set_item(key(py, "op"), key(py, "program_created"))?;
+    created.set_item(key(py, "path"), "")?;
+    created.set_item(key(py, "state"), new_d)?;
     PyList::new(py, [created])
 }
 

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList};
 use pyo3::PyTypeInfo;
 
-use super::tree::{copy_tree, exact_str, pyrepr, str_eq, str_repr, type_name};
+use super::tree::{copy_tree, exact_str, key, pyrepr, str_eq, str_repr, type_name};
 use crate::diff::is_permutation;
 use crate::py::error::named_error;
 
@@ -36,10 +36,10 @@ impl<'py> Applier<'py> {
         n: usize,
         op: &str,
         edit: &Bound<'py, PyDict>,
-        key: &str,
+        name: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
-        edit.get_item(key)?
-            .ok_or_else(|| self.fail(n, op, &format!("lacks the key '{key}'")))
+        edit.get_item(key(self.py, name))?
+            .ok_or_else(|| self.fail(n, op, &format!("lacks the key '{name}'")))
     }
 
     /// The edit's index: an exact int, or an error. Returns the value when it
@@ -77,11 +77,13 @@ impl<'py> Applier<'py> {
         }
         for name in path.split('.') {
             let mut found = None;
-            if let Some(modules) = node.get_item("modules")? {
+            if let Some(modules) = node.get_item(key(self.py, "modules"))? {
                 if let Ok(modules) = modules.downcast_exact::<PyList>() {
                     for m in modules.iter() {
                         if let Ok(d) = m.downcast_exact::<PyDict>() {
-                            if d.get_item("name")?.is_some_and(|x| str_eq(&x, name)) {
+                            if d.get_item(key(self.py, "name"))?
+                                .is_some_and(|x| str_eq(&x, name))
+                            {
                                 found = Some(d.clone());
                                 break;
                             }
@@ -138,11 +140,11 @@ impl<'py> Applier<'py> {
         op: &str,
         node: &Bound<'py, PyDict>,
         path: &str,
-        key: &str,
+        name: &str,
         what: &str,
     ) -> PyResult<Bound<'py, T>> {
         match node
-            .get_item(key)?
+            .get_item(key(self.py, name))?
             .and_then(|v| v.downcast_exact::<T>().ok().cloned())
         {
             Some(v) => Ok(v),
@@ -150,7 +152,7 @@ impl<'py> Applier<'py> {
                 n,
                 op,
                 &format!(
-                    "the node at {} has no {key} {what}",
+                    "the node at {} has no {name} {what}",
                     str_repr(self.py, path)?
                 ),
             )),
@@ -165,7 +167,10 @@ impl<'py> Applier<'py> {
         path: &str,
         kind: &str,
     ) -> PyResult<()> {
-        if node.get_item("kind")?.is_some_and(|k| str_eq(&k, kind)) {
+        if node
+            .get_item(key(self.py, "kind"))?
+            .is_some_and(|k| str_eq(&k, kind))
+        {
             return Ok(());
         }
         Err(self.fail(
@@ -184,7 +189,7 @@ impl<'py> Applier<'py> {
                 EDIT_HINT,
             ));
         };
-        let op_obj = edit.get_item("op")?;
+        let op_obj = edit.get_item(key(self.py, "op"))?;
         let op = op_obj
             .as_ref()
             .and_then(exact_str)
@@ -202,7 +207,7 @@ impl<'py> Applier<'py> {
                 EDIT_HINT,
             ));
         };
-        let path = match edit.get_item("path")? {
+        let path = match edit.get_item(key(self.py, "path"))? {
             Some(p) => match exact_str(&p) {
                 Some(s) => s.to_str()?.to_string(),
                 None => return Err(self.fail(n, op, "path must be a str")),
@@ -227,7 +232,7 @@ impl<'py> Applier<'py> {
                 let node = self.resolve(n, op, path)?;
                 self.need_kind(n, op, &node, path, "module")?;
                 node.set_item(
-                    "signature",
+                    key(self.py, "signature"),
                     copy_tree(&self.field(n, op, edit, "signature")?, 0)?,
                 )
             }
@@ -336,7 +341,9 @@ impl<'py> Applier<'py> {
         let (index, shown) = self.index(n, op, edit)?;
         let state = self.field(n, op, edit, "state")?;
         let named = match state.downcast_exact::<PyDict>() {
-            Ok(d) => d.get_item("name")?.is_some_and(|x| str_eq(&x, name)),
+            Ok(d) => d
+                .get_item(key(self.py, "name"))?
+                .is_some_and(|x| str_eq(&x, name)),
             Err(_) => false,
         };
         if !named {
@@ -347,7 +354,9 @@ impl<'py> Applier<'py> {
         let modules = self.list_field(n, op, &parent, parent_path, "modules")?;
         for m in modules.iter() {
             if let Ok(d) = m.downcast_exact::<PyDict>() {
-                if d.get_item("name")?.is_some_and(|x| str_eq(&x, name)) {
+                if d.get_item(key(self.py, "name"))?
+                    .is_some_and(|x| str_eq(&x, name))
+                {
                     let msg = format!(
                         "a module named {} already exists at {}",
                         str_repr(self.py, name)?,
@@ -438,7 +447,7 @@ impl<'py> Applier<'py> {
         op: &str,
         path: &str,
         edit: &Bound<'py, PyDict>,
-        key: &str,
+        name: &str,
         kind: Option<&str>,
     ) -> PyResult<()> {
         let node = self.resolve(n, op, path)?;
@@ -446,7 +455,7 @@ impl<'py> Applier<'py> {
             self.need_kind(n, op, &node, path, kind)?;
         }
         let value = self.field(n, op, edit, "value")?;
-        node.set_item(key, copy_tree(&value, 0)?)
+        node.set_item(key(self.py, name), copy_tree(&value, 0)?)
     }
 }
 

@@ -30,11 +30,60 @@ pub(super) fn str_repr(py: Python<'_>, s: &str) -> PyResult<String> {
     pyrepr(PyString::new(py, s).as_any())
 }
 
+/// The Python str for one of the state tree's fixed keys and ops, interned once per process.
+///
+/// A dict lookup or insert with a `&str` makes a new str and hashes it every
+/// time; an interned str carries its hash, and the dict finds its own interned
+/// keys by identity. Any other name is made as a plain str.
+pub(super) fn key<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
+    macro_rules! interned {
+        ($($lit:literal),* $(,)?) => {
+            match name {
+                $($lit => pyo3::intern!(py, $lit).clone(),)*
+                _ => PyString::new(py, name),
+            }
+        };
+    }
+    interned!(
+        "op",
+        "path",
+        "kind",
+        "name",
+        "modules",
+        "demos",
+        "parameters",
+        "metadata",
+        "signature",
+        "configuration",
+        "custom_data",
+        "index",
+        "demo",
+        "state",
+        "key",
+        "value",
+        "order",
+        "program_created",
+        "module_added",
+        "module_removed",
+        "signature_set",
+        "demo_added",
+        "demo_removed",
+        "demos_reordered",
+        "parameter_set",
+        "parameter_unset",
+        "metadata_set",
+        "configuration_set",
+        "custom_data_set",
+    )
+}
+
 /// `(key, value)` pairs of a dict, as a snapshot safe against mutation.
 pub(super) fn dict_items<'py>(
     d: &Bound<'py, PyDict>,
 ) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
-    d.items().iter().map(|kv| kv.extract()).collect()
+    // Collected in one go: no Python code runs while the live iterator walks the
+    // dict, so nothing can change its size midway (what would make it panic).
+    Ok(d.iter().collect())
 }
 
 pub(super) fn exact_str<'a>(obj: &'a Bound<'_, PyAny>) -> Option<&'a Bound<'a, PyString>> {
