@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from programs import sample_program
@@ -91,6 +92,14 @@ def test_tags_point_anywhere_and_every_move_is_recorded(tmp_path: Path) -> None:
         assert j.trial("best").tags == ("best",)
 
 
+def _nested(levels: int) -> list:
+    """A list nested ``levels`` deep around a 0."""
+    value: Any = 0
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize("bad, match", [
     ({"parent": 999}, "parent: seq 999 does not exist"),
     ({"parent": "nope"}, "parent: no tag 'nope'"),
@@ -101,6 +110,10 @@ def test_tags_point_anywhere_and_every_move_is_recorded(tmp_path: Path) -> None:
     ({"metrics": [1]}, "metrics must be a dict"),
     ({"params": {"f": object()}}, r"params\['f'\] cannot be stored"),
     ({"params": {"x": math.inf}}, "must be finite"),
+    ({"params": {"a": [1, {"b": (2, object())}]}}, r"params\['a'\]\[1\]\['b'\]\[1\] cannot be stored"),
+    ({"params": {"a": [0, 1 << 64]}}, r"params\['a'\]\[1\] = \d+ does not fit in 64 bits"),
+    ({"params": {1: "x"}}, r"params has a key 1 that is not a str"),
+    ({"params": {"deep": _nested(32)}}, r"params nest deeper than 32 levels at params\['deep'\](\[0\]){32}$"),
 ])
 def test_bad_arguments_name_the_argument_and_write_nothing(tmp_path: Path, bad: dict, match: str) -> None:
     with Journal.open(tmp_path / "r.journal") as j:
