@@ -194,6 +194,54 @@ def test_applying_the_diff_gives_new_exactly(impl: ModuleType, pair: tuple[dict,
     assert_exact(impl.apply_edits(copy.deepcopy(new), impl.diff_states(new, old)), old)
 
 
+def _containers(state: Any, out: dict[int, Any]) -> dict[int, Any]:
+    """Every list and dict of a tree by id (kept alive in ``out``)."""
+    if type(state) in (list, dict):
+        out[id(state)] = state
+        for v in state.values() if type(state) is dict else state:
+            _containers(v, out)
+    return out
+
+
+@SETTINGS
+@given(pair=old_and_new(), more=st.randoms(use_true_random=False))
+def test_the_journals_copy_on_write_apply_leaves_the_parent_untouched(pair: tuple[dict, dict],
+                                                                       more: random.Random) -> None:
+    """``states._applied`` (what a commit keeps): the parent's state with the edits applied on copies of
+    only what they change; the parent is untouched, and no container it holds is changed in place."""
+    from desiru.journal.states import _applied
+
+    old, new = pair
+    frozen = exact(old)
+    edits = pure.diff_states(old, new)
+    # and a batch that edits a module an earlier edit of it added, then one the parent holds
+    at = next((i for i, e in enumerate(edits) if e["op"] == "module_added" and e["state"].get("kind") == "module"),
+              None)
+    if at is not None:
+        kept_modules = {m["name"] for m in new["modules"] if m.get("kind") == "module"}
+        held = [m["name"] for m in old["modules"] if m.get("kind") == "module" and m["name"] in kept_modules]
+        edits = [*edits[:at + 1], {"op": "parameter_set", "path": edits[at]["path"], "key": "late", "value": 1.0},
+                 *edits[at + 1:]]
+        if held:
+            edits.append({"op": "parameter_set", "path": more.choice(held), "key": "later", "value": 2.0})
+        new = pure.apply_edits(copy.deepcopy(old), edits)
+    theirs = {i: exact(c) for i, c in _containers(old, {}).items()}
+    result = _applied(old, copy.deepcopy(edits))
+    assert_exact(result, new)
+    assert exact(old) == frozen
+    assert all(exact(c) == theirs[i] for i, c in _containers(old, {}).items())
+    # what the edits did not touch is shared, not copied (a program_created replaces the whole state)
+    if not edits:
+        assert result is old
+    if any(e["op"] == "program_created" for e in edits):
+        return
+    touched = {e["path"] for e in edits} | {e["path"].rpartition(".")[0] for e in edits}
+    for m in old.get("modules", []):
+        if m.get("kind") == "module" and not any(t == m["name"] or t.startswith(m["name"] + ".") for t in touched):
+            kept = [n for n in result["modules"] if n.get("name") == m["name"]]
+            assert kept and kept[0] is m
+
+
 @impl_param
 @SETTINGS
 @given(seed=st.randoms(use_true_random=False))

@@ -169,20 +169,68 @@ def _owned(edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _applied(state: dict[str, Any], edits: list[dict[str, Any]]) -> dict[str, Any]:
-    """``state`` (left unchanged) with ``edits`` applied, on a copy of only the nodes they touch.
+    """``state`` (left unchanged) with ``edits`` applied, on a copy of only what they change.
 
-    Every node the edits do not touch is shared with ``state``, and the values the edits
-    carry become part of the result (pass edits nobody else changes: decoded, or ``_owned``).
+    The nodes on the way to each edit are copied (dicts, and the module lists that hold them),
+    and of a node's containers only the one its edit changes in place (``_CHANGED_IN_PLACE``);
+    every other node and container is shared with ``state``. The values the edits carry are
+    copied by the apply itself.
     """
     if not edits:
         return state
     created = [i for i, e in enumerate(edits) if e["op"] == "program_created"]
     if created:
-        new: dict[str, Any] = {}
-        edits = edits[created[-1]:]
-    else:
-        new = _unshare(state, {e["path"] for e in edits}, {})
+        return _engine.apply_edits({}, edits[created[-1]:])
+    new = dict(state)
+    copies: dict[str, dict[str, Any]] = {"": new}  # path -> the node's copy, made once
+    mine: set[int] = set()  # ids of the containers copied (live in ``new``, so their ids are not reused)
+    for e in edits:
+        op, path = e["op"], e["path"]
+        field = _CHANGED_IN_PLACE.get(op)
+        if op == "module_added" or op == "module_removed":
+            path, field = path.rpartition(".")[0], "modules"  # the parent's list changes
+        node = copies.get(path)
+        if node is None:
+            node = _copied_path(new, path, copies, mine)
+            if node is None:  # made by an earlier edit of these (the apply's own copy), or no such node
+                continue  # (the apply below says so)
+        if field is not None:
+            value = node.get(field)
+            if type(value) in (list, dict) and id(value) not in mine:
+                node[field] = value = value.copy()
+                mine.add(id(value))
     return _engine.apply_edits(new, edits)
+
+
+#: the ops that change a container of their node in place (the others replace a value of the node)
+_CHANGED_IN_PLACE = {"demo_added": "demos", "demo_removed": "demos", "demos_reordered": "demos",
+                     "parameter_set": "parameters", "parameter_unset": "parameters"}
+
+
+def _copied_path(root: dict[str, Any], path: str, copies: dict[str, dict[str, Any]], mine: set[int]
+                 ) -> dict[str, Any] | None:
+    """The node at ``path`` under ``root`` (a copy already), each node on the way replaced by a copy in
+    a copy of the list that holds it; None when the path names no node."""
+    node, walked = root, ""
+    for name in path.split("."):
+        walked = f"{walked}.{name}" if walked else name
+        found = copies.get(walked)
+        if found is None:
+            modules = node.get("modules")
+            if type(modules) is not list:
+                return None
+            if id(modules) not in mine:
+                node["modules"] = modules = modules.copy()
+                mine.add(id(modules))
+            for i, m in enumerate(modules):
+                if type(m) is dict and m.get("name") == name:
+                    found = modules[i] = dict(m)
+                    copies[walked] = found
+                    break
+            else:
+                return None
+        node = found
+    return node
 
 
 class CommitStates:
