@@ -60,7 +60,7 @@ impl<'py> Differ<'py> {
     ) -> PyResult<Bound<'py, PyDict>> {
         let py = self.py;
         let d = PyDict::new(py);
-        d.set_item(key(py, "op"), key(py, op))?;
+        d.set_item(key(py, "op"), op)?; // a value: looked at, never hashed
         d.set_item(key(py, "path"), path)?;
         for (k, v) in extra {
             d.set_item(key(py, k), v)?;
@@ -410,7 +410,7 @@ fn diff_states<'py>(
         }
     }
     let created = PyDict::new(py);
-    created.set_item(key(py, "op"), key(py, "program_created"))?;
+    created.set_item(key(py, "op"), "program_created")?;
     created.set_item(key(py, "path"), "")?;
     created.set_item(key(py, "state"), new_d)?;
     PyList::new(py, [created])

@@ -30,7 +30,7 @@ pub(super) fn str_repr(py: Python<'_>, s: &str) -> PyResult<String> {
     pyrepr(PyString::new(py, s).as_any())
 }
 
-/// The Python str for one of the state tree's fixed keys and ops, interned once per process.
+/// The Python str for one of the state tree's fixed keys, interned once per process.
 ///
 /// A dict lookup or insert with a `&str` makes a new str and hashes it every
 /// time; an interned str carries its hash, and the dict finds its own interned
@@ -62,18 +62,6 @@ pub(super) fn key<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
         "key",
         "value",
         "order",
-        "program_created",
-        "module_added",
-        "module_removed",
-        "signature_set",
-        "demo_added",
-        "demo_removed",
-        "demos_reordered",
-        "parameter_set",
-        "parameter_unset",
-        "metadata_set",
-        "configuration_set",
-        "custom_data_set",
     )
 }
 
