@@ -174,6 +174,34 @@ def test_shared_writers_follow_each_others_new_segments(tmp_path: Path, monkeypa
         assert [t.seq for t in r.trials()][1:] == sorted(committed)
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_writer_syncs_the_segment_it_leaves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared: bool) -> None:
+    """With fsync="batch" the last appends wait for the batch's fdatasync, which flushes the segment the
+    writer appends to then: a segment it moves on from is synced as it is left, not left behind."""
+    import os
+
+    import desiru.journal.file_store as file_store
+
+    synced: set[int] = set()
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.add(os.fstat(fd).st_ino)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(file_store, "SEGMENT_BYTES", 1500)  # a new segment every few commits
+    path = tmp_path / "r.journal"
+    with Journal.open(path) as j:
+        j.commit(sample_program())
+    with Journal.open(path, shared=shared, fsync="batch") as w:
+        for i in range(30):
+            w.commit(_candidate("w", i), parent=1)
+        left = sorted((path / "log").iterdir())[:-1]
+        assert len(left) > 3
+        assert all(p.stat().st_ino in synced for p in left[1:])  # the first was written before: not w's
+
+
 def test_a_shared_writer_killed_mid_run_loses_no_acknowledged_commit(tmp_path: Path) -> None:
     import signal
     import time

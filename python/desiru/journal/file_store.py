@@ -264,8 +264,7 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
             if self.damage is not None:
                 raise self.damage
         if self._fd is not None and not (self._segments and self._fd_segment == self._segments[-1]):
-            os.close(self._fd)  # another writer rolled to a new segment: the next append opens it
-            self._fd = None
+            self._leave_segment()  # another writer rolled to a new segment: the next append opens it
         if self._segments:
             first = self._segments[-1]
             size = os.stat(self._seg_file(first)).st_size
@@ -393,8 +392,7 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
             self._roll = False
             if not (self._segments and self._segments[-1] == next_seq):
                 if self._fd is not None:
-                    os.close(self._fd)
-                    self._fd = None
+                    self._leave_segment()
                 real_dir(self.root / LOG_DIR, journal=self.name)  # a link planted since the open is refused
                 fd = open_file(self._seg_path(next_seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.file_mode,
                                journal=self.name)
@@ -427,6 +425,16 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
             # fdatasync where there is one (as SQLite does): it still flushes the size an append
             # changed, and skips the timestamps
             getattr(os, "fdatasync", os.fsync)(self._fd)
+
+    def _leave_segment(self) -> None:
+        """Sync the segment this writer appended to, then close it: a later sync flushes only the
+        segment it appends to then, and appends not yet synced here ("batch") must not be left behind."""
+        try:
+            self.sync()
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def read(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes]]:
         for chunk in self.read_chunks(start, stop):
