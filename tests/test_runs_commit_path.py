@@ -304,23 +304,29 @@ def test_replay_into_a_class_with_its_own_from_state(tmp_path: Path) -> None:
     assert type(back) is Custom and back.to_state() == p.to_state()
 
 
-def test_the_state_cache_bounds_the_entries_its_states_copy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each cached state copies its list of module nodes, and each distinct module node its parameters
-    and metadata: a program of many modules or large parameter dicts is bounded by those entries too."""
+def test_the_state_cache_bounds_what_else_its_states_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Besides demos, a cached state holds signatures, parameters, custom data...: each distinct object
+    is weighed once (states derived by commits share them), and past the budget the oldest go."""
+    import copy
+
     from desiru.journal import states
 
     cache = states.StateCache()
     base = _program(3, 2).to_state()
-    for m in base["modules"]:
-        m["parameters"] = {f"p{i}": i for i in range(10)}
+    base["custom_data"] = {"prompt": "x" * 100_000}
     derived = {**base, "modules": [base["modules"][0], base["modules"][1],
                                    {**base["modules"][2], "parameters": {"only": 1}}]}
     cache.put(1, base)
-    assert cache.entries == 3 + 30  # three module nodes listed, ten parameters in each
-    cache.put(2, derived)  # shares two modules: its list of three, and the one new node's one parameter
-    assert cache.entries == 33 + 3 + 1 and cache.demos == 8
-    monkeypatch.setattr(states, "STATE_CACHE_ENTRIES", 36)
-    cache.put(3, derived)  # the same state again under another seq: past the budget, the oldest go
-    assert cache.seqs() == [2, 3] and cache.entries == 3 + 20 + 1 + 3
-    cache.keep_only(lambda s: s == 3)
-    assert cache.seqs() == [3] and cache.entries == 3 + 21 and cache.demos == 6
+    one = cache.weight
+    assert 100_000 < one < 120_000
+    cache.put(2, derived)  # shares the custom data and two modules: weighs its new parts only
+    assert one < cache.weight < one + 1_000
+    monkeypatch.setattr(states, "STATE_CACHE_BYTES", 5 * one // 2)
+    for seq in range(3, 8):  # replayed states share nothing: each weighs its own copy
+        cache.put(seq, copy.deepcopy(base))
+        assert cache.weight <= 5 * one // 2 or len(cache) == 1
+    assert len(cache) == 2 and cache.seqs() == [6, 7]
+    cache.keep_only(lambda s: s == 7)
+    assert cache.seqs() == [7] and cache.weight == one and cache.demos == 6
+    cache.keep_only(lambda s: False)
+    assert cache.weight == 0 and cache.demos == 0

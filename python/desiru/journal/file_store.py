@@ -341,9 +341,7 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
         return not os.path.lexists(self._seg_file(self._last_seq + 1))
 
     def first_seq(self) -> int:
-        # a shared writer holds the lock file shared: no compaction or repair (they need it exclusive)
-        # drops a segment meanwhile, so the segments it knows start where the log starts
-        if not self._lock.held and self._shared_fd is None:
+        if not self._lock.held:
             self._segments = self._list_segments()
         return self._segments[0] if self._segments else self._last_seq + 1
 

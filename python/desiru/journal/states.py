@@ -35,10 +35,11 @@ STATE_CACHE = 4096
 #: benchmark program's demo size): states replayed from a snapshot share nothing, so a run of random
 #: parents on a program of 1,000,000 demos would otherwise keep hundreds of whole copies
 STATE_CACHE_DEMOS = 1_000_000
-#: ... and at most this many other entries the states copy rather than share: each state's list of
-#: module nodes, and each distinct module node's parameters and metadata (a program of 10,000
-#: modules, or of modules holding 10,000 parameters, costs that many per cached state)
-STATE_CACHE_ENTRIES = 2_000_000
+#: ... and about this many bytes in everything else they hold (signatures, parameters, metadata,
+#: configuration, custom data, the module lists), each distinct object counted once: states replayed
+#: from a snapshot share none of it, and a program carrying 1 MB of custom data or prompt text would
+#: otherwise keep 4 GB of copies in 4,096 states
+STATE_CACHE_BYTES = 512 * 1024 * 1024
 #: the most commits applied on top of a cached ancestor before replaying from a snapshot instead
 STATE_CHAIN = 1024
 
@@ -55,27 +56,46 @@ def _module_nodes(state: Any, out: list[dict[str, Any]]) -> list[dict[str, Any]]
     return out
 
 
-def _entries(value: Any) -> int:
-    return len(value) if type(value) is dict else 0
+def _weight(value: Any, depth: int = 0) -> int:
+    """About how many bytes ``value`` holds: its strings' lengths, and 64 a container or a number."""
+    kind = type(value)
+    if kind is str or kind is bytes:
+        return 56 + len(value)
+    if kind is dict:
+        return 64 + sum(_weight(k, depth + 1) + _weight(v, depth + 1) for k, v in value.items()) if depth < 64 else 64
+    if kind is list:
+        return 64 + sum(_weight(v, depth + 1) for v in value) if depth < 64 else 64
+    return 32
+
+
+def _parts(state: dict[str, Any], nodes: list[dict[str, Any]]) -> list[tuple[Any, bool]]:
+    """What a state holds besides demos, as the objects its commits share: the root's fields, each
+    module node's fields (a commit copies only the ones it changes), and each list of module nodes
+    (``True``: weighed by its length only, its nodes are counted on their own)."""
+    out: list[tuple[Any, bool]] = [(v, k == "modules") for k, v in state.items()]
+    for node in nodes:
+        out += [(v, k == "modules") for k, v in node.items() if k != "demos"]
+    return out
 
 
 class StateCache:
     """The states of recent commits, least recently used dropped first, bounded by count and by memory.
 
     States share module nodes (a commit's state is its parent's with only the modules it touched
-    copied), so memory is counted per distinct module node: each node's demos once, however many
-    cached states hold it; so are the entries of each node's parameters and metadata, and each state
-    counts its module nodes. Past ``STATE_CACHE`` states, ``STATE_CACHE_DEMOS`` demos or
-    ``STATE_CACHE_ENTRIES`` other entries, the least recently used go.
+    copied), so memory is counted per distinct object: each module node's demos once, however many
+    cached states hold it, and the weight (about the bytes, ``_weight``) of every other distinct part
+    (``_parts``). Past ``STATE_CACHE`` states, ``STATE_CACHE_DEMOS`` demos or ``STATE_CACHE_BYTES``,
+    the least recently used go.
     """
 
     def __init__(self) -> None:
         self._states: OrderedDict[int, dict[str, Any]] = OrderedDict()
-        # id(module node) -> [the node (kept alive, so its id is not reused), states holding it, its demos,
-        # its other entries]
+        # id(module node) -> [the node (kept alive, so its id is not reused), states holding it, its demos]
         self._nodes: dict[int, list[Any]] = {}
+        # id(part) -> [the part (kept alive), states holding it, its weight]
+        self._parts: dict[int, list[Any]] = {}
         self.demos = 0
-        self.entries = 0
+        self.weight = 0
 
     def __len__(self) -> int:
         return len(self._states)
@@ -97,18 +117,24 @@ class StateCache:
             self._drop(seq)
         self._states[seq] = state
         nodes = _module_nodes(state, [])
-        self.entries += len(nodes)
         for node in nodes:
             entry = self._nodes.get(id(node))
             if entry is None:
-                demos, other = len(node["demos"]), _entries(node.get("parameters")) + _entries(node.get("metadata"))
-                self._nodes[id(node)] = [node, 1, demos, other]
+                demos = len(node["demos"])
+                self._nodes[id(node)] = [node, 1, demos]
                 self.demos += demos
-                self.entries += other
+            else:
+                entry[1] += 1
+        for part, shallow in _parts(state, nodes):
+            entry = self._parts.get(id(part))
+            if entry is None:
+                weight = 64 + 8 * len(part) if shallow and type(part) is list else _weight(part)
+                self._parts[id(part)] = [part, 1, weight]
+                self.weight += weight
             else:
                 entry[1] += 1
         while len(self._states) > 1 and (len(self._states) > STATE_CACHE or self.demos > STATE_CACHE_DEMOS
-                                         or self.entries > STATE_CACHE_ENTRIES):
+                                         or self.weight > STATE_CACHE_BYTES):
             self._drop(next(iter(self._states)))
 
     def keep_only(self, keep: Callable[[int], bool]) -> None:
@@ -119,7 +145,6 @@ class StateCache:
     def _drop(self, seq: int) -> None:
         state = self._states.pop(seq)
         nodes = _module_nodes(state, [])
-        self.entries -= len(nodes)
         for node in nodes:
             entry = self._nodes.get(id(node))
             if entry is not None:
@@ -127,7 +152,13 @@ class StateCache:
                 if entry[1] == 0:
                     del self._nodes[id(node)]
                     self.demos -= entry[2]
-                    self.entries -= entry[3]
+        for part, _shallow in _parts(state, nodes):
+            entry = self._parts.get(id(part))
+            if entry is not None:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._parts[id(part)]
+                    self.weight -= entry[2]
 
 
 def _unshare(root: dict[str, Any], paths: Any, private: dict[int, Any]) -> dict[str, Any]:
