@@ -200,6 +200,49 @@ def test_a_writer_syncs_the_segment_it_leaves(tmp_path: Path, monkeypatch: pytes
         assert all(p.stat().st_ino in synced for p in left[1:])  # the first was written before: not w's
 
 
+@pytest.mark.parametrize("half, mine", [(60, 0), (1, 40)], ids=["cut-longer-than-new", "cut-shorter-than-new"])
+def test_a_cut_by_another_writer_below_a_writers_view(tmp_path: Path, half: int, mine: int) -> None:
+    """A writer died mid-commit, leaving whole records of a half commit. Shared writers A and C and a
+    reader all read them; C cuts them and writes its own commit there. A and the reader must see
+    the log as it is now (the file did not only grow): A must not take C's commit for a half one
+    and cut it, nor read on from an offset inside C's records."""
+    import os
+    import warnings
+
+    def cand(tag: str, size: int) -> ds.Program:
+        p = sample_program()
+        p.answer.demos = [ds.Example(question=f"{tag} " * (1 + size), answer=tag)]
+        return p
+
+    path = tmp_path / "h.journal"
+    with Journal.open(path) as j:
+        j.commit(sample_program())
+        j.commit(cand("dead", half), parent=1, score=0.5)  # Committed, edits, ResultsRecorded
+    segment = sorted((path / "log").iterdir())[-1]
+    with Journal.open(path, readonly=True) as r:
+        last_start = [off for chunk in r.store.read_chunks(0) for _seq, off, _p in chunk][-1]
+    os.truncate(segment, last_start)  # its last record never reached the file
+    a, c = Journal.open(path, shared=True), Journal.open(path, shared=True)
+    reader = Journal.open(path, readonly=True)
+    try:
+        assert a.head == c.head == reader.head == 1  # the half commit is hidden from all
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rc = c.commit(cand("c", mine), parent=1, score=0.1)  # cuts the half commit, writes in its place
+        ra = a.commit(cand("a", 2), parent=1, score=0.2)
+        assert a.replay(seq=rc.seq) == cand("c", mine)
+        assert [t.seq for t in reader.trials()] == [1, rc.seq, ra.seq]
+        assert reader.replay(seq=ra.seq) == cand("a", 2)
+    finally:
+        a.close()
+        c.close()
+        reader.close()
+    with Journal.open(path, readonly=True) as r:
+        assert {t.seq: t.content_hash for t in r.trials()} == {1: r.trial(1).content_hash, rc.seq: rc.content_hash,
+                                                               ra.seq: ra.content_hash}
+        assert r.verify().ok
+
+
 def test_a_shared_writer_killed_mid_run_loses_no_acknowledged_commit(tmp_path: Path) -> None:
     import signal
     import time

@@ -81,7 +81,7 @@ class Recovery:
             os.close(fd)
         if self._fd is not None and self._segments and first == self._segments[-1]:
             self._end = offset
-        self._tail_pos = (first, offset)
+        self._tail_pos, self._tail_mark = (first, offset), None
         return CutReport(after_seq=after_seq, reason=reason, nbytes=len(cut), kept_in=kept)
 
     def _keep_aside(self, data: bytes, label: str) -> str:
@@ -124,7 +124,7 @@ class Recovery:
                 report = self._cut(first, end, size, seq, reason)
                 nbytes += report.nbytes
                 kept.append(report.kept_in or "")
-            self._tail_pos = (first, end)
+            self._tail_pos, self._tail_mark = (first, end), None
         self._last_seq = seq
         self.damage = None
         return CutReport(after_seq=seq, reason=reason, nbytes=nbytes, kept_in=", ".join(k for k in kept if k))

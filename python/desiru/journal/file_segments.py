@@ -216,12 +216,12 @@ class Segments:
             if not self._segments:
                 return 0
             first = self._segments[-1]
-            last, offset = first - 1, 0  # an empty last segment continues the one before it
+            last, offset, start = first - 1, 0, -1  # an empty last segment continues the one before it
             try:
                 for base, records in self._scan_chunks(first, tail_ok=True):
                     self._mark_chunk(first, base, records)
                     last, off, payload = records[-1]
-                    offset = base + off + RECORD_HEADER + len(payload)
+                    start, offset = base + off, base + off + RECORD_HEADER + len(payload)
             except CorruptDataError as exc:
                 if self._vanished(first):  # a reader raced the writer's compaction: look again
                     self._segments = self._list_segments()
@@ -229,7 +229,46 @@ class Segments:
                 self.damage = exc
             break
         self._tail_pos = (first, offset)
+        self._remember_tail(first, start)
         return last
+
+    # -- the tail view: what this object read of the last segment, and whether it still holds ----------
+    def _remember_tail(self, first: int, start: int) -> None:
+        """Note the header of the last record of the tail view (at ``start``; -1: none). Another
+        shared writer cuts a dead writer's half commit and writes its own where it was: the bytes
+        under this view change without the file growing, and the header there shows it."""
+        self._tail_mark = None if start < 0 else (first, start, self._header_at(first, start))
+
+    def _header_at(self, first: int, start: int) -> bytes:
+        held = self._tail_reader
+        if held is None or held[0] != first:
+            self._close_tail_reader()
+            try:
+                held = self._tail_reader = (first, open_file(self._seg_file(first), os.O_RDONLY,
+                                                             journal=self.name))
+            except FileNotFoundError:
+                return b""
+        return os.pread(held[1], RECORD_HEADER, start)
+
+    def _close_tail_reader(self) -> None:
+        held, self._tail_reader = self._tail_reader, None
+        if held is not None:
+            os.close(held[1])
+
+    def _tail_rewritten(self, first: int, size: int) -> bool:
+        """Whether the log under this view's tail changed since it was read (a cut by another writer)."""
+        if size < self._tail_pos[1]:
+            return True
+        mark = self._tail_mark
+        return mark is not None and mark[0] == first and self._header_at(first, mark[1]) != mark[2]
+
+    def _forget_tail(self, first: int) -> None:
+        """Read segment ``first`` again from its start: what this view knew past its start may be gone."""
+        self._marks.pop(first, None)
+        self._cursor = (0, 0, 0)
+        self._tail_pos = (first, 0)
+        self._tail_mark = None
+        self._last_seq = first - 1
 
     def _vanished(self, first: int) -> bool:
         """Whether the segment starting at ``first`` is gone (a compaction removed it while we read)."""

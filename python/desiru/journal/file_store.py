@@ -111,6 +111,10 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
         self._roll = False  # start a new segment at the next append (a snapshot was taken at the head)
         # reader's incremental view of the last segment: (segment first seq, scanned offset)
         self._tail_pos: tuple[int, int] = (0, 0)
+        # (segment, offset, header) of the view's last record, and a read descriptor on that segment:
+        # a cut by another writer below the view shows as a different header there (file_segments)
+        self._tail_mark: tuple[int, int, bytes] | None = None
+        self._tail_reader: tuple[int, int] | None = None
         # where the last read() stopped: (segment first seq, next seq, offset), to resume cheaply
         self._cursor: tuple[int, int, int] = (0, 0, 0)
         # sparse seq -> offset index per segment, of records this object wrote or read whole:
@@ -195,6 +199,8 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
+        with contextlib.suppress(OSError):
+            self._close_tail_reader()
         self._lock.release()
         self.unlock()
 
@@ -291,17 +297,29 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
                 return 0
             if self._tail_pos[0] != segments[-1]:
                 self._tail_pos = (segments[-1], 0)
+                self._tail_mark = None
                 self._last_seq = segments[-1] - 1
         if not self._segments:
             return 0
         first, offset = self._tail_pos
+        if offset:
+            try:
+                if self._tail_rewritten(first, os.stat(self._seg_file(first)).st_size):
+                    self._forget_tail(first)  # another writer cut below this view: read the segment again
+                    offset = 0
+            except OSError:
+                pass  # gone: the scan below says how
+        start = -1
         try:
             for base, records in self._scan_chunks(first, offset, tail_ok=True,
                                                    expect=self._last_seq + 1 if offset else first):
                 self._mark_chunk(first, base, records)
                 seq, off, payload = records[-1]
                 self._last_seq = seq
-                self._tail_pos = (first, base + off + RECORD_HEADER + len(payload))
+                start = base + off
+                self._tail_pos = (first, start + RECORD_HEADER + len(payload))
+            if start >= 0:
+                self._remember_tail(first, start)
         except CorruptDataError as exc:
             if not self._vanished(first):
                 self.damage = exc
@@ -335,6 +353,9 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
             return False
         try:
             if os.stat(self._seg_file(first)).st_size != offset:
+                return False
+            mark = self._tail_mark  # the same size, but another writer may have cut and written anew
+            if mark is not None and mark[0] == first and self._header_at(first, mark[1]) != mark[2]:
                 return False
         except OSError:
             return False
@@ -376,6 +397,7 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
         self._last_seq = expected - 1
         if self._tail_pos == (segment, start):  # a shared writer's view of the tail moves on
             self._tail_pos = (segment, self._end)
+            self._tail_mark = (segment, self._end - len(parts[-1]), parts[-1][:RECORD_HEADER])
 
     def _writer_fd(self, next_seq: int) -> int:
         if self._fd is not None and self._segments and not self._roll and self._end < SEGMENT_BYTES \
@@ -397,7 +419,7 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
                 os.fchmod(fd, self.file_mode)
                 fsync_dir(self.root / LOG_DIR)
                 self._segments.append(next_seq)
-                self._tail_pos = (next_seq, 0)  # the view of the tail moves to the new segment
+                self._tail_pos, self._tail_mark = (next_seq, 0), None  # the view moves to the new segment
                 self._fd, self._end, self._fd_segment = fd, 0, next_seq
                 return fd
         if self._fd is None:
