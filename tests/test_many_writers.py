@@ -243,6 +243,40 @@ def test_a_cut_by_another_writer_below_a_writers_view(tmp_path: Path, half: int,
         assert r.verify().ok
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_compaction_between_open_and_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared: bool) -> None:
+    """A writer lists the log when it opens the journal, then takes the lock; the writer that held it
+    may have compacted meanwhile. What the new writer reads and appends follows the log as it is."""
+    from desiru.journal.file_store import FileStore
+
+    path = tmp_path / "o.journal"
+    with Journal.open(path) as j:
+        c1 = j.commit(_candidate("a", 1)).seq
+        j.snapshot()  # the next commit starts a new segment
+        c2 = j.commit(_candidate("a", 2)).seq
+        c3 = j.commit(_candidate("a", 3)).seq
+    name = "lock_shared" if shared else "lock"
+    real = getattr(FileStore, name)
+
+    def compact_first(self: FileStore) -> None:
+        monkeypatch.setattr(FileStore, name, real)
+        with Journal.open(path) as x:  # the other writer, done before this one gets the lock
+            x.commit(_candidate("a", 2), parent=c2)  # nothing new: its line moves to c2
+            x.snapshot()
+            x.compact()
+        real(self)
+
+    monkeypatch.setattr(FileStore, name, compact_first)
+    with Journal.open(path, shared=shared) as w:
+        assert w.store.first_seq() > c1
+        trials = [t.seq for t in w.trials() if t.replayable]
+        assert c2 in trials and c3 in trials
+        r = w.commit(_candidate("b", 4), parent=c3, score=1.0)
+        assert w.replay(seq=r.seq) == _candidate("b", 4)
+    with Journal.open(path, readonly=True) as r2:
+        assert r2.verify().ok and r2.replay(seq=c3) == _candidate("a", 3)
+
+
 def test_a_shared_writer_killed_mid_run_loses_no_acknowledged_commit(tmp_path: Path) -> None:
     import signal
     import time

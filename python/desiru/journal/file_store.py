@@ -183,13 +183,24 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
         self.file_mode = os.lstat(self.root / HEADER_FILE).st_mode & 0o777
         self.dir_mode = os.stat(self.root).st_mode & 0o777
         self._lock.mode = self.file_mode
-        self._segments = self._list_segments()
+        self._load_log(self._list_segments())
+        return dict(body["meta"])
+
+    def _load_log(self, segments: list[int]) -> None:
+        """This object's view of the log: its segments, the last whole record, and whether the next
+        append starts a new segment (a snapshot at the head, so compaction can drop this one)."""
+        self._segments = segments
         self._last_seq = self._scan_last()
         snaps = self.snapshot_seqs()
-        # a snapshot at the head: the next append starts a new segment (so compaction can drop this one)
         self._roll = (bool(snaps) and bool(self._segments) and snaps[-1] == self._last_seq
                       and self._last_seq >= self._segments[-1])
-        return dict(body["meta"])
+
+    def _after_locking(self) -> None:
+        """The log as it is once the lock is held: a writer that held it before may have compacted or
+        cut it after ``open()`` looked."""
+        segments = self._list_segments()
+        if segments != self._segments:
+            self._load_log(segments)
 
     def close(self) -> None:
         if isinstance(self._watch, FolderWatch):
@@ -209,6 +220,7 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
             raise DesiruError("this store was opened read-only", path=self.name)
         with os_errors("taking the journal's writer lock", self.name, WRITE_HINT):
             self._lock.acquire()
+        self._after_locking()
         remove_stale_temporaries(self.root)
 
     def unlock(self) -> None:
@@ -232,6 +244,7 @@ class FileStore(Segments, Recovery, SnapshotFiles, JournalStore):
             raise JournalLockedError("an exclusive writer holds this journal", path=self.name,
                                      hint="close it, or open every writer with shared=True") from None
         self._shared_fd = fd
+        self._after_locking()
 
     def _writing(self) -> bool:
         """Whether this object may append now: the exclusive writer, or a shared one inside append_new."""
