@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from programs import sample_program
@@ -311,3 +312,37 @@ def test_processes_share_one_postgres_journal(pg_url: str) -> None:
     committed = _run_workers(pg_url, None, workers=3, each=8, name=name)
     with Journal.open(pg_url, name=name, readonly=True) as r:
         _check_run(r, committed)
+
+
+def test_a_failed_commit_leaves_the_writers_state_as_the_log_has_it() -> None:
+    """A store that reports a commit did not happen (CommitFailedError, e.g. PostgreSQL's connection
+    lost): the writer goes on, and its next commits diff against what the log holds, not against
+    the edits of the group that failed (append_many applies them to its head state first)."""
+    from desiru.errors import CommitFailedError
+    from desiru.journal.events import ParameterSet
+    from desiru.journal.memory_store import MemoryStore
+
+    class Flaky(MemoryStore):
+        fail = False
+
+        def append(self, records: Any) -> None:
+            if self.fail:
+                self.fail = False
+                raise CommitFailedError("the connection was lost; the commit did not happen")
+            super().append(records)
+
+    store = Flaky()
+    j = Journal(store)
+    p = sample_program()
+    j.commit(p)
+    j.append(ParameterSet(path="answer", payload={"key": "t", "value": 0.1}))  # the head state's nodes now
+    p.answer.parameters["t"] = 0.1                                            # are its own: changed in place
+    store.fail = True
+    with pytest.raises(CommitFailedError):
+        j.append(ParameterSet(path="answer", payload={"key": "t", "value": 0.9}))
+    r = j.commit(p)  # unchanged from the log's head: nothing to write
+    assert r.events == ()
+    p.answer.parameters["t"] = 0.5
+    r = j.commit(p)
+    assert j.replay(seq=r.seq) == p
+    assert j.replay_state(seq=r.seq) == p.to_state()

@@ -353,6 +353,9 @@ class WriteMixin:
             else:
                 store.append_new(make)
         except CommitFailedError:  # the store knows the commit did not happen (e.g. a lost connection)
+            # the writer goes on, but append_many changed its head state in place for this group:
+            # rebuild it from the log, which does not hold the group
+            self._head_state, self._private = None, {}
             raise
         except BaseException as exc:
             # the log may now hold part of this commit: refuse to write after it until reopened,
