@@ -316,7 +316,12 @@ class WriteMixin:
                     # nothing was written; the head state may be half changed: rebuild it from the log
                     self._head_state, self._private = None, {}
                     raise
-            stored = self._write(stored)
+            try:
+                stored = self._write(stored)
+            except CommitFailedError:
+                if edits:  # applied to the head state in place above: rebuild it from the log, which
+                    self._head_state, self._private = None, {}  # does not hold this group
+                raise
             if edits:
                 self._head_state = state
                 self._line_head = seq = stored[-1].seq
@@ -353,9 +358,9 @@ class WriteMixin:
             else:
                 store.append_new(make)
         except CommitFailedError:  # the store knows the commit did not happen (e.g. a lost connection)
-            # the writer goes on, but append_many changed its head state in place for this group:
-            # rebuild it from the log, which does not hold the group
-            self._head_state, self._private = None, {}
+            # the writer goes on; a state derived meanwhile may share the head state's private nodes,
+            # so they are no longer changed in place (append_many drops its half-changed head state)
+            self._private = {}
             raise
         except BaseException as exc:
             # the log may now hold part of this commit: refuse to write after it until reopened,
