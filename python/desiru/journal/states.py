@@ -90,12 +90,18 @@ class StateCache:
 
     def __init__(self) -> None:
         self._states: OrderedDict[int, dict[str, Any]] = OrderedDict()
-        # id(module node) -> [the node (kept alive, so its id is not reused), states holding it, its demos]
-        self._nodes: dict[int, list[Any]] = {}
-        # id(part) -> [the part (kept alive), states holding it, its weight]
-        self._parts: dict[int, list[Any]] = {}
-        self.demos = 0
-        self.weight = 0
+        self._nodes = _Held()  # module nodes, sized by their demos
+        self._parts = _Held()  # everything else (``_parts``), sized by ``_weight``
+
+    @property
+    def demos(self) -> int:
+        """Demos in the distinct module nodes the cached states hold."""
+        return self._nodes.total
+
+    @property
+    def weight(self) -> int:
+        """About the bytes of everything else the cached states hold (each distinct object once)."""
+        return self._parts.total
 
     def __len__(self) -> int:
         return len(self._states)
@@ -118,21 +124,9 @@ class StateCache:
         self._states[seq] = state
         nodes = _module_nodes(state, [])
         for node in nodes:
-            entry = self._nodes.get(id(node))
-            if entry is None:
-                demos = len(node["demos"])
-                self._nodes[id(node)] = [node, 1, demos]
-                self.demos += demos
-            else:
-                entry[1] += 1
+            self._nodes.hold(node, _demo_count)
         for part, shallow in _parts(state, nodes):
-            entry = self._parts.get(id(part))
-            if entry is None:
-                weight = 64 + 8 * len(part) if shallow and type(part) is list else _weight(part)
-                self._parts[id(part)] = [part, 1, weight]
-                self.weight += weight
-            else:
-                entry[1] += 1
+            self._parts.hold(part, _list_weight if shallow else _weight)
         while len(self._states) > 1 and (len(self._states) > STATE_CACHE or self.demos > STATE_CACHE_DEMOS
                                          or self.weight > STATE_CACHE_BYTES):
             self._drop(next(iter(self._states)))
@@ -146,19 +140,44 @@ class StateCache:
         state = self._states.pop(seq)
         nodes = _module_nodes(state, [])
         for node in nodes:
-            entry = self._nodes.get(id(node))
-            if entry is not None:
-                entry[1] -= 1
-                if entry[1] == 0:
-                    del self._nodes[id(node)]
-                    self.demos -= entry[2]
+            self._nodes.release(node)
         for part, _shallow in _parts(state, nodes):
-            entry = self._parts.get(id(part))
-            if entry is not None:
-                entry[1] -= 1
-                if entry[1] == 0:
-                    del self._parts[id(part)]
-                    self.weight -= entry[2]
+            self._parts.release(part)
+
+
+class _Held:
+    """Objects held by any number of cached states, each counted once: its size and their total."""
+
+    def __init__(self) -> None:
+        # id -> [the object (kept alive, so its id is not reused), states holding it, its size]
+        self._held: dict[int, list[Any]] = {}
+        self.total = 0
+
+    def hold(self, obj: Any, size: Callable[[Any], int]) -> None:
+        entry = self._held.get(id(obj))
+        if entry is None:
+            n = size(obj)
+            self._held[id(obj)] = [obj, 1, n]
+            self.total += n
+        else:
+            entry[1] += 1
+
+    def release(self, obj: Any) -> None:
+        entry = self._held.get(id(obj))
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._held[id(obj)]
+                self.total -= entry[2]
+
+
+def _demo_count(node: dict[str, Any]) -> int:
+    return len(node["demos"])
+
+
+def _list_weight(value: Any) -> int:
+    """A list of module nodes: its own slots (its nodes are counted on their own)."""
+    return 64 + 8 * len(value) if type(value) is list else _weight(value)
 
 
 def _unshare(root: dict[str, Any], paths: Any, private: dict[int, Any]) -> dict[str, Any]:
