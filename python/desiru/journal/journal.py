@@ -130,7 +130,7 @@ class Journal(WriteMixin, SnapshotMixin, CommitStates, ReplayMixin, TagIndex, Ru
         self._hasher = StateHasher()
         self._replayed: tuple[int, dict[str, Any]] | None = None
         self._converters: dict[str, adapters.StateConverter] = {}  # per adapter, made on its first commit
-        # ids of the head state's nodes only the journal holds (see _unshare), with the nodes
+        # ids of the head state's nodes only the journal holds (see states._copy_on_write), with the nodes
         self._private: dict[int, Any] = {}
         self._reset_runs()
         #: the commit this writer's next commit(parent=None) derives from (None: the newest commit)

@@ -180,38 +180,6 @@ def _list_weight(value: Any) -> int:
     return 64 + 8 * len(value) if type(value) is list else _weight(value)
 
 
-def _unshare(root: dict[str, Any], paths: Any, private: dict[int, Any]) -> dict[str, Any]:
-    """``root`` with the nodes on the way to each of ``paths`` made the journal's own.
-
-    The head state shares subtrees with events already handed out and with the state
-    builder's cache; an edit applied in place must only touch nodes the journal owns.
-    A node is copied (with its direct lists and dicts) the first time, then recorded in
-    ``private`` (which holds it, so its id cannot be reused) and changed in place after.
-    """
-
-    def own(node: dict[str, Any]) -> dict[str, Any]:
-        if id(node) in private:
-            return node
-        new = {k: (list(v) if type(v) is list else dict(v) if type(v) is dict else v) for k, v in node.items()}
-        private[id(new)] = new
-        return new
-
-    new_root = own(root)
-    for path in paths:
-        node = new_root
-        for name in path.split(".") if path else ():
-            modules = node.get("modules")
-            if type(modules) is not list:
-                break
-            for i, m in enumerate(modules):
-                if type(m) is dict and m.get("name") == name:
-                    node = modules[i] = own(m)
-                    break
-            else:
-                break
-    return new_root
-
-
 def _owned(edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``edits`` with copies of the values they carry: a diff's edits hold parts of the caller's program
     (its demos' and parameters' own dicts), which neither an event nor a kept state may share."""
@@ -221,35 +189,15 @@ def _owned(edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _applied(state: dict[str, Any], edits: list[dict[str, Any]]) -> dict[str, Any]:
     """``state`` (left unchanged) with ``edits`` applied, on a copy of only what they change.
 
-    The nodes on the way to each edit are copied (dicts, and the module lists that hold them),
-    and of a node's containers only the one its edit changes in place (``_CHANGED_IN_PLACE``);
-    every other node and container is shared with ``state``. The values the edits carry are
-    copied by the apply itself.
+    Every node and container the edits do not change is shared with ``state``; the values the
+    edits carry are copied by the apply itself.
     """
     if not edits:
         return state
     created = [i for i, e in enumerate(edits) if e["op"] == "program_created"]
     if created:
         return _engine.apply_edits({}, edits[created[-1]:])
-    new = dict(state)
-    copies: dict[str, dict[str, Any]] = {"": new}  # path -> the node's copy, made once
-    mine: set[int] = set()  # ids of the containers copied (live in ``new``, so their ids are not reused)
-    for e in edits:
-        op, path = e["op"], e["path"]
-        field = _CHANGED_IN_PLACE.get(op)
-        if op == "module_added" or op == "module_removed":
-            path, field = path.rpartition(".")[0], "modules"  # the parent's list changes
-        node = copies.get(path)
-        if node is None:
-            node = _copied_path(new, path, copies, mine)
-            if node is None:  # made by an earlier edit of these (the apply's own copy), or no such node
-                continue  # (the apply below says so)
-        if field is not None:
-            value = node.get(field)
-            if type(value) in (list, dict) and id(value) not in mine:
-                node[field] = value = value.copy()
-                mine.add(id(value))
-    return _engine.apply_edits(new, edits)
+    return _engine.apply_edits(_copy_on_write(state, edits, {}), edits)
 
 
 #: the ops that change a container of their node in place (the others replace a value of the node)
@@ -257,27 +205,60 @@ _CHANGED_IN_PLACE = {"demo_added": "demos", "demo_removed": "demos", "demos_reor
                      "parameter_set": "parameters", "parameter_unset": "parameters"}
 
 
-def _copied_path(root: dict[str, Any], path: str, copies: dict[str, dict[str, Any]], mine: set[int]
-                 ) -> dict[str, Any] | None:
-    """The node at ``path`` under ``root`` (a copy already), each node on the way replaced by a copy in
-    a copy of the list that holds it; None when the path names no node."""
+def _copy_on_write(root: dict[str, Any], edits: list[dict[str, Any]], own: dict[int, Any]) -> dict[str, Any]:
+    """``root`` made ready for ``edits`` to be applied in place without changing anything shared.
+
+    A state shares its nodes with cached states, events handed out and the state builder's cache.
+    The nodes on the way to each edit are copied (dicts, and the module lists that hold them), and
+    of a node's containers only the one its edit changes in place (``_CHANGED_IN_PLACE``). ``own``
+    holds, by id, what is the caller's already (never copied again; it keeps them alive, so their
+    ids are not reused) and receives every copy: a writer passes the same dict for every group it
+    applies to its head state, so a node is copied once, then changed in place.
+    """
+    new_root = _own(root, own)
+    copies: dict[str, dict[str, Any]] = {"": new_root}  # path -> its node, made the caller's
+    for e in edits:
+        op, path = e.get("op"), e.get("path")
+        if op == "program_created" or type(path) is not str:
+            continue  # replaces the whole state, or not an edit: the apply says so
+        field = _CHANGED_IN_PLACE.get(op)
+        if op == "module_added" or op == "module_removed":
+            path, field = path.rpartition(".")[0], "modules"  # the parent's list changes
+        node = copies.get(path) or _own_path(new_root, path, copies, own)
+        if node is not None and field is not None:
+            value = node.get(field)
+            if type(value) is list or type(value) is dict:
+                node[field] = _own(value, own)
+    return new_root
+
+
+def _own(obj: Any, own: dict[int, Any]) -> Any:
+    """``obj`` if it is the caller's already, else a shallow copy that is."""
+    if id(obj) in own:
+        return obj
+    new = obj.copy()
+    own[id(new)] = new
+    return new
+
+
+def _own_path(root: dict[str, Any], path: str, copies: dict[str, dict[str, Any]], own: dict[int, Any]
+              ) -> dict[str, Any] | None:
+    """The module node at ``path`` under ``root``, it and the nodes and module lists on the way made the
+    caller's (``_own``); None when no node is there (yet)."""
     node, walked = root, ""
     for name in path.split("."):
-        walked = f"{walked}.{name}" if walked else name
+        walked = walked + "." + name if walked else name
         found = copies.get(walked)
         if found is None:
             modules = node.get("modules")
             if type(modules) is not list:
                 return None
-            if id(modules) not in mine:
-                node["modules"] = modules = modules.copy()
-                mine.add(id(modules))
+            node["modules"] = modules = _own(modules, own)
             for i, m in enumerate(modules):
                 if type(m) is dict and m.get("name") == name:
-                    found = modules[i] = dict(m)
-                    copies[walked] = found
+                    found = copies[walked] = modules[i] = _own(m, own)
                     break
-            else:
+            else:  # made by an earlier edit of these (the apply's own copy), or no such node
                 return None
         node = found
     return node

@@ -28,7 +28,7 @@ from desiru.journal.events import (
 from desiru.journal.runs import Node, results_payload
 from desiru.journal.state_builder import StateBuilder
 from desiru.journal.state_hash import StateHasher
-from desiru.journal.states import _applied, _owned, _unshare
+from desiru.journal.states import _applied, _copy_on_write, _owned
 from desiru.journal.store import CutReport, JournalStore
 from desiru.program import Program
 
@@ -307,8 +307,7 @@ class WriteMixin:
                                           f"not {events[0].type}", path=self._name)
                     state = {}
                 else:
-                    state = _unshare(state, {e["path"] for e in edits if e["op"] != "program_created"},
-                                     self._private)
+                    state = _copy_on_write(state, edits, self._private)
                     self._hasher.forget(self._private.values())  # changed in place just below
                 try:
                     _engine.apply_edits(state, edits)
