@@ -56,16 +56,16 @@ def check_params(params: Any) -> dict[str, Any]:
         # ``where`` names the value for a message: a str, or a callable that makes it (only on an error,
         # so checking a trial's params formats nothing)
         if depth >= 32:
-            raise DesiruError(f"params nest deeper than 32 levels at {named(where)}")
+            raise DesiruError(f"params nest deeper than 32 levels at {_named(where)}")
         if v is None or type(v) is str or type(v) is bool:
             return v
         if isinstance(v, (str, bool, int)):
             if isinstance(v, int) and not isinstance(v, bool) and not -(1 << 63) <= v < (1 << 64):
-                raise DesiruError(f"{named(where)} = {v} does not fit in 64 bits", hint="store it as a str")
+                raise DesiruError(f"{_named(where)} = {v} does not fit in 64 bits", hint="store it as a str")
             return v
         if isinstance(v, float):
             if not math.isfinite(v):
-                raise DesiruError(f"{named(where)} must be finite, got {v!r}")
+                raise DesiruError(f"{_named(where)} must be finite, got {v!r}")
             return v
         if isinstance(v, (list, tuple)):
             return [walk(x, _item(where, i), depth + 1) for i, x in enumerate(v)]
@@ -73,26 +73,26 @@ def check_params(params: Any) -> dict[str, Any]:
             out = {}
             for k, x in v.items():
                 if not isinstance(k, str):
-                    raise DesiruError(f"{named(where)} has a key {k!r} that is not a str")
+                    raise DesiruError(f"{_named(where)} has a key {k!r} that is not a str")
                 out[k] = walk(x, _key(where, k), depth + 1)
             return out
-        raise DesiruError(f"{named(where)} cannot be stored: {type(v).__name__} is not a JSON-like value",
+        raise DesiruError(f"{_named(where)} cannot be stored: {type(v).__name__} is not a JSON-like value",
                           hint="params hold str, int, float, bool, None, lists and dicts of them")
 
     return walk(dict(params), "params", -1)  # type: ignore[no-any-return]
 
 
-def named(where: Any) -> str:
+def _named(where: Any) -> str:
     """The name of a value for a message: ``where`` itself, or what the callable makes."""
     return where if isinstance(where, str) else where()
 
 
 def _item(where: Any, i: int) -> Any:
-    return lambda: f"{named(where)}[{i}]"
+    return lambda: f"{_named(where)}[{i}]"
 
 
 def _key(where: Any, k: str) -> Any:
-    return lambda: f"{named(where)}[{k!r}]"
+    return lambda: f"{_named(where)}[{k!r}]"
 
 
 def results_payload(score: Any, metrics: Any, params: Any) -> dict[str, Any] | None:
