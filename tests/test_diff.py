@@ -244,6 +244,43 @@ def test_the_journals_copy_on_write_apply_leaves_the_parent_untouched(pair: tupl
 
 @impl_param
 @SETTINGS
+@given(pair=old_and_new(), more=old_and_new())
+def test_copy_on_write_apply_changes_only_what_it_owns(impl: ModuleType, pair: tuple[dict, dict],
+                                                        more: tuple[dict, dict]) -> None:
+    """``apply_edits(state, edits, own)``: the result equals the in-place apply, ``state`` and every
+    container it holds stay as they were (also when an edit fails), ``own`` gains exactly the copies,
+    and a second apply with the same ``own`` changes those copies in place instead of copying again."""
+    old, new = pair
+    frozen, theirs = exact(old), {i: exact(c) for i, c in _containers(old, {}).items()}
+    edits = impl.diff_states(old, new)
+    own: dict[int, Any] = {}
+    result = impl.apply_edits(old, copy.deepcopy(edits), own)
+    assert_exact(result, new)
+    assert exact(old) == frozen and all(exact(c) == theirs[i] for i, c in _containers(old, {}).items())
+    assert result is not old and id(result) in own
+    assert not set(own) & set(theirs)  # only copies: nothing of the parent's
+    # a second batch on the same own: the owned root is changed in place
+    again = impl.diff_states(result, more[1])
+    root = result
+    result2 = impl.apply_edits(result, again, own)
+    assert_exact(result2, more[1])
+    assert result2 is root
+    assert exact(old) == frozen
+    # a batch that fails half way leaves the parent as it was
+    bad = [*copy.deepcopy(edits), {"op": "demo_removed", "path": "no-such-module", "index": 0}]
+    with pytest.raises(DesiruError):
+        impl.apply_edits(old, bad, {})
+    assert exact(old) == frozen and all(exact(c) == theirs[i] for i, c in _containers(old, {}).items())
+
+
+@impl_param
+def test_copy_on_write_apply_needs_a_dict_as_own(impl: ModuleType) -> None:
+    with pytest.raises(TypeError):
+        impl.apply_edits({}, [], [1])
+
+
+@impl_param
+@SETTINGS
 @given(seed=st.randoms(use_true_random=False))
 def test_unrelated_states_diff_and_apply(impl: ModuleType, seed: random.Random) -> None:
     old, new = rand_program(seed), rand_program(seed)

@@ -73,3 +73,33 @@ def test_builder_equals_to_state_for_random_programs(mods: list[ds.Module], data
         else:
             m.parameters["k"] = data.draw(st.integers())
         assert b.build(p) == p.to_state()
+
+
+def test_every_field_a_module_state_reads_is_seen_after_the_first_build() -> None:
+    """A module's state but its demos is built once and reused while what it reads is the same objects:
+    each way of changing those, in place or by assignment, shows in the next build."""
+    from desiru.signature import Field
+
+    b = StateBuilder()
+    p = sample_program()
+    m = p.answer
+    b.build(p)
+    first = b.build(p)
+    assert b.build(p)["modules"][1]["signature"] is first["modules"][1]["signature"]  # reused
+    changes = [
+        lambda: m.parameters.__setitem__("temperature", 0.9),   # inside the module's own dict
+        lambda: setattr(m, "parameters", {"new": 1}),           # a new dict
+        lambda: m.metadata.__setitem__("note", "x"),
+        lambda: setattr(m, "metadata", {"other": [1, 2]}),
+        lambda: setattr(m.signature, "instructions", "Answer in French."),
+        lambda: m.signature.inputs.__setitem__("hint", Field("hint")),  # a field added in place
+        lambda: m.signature.outputs.pop("answer"),
+        lambda: setattr(m, "signature", ds.Signature("a, b -> c")),
+        lambda: object.__setattr__(m, "__class__", ds.Predict),  # another class, same object
+        lambda: setattr(m, "_unknown", {"future_field": 1}),             # fields of a newer minor
+        lambda: m._unknown.__setitem__("future_field", 2),               # never reused: read every time
+    ]
+    for change in changes:
+        change()
+        assert b.build(p) == p.to_state()
+        assert b.build(p) == p.to_state()  # and on the build after (a reused state is still right)

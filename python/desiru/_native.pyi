@@ -64,9 +64,11 @@ def common_ends(a: list[Any], b: list[Any]) -> tuple[int, int]:
     """``(p, q)``: ``a[:p]`` and ``b[:p]`` are the very same objects, and so are their last ``q``
     (``p + q <= min(len(a), len(b))``)."""
 
-def apply_edits(state: dict[str, Any], edits: list[dict[str, Any]]) -> dict[str, Any]:
-    """Apply ``edits`` to ``state`` in place and return it; raises desiru.CorruptDataError or
-    desiru.UnknownModuleError at the first edit that does not fit."""
+def apply_edits(state: dict[str, Any], edits: list[dict[str, Any]], own: dict[int, Any] | None = None
+                ) -> dict[str, Any]:
+    """Apply ``edits`` to ``state`` and return the result: ``state`` changed in place, or with ``own``
+    (id -> object the caller owns) a copy on write sharing what the edits do not change; raises
+    desiru.CorruptDataError or desiru.UnknownModuleError at the first edit that does not fit."""
 
 # --- file writer (rust/src/py/filewrite.rs; unix only) -----------------------
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from desiru.errors import CorruptDataError
 
-_LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
+#: the types of a state tree's immutable leaves (shared, never copied)
+LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
 
 
 def copy_tree(value: Any) -> Any:
@@ -14,9 +15,9 @@ def copy_tree(value: Any) -> Any:
     t = type(value)
     # leaves are tested inline: most of a program is dicts of strings, and a call per leaf doubles the cost
     if t is dict:
-        return {k: v if type(v) in _LEAVES else copy_tree(v) for k, v in value.items()}
+        return {k: v if type(v) in LEAVES else copy_tree(v) for k, v in value.items()}
     if t is list or t is tuple:
-        return [v if type(v) in _LEAVES else copy_tree(v) for v in value]
+        return [v if type(v) in LEAVES else copy_tree(v) for v in value]
     if isinstance(value, dict):
         return {k: copy_tree(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -26,7 +27,7 @@ def copy_tree(value: Any) -> Any:
 
 def leaves_only(fields: dict[str, Any]) -> bool:
     """Whether every value of ``fields`` is an immutable leaf (a demo that can be shared, not copied)."""
-    return _LEAVES.issuperset(map(type, fields.values()))
+    return LEAVES.issuperset(map(type, fields.values()))
 
 
 def copy_for_objects(state: Any) -> Any:

@@ -1,5 +1,5 @@
-"""Pure-Python twin of applying edits to a state tree (``rust/src/diff.rs``): ``apply_edits(state, edits)``
-applies them in order, in place, and says which edit does not fit and why."""
+"""Pure-Python twin of applying edits to a state tree (``rust/src/py/diff/apply.rs``): ``apply_edits(state,
+edits, own=None)`` applies them in order, in place or copy on write, and says which edit does not fit and why."""
 
 from __future__ import annotations
 
@@ -12,9 +12,29 @@ from desiru.errors import CorruptDataError, UnknownModuleError
 
 
 class _Applier:
-    def __init__(self, root: State) -> None:
-        self.root = root
+    def __init__(self, root: State, own: dict[int, Any] | None) -> None:
+        #: copy on write: what the caller owns already, by id (changed in place); everything else is
+        #: shared and copied (shallowly) before it changes, the copy added here. None: all in place
+        self.own = own
+        self.root = self.mine(root)
         self.cache: dict[str, State] = {}
+
+    def mine(self, obj: Any) -> Any:
+        """``obj`` if it may change in place (no ``own``, or the caller's already), else a shallow
+        copy of this dict or list that is now the caller's."""
+        own = self.own
+        if own is None or id(obj) in own or (type(obj) is not dict and type(obj) is not list):
+            return obj
+        copy = obj.copy()
+        own[id(copy)] = copy
+        return copy
+
+    def mine_field(self, node: State, key: str, value: Any) -> Any:
+        """``value`` (a list or dict held by ``node`` at ``key``) made the caller's, ``node`` pointing at it."""
+        mine = self.mine(value)
+        if mine is not value:
+            node[key] = mine
+        return mine
 
     def fail(self, n: int, op: str, message: str) -> CorruptDataError:
         return CorruptDataError(f"edit {n} ({op}): {message}", hint=EDIT_HINT)
@@ -40,9 +60,10 @@ class _Applier:
                 modules = node.get("modules")
                 if type(modules) is not list:
                     break
-                for m in modules:
+                modules = self.mine_field(node, "modules", modules)
+                for i, m in enumerate(modules):
                     if type(m) is dict and m.get("name") == name:
-                        node = m
+                        node = modules[i] = self.mine(m)
                         break
                 else:
                     break
@@ -56,7 +77,7 @@ class _Applier:
         value = node.get(key)
         if type(value) is not kind:
             raise self.fail(n, op, f"the node at {path!r} has no {key} {kind.__name__}")
-        return value
+        return self.mine_field(node, key, value)  # every caller changes it in place
 
     def need_kind(self, n: int, op: str, node: State, path: str, kind: str) -> None:
         if node.get("kind") != kind:
@@ -109,7 +130,7 @@ class _Applier:
             raise self.fail(n, op, "the root cannot be removed")
         node = self.resolve(n, op, path)
         parent_path = path.rpartition(".")[0]
-        modules = self.resolve(n, op, parent_path)["modules"]
+        modules = self.container(n, op, self.resolve(n, op, parent_path), parent_path, "modules", list)
         for k, m in enumerate(modules):
             if m is node:
                 del modules[k]
@@ -205,9 +226,13 @@ _HANDLERS = {
 }
 
 
-def apply_edits(state: State, edits: list[Edit]) -> State:
-    """Apply ``edits`` in order to ``state`` in place and return it.
+def apply_edits(state: State, edits: list[Edit], own: dict[int, Any] | None = None) -> State:
+    """Apply ``edits`` in order to ``state`` and return the result.
 
+    With ``own`` None, ``state`` itself, changed in place. With ``own`` a dict (id -> object the
+    caller owns), a copy on write: every node and container the edits change is copied first
+    unless ``own`` holds it, the copies are added to ``own``, and everything else is shared with
+    ``state``, which stays as it was (a journal keeps many states that share their unchanged parts).
     Raises CorruptDataError (or UnknownModuleError for a path that names no
     module) at the first edit that does not fit; the edits before it stay applied.
     """
@@ -215,10 +240,12 @@ def apply_edits(state: State, edits: list[Edit]) -> State:
         raise TypeError(f"apply_edits() needs a dict as the state, not '{type(state).__name__}'")
     if type(edits) is not list:
         raise TypeError(f"apply_edits() needs a list of edits, not '{type(edits).__name__}'")
-    applier = _Applier(state)
+    if own is not None and not isinstance(own, dict):
+        raise TypeError(f"apply_edits() needs a dict or None as own, not '{type(own).__name__}'")
+    applier = _Applier(state, own)
     for n, edit in enumerate(edits):
         applier.apply(n, edit)
-    return state
+    return applier.root
 
 
 __all__ = ["apply_edits"]

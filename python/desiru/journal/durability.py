@@ -23,6 +23,11 @@ BATCH_MAX_RECORDS = 1000
 #: ... or once its oldest record is this old (seconds)
 BATCH_MAX_DELAY = 0.05
 
+#: bumped in every child a fork makes, so a writer sees it was inherited without a getpid()
+#: system call on every append (os.register_at_fork; a process made by spawn starts at 0 anew)
+_forks = [0]
+os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
 
 class SyncPolicy:
     """Calls ``sync`` after appends according to the mode; remembers a failure (poison)."""
@@ -42,6 +47,7 @@ class SyncPolicy:
         self._thread: threading.Thread | None = None
         #: the process that opened the writer: a forked child inherits the object, never the right to write
         self.pid = os.getpid()
+        self._forks = _forks[0]
 
     def poison(self, exc: BaseException, what: str) -> None:
         """Refuse further appends: ``what`` ("an fsync", "a write") failed with ``exc``."""
@@ -49,14 +55,14 @@ class SyncPolicy:
 
     def forked(self) -> bool:
         """Whether this is a process forked from the one that opened the writer."""
-        return os.getpid() != self.pid
+        return _forks[0] != self._forks
 
     def check(self) -> None:
         """Raise if this process did not open the writer (a fork), or a failed fsync or write poisoned it.
 
         Every write path of a journal passes here first (the write guard).
         """
-        if self.forked():
+        if _forks[0] != self._forks:  # forked()
             raise DesiruError(
                 f"this journal writer was opened by another process (pid {self.pid}) and cannot write from "
                 f"this one (pid {os.getpid()}, a fork): the two would overwrite each other's commits",

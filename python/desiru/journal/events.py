@@ -275,6 +275,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
 EVENT_OF_OP: dict[str, type[Event]] = {
     cls.op: cls for cls in EVENT_TYPES.values() if cls.op is not None and cls is not ModuleImported
 }
+#: edit op -> (its event type, the payload keys that type needs), for a commit's hot path
+_MADE_OF_OP: dict[str, tuple[type[Event], frozenset[str]]] = {
+    op: (cls, frozenset(cls.fields)) for op, cls in EVENT_OF_OP.items()
+}
 #: event type name -> edit op, for the replay fast path that skips building Event objects
 OP_OF_TYPE: dict[str, str | None] = {name: cls.op for name, cls in EVENT_TYPES.items()}
 
@@ -294,13 +298,14 @@ def _tag_names_its_own_commit(record: dict[str, Any]) -> dict[str, Any]:
 
 def event_from_edit(edit: Mapping[str, Any], seq: int = 0, timestamp: float = 0.0) -> Event:
     """The typed event of one docs/STATE.md edit."""
-    op = edit.get("op")
-    cls = EVENT_OF_OP.get(op)  # type: ignore[arg-type]
-    if cls is None:
+    payload = dict(edit)
+    op = payload.pop("op", None)
+    made = _MADE_OF_OP.get(op) if type(op) is str else None
+    if made is None:
         raise DesiruError(f"edit op {op!r} has no event type", hint=f"known ops: {sorted(EVENT_OF_OP)}")
-    payload = {k: v for k, v in edit.items() if k != "op" and k != "path"}
-    path = edit.get("path", "")
-    if type(path) is not str or not all(k in payload for k in cls.fields):
+    cls, needs = made
+    path = payload.pop("path", "")
+    if type(path) is not str or not payload.keys() >= needs:
         return cls(path=path, payload=payload, seq=seq, timestamp=timestamp)  # raises, saying what is wrong
     # what __post_init__ would check holds: build it without the dataclass's init (a commit's hot path)
     ev = object.__new__(cls)

@@ -130,7 +130,7 @@ class Journal(WriteMixin, SnapshotMixin, CommitStates, ReplayMixin, TagIndex, Ru
         self._hasher = StateHasher()
         self._replayed: tuple[int, dict[str, Any]] | None = None
         self._converters: dict[str, adapters.StateConverter] = {}  # per adapter, made on its first commit
-        # ids of the head state's nodes only the journal holds (see states._copy_on_write), with the nodes
+        # ids of the head state's nodes only the journal holds (apply_edits' own), with the nodes
         self._private: dict[int, Any] = {}
         self._reset_runs()
         #: the commit this writer's next commit(parent=None) derives from (None: the newest commit)
@@ -346,7 +346,8 @@ class Journal(WriteMixin, SnapshotMixin, CommitStates, ReplayMixin, TagIndex, Ru
             raise DesiruError("the journal is closed", path=self._name, hint="open it again")
 
     def _check_writable(self) -> None:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         if self.readonly:
             raise DesiruError("this journal was opened read-only", path=self._name,
                               hint="open it without readonly=True to write (one writer at a time)")

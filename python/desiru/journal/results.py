@@ -97,6 +97,8 @@ def _key(where: Any, k: str) -> Any:
 
 def results_payload(score: Any, metrics: Any, params: Any) -> dict[str, Any] | None:
     """The ResultsRecorded payload for these arguments (checked), or None when all are empty."""
+    if score is None and metrics is None and params is None:
+        return None
     s, m, p = check_score(score), check_metrics(metrics), check_params(params)
     if s is None and not m and not p:
         return None

@@ -301,10 +301,14 @@ class RunIndex(RunQueries):
             else:
                 self._orphans.append((rec[R_SEQ], target))
         elif kind in _EDIT_TYPES and rec[R_LAST] not in self._nodes:
-            # a group of release 0.1.0 (or appended by hand on a line): the commit before it is its parent
-            before = bisect.bisect_left(self._node_seqs, rec[R_FIRST])
-            self._add_node(Node(rec[R_FIRST], rec[R_LAST], self._node_seqs[before - 1] if before else 0, None,
-                                None, float(rec[R_TIMESTAMP])))
+            self._index_line_group(rec[R_FIRST], rec[R_LAST], rec[R_TIMESTAMP])
+
+    def _index_line_group(self, first: int, last: int, timestamp: Any) -> None:
+        """A group of edits without Committed (release 0.1.0's layout, or appended by hand on the line):
+        the commit before it is its parent."""
+        seqs = self._node_seqs
+        before = len(seqs) if not seqs or seqs[-1] < first else bisect.bisect_left(seqs, first)
+        self._add_node(Node(first, last, seqs[before - 1] if before else 0, None, None, float(timestamp)))
 
     def _index_appended(self, events: Sequence[Event]) -> None:
         """A writer's own appends (one commit group), folded in without reading them back."""
@@ -316,7 +320,7 @@ class RunIndex(RunQueries):
                 self._index_record([ev.type, ev.schema_version, ev.seq, ev.timestamp, ev.path, dict(ev.payload),
                                     first, last])
             elif ev.op is not None and last not in self._nodes:
-                self._index_record([ev.type, ev.schema_version, ev.seq, ev.timestamp, ev.path, None, first, last])
+                self._index_line_group(first, last, ev.timestamp)
         self._runs_upto = max(self._runs_upto, last)
 
 __all__ = ["Node", "RunIndex", "Trial", "check_metrics", "check_params", "check_score", "results_payload"]

@@ -26,6 +26,7 @@ commit could see the list set aside. The result equals ``program.to_state()``
 
 from __future__ import annotations
 
+import operator
 import weakref
 from typing import Any
 
@@ -33,6 +34,7 @@ from desiru import _engine, registry
 from desiru.example import Example, field_dicts
 from desiru.module import Module
 from desiru.program import Program, warn_script_classes
+from desiru.signature import Signature
 from desiru.state import copy_tree, leaves_only
 
 
@@ -53,6 +55,8 @@ class StateBuilder:
         #: demo list that build made
         self._last: dict[str, Any] | None = None
         self._fresh: list[str] = []
+        #: module path -> (what its Module.to_state read, the state it gave: see _fields_of)
+        self._shells: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
 
     def build(self, program: Program) -> dict[str, Any]:
         """Equal to ``program.to_state()``; shares demo lists with earlier builds where nothing changed.
@@ -64,6 +68,7 @@ class StateBuilder:
         state = self._program(program, "")
         for path in [p for p in self._cache if p not in self._seen]:
             del self._cache[path]  # modules that are gone: let their demos be freed
+            self._shells.pop(path, None)
         self._last = state
         return state
 
@@ -134,12 +139,20 @@ class StateBuilder:
                     self._fresh.append(path)
                 else:
                     self._cache.pop(path, None)
-        # every other field from Module.to_state itself, run with the demos set aside
-        module.__dict__["demos"] = []
-        try:
-            state = module.to_state(copy=False)
-        finally:
-            module.__dict__["demos"] = examples
+        # every other field from Module.to_state itself, run with the demos set aside, or the state it
+        # gave last time when it would give the same again (_same_fields)
+        fields = _fields_of(module)
+        shell = self._shells.get(path)
+        if shell is not None and _same_fields(shell[0], fields):
+            state = shell[1]
+        else:
+            module.__dict__["demos"] = []
+            try:
+                state = module.to_state(copy=False)
+            finally:
+                module.__dict__["demos"] = examples
+            if fields is not None:
+                self._shells[path] = (fields, state)
         state["demos"] = demos
         return state
 
@@ -159,6 +172,27 @@ class StateBuilder:
             mine = _demo_list_at(state, path)
             if cached is not None and cached[2] is not None and mine is not None and len(mine) == len(cached[2]):
                 self._cache[path] = (cached[0], cached[1], mine)
+
+
+def _fields_of(module: Module) -> tuple[Any, ...] | None:
+    """What ``Module.to_state(copy=False)`` reads besides the demos, as objects compared by identity;
+    None when that is not enough to know its result (a Signature subclass, or fields of a newer minor).
+
+    The parameters and metadata are the module's own dicts in that state, not copies, so a change
+    inside them shows through a state built earlier; a signature's fields are frozen, and its
+    instructions a str. So while every object here is the same, the state built last is the one
+    ``to_state`` would build now.
+    """
+    d = module.__dict__
+    sig = d.get("signature")
+    if type(sig) is not Signature or d.get("_unknown"):
+        return None
+    return (type(module), sig, sig.instructions, *sig.inputs.values(), None, *sig.outputs.values(),
+            d.get("parameters"), d.get("metadata"))
+
+
+def _same_fields(a: tuple[Any, ...], b: tuple[Any, ...] | None) -> bool:
+    return b is not None and len(a) == len(b) and all(map(operator.is_, a, b))
 
 
 def _demo_list_at(state: Any, path: str) -> list[Any] | None:

@@ -22,7 +22,7 @@ from desiru.journal.events import Committed
 from desiru.journal.runs import Node
 from desiru.journal.state_hash import StateHasher
 from desiru.journal.store import JournalStore
-from desiru.state import copy_tree
+from desiru.state import LEAVES, copy_tree
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -183,85 +183,21 @@ def _list_weight(value: Any) -> int:
 def _owned(edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``edits`` with copies of the values they carry: a diff's edits hold parts of the caller's program
     (its demos' and parameters' own dicts), which neither an event nor a kept state may share."""
-    return [{k: v if k == "op" or k == "path" else copy_tree(v) for k, v in e.items()} for e in edits]
+    return [{k: v if type(v) in LEAVES else copy_tree(v) for k, v in e.items()} for e in edits]
 
 
 def _applied(state: dict[str, Any], edits: list[dict[str, Any]]) -> dict[str, Any]:
     """``state`` (left unchanged) with ``edits`` applied, on a copy of only what they change.
 
-    Every node and container the edits do not change is shared with ``state``; the values the
-    edits carry are copied by the apply itself.
+    Every node and container the edits do not change is shared with ``state`` (the engine's copy
+    on write); the values the edits carry are copied by the apply itself.
     """
     if not edits:
         return state
     created = [i for i, e in enumerate(edits) if e["op"] == "program_created"]
     if created:
         return _engine.apply_edits({}, edits[created[-1]:])
-    return _engine.apply_edits(_copy_on_write(state, edits, {}), edits)
-
-
-#: the ops that change a container of their node in place (the others replace a value of the node)
-_CHANGED_IN_PLACE = {"demo_added": "demos", "demo_removed": "demos", "demos_reordered": "demos",
-                     "parameter_set": "parameters", "parameter_unset": "parameters"}
-
-
-def _copy_on_write(root: dict[str, Any], edits: list[dict[str, Any]], own: dict[int, Any]) -> dict[str, Any]:
-    """``root`` made ready for ``edits`` to be applied in place without changing anything shared.
-
-    A state shares its nodes with cached states, events handed out and the state builder's cache.
-    The nodes on the way to each edit are copied (dicts, and the module lists that hold them), and
-    of a node's containers only the one its edit changes in place (``_CHANGED_IN_PLACE``). ``own``
-    holds, by id, what is the caller's already (never copied again; it keeps them alive, so their
-    ids are not reused) and receives every copy: a writer passes the same dict for every group it
-    applies to its head state, so a node is copied once, then changed in place.
-    """
-    new_root = _own(root, own)
-    copies: dict[str, dict[str, Any]] = {"": new_root}  # path -> its node, made the caller's
-    for e in edits:
-        op, path = e.get("op"), e.get("path")
-        if op == "program_created" or type(path) is not str:
-            continue  # replaces the whole state, or not an edit: the apply says so
-        field = _CHANGED_IN_PLACE.get(op)
-        if op == "module_added" or op == "module_removed":
-            path, field = path.rpartition(".")[0], "modules"  # the parent's list changes
-        node = copies.get(path) or _own_path(new_root, path, copies, own)
-        if node is not None and field is not None:
-            value = node.get(field)
-            if type(value) is list or type(value) is dict:
-                node[field] = _own(value, own)
-    return new_root
-
-
-def _own(obj: Any, own: dict[int, Any]) -> Any:
-    """``obj`` if it is the caller's already, else a shallow copy that is."""
-    if id(obj) in own:
-        return obj
-    new = obj.copy()
-    own[id(new)] = new
-    return new
-
-
-def _own_path(root: dict[str, Any], path: str, copies: dict[str, dict[str, Any]], own: dict[int, Any]
-              ) -> dict[str, Any] | None:
-    """The module node at ``path`` under ``root``, it and the nodes and module lists on the way made the
-    caller's (``_own``); None when no node is there (yet)."""
-    node, walked = root, ""
-    for name in path.split("."):
-        walked = walked + "." + name if walked else name
-        found = copies.get(walked)
-        if found is None:
-            modules = node.get("modules")
-            if type(modules) is not list:
-                return None
-            node["modules"] = modules = _own(modules, own)
-            for i, m in enumerate(modules):
-                if type(m) is dict and m.get("name") == name:
-                    found = copies[walked] = modules[i] = _own(m, own)
-                    break
-            else:  # made by an earlier edit of these (the apply's own copy), or no such node
-                return None
-        node = found
-    return node
+    return _engine.apply_edits(state, edits, {})
 
 
 class CommitStates:
@@ -379,7 +315,7 @@ class CommitStates:
         """The hash of ``state`` (one the journal keeps: never changed in place), when first asked."""
         return functools.partial(self._hasher.state, state)
 
-    def _depth_of(self, seq: int, nodes: dict[int, Node]) -> int:
+    def _depth_of(self, seq: int) -> int:
         """Events a replay of commit ``seq`` applies after its nearest snapshot (estimated when unknown)."""
         known = self._depth.get(seq)  # known first: listing the snapshots at every commit costs O(snapshots)
         if known is not None:
@@ -389,6 +325,7 @@ class CommitStates:
         # not computed in this session: walk to the nearest snapshot (bounded walk, then assume the worst)
         total, s, steps = 0, seq, 0
         snaps = self._snapshot_set()
+        nodes = self._runs()
         while s and s not in snaps and steps < 1024:
             node = nodes.get(s)
             if node is None:

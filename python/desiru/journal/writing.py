@@ -28,7 +28,7 @@ from desiru.journal.events import (
 from desiru.journal.runs import Node, results_payload
 from desiru.journal.state_builder import StateBuilder
 from desiru.journal.state_hash import StateHasher
-from desiru.journal.states import _applied, _copy_on_write, _owned
+from desiru.journal.states import _applied, _owned
 from desiru.journal.store import CutReport, JournalStore
 from desiru.program import Program
 
@@ -109,7 +109,7 @@ class WriteMixin:
         def _state_of(self, seq: int) -> dict[str, Any]: ...
         def _cache_state(self, seq: int, state: dict[str, Any]) -> None: ...
         def _hash_later(self, state: Any) -> Any: ...
-        def _depth_of(self, seq: int, nodes: dict[int, Node]) -> int: ...
+        def _depth_of(self, seq: int) -> int: ...
         def _switch_line(self, seq: int) -> None: ...
         def _split(self, edits: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
         def _maybe_snapshot(self) -> None: ...
@@ -164,7 +164,10 @@ class WriteMixin:
                 self._check_tag_free(tag, None)
             old = self._ensure_head_state() if base == line else self._state_of(base)
             # the events and the state kept own what they hold: the diff's values are the program's own
-            edits = _owned(self._split(_engine.diff_states(old, new_state)))
+            edits = _engine.diff_states(old, new_state)
+            if edits and edits[0]["op"] == "program_created":  # a diff gives it alone
+                edits = self._split(edits)
+            edits = _owned(edits)
             if not edits and tag is None and not force_tag and results is None:
                 self._switch_line(base)
                 self._private = {}  # the result hashes the head state later: append_many must copy, not edit it
@@ -208,10 +211,10 @@ class WriteMixin:
                 self._cache_state(line, self._head_state)
             self._line_head, self._head_state, self._private = seq, kept, {}
             self._builder.rebind(new_state, kept)
-            nodes = self._runs()
-            self._depth[seq] = self._depth_of(base, nodes) + len(events)
+            depth = self._depth[seq] = self._depth_of(base) + len(events)
             result = CommitResult._made(seq, tuple(events), base or None, digest)
-        self._maybe_snapshot()  # outside the lock: encoding a snapshot must not hold back the batch fsync
+        if depth >= self.snapshot_every:
+            self._maybe_snapshot()  # outside the lock: encoding a snapshot must not hold back the batch fsync
         return result
 
     def record(self, point: Any, *, score: Any = None, metrics: Mapping[str, float] | None = None,
@@ -306,11 +309,9 @@ class WriteMixin:
                         raise DesiruError(f"the journal is empty: the first event must be ProgramCreated, "
                                           f"not {events[0].type}", path=self._name)
                     state = {}
-                else:
-                    state = _copy_on_write(state, edits, self._private)
-                    self._hasher.forget(self._private.values())  # changed in place just below
-                try:
-                    _engine.apply_edits(state, edits)
+                try:  # the head's own nodes change in place; any other is copied first, and the copy is its own
+                    state = _engine.apply_edits(state, edits, self._private)
+                    self._hasher.forget(self._private.values())  # hashes of nodes changed in place
                 except BaseException:
                     # nothing was written; the head state may be half changed: rebuild it from the log
                     self._head_state, self._private = None, {}
@@ -324,7 +325,7 @@ class WriteMixin:
             if edits:
                 self._head_state = state
                 self._line_head = seq = stored[-1].seq
-                self._depth[seq] = self._depth_of(line, self._runs()) + len(stored)
+                self._depth[seq] = self._depth_of(line) + len(stored)
             result = stored[len(stored) - len(events):]  # the caller's events (not a Committed added above)
         self._maybe_snapshot()  # outside the lock, as in commit()
         return result

@@ -30,7 +30,7 @@ from desiru.interop.dspy import layouts
 from desiru.interop.dspy.drift import field_types
 from desiru.interop.dspy.fields import INPUT_KEYS
 from desiru.program import Program
-from desiru.state import copy_tree
+from desiru.state import LEAVES, copy_tree
 
 #: the metadata key (on programs and modules) that holds what only DSPy needs back
 META = "dspy"
@@ -205,8 +205,6 @@ def _demos(where: str, demos: list[Any], live_demos: Any, path: str | None) -> l
     return out
 
 
-_LEAVES = frozenset({str, bool, int, float, bytes, type(None)})
-
 
 def _plain(value: Any, where: str, path: str | None = None) -> Any:
     """``value`` as a fresh state tree (what dspy's JSON save would write), or a SerializationError.
@@ -217,7 +215,7 @@ def _plain(value: Any, where: str, path: str | None = None) -> Any:
 
     def walk(v: Any) -> Any:
         t = type(v)
-        if t in _LEAVES:
+        if t in LEAVES:
             return v
         if t is dict or isinstance(v, dict):
             out = {}
@@ -226,7 +224,7 @@ def _plain(value: Any, where: str, path: str | None = None) -> Any:
                     if not isinstance(k, str):
                         raise SerializationError(f"{_trail(where, trail)}: key {k!r} is not a string", path=path)
                     k = str.__str__(k)
-                if type(item) in _LEAVES:
+                if type(item) in LEAVES:
                     out[k] = item
                 else:
                     trail.append(f".{k}")

@@ -1,6 +1,6 @@
-//! `apply_edits`: apply a list of edits (docs/STATE.md) to a state tree in
-//! place. Mirrors the `_Applier` of `desiru/_pure/diff.py`, error messages
-//! included.
+//! `apply_edits`: apply a list of edits (docs/STATE.md) to a state tree, in
+//! place or copy on write. Mirrors the `_Applier` of `desiru/_pure/apply.py`,
+//! error messages included.
 
 use std::collections::HashMap;
 
@@ -19,9 +19,47 @@ struct Applier<'py> {
     py: Python<'py>,
     root: Bound<'py, PyDict>,
     cache: HashMap<String, Bound<'py, PyDict>>,
+    /// Copy on write: what the caller owns already, by id (changed in place); everything else is
+    /// shared and copied (shallowly) before it changes, the copy added here. None: all in place.
+    own: Option<Bound<'py, PyDict>>,
 }
 
 impl<'py> Applier<'py> {
+    /// `obj` if it may change in place (no `own`, or the caller's already), else a shallow copy of
+    /// this dict or list that is now the caller's.
+    fn mine(&self, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let Some(own) = &self.own else {
+            return Ok(obj.clone());
+        };
+        let id = obj.as_ptr() as usize;
+        if own.contains(id)? {
+            return Ok(obj.clone());
+        }
+        let copy = if let Ok(d) = obj.downcast_exact::<PyDict>() {
+            d.copy()?.into_any()
+        } else if let Ok(l) = obj.downcast_exact::<PyList>() {
+            l.get_slice(0, l.len()).into_any()
+        } else {
+            return Ok(obj.clone());
+        };
+        own.set_item(copy.as_ptr() as usize, &copy)?;
+        Ok(copy)
+    }
+
+    /// `value` (a list or dict held by `node` at `name`) made the caller's, `node` pointing at it.
+    fn mine_field<T: PyTypeInfo>(
+        &self,
+        node: &Bound<'py, PyDict>,
+        name: &str,
+        value: &Bound<'py, T>,
+    ) -> PyResult<Bound<'py, T>> {
+        let mine = self.mine(value.as_any())?;
+        if !mine.is(value) {
+            node.set_item(key(self.py, name), &mine)?;
+        }
+        Ok(mine.downcast_into_exact::<T>()?)
+    }
+
     fn fail(&self, n: usize, op: &str, message: &str) -> PyErr {
         named_error(
             self.py,
@@ -79,12 +117,17 @@ impl<'py> Applier<'py> {
             let mut found = None;
             if let Some(modules) = node.get_item(key(self.py, "modules"))? {
                 if let Ok(modules) = modules.downcast_exact::<PyList>() {
-                    for m in modules.iter() {
+                    let modules = self.mine_field(&node, "modules", modules)?;
+                    for (i, m) in modules.iter().enumerate() {
                         if let Ok(d) = m.downcast_exact::<PyDict>() {
                             if d.get_item(key(self.py, "name"))?
                                 .is_some_and(|x| str_eq(&x, name))
                             {
-                                found = Some(d.clone());
+                                let d = self.mine(d.as_any())?;
+                                if !d.is(&m) {
+                                    modules.set_item(i, &d)?;
+                                }
+                                found = Some(d.downcast_into_exact::<PyDict>()?);
                                 break;
                             }
                         }
@@ -147,7 +190,7 @@ impl<'py> Applier<'py> {
             .get_item(key(self.py, name))?
             .and_then(|v| v.downcast_exact::<T>().ok().cloned())
         {
-            Some(v) => Ok(v),
+            Some(v) => self.mine_field(node, name, &v),
             _ => Err(self.fail(
                 n,
                 op,
@@ -474,12 +517,16 @@ const OPS: [&str; 12] = [
     "custom_data_set",
 ];
 
-/// Apply `edits` in order to `state` in place and return it.
+/// Apply `edits` in order to `state` and return the result: `state` itself, changed in place,
+/// when `own` is None; else a copy on write (see `Applier::own`) that shares every node and
+/// container the edits do not change with `state`, which stays as it was.
 #[pyfunction]
+#[pyo3(signature = (state, edits, own=None))]
 pub(super) fn apply_edits<'py>(
     py: Python<'py>,
     state: &Bound<'py, PyAny>,
     edits: &Bound<'py, PyAny>,
+    own: Option<Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let Ok(root) = state.downcast_exact::<PyDict>() else {
         return Err(pyo3::exceptions::PyTypeError::new_err(format!(
@@ -497,9 +544,13 @@ pub(super) fn apply_edits<'py>(
         py,
         root: root.clone(),
         cache: HashMap::new(),
+        own,
     };
+    applier.root = applier
+        .mine(root.as_any())?
+        .downcast_into_exact::<PyDict>()?;
     for (n, edit) in edits.iter().enumerate() {
         applier.apply(n, &edit)?;
     }
-    Ok(state.clone())
+    Ok(applier.root.into_any())
 }
