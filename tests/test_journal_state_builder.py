@@ -103,3 +103,31 @@ def test_every_field_a_module_state_reads_is_seen_after_the_first_build() -> Non
         change()
         assert b.build(p) == p.to_state()
         assert b.build(p) == p.to_state()  # and on the build after (a reused state is still right)
+
+
+def test_every_field_a_program_state_reads_is_seen_after_the_first_build() -> None:
+    """The same for a program's own fields, at the root and in a nested program; its custom data is
+    copied by a hook, so a change inside it shows although the dict is the same object."""
+    b = StateBuilder()
+    p = Outer()
+    inner = p.qa
+    b.build(p)
+    changes = [
+        lambda: p.configuration.__setitem__("lm", "gpt"),
+        lambda: setattr(p, "configuration", {"lm": "other"}),
+        lambda: p.metadata.__setitem__("run", 3),
+        lambda: setattr(p, "metadata", {}),
+        lambda: setattr(p, "custom_data", {"seen": [1]}),
+        lambda: p.custom_data["seen"].append(2),               # inside the same dict
+        lambda: inner.configuration.__setitem__("depth", 2),   # the nested program
+        lambda: inner.metadata.__setitem__("x", None),
+        lambda: object.__setattr__(inner, "__class__", ds.Program),
+        lambda: object.__setattr__(p, "_unknown", {"future_field": 1}),
+        lambda: p._unknown.__setitem__("future_field", 2),
+        lambda: delattr(p, "qa"),                               # a nested program gone (its shell dropped)
+    ]
+    for change in changes:
+        change()
+        assert b.build(p) == p.to_state()
+        assert b.build(p) == p.to_state()
+    assert "qa." not in b._shells

@@ -55,7 +55,8 @@ class StateBuilder:
         #: demo list that build made
         self._last: dict[str, Any] | None = None
         self._fresh: list[str] = []
-        #: module path -> (what its Module.to_state read, the state it gave: see _fields_of)
+        #: module path, or program prefix ("" or "outer."), -> (what its to_state read, the state it gave):
+        #: see _fields_of and _program_fields
         self._shells: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
 
     def build(self, program: Program) -> dict[str, Any]:
@@ -68,7 +69,8 @@ class StateBuilder:
         state = self._program(program, "")
         for path in [p for p in self._cache if p not in self._seen]:
             del self._cache[path]  # modules that are gone: let their demos be freed
-            self._shells.pop(path, None)
+        for path in [p for p in self._shells if p not in self._seen]:
+            del self._shells[path]
         self._last = state
         return state
 
@@ -77,14 +79,24 @@ class StateBuilder:
         if type(program).to_state is not Program.to_state or not isinstance(children, dict):
             warn_script_classes(program)
             return program.to_state()
-        registry.warn_if_script_class(type(program))
-        # everything but the children comes from Program.to_state itself (no copy of its logic):
-        # it runs on the program with its children set aside for the call
-        object.__setattr__(program, "_modules", {})
-        try:
-            state = program.to_state(copy=False)  # read once by the diff: nothing needs a copy
-        finally:
-            object.__setattr__(program, "_modules", children)
+        # everything but the children comes from Program.to_state itself (no copy of its logic): it runs
+        # on the program with its children set aside for the call, or gave the same last time (but the
+        # custom data, which its hook copies: asked anew)
+        self._seen.add(prefix)
+        fields = _program_fields(program)
+        shell = self._shells.get(prefix)
+        if shell is not None and _same_fields(shell[0], fields):
+            state = shell[1]
+            state["custom_data"] = program.custom_serialization()
+        else:
+            registry.warn_if_script_class(type(program))
+            object.__setattr__(program, "_modules", {})
+            try:
+                state = program.to_state(copy=False)  # read once by the diff: nothing needs a copy
+            finally:
+                object.__setattr__(program, "_modules", children)
+            if fields is not None:
+                self._shells[prefix] = (fields, state)
         modules = []
         for name, child in children.items():
             path = prefix + name
@@ -184,11 +196,20 @@ def _fields_of(module: Module) -> tuple[Any, ...] | None:
     ``to_state`` would build now.
     """
     d = module.__dict__
-    sig = d.get("signature")
-    if type(sig) is not Signature or d.get("_unknown"):
+    sig, params, meta = d.get("signature"), d.get("parameters"), d.get("metadata")
+    if type(sig) is not Signature or type(params) is not dict or type(meta) is not dict or d.get("_unknown"):
+        return None  # (a field that is not in __dict__ may be a property: read each time)
+    return (type(module), sig, sig.instructions, *sig.inputs.values(), None, *sig.outputs.values(), params, meta)
+
+
+def _program_fields(program: Program) -> tuple[Any, ...] | None:
+    """As ``_fields_of``, for what ``Program.to_state(copy=False)`` reads (its configuration and metadata
+    are the program's own dicts there); None for fields of a newer minor."""
+    d = program.__dict__
+    conf, meta = d.get("configuration"), d.get("metadata")
+    if type(conf) is not dict or type(meta) is not dict or d.get("_unknown"):
         return None
-    return (type(module), sig, sig.instructions, *sig.inputs.values(), None, *sig.outputs.values(),
-            d.get("parameters"), d.get("metadata"))
+    return (type(program), conf, meta)
 
 
 def _same_fields(a: tuple[Any, ...], b: tuple[Any, ...] | None) -> bool:

@@ -183,7 +183,8 @@ def _list_weight(value: Any) -> int:
 def _owned(edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``edits`` with copies of the values they carry: a diff's edits hold parts of the caller's program
     (its demos' and parameters' own dicts), which neither an event nor a kept state may share."""
-    return [{k: v if type(v) in LEAVES else copy_tree(v) for k, v in e.items()} for e in edits]
+    return [e if LEAVES.issuperset(map(type, e.values())) else  # the edit itself is the diff's own
+            {k: v if type(v) in LEAVES else copy_tree(v) for k, v in e.items()} for e in edits]
 
 
 def _applied(state: dict[str, Any], edits: list[dict[str, Any]]) -> dict[str, Any]:
@@ -192,12 +193,7 @@ def _applied(state: dict[str, Any], edits: list[dict[str, Any]]) -> dict[str, An
     Every node and container the edits do not change is shared with ``state`` (the engine's copy
     on write); the values the edits carry are copied by the apply itself.
     """
-    if not edits:
-        return state
-    created = [i for i, e in enumerate(edits) if e["op"] == "program_created"]
-    if created:
-        return _engine.apply_edits({}, edits[created[-1]:])
-    return _engine.apply_edits(state, edits, {})
+    return _engine.apply_edits(state, edits, {}) if edits else state
 
 
 class CommitStates:
