@@ -18,7 +18,10 @@ could be mutated inside without its identity changing: those modules are rebuilt
 time). Every other field comes from ``Module.to_state`` / ``Program.to_state`` themselves,
 called with the demos (or children) set aside for the call and ``copy=False`` (the
 parameters and metadata are the program's own dicts, read once), so this file holds no
-copy of their logic; classes that override ``to_state`` are always asked directly. The journal
+copy of their logic; classes that override ``to_state`` are always asked directly. What
+such a call gave is reused while every object it read is the same one (``_fields_of``,
+``_program_fields``): the dicts it holds are the program's own, so a change inside them
+shows through, and a program's custom data (copied by its hook) is asked anew each time. The journal
 calls this under its lock; another thread reading the same module's ``demos`` during a
 commit could see the list set aside. The result equals ``program.to_state()``
 (tests/test_journal_state_builder.py).
