@@ -131,3 +131,78 @@ def test_every_field_a_program_state_reads_is_seen_after_the_first_build() -> No
         assert b.build(p) == p.to_state()
         assert b.build(p) == p.to_state()
     assert "qa." not in b._shells
+
+
+def test_a_state_built_earlier_is_never_changed_by_a_later_build() -> None:
+    """Each build returns new dicts (the reused parts are copied into them), so a state a caller holds
+    stays what it was built as."""
+    import copy
+
+    b = StateBuilder()
+    p = sample_program()
+    first = b.build(p)
+    kept = copy.deepcopy(first)
+    p.extra = ds.Predict("a -> b")
+    p.answer.demos.append(ds.Example(question="q", answer="a"))
+    second = b.build(p)
+    assert second is not first and second["modules"][1] is not first["modules"][1]
+    assert first == kept
+    assert second == p.to_state()
+
+
+class SeesChildren(ds.Program):
+    """Custom data computed from the children: must be asked with the children in place."""
+
+    __desiru_name__ = "tests.SeesChildren"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.m = ds.Predict("a -> b")
+
+    def custom_serialization(self) -> Any:
+        return sorted(self._children())
+
+
+def test_custom_data_is_asked_with_the_children_in_place(tmp_path: Any) -> None:
+    p = SeesChildren()
+    b = StateBuilder()
+    assert b.build(p) == p.to_state() and b.build(p)["custom_data"] == ["m"]
+    from desiru.journal import Journal
+
+    with Journal.open(tmp_path / "j.journal") as j:
+        j.commit(p)
+        assert j.commit(p).events == ()  # nothing changed: nothing written
+
+
+class ComputedParameters(ds.Predict):
+    """``parameters`` is a property: what it gives can change with no dict of it changing."""
+
+    __desiru_name__ = "tests.ComputedParameters"
+
+    @property  # type: ignore[override]
+    def parameters(self) -> dict[str, Any]:
+        return {"temperature": self.__dict__.get("t", 0.0)}
+
+    @parameters.setter
+    def parameters(self, value: dict[str, Any]) -> None:
+        self.__dict__["parameters"] = value
+
+
+def test_a_class_that_computes_what_to_state_reads_is_asked_every_time() -> None:
+    p = ds.Program()
+    p.m = ComputedParameters("a -> b")
+    b = StateBuilder()
+    assert b.build(p) == p.to_state()
+    p.m.__dict__["t"] = 0.5
+    assert b.build(p) == p.to_state()
+    # a registered name changed on the class: the class is the same object, its name is not
+    p.n = ds.Predict("c -> d")
+    b.build(p)
+
+    class Renamed(ds.Predict):
+        __desiru_name__ = "tests.Renamed"
+
+    p.n.__class__ = Renamed
+    assert b.build(p) == p.to_state()
+    Renamed.__desiru_name__ = "tests.RenamedAgain"
+    assert b.build(p) == p.to_state()

@@ -20,8 +20,11 @@ called with the demos (or children) set aside for the call and ``copy=False`` (t
 parameters and metadata are the program's own dicts, read once), so this file holds no
 copy of their logic; classes that override ``to_state`` are always asked directly. What
 such a call gave is reused while every object it read is the same one (``_fields_of``,
-``_program_fields``): the dicts it holds are the program's own, so a change inside them
-shows through, and a program's custom data (copied by its hook) is asked anew each time. The journal
+``_program_fields``, the class's registered name, and no class attribute of that name such as
+a property): the dicts it holds are the program's own, so a change inside them shows through.
+Each build copies the reused parts into new dicts (a state handed out is never changed by a
+later build), and a program's custom data (copied by its hook, which may read the children)
+is asked anew each time, with the children in place. The journal
 calls this under its lock; another thread reading the same module's ``demos`` during a
 commit could see the list set aside. The result equals ``program.to_state()``
 (tests/test_journal_state_builder.py).
@@ -77,45 +80,49 @@ class StateBuilder:
         self._last = state
         return state
 
-    def _program(self, program: Program, prefix: str) -> dict[str, Any]:
+    def _program(self, program: Program, prefix: str, name: str | None = None) -> dict[str, Any]:
+        """The state of ``program`` (with ``"name": name`` first, for a nested one)."""
         children = program.__dict__.get("_modules")
         if type(program).to_state is not Program.to_state or not isinstance(children, dict):
             warn_script_classes(program)
-            return program.to_state()
+            return _named(name, program.to_state())
         # everything but the children comes from Program.to_state itself (no copy of its logic): it runs
-        # on the program with its children set aside for the call, or gave the same last time (but the
-        # custom data, which its hook copies: asked anew)
+        # on the program with its children set aside for the call, or gave the same last time
         self._seen.add(prefix)
         fields = _program_fields(program)
         shell = self._shells.get(prefix)
-        if shell is not None and _same_fields(shell[0], fields):
-            state = shell[1]
-            state["custom_data"] = program.custom_serialization()
-        else:
+        if shell is None or not _same_fields(shell[0], fields) or shell[1]["class"] != registry.class_name(
+                type(program)):
             registry.warn_if_script_class(type(program))
             object.__setattr__(program, "_modules", {})
             try:
-                state = program.to_state(copy=False)  # read once by the diff: nothing needs a copy
+                made = program.to_state(copy=False)  # read once by the diff: nothing needs a copy
             finally:
                 object.__setattr__(program, "_modules", children)
-            if fields is not None:
-                self._shells[prefix] = (fields, state)
-        modules = []
-        for name, child in children.items():
-            path = prefix + name
-            if isinstance(child, Program):
-                child_state = self._program(child, path + ".")
+            shell = (fields, made)
+            if fields is not None and _plain(type(program), Program, _PROGRAM_READS):
+                self._shells[prefix] = shell
             else:
-                child_state = self._module(child, path)
-            modules.append({"name": name, **child_state})
+                self._shells.pop(prefix, None)
+        state = _named(name, shell[1])  # a new dict each build: the shell is never handed out
+        # the custom data comes from a hook that copies it (and may read the children): asked every time
+        state["custom_data"] = program.custom_serialization()
+        modules = []
+        for child_name, child in children.items():
+            path = prefix + child_name
+            if isinstance(child, Program):
+                modules.append(self._program(child, path + ".", child_name))
+            else:
+                modules.append(self._module(child, path, child_name))
         state["modules"] = modules
         return state
 
-    def _module(self, module: Module, path: str) -> dict[str, Any]:
+    def _module(self, module: Module, path: str, name: str) -> dict[str, Any]:
+        """The state of ``module``, with ``"name": name`` first (its entry in its program's modules)."""
         examples = module.__dict__.get("demos")
         if type(module).to_state is not Module.to_state or type(examples) is not list:
             registry.warn_if_script_class(type(module))
-            return module.to_state()
+            return _named(name, module.to_state())
         self._seen.add(path)
         cached = self._cache.get(path)
         if cached is not None and cached[0]() is not module:
@@ -158,16 +165,19 @@ class StateBuilder:
         # gave last time when it would give the same again (_same_fields)
         fields = _fields_of(module)
         shell = self._shells.get(path)
-        if shell is not None and _same_fields(shell[0], fields):
-            state = shell[1]
-        else:
+        if shell is None or not _same_fields(shell[0], fields) or shell[1]["class"] != registry.class_name(
+                type(module)):
             module.__dict__["demos"] = []
             try:
-                state = module.to_state(copy=False)
+                made = module.to_state(copy=False)
             finally:
                 module.__dict__["demos"] = examples
-            if fields is not None:
-                self._shells[path] = (fields, state)
+            shell = (fields, made)
+            if fields is not None and _plain(type(module), Module, _MODULE_READS):
+                self._shells[path] = shell
+            else:
+                self._shells.pop(path, None)
+        state = _named(name, shell[1])  # a new dict each build: the shell is never handed out
         state["demos"] = demos
         return state
 
@@ -213,6 +223,27 @@ def _program_fields(program: Program) -> tuple[Any, ...] | None:
     if type(conf) is not dict or type(meta) is not dict or d.get("_unknown"):
         return None
     return (type(program), conf, meta)
+
+
+#: what Module.to_state / Program.to_state read from the object: a class that defines one of them
+#: itself (a property, say) may compute it anew each time, so its shells are never reused
+_MODULE_READS = ("signature", "demos", "parameters", "metadata", "_unknown")
+_PROGRAM_READS = ("_modules", "configuration", "custom_data", "metadata", "_unknown")
+
+
+def _plain(cls: type, base: type, reads: tuple[str, ...]) -> bool:
+    """Whether no class between ``cls`` and ``base`` defines an attribute ``to_state`` reads."""
+    for c in cls.__mro__:
+        if c is base:
+            return True
+        if any(r in c.__dict__ for r in reads):
+            return False
+    return False
+
+
+def _named(name: str | None, state: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: ``state`` with ``"name": name`` first (a module's entry in its program), or a copy."""
+    return dict(state) if name is None else {"name": name, **state}
 
 
 def _same_fields(a: tuple[Any, ...], b: tuple[Any, ...] | None) -> bool:
