@@ -89,22 +89,7 @@ class StateBuilder:
         # everything but the children comes from Program.to_state itself (no copy of its logic): it runs
         # on the program with its children set aside for the call, or gave the same last time
         self._seen.add(prefix)
-        fields = _program_fields(program)
-        shell = self._shells.get(prefix)
-        if shell is None or not _same_fields(shell[0], fields) or shell[1]["class"] != registry.class_name(
-                type(program)):
-            registry.warn_if_script_class(type(program))
-            object.__setattr__(program, "_modules", {})
-            try:
-                made = program.to_state(copy=False)  # read once by the diff: nothing needs a copy
-            finally:
-                object.__setattr__(program, "_modules", children)
-            shell = (fields, made)
-            if fields is not None and _plain(type(program), Program, _PROGRAM_READS):
-                self._shells[prefix] = shell
-            else:
-                self._shells.pop(prefix, None)
-        state = _named(name, shell[1])  # a new dict each build: the shell is never handed out
+        state = _named(name, self._shell(prefix, program, _program_fields(program), "_modules", {}))
         # the custom data comes from a hook that copies it (and may read the children): asked every time
         state["custom_data"] = program.custom_serialization()
         modules = []
@@ -163,23 +148,33 @@ class StateBuilder:
                     self._cache.pop(path, None)
         # every other field from Module.to_state itself, run with the demos set aside, or the state it
         # gave last time when it would give the same again (_same_fields)
-        fields = _fields_of(module)
-        shell = self._shells.get(path)
-        if shell is None or not _same_fields(shell[0], fields) or shell[1]["class"] != registry.class_name(
-                type(module)):
-            module.__dict__["demos"] = []
-            try:
-                made = module.to_state(copy=False)
-            finally:
-                module.__dict__["demos"] = examples
-            shell = (fields, made)
-            if fields is not None and _plain(type(module), Module, _MODULE_READS):
-                self._shells[path] = shell
-            else:
-                self._shells.pop(path, None)
-        state = _named(name, shell[1])  # a new dict each build: the shell is never handed out
+        state = _named(name, self._shell(path, module, _fields_of(module), "demos", []))
         state["demos"] = demos
         return state
+
+    def _shell(self, key: str, obj: Module | Program, fields: tuple[Any, ...] | None, aside: str,
+               empty: Any) -> dict[str, Any]:
+        """What ``obj.to_state(copy=False)`` gives with its ``aside`` attribute (demos, children) set
+        aside for the call: the dict it gave last time at ``key`` while ``fields`` are the same objects
+        and the class's name is the same, else made now. Never handed out: callers copy it (``_named``).
+        """
+        shell = self._shells.get(key)
+        if shell is not None and _same_fields(shell[0], fields) and \
+                shell[1]["class"] == registry.class_name(type(obj)):
+            return shell[1]
+        registry.warn_if_script_class(type(obj))
+        held = obj.__dict__[aside]
+        obj.__dict__[aside] = empty
+        try:
+            made = obj.to_state(copy=False)  # read once by the diff: nothing needs a copy
+        finally:
+            obj.__dict__[aside] = held
+        reads = _PROGRAM_READS if isinstance(obj, Program) else _MODULE_READS
+        if fields is not None and _plain(type(obj), Program if isinstance(obj, Program) else Module, reads):
+            self._shells[key] = (fields, made)
+        else:
+            self._shells.pop(key, None)
+        return made
 
     def rebind(self, built: dict[str, Any], state: dict[str, Any]) -> None:
         """Reuse ``state``'s demo lists from now on: the journal's copy of ``built``.
