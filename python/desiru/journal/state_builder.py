@@ -73,10 +73,13 @@ class StateBuilder:
         self._seen = set()
         self._fresh = []
         state = self._program(program, "")
-        for path in [p for p in self._cache if p not in self._seen]:
-            del self._cache[path]  # modules that are gone: let their demos be freed
-        for path in [p for p in self._shells if p not in self._seen]:
-            del self._shells[path]
+        seen = self._seen
+        if not seen.issuperset(self._cache):
+            for path in [p for p in self._cache if p not in seen]:
+                del self._cache[path]  # modules that are gone: let their demos be freed
+        if not seen.issuperset(self._shells):
+            for path in [p for p in self._shells if p not in seen]:
+                del self._shells[path]
         self._last = state
         return state
 
@@ -147,7 +150,7 @@ class StateBuilder:
                 else:
                     self._cache.pop(path, None)
         # every other field from Module.to_state itself, run with the demos set aside, or the state it
-        # gave last time when it would give the same again (_same_fields)
+        # gave last time when it would give the same again (_shell)
         state = _named(name, self._shell(path, module, _fields_of(module), "demos", []))
         state["demos"] = demos
         return state
@@ -159,8 +162,8 @@ class StateBuilder:
         and the class's name is the same, else made now. Never handed out: callers copy it (``_named``).
         """
         shell = self._shells.get(key)
-        if shell is not None and _same_fields(shell[0], fields) and \
-                shell[1]["class"] == registry.class_name(type(obj)):
+        if shell is not None and fields is not None and len(fields) == len(shell[0]) and \
+                all(map(operator.is_, fields, shell[0])) and shell[1]["class"] == registry.class_name(type(obj)):
             return shell[1]
         registry.warn_if_script_class(type(obj))
         held = obj.__dict__[aside]
@@ -239,10 +242,6 @@ def _plain(cls: type, base: type, reads: tuple[str, ...]) -> bool:
 def _named(name: str | None, state: dict[str, Any]) -> dict[str, Any]:
     """A new dict: ``state`` with ``"name": name`` first (a module's entry in its program), or a copy."""
     return dict(state) if name is None else {"name": name, **state}
-
-
-def _same_fields(a: tuple[Any, ...], b: tuple[Any, ...] | None) -> bool:
-    return b is not None and len(a) == len(b) and all(map(operator.is_, a, b))
 
 
 def _demo_list_at(state: Any, path: str) -> list[Any] | None:
