@@ -79,6 +79,12 @@ def _writer_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
 
 
+def _encoded(encode: Any, events: list[Event]) -> list[tuple[int, bytes]]:
+    """(seq, payload) of each event of one commit group, as the store takes them."""
+    first, final = events[0].seq, events[-1].seq
+    return [(ev.seq, encode(ev, first, final)) for ev in events]
+
+
 class WriteMixin:
     """Part of ``Journal`` (a mixin): commit, record, tag, append and the atomic append under them."""
 
@@ -346,15 +352,14 @@ class WriteMixin:
                 last = self._settle_shared_tail(last)
             shift = last + 1 - events[0].seq
             stored = events if shift == 0 else [ev._stamped(ev.seq + shift, ev.timestamp) for ev in events]
-            first, final = stored[0].seq, stored[-1].seq
-            return [(ev.seq, encode(ev, first, final)) for ev in stored]
+            return _encoded(encode, stored)
 
         previous = self._head
         try:
             store = self._store
             if self._direct and store.last_seq() == self._head:
-                # an exclusive writer of a store that takes records as they come: what append_new would do
-                store.append(make(self._head))
+                # an exclusive writer of a store that takes records as they come: the events keep their seqs
+                store.append(_encoded(encode, events))
             else:
                 store.append_new(make)
         except CommitFailedError:  # the store knows the commit did not happen (e.g. a lost connection)
