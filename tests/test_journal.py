@@ -64,6 +64,12 @@ def test_every_edit_op_has_an_event_type_and_back() -> None:
     assert ev.time == dt.datetime.fromtimestamp(1.5, tz=dt.timezone.utc)
     with pytest.raises(ds.DesiruError):
         event_from_edit({"op": "nonsense", "path": ""})
+    for bad in ({"path": ""}, {"op": ["parameter_set"], "path": "answer"},
+                {"op": "parameter_set", "path": "answer", "key": "temperature"},
+                {"op": "parameter_set", "path": 3, "key": "temperature", "value": 0.3}):
+        with pytest.raises(ds.DesiruError) as info:
+            event_from_edit(bad)
+        assert info.value.hint  # says what to do
 
 
 def test_events_are_immutable() -> None:

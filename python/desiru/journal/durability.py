@@ -62,7 +62,7 @@ class SyncPolicy:
 
         Every write path of a journal passes here first (the write guard).
         """
-        if _forks[0] != self._forks:  # forked()
+        if self.forked():
             raise DesiruError(
                 f"this journal writer was opened by another process (pid {self.pid}) and cannot write from "
                 f"this one (pid {os.getpid()}, a fork): the two would overwrite each other's commits",

@@ -47,7 +47,9 @@ class Event:
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str):
-            raise DesiruError(f"{self.type}: path must be a str, got {type(self.path).__name__}")
+            raise DesiruError(f"{self.type}: path must be a str, got {type(self.path).__name__}",
+                              hint='give the dotted path of a module, e.g. path="answer" or "qa.answer" '
+                              '("" for the program itself)')
         object.__setattr__(self, "payload", _frozen(self.payload))
         missing = [k for k in self.fields if k not in self.payload]
         if missing:

@@ -60,7 +60,10 @@ def _count_demos(node: Any) -> int:
 
 
 def _split_large(edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``edits`` with each large ``program_created`` said as a shell plus one ``module_added`` per module."""
+    """A diff's ``edits`` with a large ``program_created`` said as a shell plus one ``module_added`` per
+    module (a diff gives ``program_created`` alone: any other list comes back as it is)."""
+    if len(edits) != 1 or edits[0].get("op") != "program_created":
+        return edits  # a commit's common case: no copy of the list
     out = []
     for edit in edits:
         state = edit.get("state") if edit.get("op") == "program_created" else None
@@ -346,8 +349,7 @@ class Journal(WriteMixin, SnapshotMixin, CommitStates, ReplayMixin, TagIndex, Ru
             raise DesiruError("the journal is closed", path=self._name, hint="open it again")
 
     def _check_writable(self) -> None:
-        if self._closed:
-            self._check_open()
+        self._check_open()
         if self.readonly:
             raise DesiruError("this journal was opened read-only", path=self._name,
                               hint="open it without readonly=True to write (one writer at a time)")

@@ -172,8 +172,8 @@ class StateBuilder:
             made = obj.to_state(copy=False)  # read once by the diff: nothing needs a copy
         finally:
             obj.__dict__[aside] = held
-        reads = _PROGRAM_READS if isinstance(obj, Program) else _MODULE_READS
-        if fields is not None and _plain(type(obj), Program if isinstance(obj, Program) else Module, reads):
+        base, reads = (Program, _PROGRAM_READS) if isinstance(obj, Program) else (Module, _MODULE_READS)
+        if fields is not None and _plain(type(obj), base, reads):
             self._shells[key] = (fields, made)
         else:
             self._shells.pop(key, None)

@@ -170,10 +170,7 @@ class WriteMixin:
                 self._check_tag_free(tag, None)
             old = self._ensure_head_state() if base == line else self._state_of(base)
             # the events and the state kept own what they hold: the diff's values are the program's own
-            edits = _engine.diff_states(old, new_state)
-            if edits and edits[0]["op"] == "program_created":  # a diff gives it alone
-                edits = self._split(edits)
-            edits = _owned(edits)
+            edits = _owned(self._split(_engine.diff_states(old, new_state)))
             if not edits and tag is None and not force_tag and results is None:
                 self._switch_line(base)
                 self._private = {}  # the result hashes the head state later: append_many must copy, not edit it
@@ -217,10 +214,9 @@ class WriteMixin:
                 self._cache_state(line, self._head_state)
             self._line_head, self._head_state, self._private = seq, kept, {}
             self._builder.rebind(new_state, kept)
-            depth = self._depth[seq] = self._depth_of(base) + len(events)
+            self._depth[seq] = self._depth_of(base) + len(events)
             result = CommitResult._made(seq, tuple(events), base or None, digest)
-        if depth >= self.snapshot_every:
-            self._maybe_snapshot()  # outside the lock: encoding a snapshot must not hold back the batch fsync
+        self._maybe_snapshot()  # outside the lock: encoding a snapshot must not hold back the batch fsync
         return result
 
     def record(self, point: Any, *, score: Any = None, metrics: Mapping[str, float] | None = None,
